@@ -1,0 +1,471 @@
+//! The whole command-line tree in one place; each subcommand's behaviour lives in its own file.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+use crate::error;
+use crate::ui::Ui;
+
+mod aws_key;
+mod completions;
+mod doctor;
+mod env;
+mod exec;
+mod list;
+mod login;
+mod logout;
+mod proxy;
+mod push;
+mod remove;
+mod secret;
+mod shell_init;
+mod use_;
+
+const EXAMPLES: &str = "\
+Examples:
+  # A private HTTPS cache (attic, nginx with Basic auth); the token is read from stdin
+  echo \"$TOKEN\" | nixstore-auth use https://cache.example.org \\
+      --public-key cache.example.org-1:BASE64KEY= --token-stdin
+
+  # A private S3 cache: record it once, then run Nix through exec
+  nixstore-auth use 's3://my-bucket?region=eu-west-1&profile=work' --public-key my-bucket-1:BASE64KEY=
+  nixstore-auth exec -- nix build .#package
+
+  # Wrap nix, nix-build, ... in every new shell
+  eval \"$(nixstore-auth shell-init bash)\"
+
+  # What is configured, and is it working?
+  nixstore-auth list
+  nixstore-auth doctor";
+
+/// Make private Nix binary caches (HTTPS and S3) just work, also through the nix-daemon.
+#[derive(Debug, Parser)]
+#[command(name = "nixstore-auth", version, about, long_about = None, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Say more about what happens (repeat for more detail); secrets are never shown
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Print only errors and warnings
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Configure Nix to use a cache: substituter, public key, credential
+    Use(UseArgs),
+    /// Undo what `use` added for a cache, and nothing else
+    #[command(visible_alias = "rm")]
+    Remove(RemoveArgs),
+    /// Show the caches nixstore-auth knows and where each is configured
+    #[command(visible_alias = "ls")]
+    List(ListArgs),
+    /// Run a command with cache credentials reaching both the Nix client and the daemon
+    Exec(ExecArgs),
+    /// Print the current AWS session as shell variables or credential_process JSON
+    Env(EnvArgs),
+    /// Get or refresh the AWS session now (MFA prompt included) and cache it
+    Login(LoginArgs),
+    /// Forget cached AWS sessions
+    Logout(LogoutArgs),
+    /// Upload store paths (with their closure) to a cache
+    Push(PushArgs),
+    /// Set, inspect or delete the secret stored for a cache
+    Secret(SecretArgs),
+    /// Keep a profile's long-term AWS access key in the OS keyring
+    Aws(AwsArgs),
+    /// Diagnose the Nix setup, the caches and the AWS session, with a fix for each problem
+    Doctor(DoctorArgs),
+    /// Print shell code that wraps nix, nix-build, ... in `nixstore-auth exec`
+    ShellInit(ShellInitArgs),
+    /// Print a shell completion script
+    Completions(CompletionsArgs),
+    /// Manage the loopback signing proxy for S3 caches
+    Proxy(ProxyArgs),
+}
+
+/// Where `use` and `remove` write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Mode {
+    /// Decide from the installed Nix: root, single-user, trusted or untrusted user, NixOS
+    #[default]
+    Auto,
+    /// The user's nix.conf and netrc
+    User,
+    /// /etc/nix/nix.conf and the daemon's netrc (root only)
+    System,
+    /// Print the configuration and write nothing
+    Print,
+}
+
+/// The shape of printed configuration (`--mode print`, NixOS, untrusted users).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Format {
+    /// nix.conf lines
+    #[default]
+    NixConf,
+    /// A NixOS module (`nix.settings`)
+    Nixos,
+    /// A home-manager module (`nix.settings`)
+    HomeManager,
+}
+
+/// Where a cache's token is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum SecretStore {
+    /// A netrc file that Nix reads directly: plain `nix build` works
+    #[default]
+    Netrc,
+    /// The OS keyring: only `nixstore-auth exec` (and the shell wrappers) reach the cache
+    Keyring,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  echo \"$TOKEN\" | nixstore-auth use https://cache.example.org --public-key cache.example.org-1:KEY= --token-stdin
+  nixstore-auth use https://cache.example.org --mode print --format nixos
+  nixstore-auth use 's3://bucket?region=eu-west-1&profile=work' --public-key bucket-1:KEY=")]
+pub struct UseArgs {
+    /// An https:// (or http://) URL, an s3:// URL, or the name of a cache already recorded
+    pub cache: String,
+    /// Name to record the cache under (default: the host, or the bucket)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A public key `name:base64` that signs the cache (repeatable)
+    #[arg(long = "public-key", value_name = "KEY")]
+    pub public_keys: Vec<String>,
+    /// Read the token from standard input
+    #[arg(long, conflicts_with = "token_env")]
+    pub token_stdin: bool,
+    /// Read the token from this environment variable
+    #[arg(long, value_name = "VAR")]
+    pub token_env: Option<String>,
+    /// The netrc login to write with the token
+    #[arg(long, default_value = "nixstore-auth")]
+    pub login: String,
+    /// Where to write
+    #[arg(long, value_enum, default_value_t)]
+    pub mode: Mode,
+    /// The shape of printed configuration
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    /// Where to keep the token
+    #[arg(long, value_enum, default_value_t)]
+    pub secret_store: SecretStore,
+    /// Edit this nix.conf instead of the one the mode picks
+    #[arg(long, value_name = "PATH")]
+    pub nix_conf: Option<PathBuf>,
+    /// Write the credential into this netrc file instead of the one in force
+    #[arg(long, value_name = "PATH")]
+    pub netrc: Option<PathBuf>,
+    /// Show a diff of every file that would change, and change none
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Answer yes to questions (hiding /etc/nix/netrc, moving a token)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Restart the nix-daemon after writing the system nix.conf (systemd or launchd)
+    #[arg(long)]
+    pub restart_daemon: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// The cache's name or URL
+    pub cache: String,
+    /// Where to remove from
+    #[arg(long, value_enum, default_value_t)]
+    pub mode: Mode,
+    /// Edit this nix.conf instead of the one the mode picks
+    #[arg(long, value_name = "PATH")]
+    pub nix_conf: Option<PathBuf>,
+    /// Edit this netrc file instead of the one in force
+    #[arg(long, value_name = "PATH")]
+    pub netrc: Option<PathBuf>,
+    /// Show a diff of every file that would change, and change none
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Answer yes to questions
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print JSON for scripts
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How S3 caches reach the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Via {
+    /// Environment forwarding when the installed Nix supports it, else the proxy
+    #[default]
+    Auto,
+    /// The loopback signing proxy
+    Proxy,
+    /// A Nix setting that forwards environment variables to the daemon (no Nix has one yet)
+    Env,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  nixstore-auth exec -- nix build .#package
+  nixstore-auth exec --profile work --mfa-code 123456 -- nix copy --to 's3://bucket?region=eu-west-1' ./result
+  nixstore-auth exec --cache my-bucket -- sh -c 'nixos-rebuild switch'")]
+pub struct ExecArgs {
+    /// A recorded cache to make available (repeatable; default: every recorded S3 or keyring cache)
+    #[arg(long = "cache", value_name = "NAME")]
+    pub caches: Vec<String>,
+    /// The AWS profile to use
+    #[arg(long, env = "NIXSTORE_AUTH_AWS_PROFILE")]
+    pub profile: Option<String>,
+    /// A one-time MFA code (or NIXSTORE_AUTH_MFA_CODE)
+    #[arg(long, env = "NIXSTORE_AUTH_MFA_CODE", hide_env_values = true)]
+    pub mfa_code: Option<String>,
+    /// How S3 caches reach the daemon
+    #[arg(long, value_enum, default_value_t)]
+    pub via: Via,
+    /// Also hand the AWS session to fixed-output derivation builders (impure-env, Nix >= 2.19)
+    #[arg(long)]
+    pub builder_env: bool,
+    /// The command and its arguments
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+/// How `env` prints the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum EnvFormat {
+    /// `export NAME=value` lines for sh, bash, zsh
+    #[default]
+    Sh,
+    /// `set -gx NAME value` lines for fish
+    Fish,
+    /// The AWS credential_process format
+    Json,
+}
+
+/// Which AWS session: from a recorded S3 cache or a profile.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SessionArgs {
+    /// A recorded S3 cache (or s3:// URL) whose profile and region to use
+    #[arg(conflicts_with = "profile")]
+    pub cache: Option<String>,
+    /// The AWS profile to use
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// A one-time MFA code (or NIXSTORE_AUTH_MFA_CODE)
+    #[arg(long, env = "NIXSTORE_AUTH_MFA_CODE", hide_env_values = true)]
+    pub mfa_code: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  eval \"$(nixstore-auth env --profile work)\"
+  # in ~/.aws/config, for any AWS tool:
+  #   credential_process = nixstore-auth env --format json --profile work")]
+pub struct EnvArgs {
+    #[command(flatten)]
+    pub session: SessionArgs,
+    /// Output format
+    #[arg(long, value_enum, default_value_t)]
+    pub format: EnvFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    #[command(flatten)]
+    pub session: SessionArgs,
+    /// Session length in seconds (default: the profile's duration_seconds, else 3600)
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// Forget the session of this profile
+    #[arg(long, conflicts_with = "all")]
+    pub profile: Option<String>,
+    /// Forget every cached session
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The recorded cache (name or URL) to upload to
+    pub cache: String,
+    /// Store paths to upload, with their closure
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Sign the paths with this secret key file before uploading
+    #[arg(long, value_name = "FILE")]
+    pub secret_key: Option<PathBuf>,
+    /// The AWS profile to use
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// A one-time MFA code (or NIXSTORE_AUTH_MFA_CODE)
+    #[arg(long, env = "NIXSTORE_AUTH_MFA_CODE", hide_env_values = true)]
+    pub mfa_code: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SecretArgs {
+    #[command(subcommand)]
+    pub action: SecretAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretAction {
+    /// Store a new token for a cache (from stdin or a hidden prompt)
+    Set {
+        /// The cache's name or URL
+        cache: String,
+        /// Read the token from standard input
+        #[arg(long)]
+        token_stdin: bool,
+    },
+    /// Say where each secret lives and, for AWS sessions, when it expires
+    Status {
+        /// Only this cache
+        cache: Option<String>,
+        /// Print JSON for scripts
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete the stored token of a cache
+    Delete {
+        /// The cache's name or URL
+        cache: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AwsArgs {
+    #[command(subcommand)]
+    pub action: AwsAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AwsAction {
+    /// Store a profile's access key id and secret in the keyring (prompt, or two lines on stdin)
+    AddKey {
+        /// The profile the key belongs to
+        #[arg(long)]
+        profile: String,
+    },
+    /// Delete a profile's stored access key
+    RemoveKey {
+        /// The profile the key belongs to
+        #[arg(long)]
+        profile: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Check only this cache
+    pub cache: Option<String>,
+    /// Print JSON for scripts
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Shells that `shell-init` writes code for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InitShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Debug, Args)]
+pub struct ShellInitArgs {
+    /// The shell to write code for
+    #[arg(value_enum)]
+    pub shell: InitShell,
+    /// The commands to wrap, comma separated
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "nix,nix-build,nix-shell,nix-store,nix-env,nix-copy-closure,nixos-rebuild"
+    )]
+    pub commands: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    #[command(subcommand)]
+    pub action: ProxyAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProxyAction {
+    /// Show whether the proxy runs, its URL base and its caches
+    Status,
+    /// Make a new URL secret (the old URLs stop working)
+    RotateSecret,
+    /// Stop a running proxy
+    Stop,
+    /// Run the proxy in the foreground (started by `exec`; not for direct use)
+    #[command(hide = true)]
+    Serve,
+}
+
+/// One subcommand's behaviour. Returns the process exit code.
+pub trait Run {
+    fn run(self, ui: &Ui) -> anyhow::Result<i32>;
+}
+
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let ui = Ui {
+        verbose: cli.verbose,
+        quiet: cli.quiet,
+    };
+    let result = match cli.command {
+        Command::Use(a) => a.run(&ui),
+        Command::Remove(a) => a.run(&ui),
+        Command::List(a) => a.run(&ui),
+        Command::Exec(a) => a.run(&ui),
+        Command::Env(a) => a.run(&ui),
+        Command::Login(a) => a.run(&ui),
+        Command::Logout(a) => a.run(&ui),
+        Command::Push(a) => a.run(&ui),
+        Command::Secret(a) => a.run(&ui),
+        Command::Aws(a) => a.run(&ui),
+        Command::Doctor(a) => a.run(&ui),
+        Command::ShellInit(a) => a.run(&ui),
+        Command::Completions(a) => a.run(&ui),
+        Command::Proxy(a) => a.run(&ui),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            let code = error::exit_code(&err);
+            eprintln!(
+                "{} {err:#}",
+                crate::ui::paint("error:", console::Color::Red)
+            );
+            code
+        }
+    }
+}

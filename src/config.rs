@@ -1,0 +1,295 @@
+//! Our own `config.toml` and the XDG directories we use.
+//!
+//! The file is edited with `toml_edit`, so the user's comments and layout survive our changes.
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use toml_edit::{Array, DocumentMut, Item, Table, value};
+
+use crate::cache::{self, CacheKind};
+
+/// The directories nixstore-auth uses, following XDG on Linux.
+#[derive(Debug, Clone)]
+pub struct Dirs {
+    pub config: PathBuf,
+    pub cache: PathBuf,
+    pub data: PathBuf,
+    /// `$XDG_RUNTIME_DIR/nixstore-auth` when the session has one.
+    pub runtime: Option<PathBuf>,
+}
+
+impl Dirs {
+    pub fn new() -> Result<Dirs> {
+        let p = directories::ProjectDirs::from("", "", "nixstore-auth")
+            .context("cannot find the home directory (is HOME set?)")?;
+        Ok(Dirs {
+            config: p.config_dir().to_path_buf(),
+            cache: p.cache_dir().to_path_buf(),
+            data: p.data_dir().to_path_buf(),
+            runtime: p.runtime_dir().map(Path::to_path_buf),
+        })
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        self.config.join("config.toml")
+    }
+}
+
+/// Where a cache's secret lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretStore {
+    Netrc,
+    Keyring,
+}
+
+impl SecretStore {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretStore::Netrc => "netrc",
+            SecretStore::Keyring => "keyring",
+        }
+    }
+}
+
+/// A cache as recorded in config.toml.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheEntry {
+    pub name: String,
+    pub kind: CacheKind,
+    pub public_keys: Vec<String>,
+    pub login: String,
+    pub secret_store: SecretStore,
+    /// The nix.conf `use` edited, if any.
+    pub nix_conf: Option<PathBuf>,
+    /// The netrc file holding the credential, if any.
+    pub netrc: Option<PathBuf>,
+    /// Whether the credential needs a token at all (public caches need none).
+    pub has_token: bool,
+}
+
+/// config.toml, parsed but kept as a document so that comments survive.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    doc: DocumentMut,
+}
+
+impl Config {
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let doc: DocumentMut = text
+            .parse()
+            .with_context(|| format!("{} is not valid TOML", path.display()))?;
+        let cfg = Config { doc };
+        // Validate every cache now so that commands fail early with the file's name.
+        cfg.caches()
+            .with_context(|| format!("in {}", path.display()))?;
+        Ok(cfg)
+    }
+
+    pub fn load(path: &Path) -> Result<Config> {
+        match crate::fs::read_optional(path)? {
+            Some(text) => Config::parse(&text, path),
+            None => Ok(Config::default()),
+        }
+    }
+
+    pub fn to_text(&self) -> String {
+        self.doc.to_string()
+    }
+
+    /// A top-level string setting such as `keyring-backend`.
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.doc.get(key).and_then(Item::as_str)
+    }
+
+    pub fn get_int(&self, table: Option<&str>, key: &str) -> Option<i64> {
+        let item = match table {
+            Some(t) => self.doc.get(t)?.get(key)?,
+            None => self.doc.get(key)?,
+        };
+        item.as_integer()
+    }
+
+    pub fn caches(&self) -> Result<Vec<CacheEntry>> {
+        let Some(item) = self.doc.get("caches") else {
+            return Ok(Vec::new());
+        };
+        let table = item
+            .as_table_like()
+            .context("`caches` must be a table of [caches.NAME] sections")?;
+        let mut out = Vec::new();
+        for (name, item) in table.iter() {
+            let t = item
+                .as_table_like()
+                .with_context(|| format!("[caches.{name}] must be a table"))?;
+            let url = t
+                .get("url")
+                .and_then(Item::as_str)
+                .with_context(|| format!("[caches.{name}] has no url"))?;
+            let kind = cache::parse_url(url).with_context(|| format!("[caches.{name}]"))?;
+            let public_keys = t
+                .get("public-keys")
+                .and_then(Item::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let secret_store = match t.get("secret-store").and_then(Item::as_str) {
+                None | Some("netrc") => SecretStore::Netrc,
+                Some("keyring") => SecretStore::Keyring,
+                Some(other) => {
+                    bail!("[caches.{name}] secret-store = {other:?}: use \"netrc\" or \"keyring\"")
+                }
+            };
+            out.push(CacheEntry {
+                name: name.to_string(),
+                kind,
+                public_keys,
+                login: t
+                    .get("login")
+                    .and_then(Item::as_str)
+                    .unwrap_or("nixstore-auth")
+                    .to_string(),
+                secret_store,
+                nix_conf: t.get("nix-conf").and_then(Item::as_str).map(PathBuf::from),
+                netrc: t.get("netrc").and_then(Item::as_str).map(PathBuf::from),
+                has_token: t.get("token").and_then(Item::as_bool).unwrap_or(false),
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn cache(&self, name: &str) -> Result<Option<CacheEntry>> {
+        Ok(self.caches()?.into_iter().find(|c| c.name == name))
+    }
+
+    /// Finds a recorded cache by name or by URL.
+    pub fn find(&self, name_or_url: &str) -> Result<Option<CacheEntry>> {
+        let caches = self.caches()?;
+        if let Some(c) = caches.iter().find(|c| c.name == name_or_url) {
+            return Ok(Some(c.clone()));
+        }
+        if cache::looks_like_url(name_or_url) {
+            let wanted = cache::parse_url(name_or_url)?;
+            return Ok(caches.into_iter().find(|c| same_cache(&c.kind, &wanted)));
+        }
+        Ok(None)
+    }
+
+    /// Adds or replaces `[caches.NAME]`, keeping comments elsewhere in the file.
+    pub fn upsert_cache(&mut self, c: &CacheEntry) {
+        if self.doc.get("caches").is_none() {
+            let mut t = Table::new();
+            t.set_implicit(true);
+            self.doc.insert("caches", Item::Table(t));
+        }
+        let caches = self.doc["caches"]
+            .as_table_mut()
+            .expect("caches is a table");
+        if caches.get(&c.name).is_none() {
+            caches.insert(&c.name, Item::Table(Table::new()));
+        }
+        let t = caches[&c.name]
+            .as_table_mut()
+            .expect("cache entry is a table");
+        set_if_changed(t, "kind", c.kind.label());
+        set_if_changed(t, "url", &c.kind.url());
+        let keys: Vec<&str> = t
+            .get("public-keys")
+            .and_then(Item::as_array)
+            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        if keys != c.public_keys.iter().map(String::as_str).collect::<Vec<_>>() {
+            let mut arr = Array::new();
+            for k in &c.public_keys {
+                arr.push(k.as_str());
+            }
+            t.insert("public-keys", value(arr));
+        }
+        set_if_changed(t, "login", &c.login);
+        set_if_changed(t, "secret-store", c.secret_store.as_str());
+        if t.get("token").and_then(Item::as_bool) != Some(c.has_token) {
+            t.insert("token", value(c.has_token));
+        }
+        match &c.nix_conf {
+            Some(p) => set_if_changed(t, "nix-conf", &p.display().to_string()),
+            None => {
+                t.remove("nix-conf");
+            }
+        }
+        match &c.netrc {
+            Some(p) => set_if_changed(t, "netrc", &p.display().to_string()),
+            None => {
+                t.remove("netrc");
+            }
+        }
+    }
+
+    pub fn remove_cache(&mut self, name: &str) -> bool {
+        self.doc
+            .get_mut("caches")
+            .and_then(Item::as_table_like_mut)
+            .and_then(|t| t.remove(name))
+            .is_some()
+    }
+}
+
+fn set_if_changed(t: &mut Table, key: &str, v: &str) {
+    if t.get(key).and_then(Item::as_str) != Some(v) {
+        t.insert(key, value(v));
+    }
+}
+
+/// Two cache refs name the same cache: same URL, or same bucket and prefix.
+pub fn same_cache(a: &CacheKind, b: &CacheKind) -> bool {
+    match (a, b) {
+        (CacheKind::Https { .. }, CacheKind::Https { .. }) => a.url() == b.url(),
+        (CacheKind::S3(x), CacheKind::S3(y)) => x.bucket == y.bucket && x.prefix == y.prefix,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, url: &str) -> CacheEntry {
+        CacheEntry {
+            name: name.into(),
+            kind: cache::parse_url(url).unwrap(),
+            public_keys: vec!["k-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=".into()],
+            login: "nixstore-auth".into(),
+            secret_store: SecretStore::Netrc,
+            nix_conf: Some("/home/u/.config/nix/nix.conf".into()),
+            netrc: None,
+            has_token: true,
+        }
+    }
+
+    #[test]
+    fn comments_survive_and_upsert_is_idempotent() {
+        let text = "# my settings\nkeyring-backend = \"file\" # forced\n";
+        let mut cfg = Config::parse(text, Path::new("c.toml")).unwrap();
+        let e = entry("cache-example-org", "https://cache.example.org");
+        cfg.upsert_cache(&e);
+        let once = cfg.to_text();
+        assert!(once.starts_with(text), "{once}");
+        let mut again = Config::parse(&once, Path::new("c.toml")).unwrap();
+        again.upsert_cache(&e);
+        assert_eq!(again.to_text(), once);
+        assert_eq!(again.caches().unwrap(), vec![e.clone()]);
+        assert_eq!(again.find("https://cache.example.org/").unwrap(), Some(e));
+        assert!(again.remove_cache("cache-example-org"));
+        assert!(again.caches().unwrap().is_empty());
+        assert!(again.to_text().starts_with(text));
+    }
+
+    #[test]
+    fn broken_config_names_the_file() {
+        let err =
+            Config::parse("[caches.x]\nurl = \"ftp://x\"\n", Path::new("/c.toml")).unwrap_err();
+        assert!(format!("{err:#}").contains("/c.toml"));
+        assert!(Config::parse("[[[", Path::new("/c.toml")).is_err());
+    }
+}

@@ -1,0 +1,20 @@
+//! nixstore-auth: credentials for private Nix binary caches, for the client and the daemon.
+//!
+//! The binary is a thin shell over these modules: `cmd` holds the clap tree and one file per
+//! subcommand; the rest are small models and editors that the commands glue to I/O.
+
+pub mod aws;
+pub mod cache;
+pub mod cmd;
+pub mod config;
+pub mod error;
+pub mod fs;
+pub mod nix;
+pub mod proxy;
+pub mod secret;
+pub mod ui;
+
+/// Runs the program and returns the process exit code.
+pub fn main() -> i32 {
+    cmd::main()
+}

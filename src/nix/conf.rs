@@ -1,0 +1,1 @@
+//! nix.conf parsing and editing (pending).

@@ -1,0 +1,4 @@
+//! Everything about the installed Nix: its config files, netrc, the daemon, forwarded settings.
+
+pub mod conf;
+pub mod netrc;

@@ -1,0 +1,1 @@
+//! The loopback signing proxy for S3 caches (pending).

@@ -1,0 +1,1 @@
+//! Secret storage: OS keyring with a 0600-file fallback (pending).
