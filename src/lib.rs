@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod fs;
 pub mod nix;
+pub mod plan;
 pub mod proxy;
 pub mod secret;
 pub mod ui;

@@ -41,6 +41,15 @@ pub fn paint(text: &str, color: console::Color) -> String {
     }
 }
 
+/// Colours `text` for stdout when stdout is a terminal and NO_COLOR is unset.
+pub fn paint_out(text: &str, color: console::Color) -> String {
+    if std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
+        console::style(text).fg(color).bold().to_string()
+    } else {
+        text.to_string()
+    }
+}
+
 /// Whether we may ask the user something: a controlling terminal must exist.
 pub fn has_tty() -> bool {
     std::fs::OpenOptions::new()

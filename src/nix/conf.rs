@@ -501,6 +501,17 @@ impl NixConf {
             })
     }
 
+    /// Every setting line in file order, whatever the setting (for views across includes).
+    pub fn assignments(&self) -> Vec<Occurrence> {
+        self.settings()
+            .map(|(i, key, values)| Occurrence {
+                line: i + 1,
+                key: key.to_string(),
+                values: values.into_iter().map(str::to_string).collect(),
+            })
+            .collect()
+    }
+
     /// Every line setting `name` in any form: `name`, `extra-name` and the legacy aliases
     /// (`name` may itself be given in any of these forms).
     pub fn occurrences(&self, name: &str) -> Vec<Occurrence> {

@@ -2,3 +2,6 @@
 
 pub mod conf;
 pub mod netrc;
+pub mod setup;
+pub mod snippet;
+pub mod target;

@@ -1,0 +1,168 @@
+//! Where `use` and `remove` write, decided from the probed Nix setup. Pure, so that root,
+//! single-user, trusted, untrusted and NixOS cases are all testable.
+
+use std::path::PathBuf;
+
+use super::setup::NixSetup;
+use crate::cmd::Mode;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Edit this nix.conf; `system` is true for the daemon's own file.
+    Write { conf: PathBuf, system: bool },
+    /// An untrusted user whose administrator already lists the cache in `trusted-substituters`:
+    /// only `extra-substituters` goes into the user's file.
+    SubstituterOnly { conf: PathBuf },
+    /// The daemon will not honour this user's settings: an administrator must act.
+    NeedsAdmin,
+    /// NixOS generates /etc/nix/nix.conf: print a module instead of editing.
+    NixosModule,
+    /// `--mode print`.
+    Print,
+}
+
+/// Decides the target for a cache whose substituter URL (as the daemon will see it) is `url`.
+pub fn decide(mode: Mode, setup: &NixSetup, url: &str, nix_conf: Option<&PathBuf>) -> Target {
+    let user = Target::Write {
+        conf: nix_conf.cloned().unwrap_or_else(|| setup.user_conf.clone()),
+        system: false,
+    };
+    let system = || {
+        if setup.nixos && nix_conf.is_none() {
+            Target::NixosModule
+        } else {
+            Target::Write {
+                conf: nix_conf
+                    .cloned()
+                    .unwrap_or_else(|| setup.system_conf.clone()),
+                system: true,
+            }
+        }
+    };
+    match mode {
+        Mode::Print => Target::Print,
+        Mode::User => user,
+        Mode::System => system(),
+        Mode::Auto if setup.is_root => system(),
+        Mode::Auto if setup.user_settings_honoured() => user,
+        Mode::Auto => {
+            let trusted_subs = setup.system.list("trusted-substituters");
+            let norm = |s: &str| s.trim_end_matches('/').to_string();
+            if trusted_subs.iter().any(|s| norm(s) == norm(url)) {
+                Target::SubstituterOnly {
+                    conf: nix_conf.cloned().unwrap_or_else(|| setup.user_conf.clone()),
+                }
+            } else {
+                Target::NeedsAdmin
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nix::setup::{SettingsView, Trust};
+
+    fn setup(root: bool, daemon: bool, trust: Trust, nixos: bool) -> NixSetup {
+        NixSetup {
+            version: None,
+            daemon,
+            is_root: root,
+            nixos,
+            user: "alice".into(),
+            groups: vec![],
+            system_conf: "/etc/nix/nix.conf".into(),
+            user_conf: "/home/alice/.config/nix/nix.conf".into(),
+            system: SettingsView::default(),
+            trust,
+        }
+    }
+
+    #[test]
+    fn auto_mode_follows_the_install() {
+        let url = "https://c.org";
+        let sys = Target::Write {
+            conf: "/etc/nix/nix.conf".into(),
+            system: true,
+        };
+        let usr = Target::Write {
+            conf: "/home/alice/.config/nix/nix.conf".into(),
+            system: false,
+        };
+        assert_eq!(
+            decide(
+                Mode::Auto,
+                &setup(true, false, Trust::Trusted, false),
+                url,
+                None
+            ),
+            sys
+        );
+        assert_eq!(
+            decide(
+                Mode::Auto,
+                &setup(true, false, Trust::Trusted, true),
+                url,
+                None
+            ),
+            Target::NixosModule
+        );
+        assert_eq!(
+            decide(
+                Mode::Auto,
+                &setup(false, false, Trust::Untrusted, false),
+                url,
+                None
+            ),
+            usr
+        );
+        assert_eq!(
+            decide(
+                Mode::Auto,
+                &setup(false, true, Trust::Trusted, false),
+                url,
+                None
+            ),
+            usr
+        );
+        assert_eq!(
+            decide(
+                Mode::Auto,
+                &setup(false, true, Trust::Untrusted, false),
+                url,
+                None
+            ),
+            Target::NeedsAdmin
+        );
+        assert_eq!(
+            decide(
+                Mode::Print,
+                &setup(true, true, Trust::Trusted, false),
+                url,
+                None
+            ),
+            Target::Print
+        );
+    }
+
+    #[test]
+    fn untrusted_user_with_admin_listed_cache_writes_substituter_only() {
+        let mut s = setup(false, true, Trust::Untrusted, false);
+        s.system.assignments.push((
+            "extra-trusted-substituters".into(),
+            vec!["https://c.org/".into()],
+            "/etc/nix/nix.conf".into(),
+        ));
+        assert_eq!(
+            decide(Mode::Auto, &s, "https://c.org", None),
+            Target::SubstituterOnly {
+                conf: "/home/alice/.config/nix/nix.conf".into()
+            }
+        );
+        assert_eq!(
+            decide(Mode::Auto, &s, "https://other.org", None),
+            Target::NeedsAdmin
+        );
+    }
+}
