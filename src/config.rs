@@ -63,8 +63,10 @@ pub struct CacheEntry {
     pub nix_conf: Option<PathBuf>,
     /// The netrc file holding the credential, if any.
     pub netrc: Option<PathBuf>,
-    /// Whether the credential needs a token at all (public caches need none).
+    /// Whether a token was stored for it (public caches need none).
     pub has_token: bool,
+    /// `use` added the `netrc-file` line to nix.conf for this cache (so `remove` may take it out).
+    pub added_netrc_line: bool,
 }
 
 /// config.toml, parsed but kept as a document so that comments survive.
@@ -155,6 +157,10 @@ impl Config {
                 nix_conf: t.get("nix-conf").and_then(Item::as_str).map(PathBuf::from),
                 netrc: t.get("netrc").and_then(Item::as_str).map(PathBuf::from),
                 has_token: t.get("token").and_then(Item::as_bool).unwrap_or(false),
+                added_netrc_line: t
+                    .get("added-netrc-file")
+                    .and_then(Item::as_bool)
+                    .unwrap_or(false),
             });
         }
         Ok(out)
@@ -212,6 +218,13 @@ impl Config {
         if t.get("token").and_then(Item::as_bool) != Some(c.has_token) {
             t.insert("token", value(c.has_token));
         }
+        if c.added_netrc_line {
+            if t.get("added-netrc-file").and_then(Item::as_bool) != Some(true) {
+                t.insert("added-netrc-file", value(true));
+            }
+        } else {
+            t.remove("added-netrc-file");
+        }
         match &c.nix_conf {
             Some(p) => set_if_changed(t, "nix-conf", &p.display().to_string()),
             None => {
@@ -264,6 +277,7 @@ mod tests {
             nix_conf: Some("/home/u/.config/nix/nix.conf".into()),
             netrc: None,
             has_token: true,
+            added_netrc_line: false,
         }
     }
 

@@ -1,8 +1,118 @@
+//! `list`: the caches we know, where each is configured, and whether a credential is present.
+//! Never prints a secret.
+
+use anyhow::Result;
+use serde_json::json;
+
+use super::use_::netrc_machine;
 use super::{ListArgs, Run};
+use crate::cache::CacheKind;
+use crate::config::{CacheEntry, Config, Dirs, SecretStore};
+use crate::nix::conf::NixConf;
+use crate::nix::netrc::Netrc;
 use crate::ui::Ui;
 
+/// What `list` says about one cache.
+struct Row {
+    name: String,
+    kind: &'static str,
+    url: String,
+    configured_in: Option<String>,
+    credential: String,
+    credential_present: bool,
+}
+
+fn describe(c: &CacheEntry) -> Row {
+    let url = c.kind.url();
+    let configured_in = c.nix_conf.as_ref().and_then(|p| {
+        let text = crate::fs::read_optional(p).ok().flatten()?;
+        let conf = NixConf::parse(&text).ok()?;
+        let listed = match &c.kind {
+            CacheKind::Https { .. } => conf.contains_value("substituters", &url),
+            CacheKind::S3(_) => c
+                .public_keys
+                .iter()
+                .all(|k| conf.contains_value("trusted-public-keys", k)),
+        };
+        listed.then(|| p.display().to_string())
+    });
+    let (credential, present) = match (&c.kind, c.secret_store) {
+        (CacheKind::S3(s3), _) => (
+            format!(
+                "AWS session (profile {})",
+                s3.profile.as_deref().unwrap_or("default")
+            ),
+            true,
+        ),
+        (CacheKind::Https { .. }, SecretStore::Keyring) => ("keyring".to_string(), c.has_token),
+        (CacheKind::Https { .. }, SecretStore::Netrc) => match (&c.netrc, netrc_machine(&c.kind)) {
+            (Some(path), Some(machine)) => {
+                let present = crate::fs::read_optional(path)
+                    .ok()
+                    .flatten()
+                    .and_then(|t| Netrc::parse(&t).ok())
+                    .and_then(|n| n.get(&machine))
+                    .is_some_and(|e| e.has_password);
+                if present {
+                    (format!("netrc ({})", path.display()), true)
+                } else {
+                    (format!("missing from {}", path.display()), false)
+                }
+            }
+            _ => ("none".to_string(), false),
+        },
+    };
+    Row {
+        name: c.name.clone(),
+        kind: c.kind.label(),
+        url,
+        configured_in,
+        credential,
+        credential_present: present,
+    }
+}
+
 impl Run for ListArgs {
-    fn run(self, _ui: &Ui) -> anyhow::Result<i32> {
-        anyhow::bail!("not implemented yet")
+    fn run(self, ui: &Ui) -> Result<i32> {
+        let dirs = Dirs::new()?;
+        let config = Config::load(&dirs.config_file())?;
+        let rows: Vec<Row> = config.caches()?.iter().map(describe).collect();
+        if self.json {
+            let v: Vec<_> = rows
+                .iter()
+                .map(|r| {
+                    json!({
+                        "name": r.name,
+                        "kind": r.kind,
+                        "url": r.url,
+                        "configured_in": r.configured_in,
+                        "credential": r.credential,
+                        "credential_present": r.credential_present,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            return Ok(0);
+        }
+        if rows.is_empty() {
+            ui.info("no caches recorded yet; add one with `nixstore-auth use URL`");
+            return Ok(0);
+        }
+        let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
+        println!(
+            "{:w$}  {:5}  {:40}  {:30}  CREDENTIAL",
+            "NAME", "KIND", "URL", "CONFIGURED IN"
+        );
+        for r in &rows {
+            println!(
+                "{:w$}  {:5}  {:40}  {:30}  {}",
+                r.name,
+                r.kind,
+                r.url,
+                r.configured_in.as_deref().unwrap_or("-"),
+                r.credential
+            );
+        }
+        Ok(0)
     }
 }

@@ -8,6 +8,7 @@ use crate::ui::Ui;
 
 mod aws_key;
 mod completions;
+pub use completions::{completion_files, completion_script, man_pages};
 mod doctor;
 mod env;
 mod exec;
@@ -144,6 +145,9 @@ pub struct UseArgs {
     /// Read the token from this environment variable
     #[arg(long, value_name = "VAR")]
     pub token_env: Option<String>,
+    /// The cache needs no token (a public cache signed with your own key)
+    #[arg(long, conflicts_with_all = ["token_stdin", "token_env"])]
+    pub no_token: bool,
     /// The netrc login to write with the token
     #[arg(long, default_value = "nixstore-auth")]
     pub login: String,

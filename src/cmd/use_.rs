@@ -1,8 +1,548 @@
-use super::{Run, UseArgs};
-use crate::ui::Ui;
+//! `use`: configure Nix for a cache (substituter, keys, credential), cachix-style but safely.
+
+use anyhow::{Context, Result, bail};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
+
+use super::{Format, Run, UseArgs};
+use crate::cache::{self, CacheKind};
+use crate::config::{CacheEntry, Config, Dirs, SecretStore};
+use crate::error::EXIT_NEEDS_ADMIN;
+use crate::nix::conf::NixConf;
+use crate::nix::netrc::Netrc;
+use crate::nix::setup::{self, NixSetup};
+use crate::nix::snippet::{NetrcHint, Snippet};
+use crate::nix::target::{self, Target};
+use crate::plan::Plan;
+use crate::ui::{self, Ui};
 
 impl Run for UseArgs {
-    fn run(self, _ui: &Ui) -> anyhow::Result<i32> {
-        anyhow::bail!("not implemented yet")
+    fn run(self, ui: &Ui) -> Result<i32> {
+        let dirs = Dirs::new()?;
+        let config_path = dirs.config_file();
+        let config = Config::load(&config_path)?;
+        let (kind, recorded) = resolve_cache(&config, &self.cache)?;
+        let name = match (&self.name, &recorded) {
+            (Some(n), _) => n.clone(),
+            (None, Some(r)) => r.name.clone(),
+            (None, None) => kind.default_name(),
+        };
+        cache::validate_name(&name)?;
+        if let Some(other) = config.cache(&name)?
+            && !crate::config::same_cache(&other.kind, &kind)
+        {
+            bail!(
+                "a different cache is already recorded as {name:?} ({}); choose another name with --name",
+                other.kind.url()
+            );
+        }
+        let mut public_keys = recorded
+            .as_ref()
+            .map(|r| r.public_keys.clone())
+            .unwrap_or_default();
+        for k in &self.public_keys {
+            cache::validate_public_key(k)?;
+            if !public_keys.contains(k) {
+                public_keys.push(k.clone());
+            }
+        }
+        if let CacheKind::Https { url } = &kind
+            && url.scheme() == "http"
+        {
+            ui.warn(format!(
+                "{} is plain HTTP: the token crosses the network unencrypted; prefer https://",
+                kind.url()
+            ));
+        }
+        let entry = CacheEntry {
+            name,
+            kind,
+            public_keys,
+            login: self.login.clone(),
+            secret_store: match self.secret_store {
+                super::SecretStore::Netrc => SecretStore::Netrc,
+                super::SecretStore::Keyring => SecretStore::Keyring,
+            },
+            nix_conf: None,
+            netrc: None,
+            added_netrc_line: false,
+            has_token: recorded.as_ref().is_some_and(|r| r.has_token),
+        };
+        if entry.secret_store == SecretStore::Keyring {
+            bail!(
+                "--secret-store keyring is not available in this build yet; use the default netrc store"
+            );
+        }
+        match entry.kind {
+            CacheKind::Https { .. } => use_https(&self, entry, &config_path, ui),
+            CacheKind::S3(_) => use_s3(&self, entry, &config_path, ui),
+        }
+    }
+}
+
+/// Finds the cache named on the command line: a URL (maybe already recorded) or a recorded name.
+pub(crate) fn resolve_cache(config: &Config, arg: &str) -> Result<(CacheKind, Option<CacheEntry>)> {
+    if cache::looks_like_url(arg) {
+        let kind = cache::parse_url(arg)?;
+        let recorded = config.find(arg)?;
+        return Ok((kind, recorded));
+    }
+    match config.cache(arg)? {
+        Some(e) => Ok((e.kind.clone(), Some(e))),
+        None => Err(unknown_cache(config, arg)),
+    }
+}
+
+pub(crate) fn unknown_cache(config: &Config, arg: &str) -> anyhow::Error {
+    let known: Vec<String> = config
+        .caches()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    if known.is_empty() {
+        anyhow::anyhow!(
+            "unknown cache {arg:?}: no cache is recorded yet; pass its URL (https://... or s3://...)"
+        )
+    } else {
+        anyhow::anyhow!(
+            "unknown cache {arg:?}; recorded caches: {} (or pass a URL)",
+            known.join(", ")
+        )
+    }
+}
+
+/// The host a netrc entry must name: curl matches on the host only, never the port.
+pub(crate) fn netrc_machine(kind: &CacheKind) -> Option<String> {
+    match kind {
+        CacheKind::Https { url } => url
+            .host_str()
+            .map(|h| h.trim_matches(['[', ']']).to_string()),
+        CacheKind::S3(_) => None,
+    }
+}
+
+fn use_https(args: &UseArgs, mut entry: CacheEntry, config_path: &Path, ui: &Ui) -> Result<i32> {
+    let url = entry.kind.url();
+    let machine = netrc_machine(&entry.kind).context("the cache URL has no host")?;
+    let setup = setup::probe()?;
+    ui.debug(format!(
+        "nix {}; daemon: {}; root: {}; trust: {:?}; user file {}; system file {}",
+        setup
+            .version
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "not found".into()),
+        setup.daemon,
+        setup.is_root,
+        setup.trust,
+        setup.user_conf.display(),
+        setup.system_conf.display()
+    ));
+    let target = target::decide(args.mode, &setup, &url, args.nix_conf.as_ref());
+    let (conf_path, system, substituter_only) = match target {
+        Target::Print => {
+            print!(
+                "{}",
+                https_snippet(&entry, &setup, &machine, false).render(args.format)
+            );
+            return Ok(0);
+        }
+        Target::NixosModule => {
+            ui.warn(format!(
+                "{} is generated by NixOS; add this to your configuration instead:",
+                setup.system_conf.display()
+            ));
+            let format = if args.format == Format::NixConf {
+                Format::Nixos
+            } else {
+                args.format
+            };
+            print!(
+                "{}",
+                https_snippet(&entry, &setup, &machine, false).render(format)
+            );
+            return Ok(EXIT_NEEDS_ADMIN);
+        }
+        Target::NeedsAdmin => {
+            explain_untrusted(ui, &setup, &url);
+            print!(
+                "{}",
+                https_snippet(&entry, &setup, &machine, true).render(args.format)
+            );
+            return Ok(EXIT_NEEDS_ADMIN);
+        }
+        Target::Write { conf, system } => (conf, system, false),
+        Target::SubstituterOnly { conf } => (conf, false, true),
+    };
+    if let Some(why) = crate::fs::edit_blocker(&conf_path) {
+        ui.warn(format!("cannot edit {}: {why}", conf_path.display()));
+        ui.info("Add this to the configuration that generates it:");
+        let format = if setup.nixos && args.format == Format::NixConf {
+            Format::Nixos
+        } else {
+            args.format
+        };
+        print!(
+            "{}",
+            https_snippet(&entry, &setup, &machine, false).render(format)
+        );
+        return Ok(EXIT_NEEDS_ADMIN);
+    }
+    let conf_text = crate::fs::read_optional(&conf_path)?.unwrap_or_default();
+    let conf =
+        NixConf::parse(&conf_text).map_err(|e| anyhow::anyhow!("{}: {e}", conf_path.display()))?;
+    report_includes(ui, &conf, &conf_path, &url);
+
+    // Which netrc file Nix will read, and whether nix.conf must point to it.
+    let mut netrc_line: Option<PathBuf> = None;
+    let netrc_path = if substituter_only {
+        None
+    } else if system {
+        let in_force = setup.system_netrc();
+        let path = args.netrc.clone().unwrap_or_else(|| in_force.clone());
+        if path != in_force {
+            netrc_line = Some(path.clone());
+        }
+        Some(path)
+    } else {
+        let configured = conf.get("netrc-file").map(PathBuf::from);
+        match (&configured, &args.netrc) {
+            (Some(c), Some(wanted)) if c != wanted => bail!(
+                "{} already sets netrc-file = {}; drop --netrc to add the entry there, or change that line yourself",
+                conf_path.display(),
+                c.display()
+            ),
+            _ => {}
+        }
+        let path = configured
+            .clone()
+            .or_else(|| args.netrc.clone())
+            .unwrap_or_else(|| conf_path.parent().unwrap_or(Path::new(".")).join("netrc"));
+        if configured.as_ref() != Some(&path) {
+            netrc_line = Some(path.clone());
+        }
+        Some(path)
+    };
+
+    let existing_token = netrc_path
+        .as_deref()
+        .and_then(|p| crate::fs::read_optional(p).ok().flatten())
+        .and_then(|t| Netrc::parse(&t).ok())
+        .and_then(|n| n.get(&machine))
+        .is_some_and(|e| e.has_password);
+    let token = if netrc_path.is_some() {
+        read_token(args, &machine, existing_token)?
+    } else {
+        None
+    };
+    let writes_netrc = token.is_some();
+    if !writes_netrc && !existing_token {
+        // Nothing to point nix.conf at.
+        netrc_line = None;
+    }
+    if netrc_line.is_some() && !system {
+        let hidden = setup.system_netrc();
+        if hidden.exists() {
+            confirm_hiding(args, ui, &hidden)?;
+        }
+    }
+
+    let mut plan = Plan::new();
+    {
+        let url = url.clone();
+        let keys = if substituter_only {
+            Vec::new()
+        } else {
+            entry.public_keys.clone()
+        };
+        let netrc_line = netrc_line.clone();
+        plan.edit(&conf_path, 0o644, false, move |text| {
+            let mut c = NixConf::parse(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+            c.add_value("substituters", &url)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            for k in &keys {
+                c.add_value("trusted-public-keys", k)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            if let Some(p) = &netrc_line {
+                c.set("netrc-file", &p.display().to_string())
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            Ok(c.to_text())
+        });
+    }
+    if let (Some(path), Some(token)) = (&netrc_path, &token) {
+        let machine = machine.clone();
+        let login = args.login.clone();
+        let token = token.clone();
+        plan.edit(path, 0o600, true, move |text| {
+            let mut n = Netrc::parse(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+            n.upsert(&machine, &login, &token)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(n.to_text())
+        });
+    }
+    entry.nix_conf = Some(conf_path.clone());
+    entry.netrc = netrc_path
+        .clone()
+        .filter(|_| writes_netrc || existing_token);
+    entry.has_token = writes_netrc || existing_token;
+    entry.login = args.login.clone();
+    record(&mut plan, config_path, &entry, netrc_line.is_some());
+
+    if args.dry_run {
+        print!("{}", plan.preview()?);
+        ui.info("dry run: nothing was changed");
+        return Ok(0);
+    }
+    let changed = plan.apply()?;
+    if changed.is_empty() {
+        ui.info(format!(
+            "{} is already configured for {url}; nothing changed",
+            conf_path.display()
+        ));
+    } else {
+        for p in &changed {
+            ui.info(format!("updated {}", p.display()));
+        }
+    }
+    if substituter_only {
+        ui.info(format!(
+            "your administrator lists {url} as a trusted substituter; its key and credential come from the daemon's own configuration"
+        ));
+    }
+    if system && !changed.is_empty() {
+        after_system_write(args, ui)?;
+    }
+    if !system && !setup.user_settings_honoured() && !substituter_only {
+        ui.warn("the nix-daemon does not trust you: settings in your own nix.conf will not reach it (see `nixstore-auth doctor`)");
+    }
+    Ok(0)
+}
+
+fn use_s3(args: &UseArgs, mut entry: CacheEntry, config_path: &Path, ui: &Ui) -> Result<i32> {
+    if args.token_stdin || args.token_env.is_some() {
+        bail!(
+            "S3 caches take no token: credentials come from your AWS session (see `nixstore-auth login`)"
+        );
+    }
+    let setup = setup::probe()?;
+    let url = entry.kind.url();
+    let target = target::decide(args.mode, &setup, &url, args.nix_conf.as_ref());
+    let mut plan = Plan::new();
+    match target {
+        Target::Write { conf, .. } if !entry.public_keys.is_empty() => {
+            if let Some(why) = crate::fs::edit_blocker(&conf) {
+                bail!("cannot edit {}: {why}", conf.display());
+            }
+            let keys = entry.public_keys.clone();
+            plan.edit(&conf, 0o644, false, move |text| {
+                let mut c = NixConf::parse(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+                for k in &keys {
+                    c.add_value("trusted-public-keys", k)
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                }
+                Ok(c.to_text())
+            });
+            entry.nix_conf = Some(conf);
+        }
+        Target::Write { .. } => {}
+        Target::Print
+        | Target::NeedsAdmin
+        | Target::NixosModule
+        | Target::SubstituterOnly { .. } => {
+            bail!(
+                "S3 caches for untrusted users and printed snippets need the signing proxy, which this build does not have yet"
+            );
+        }
+    }
+    record(&mut plan, config_path, &entry, false);
+    if args.dry_run {
+        print!("{}", plan.preview()?);
+        ui.info("dry run: nothing was changed");
+        return Ok(0);
+    }
+    for p in plan.apply()? {
+        ui.info(format!("updated {}", p.display()));
+    }
+    ui.info(format!(
+        "recorded {} as {:?}. No s3:// substituter was added to nix.conf: the nix-daemon cannot sign requests with your session. Run Nix through `nixstore-auth exec -- nix build ...` (or `eval \"$(nixstore-auth shell-init bash)\"`) to use it.",
+        url, entry.name
+    ));
+    Ok(0)
+}
+
+/// Adds the config.toml update to the plan.
+fn record(plan: &mut Plan<'_>, config_path: &Path, entry: &CacheEntry, netrc_line_added: bool) {
+    let entry = entry.clone();
+    let path = config_path.to_path_buf();
+    plan.edit(config_path, 0o600, false, move |text| {
+        let mut cfg = Config::parse(text, &path)?;
+        let mut e = entry.clone();
+        if let Some(old) = cfg.cache(&e.name)? {
+            // A later `use` without a token keeps what the first one recorded.
+            e.has_token |= old.has_token;
+            e.added_netrc_line |= old.added_netrc_line;
+        }
+        e.added_netrc_line |= netrc_line_added;
+        cfg.upsert_cache(&e);
+        Ok(cfg.to_text())
+    });
+}
+
+fn read_token(args: &UseArgs, machine: &str, existing: bool) -> Result<Option<Zeroizing<String>>> {
+    if args.no_token {
+        return Ok(None);
+    }
+    if args.token_stdin {
+        let mut buf = Zeroizing::new(String::new());
+        std::io::stdin()
+            .read_to_string(&mut buf)
+            .context("cannot read the token from standard input")?;
+        let token = Zeroizing::new(buf.trim_end_matches(['\n', '\r']).to_string());
+        if token.is_empty() {
+            bail!("--token-stdin: standard input was empty");
+        }
+        return Ok(Some(token));
+    }
+    if let Some(var) = &args.token_env {
+        let value = std::env::var(var)
+            .with_context(|| format!("--token-env {var}: the variable is not set"))?;
+        if value.is_empty() {
+            bail!("--token-env {var}: the variable is empty");
+        }
+        return Ok(Some(Zeroizing::new(value)));
+    }
+    if ui::has_tty() {
+        let term = console::Term::stderr();
+        let token = dialoguer::Password::new()
+            .with_prompt(format!(
+                "Token for {machine} (empty if the cache needs none)"
+            ))
+            .allow_empty_password(true)
+            .interact_on(&term)
+            .context("cannot read the token from the terminal")?;
+        let token = Zeroizing::new(token);
+        return Ok((!token.is_empty()).then_some(token));
+    }
+    if existing {
+        return Ok(None);
+    }
+    bail!(
+        "no token given and no terminal to ask on: pipe it with --token-stdin, name a variable with --token-env VAR, or pass --no-token for a cache that needs none"
+    )
+}
+
+fn confirm_hiding(args: &UseArgs, ui: &Ui, hidden: &Path) -> Result<()> {
+    let msg = format!(
+        "{} exists: a netrc-file in your nix.conf replaces it for your commands, so caches an administrator set up there lose their credentials for you",
+        hidden.display()
+    );
+    if args.yes || args.dry_run {
+        ui.warn(msg);
+        return Ok(());
+    }
+    if ui::has_tty() {
+        ui.warn(&msg);
+        let ok = dialoguer::Confirm::new()
+            .with_prompt("Continue?")
+            .default(false)
+            .interact_on(&console::Term::stderr())
+            .unwrap_or(false);
+        if ok {
+            return Ok(());
+        }
+        bail!("cancelled; nothing was changed");
+    }
+    bail!("{msg}. Pass --yes to accept, or --secret-store keyring to keep the token out of netrc")
+}
+
+fn report_includes(ui: &Ui, conf: &NixConf, path: &Path, url: &str) {
+    for inc in conf.includes() {
+        let target = path.parent().unwrap_or(Path::new("/")).join(&inc.path);
+        let view = setup::load_view(&target);
+        if view
+            .list("substituters")
+            .iter()
+            .any(|s| s.trim_end_matches('/') == url)
+        {
+            ui.info(format!(
+                "{url} is already listed in {} (included from {}); that file is left alone",
+                target.display(),
+                path.display()
+            ));
+        }
+    }
+}
+
+fn explain_untrusted(ui: &Ui, setup: &NixSetup, url: &str) {
+    ui.warn(format!(
+        "the nix-daemon does not trust user {:?}: it ignores substituters, keys and netrc files from your nix.conf. Nothing was written.",
+        setup.user
+    ));
+    ui.info(format!(
+        "An administrator can either allow this cache for everyone without trusting you (the lines below, in {}, then restart the nix-daemon; afterwards run this command again and it will add {url} to your own nix.conf), or add you to `trusted-users` (which makes you effectively root).",
+        setup.system_conf.display()
+    ));
+}
+
+/// What an administrator (or the user with --mode print) must add.
+fn https_snippet(entry: &CacheEntry, setup: &NixSetup, machine: &str, for_admin: bool) -> Snippet {
+    let mut s = Snippet::default();
+    let url = entry.kind.url();
+    if for_admin {
+        s.push("extra-trusted-substituters", vec![url]);
+    } else {
+        s.push("extra-substituters", vec![url]);
+    }
+    s.push("extra-trusted-public-keys", entry.public_keys.clone());
+    let netrc = setup.system_netrc();
+    s.netrc = Some(NetrcHint {
+        file: netrc.display().to_string(),
+        machine: machine.to_string(),
+        login: entry.login.clone(),
+    });
+    s
+}
+
+fn after_system_write(args: &UseArgs, ui: &Ui) -> Result<()> {
+    if !args.restart_daemon {
+        ui.info("the nix-daemon reads nix.conf only when it starts: restart it (`systemctl restart nix-daemon`, or `--restart-daemon`)");
+        return Ok(());
+    }
+    restart_daemon(ui)
+}
+
+pub(crate) fn restart_daemon(ui: &Ui) -> Result<()> {
+    let status = if Path::new("/run/systemd/system").exists() {
+        std::process::Command::new("systemctl")
+            .args(["restart", "nix-daemon.service"])
+            .status()
+    } else if Path::new("/bin/launchctl").exists() {
+        std::process::Command::new("/bin/launchctl")
+            .args(["kickstart", "-k", "system/org.nixos.nix-daemon"])
+            .status()
+    } else {
+        bail!("--restart-daemon: neither systemd nor launchd runs here; stop the nix-daemon and start it again yourself");
+    }
+    .context("cannot run the service manager")?;
+    if !status.success() {
+        bail!("restarting the nix-daemon failed ({status})");
+    }
+    ui.info("restarted the nix-daemon");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn netrc_machine_is_the_host_without_port() {
+        let k = cache::parse_url("https://127.0.0.1:8443/x").unwrap();
+        assert_eq!(netrc_machine(&k).as_deref(), Some("127.0.0.1"));
+        let k = cache::parse_url("http://[::1]:80").unwrap();
+        assert_eq!(netrc_machine(&k).as_deref(), Some("::1"));
     }
 }
