@@ -47,6 +47,9 @@ fn man_pages_are_fresh() {
     let pages = nixstore_auth::cmd::man_pages();
     assert!(pages.iter().any(|(n, _)| n == "nixstore-auth-use.1"));
     let root = pages.iter().find(|(n, _)| n == "nixstore-auth.1").unwrap();
-    assert!(root.1.contains(".SH EXAMPLES"), "the main page has examples");
+    assert!(
+        root.1.contains(".SH EXAMPLES"),
+        "the main page has examples"
+    );
     check("man", pages);
 }

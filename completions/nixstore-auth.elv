@@ -1,0 +1,428 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[nixstore-auth] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'nixstore-auth'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'nixstore-auth'= {
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand use 'Configure Nix to use a cache: substituter, public key, credential'
+            cand remove 'Undo what `use` added for a cache, and nothing else'
+            cand rm 'Undo what `use` added for a cache, and nothing else'
+            cand list 'Show the caches nixstore-auth knows and where each is configured'
+            cand ls 'Show the caches nixstore-auth knows and where each is configured'
+            cand exec 'Run a command with cache credentials reaching both the Nix client and the daemon'
+            cand env 'Print the current AWS session as shell variables or credential_process JSON'
+            cand login 'Get or refresh the AWS session now (MFA prompt included) and cache it'
+            cand logout 'Forget cached AWS sessions'
+            cand push 'Upload store paths (with their closure) to a cache'
+            cand secret 'Set, inspect or delete the secret stored for a cache'
+            cand aws 'Keep a profile''s long-term AWS access key in the OS keyring'
+            cand doctor 'Diagnose the Nix setup, the caches and the AWS session, with a fix for each problem'
+            cand shell-init 'Print shell code that wraps nix, nix-build, ... in `nixstore-auth exec`'
+            cand completions 'Print a shell completion script'
+            cand proxy 'Manage the loopback signing proxy for S3 caches'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'nixstore-auth;use'= {
+            cand --name 'Name to record the cache under (default: the host, or the bucket)'
+            cand --public-key 'A public key `name:base64` that signs the cache (repeatable)'
+            cand --token-env 'Read the token from this environment variable'
+            cand --login 'The netrc login to write with the token'
+            cand --mode 'Where to write'
+            cand --format 'The shape of printed configuration'
+            cand --secret-store 'Where to keep the token'
+            cand --nix-conf 'Edit this nix.conf instead of the one the mode picks'
+            cand --netrc 'Write the credential into this netrc file instead of the one in force'
+            cand --token-stdin 'Read the token from standard input'
+            cand --no-token 'The cache needs no token (a public cache signed with your own key)'
+            cand --dry-run 'Show a diff of every file that would change, and change none'
+            cand -y 'Answer yes to questions (hiding /etc/nix/netrc, moving a token)'
+            cand --yes 'Answer yes to questions (hiding /etc/nix/netrc, moving a token)'
+            cand --restart-daemon 'Restart the nix-daemon after writing the system nix.conf (systemd or launchd)'
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'nixstore-auth;remove'= {
+            cand --mode 'Where to remove from'
+            cand --nix-conf 'Edit this nix.conf instead of the one the mode picks'
+            cand --netrc 'Edit this netrc file instead of the one in force'
+            cand --dry-run 'Show a diff of every file that would change, and change none'
+            cand -y 'Answer yes to questions'
+            cand --yes 'Answer yes to questions'
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'nixstore-auth;rm'= {
+            cand --mode 'Where to remove from'
+            cand --nix-conf 'Edit this nix.conf instead of the one the mode picks'
+            cand --netrc 'Edit this netrc file instead of the one in force'
+            cand --dry-run 'Show a diff of every file that would change, and change none'
+            cand -y 'Answer yes to questions'
+            cand --yes 'Answer yes to questions'
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'nixstore-auth;list'= {
+            cand --json 'Print JSON for scripts'
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'nixstore-auth;ls'= {
+            cand --json 'Print JSON for scripts'
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'nixstore-auth;exec'= {
+            cand --cache 'A recorded cache to make available (repeatable; default: every recorded S3 or keyring cache)'
+            cand --profile 'The AWS profile to use'
+            cand --mfa-code 'A one-time MFA code (or NIXSTORE_AUTH_MFA_CODE)'
+            cand --via 'How S3 caches reach the daemon'
+            cand --builder-env 'Also hand the AWS session to fixed-output derivation builders (impure-env, Nix >= 2.19)'
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'nixstore-auth;env'= {
+            cand --profile 'The AWS profile to use'
+            cand --mfa-code 'A one-time MFA code (or NIXSTORE_AUTH_MFA_CODE)'
+            cand --format 'Output format'
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'nixstore-auth;login'= {
+            cand --profile 'The AWS profile to use'
+            cand --mfa-code 'A one-time MFA code (or NIXSTORE_AUTH_MFA_CODE)'
+            cand --duration 'Session length in seconds (default: the profile''s duration_seconds, else 3600)'
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'nixstore-auth;logout'= {
+            cand --profile 'Forget the session of this profile'
+            cand --all 'Forget every cached session'
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'nixstore-auth;push'= {
+            cand --secret-key 'Sign the paths with this secret key file before uploading'
+            cand --profile 'The AWS profile to use'
+            cand --mfa-code 'A one-time MFA code (or NIXSTORE_AUTH_MFA_CODE)'
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'nixstore-auth;secret'= {
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand set 'Store a new token for a cache (from stdin or a hidden prompt)'
+            cand status 'Say where each secret lives and, for AWS sessions, when it expires'
+            cand delete 'Delete the stored token of a cache'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'nixstore-auth;secret;set'= {
+            cand --token-stdin 'Read the token from standard input'
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'nixstore-auth;secret;status'= {
+            cand --json 'Print JSON for scripts'
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'nixstore-auth;secret;delete'= {
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'nixstore-auth;secret;help'= {
+            cand set 'Store a new token for a cache (from stdin or a hidden prompt)'
+            cand status 'Say where each secret lives and, for AWS sessions, when it expires'
+            cand delete 'Delete the stored token of a cache'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'nixstore-auth;secret;help;set'= {
+        }
+        &'nixstore-auth;secret;help;status'= {
+        }
+        &'nixstore-auth;secret;help;delete'= {
+        }
+        &'nixstore-auth;secret;help;help'= {
+        }
+        &'nixstore-auth;aws'= {
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand add-key 'Store a profile''s access key id and secret in the keyring (prompt, or two lines on stdin)'
+            cand remove-key 'Delete a profile''s stored access key'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'nixstore-auth;aws;add-key'= {
+            cand --profile 'The profile the key belongs to'
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'nixstore-auth;aws;remove-key'= {
+            cand --profile 'The profile the key belongs to'
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'nixstore-auth;aws;help'= {
+            cand add-key 'Store a profile''s access key id and secret in the keyring (prompt, or two lines on stdin)'
+            cand remove-key 'Delete a profile''s stored access key'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'nixstore-auth;aws;help;add-key'= {
+        }
+        &'nixstore-auth;aws;help;remove-key'= {
+        }
+        &'nixstore-auth;aws;help;help'= {
+        }
+        &'nixstore-auth;doctor'= {
+            cand --json 'Print JSON for scripts'
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'nixstore-auth;shell-init'= {
+            cand --commands 'The commands to wrap, comma separated'
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'nixstore-auth;completions'= {
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'nixstore-auth;proxy'= {
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand status 'Show whether the proxy runs, its URL base and its caches'
+            cand rotate-secret 'Make a new URL secret (the old URLs stop working)'
+            cand stop 'Stop a running proxy'
+            cand serve 'Run the proxy in the foreground (started by `exec`; not for direct use)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'nixstore-auth;proxy;status'= {
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'nixstore-auth;proxy;rotate-secret'= {
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'nixstore-auth;proxy;stop'= {
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'nixstore-auth;proxy;serve'= {
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'nixstore-auth;proxy;help'= {
+            cand status 'Show whether the proxy runs, its URL base and its caches'
+            cand rotate-secret 'Make a new URL secret (the old URLs stop working)'
+            cand stop 'Stop a running proxy'
+            cand serve 'Run the proxy in the foreground (started by `exec`; not for direct use)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'nixstore-auth;proxy;help;status'= {
+        }
+        &'nixstore-auth;proxy;help;rotate-secret'= {
+        }
+        &'nixstore-auth;proxy;help;stop'= {
+        }
+        &'nixstore-auth;proxy;help;serve'= {
+        }
+        &'nixstore-auth;proxy;help;help'= {
+        }
+        &'nixstore-auth;help'= {
+            cand use 'Configure Nix to use a cache: substituter, public key, credential'
+            cand remove 'Undo what `use` added for a cache, and nothing else'
+            cand list 'Show the caches nixstore-auth knows and where each is configured'
+            cand exec 'Run a command with cache credentials reaching both the Nix client and the daemon'
+            cand env 'Print the current AWS session as shell variables or credential_process JSON'
+            cand login 'Get or refresh the AWS session now (MFA prompt included) and cache it'
+            cand logout 'Forget cached AWS sessions'
+            cand push 'Upload store paths (with their closure) to a cache'
+            cand secret 'Set, inspect or delete the secret stored for a cache'
+            cand aws 'Keep a profile''s long-term AWS access key in the OS keyring'
+            cand doctor 'Diagnose the Nix setup, the caches and the AWS session, with a fix for each problem'
+            cand shell-init 'Print shell code that wraps nix, nix-build, ... in `nixstore-auth exec`'
+            cand completions 'Print a shell completion script'
+            cand proxy 'Manage the loopback signing proxy for S3 caches'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'nixstore-auth;help;use'= {
+        }
+        &'nixstore-auth;help;remove'= {
+        }
+        &'nixstore-auth;help;list'= {
+        }
+        &'nixstore-auth;help;exec'= {
+        }
+        &'nixstore-auth;help;env'= {
+        }
+        &'nixstore-auth;help;login'= {
+        }
+        &'nixstore-auth;help;logout'= {
+        }
+        &'nixstore-auth;help;push'= {
+        }
+        &'nixstore-auth;help;secret'= {
+            cand set 'Store a new token for a cache (from stdin or a hidden prompt)'
+            cand status 'Say where each secret lives and, for AWS sessions, when it expires'
+            cand delete 'Delete the stored token of a cache'
+        }
+        &'nixstore-auth;help;secret;set'= {
+        }
+        &'nixstore-auth;help;secret;status'= {
+        }
+        &'nixstore-auth;help;secret;delete'= {
+        }
+        &'nixstore-auth;help;aws'= {
+            cand add-key 'Store a profile''s access key id and secret in the keyring (prompt, or two lines on stdin)'
+            cand remove-key 'Delete a profile''s stored access key'
+        }
+        &'nixstore-auth;help;aws;add-key'= {
+        }
+        &'nixstore-auth;help;aws;remove-key'= {
+        }
+        &'nixstore-auth;help;doctor'= {
+        }
+        &'nixstore-auth;help;shell-init'= {
+        }
+        &'nixstore-auth;help;completions'= {
+        }
+        &'nixstore-auth;help;proxy'= {
+            cand status 'Show whether the proxy runs, its URL base and its caches'
+            cand rotate-secret 'Make a new URL secret (the old URLs stop working)'
+            cand stop 'Stop a running proxy'
+            cand serve 'Run the proxy in the foreground (started by `exec`; not for direct use)'
+        }
+        &'nixstore-auth;help;proxy;status'= {
+        }
+        &'nixstore-auth;help;proxy;rotate-secret'= {
+        }
+        &'nixstore-auth;help;proxy;stop'= {
+        }
+        &'nixstore-auth;help;proxy;serve'= {
+        }
+        &'nixstore-auth;help;help'= {
+        }
+    ]
+    $completions[$command]
+}
