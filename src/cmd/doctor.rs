@@ -1,8 +1,483 @@
+//! `doctor`: explain the confusing cases (daemon trust, hidden netrc, credentials the daemon
+//! cannot see, ...) with a concrete fix for each. Never prompts and never prints a secret.
+
+use anyhow::Result;
+use serde::Serialize;
+use std::path::Path;
+use std::time::Duration;
+
+use super::use_::netrc_machine;
 use super::{DoctorArgs, Run};
-use crate::ui::Ui;
+use crate::cache::CacheKind;
+use crate::config::{CacheEntry, Config, Dirs, SecretStore};
+use crate::nix::netrc::Netrc;
+use crate::nix::setup::{self, NixSetup, SettingsView, Trust, Version};
+use crate::ui::{self, Ui};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Info,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub section: String,
+    pub status: Status,
+    pub summary: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+#[derive(Default)]
+struct Report {
+    checks: Vec<Check>,
+}
+
+impl Report {
+    fn add(
+        &mut self,
+        section: &str,
+        status: Status,
+        summary: impl Into<String>,
+        fix: Option<String>,
+    ) {
+        self.checks.push(Check {
+            section: section.to_string(),
+            status,
+            summary: summary.into(),
+            fix,
+        });
+    }
+}
 
 impl Run for DoctorArgs {
-    fn run(self, _ui: &Ui) -> anyhow::Result<i32> {
-        anyhow::bail!("not implemented yet")
+    fn run(self, _ui: &Ui) -> Result<i32> {
+        let dirs = Dirs::new()?;
+        let mut report = Report::default();
+        let config = match Config::load(&dirs.config_file()) {
+            Ok(c) => c,
+            Err(e) => {
+                report.add(
+                    "config",
+                    Status::Fail,
+                    format!("{e:#}"),
+                    Some("fix or move the file".into()),
+                );
+                Config::default()
+            }
+        };
+        let setup = setup::probe()?;
+        let user_view = setup::load_view(&setup.user_conf);
+        nix_checks(&mut report, &setup, &user_view);
+        let caches: Vec<CacheEntry> = config
+            .caches()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| {
+                self.cache
+                    .as_ref()
+                    .is_none_or(|n| &c.name == n || c.kind.url() == *n)
+            })
+            .collect();
+        if let Some(n) = &self.cache
+            && caches.is_empty()
+        {
+            report.add(
+                "caches",
+                Status::Fail,
+                format!("no recorded cache named {n:?}"),
+                Some("see `nixstore-auth list`".into()),
+            );
+        }
+        let spinner = spinner(self.json);
+        for c in &caches {
+            if let Some(s) = &spinner {
+                s.set_message(format!("checking {}", c.name));
+            }
+            cache_checks(&mut report, c, &setup, &user_view);
+        }
+        if let Some(s) = spinner {
+            s.finish_and_clear();
+        }
+        trap_checks(&mut report, &setup, &user_view, &caches);
+
+        let failed = report.checks.iter().any(|c| c.status == Status::Fail);
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&report.checks)?);
+        } else {
+            print_report(&report);
+        }
+        Ok(if failed { 1 } else { 0 })
+    }
+}
+
+fn spinner(json: bool) -> Option<indicatif::ProgressBar> {
+    if json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return None;
+    }
+    let pb = indicatif::ProgressBar::new_spinner();
+    pb.enable_steady_tick(Duration::from_millis(100));
+    Some(pb)
+}
+
+fn print_report(report: &Report) {
+    let mut section = "";
+    for c in &report.checks {
+        if c.section != section {
+            section = &c.section;
+            println!("{}", ui::paint_out(section, console::Color::White));
+        }
+        let mark = match c.status {
+            Status::Ok => ui::paint_out("  ok  ", console::Color::Green),
+            Status::Info => ui::paint_out("  ..  ", console::Color::Cyan),
+            Status::Warn => ui::paint_out("  warn", console::Color::Yellow),
+            Status::Fail => ui::paint_out("  FAIL", console::Color::Red),
+        };
+        println!("{mark} {}", c.summary);
+        if let Some(fix) = &c.fix {
+            println!("        fix: {fix}");
+        }
+    }
+}
+
+fn nix_checks(r: &mut Report, setup: &NixSetup, user_view: &SettingsView) {
+    match setup.version {
+        Some(v) => r.add(
+            "nix",
+            Status::Info,
+            format!(
+                "Nix {v}, {}",
+                if setup.daemon {
+                    "multi-user (through the nix-daemon)"
+                } else {
+                    "single-user or root (no daemon in between)"
+                }
+            ),
+            None,
+        ),
+        None => r.add(
+            "nix",
+            Status::Fail,
+            "`nix` was not found on PATH",
+            Some("install Nix, or fix PATH".into()),
+        ),
+    }
+    if setup.daemon {
+        match setup.trust {
+            Trust::Trusted => r.add("nix", Status::Ok, format!("the nix-daemon trusts {:?}: your nix.conf settings reach it", setup.user), None),
+            Trust::Untrusted => r.add(
+                "nix",
+                Status::Warn,
+                format!("the nix-daemon does not trust {:?}: it ignores substituters, keys and netrc-file from your nix.conf", setup.user),
+                Some(format!("`nixstore-auth use CACHE` prints what an administrator must add to {}", setup.system_conf.display())),
+            ),
+        }
+    }
+    let mut files: Vec<String> = setup
+        .system
+        .files
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    files.extend(user_view.files.iter().map(|p| p.display().to_string()));
+    r.add(
+        "nix",
+        Status::Info,
+        format!(
+            "nix.conf files in force: {}",
+            if files.is_empty() {
+                "none".into()
+            } else {
+                files.join(", ")
+            }
+        ),
+        None,
+    );
+    for p in setup.system.problems.iter().chain(&user_view.problems) {
+        r.add(
+            "nix",
+            Status::Fail,
+            p.clone(),
+            Some("fix the file: Nix refuses to start with it".into()),
+        );
+    }
+    for name in [
+        "substituters",
+        "trusted-public-keys",
+        "trusted-substituters",
+        "netrc-file",
+        "trusted-users",
+    ] {
+        let sources: Vec<String> = setup
+            .system
+            .sources(name)
+            .into_iter()
+            .chain(user_view.sources(name))
+            .map(|(f, v)| {
+                format!(
+                    "{} ({})",
+                    f.display(),
+                    if v.is_empty() {
+                        "empty".into()
+                    } else {
+                        v.join(" ")
+                    }
+                )
+            })
+            .collect();
+        if !sources.is_empty() {
+            r.add(
+                "nix",
+                Status::Info,
+                format!("{name}: {}", sources.join("; ")),
+                None,
+            );
+        }
+    }
+}
+
+fn cache_checks(r: &mut Report, c: &CacheEntry, setup: &NixSetup, user_view: &SettingsView) {
+    let section = format!("cache {} ({})", c.name, c.kind.url());
+    let url = c.kind.url();
+    let norm = |s: &String| s.trim_end_matches('/').to_string();
+    // Public keys.
+    let known_keys: Vec<String> = setup
+        .system
+        .list("trusted-public-keys")
+        .into_iter()
+        .chain(user_view.list("trusted-public-keys"))
+        .collect();
+    if c.public_keys.is_empty() {
+        r.add(
+            &section,
+            Status::Warn,
+            "no public key recorded: Nix will refuse unsigned paths from it",
+            Some(format!(
+                "nixstore-auth use {} --public-key NAME:KEY",
+                c.name
+            )),
+        );
+    } else if c.public_keys.iter().all(|k| known_keys.contains(k)) {
+        r.add(&section, Status::Ok, "public key present in nix.conf", None);
+    } else {
+        r.add(
+            &section,
+            Status::Fail,
+            "public key missing from nix.conf",
+            Some(format!("nixstore-auth use {}", c.name)),
+        );
+    }
+    match &c.kind {
+        CacheKind::Https { .. } => {
+            let listed_user = user_view
+                .list("substituters")
+                .iter()
+                .any(|s| norm(s) == url);
+            let listed_sys = setup
+                .system
+                .list("substituters")
+                .iter()
+                .any(|s| norm(s) == url);
+            let trusted_sub = setup
+                .system
+                .list("trusted-substituters")
+                .iter()
+                .any(|s| norm(s) == url);
+            if c.secret_store == SecretStore::Keyring {
+                r.add(&section, Status::Info, "token in the keyring: reached through `nixstore-auth exec` (or the shell wrappers)", None);
+            } else if listed_sys || (listed_user && (setup.user_settings_honoured() || trusted_sub))
+            {
+                r.add(
+                    &section,
+                    Status::Ok,
+                    "substituter visible to whoever downloads",
+                    None,
+                );
+            } else if listed_user {
+                r.add(&section, Status::Fail, "substituter is in your nix.conf but the nix-daemon ignores it (untrusted user)", Some(format!("nixstore-auth use {} --mode print", c.name)));
+            } else {
+                r.add(
+                    &section,
+                    Status::Fail,
+                    "substituter not configured",
+                    Some(format!("nixstore-auth use {}", c.name)),
+                );
+            }
+            https_probe(r, &section, c);
+        }
+        CacheKind::S3(s3) => {
+            r.add(
+                &section,
+                Status::Info,
+                format!(
+                    "S3 bucket {} via profile {}: reached through `nixstore-auth exec`",
+                    s3.bucket,
+                    s3.profile.as_deref().unwrap_or("default")
+                ),
+                None,
+            );
+        }
+    }
+}
+
+/// GET nix-cache-info with the stored credential.
+fn https_probe(r: &mut Report, section: &str, c: &CacheEntry) {
+    let url = format!("{}/nix-cache-info", c.kind.url());
+    let machine = netrc_machine(&c.kind).unwrap_or_default();
+    let credential = c
+        .netrc
+        .as_deref()
+        .and_then(|p| crate::fs::read_optional(p).ok().flatten())
+        .and_then(|t| Netrc::parse(&t).ok())
+        .and_then(|n| {
+            Some((
+                n.get(&machine)?.login.unwrap_or_default(),
+                n.password(&machine)?,
+            ))
+        });
+    if c.has_token && credential.is_none() && c.secret_store == SecretStore::Netrc {
+        r.add(
+            section,
+            Status::Fail,
+            format!("no netrc entry for {machine}"),
+            Some(format!("nixstore-auth use {} --token-stdin", c.name)),
+        );
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            r.add(
+                section,
+                Status::Fail,
+                format!("cannot start the network check: {e}"),
+                None,
+            );
+            return;
+        }
+    };
+    let result = rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let mut req = client.get(&url);
+        if let Some((login, password)) = &credential {
+            req = req.basic_auth(login, Some(password.as_str()));
+        }
+        req.send().await
+    });
+    match result {
+        Ok(resp) if resp.status().is_success() => {
+            let how = if credential.is_some() {
+                "authenticated"
+            } else {
+                "without credentials"
+            };
+            r.add(
+                section,
+                Status::Ok,
+                format!("reachable, {how} (GET nix-cache-info: {})", resp.status()),
+                None,
+            );
+        }
+        Ok(resp) if matches!(resp.status().as_u16(), 401 | 403) => r.add(
+            section,
+            Status::Fail,
+            format!(
+                "the cache refused the credential (GET nix-cache-info: {})",
+                resp.status()
+            ),
+            Some(format!(
+                "store a valid token: nixstore-auth use {} --token-stdin",
+                c.name
+            )),
+        ),
+        Ok(resp) => r.add(
+            section,
+            Status::Fail,
+            format!("GET nix-cache-info answered {}", resp.status()),
+            Some("check the URL".into()),
+        ),
+        Err(e) => r.add(
+            section,
+            Status::Fail,
+            format!("unreachable: {}", describe_reqwest(&e)),
+            Some("check the URL, the network, and TLS (Nix reads NIX_SSL_CERT_FILE)".into()),
+        ),
+    }
+}
+
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    // The URL holds no secret (credentials travel in a header), but keep the message short.
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg = format!("{msg}: {s}");
+        src = s.source();
+    }
+    msg
+}
+
+fn trap_checks(r: &mut Report, setup: &NixSetup, user_view: &SettingsView, caches: &[CacheEntry]) {
+    let s = "traps";
+    if setup.daemon
+        && std::env::var_os("AWS_ACCESS_KEY_ID").is_some()
+        && (caches.iter().any(|c| matches!(c.kind, CacheKind::S3(_)))
+            || user_view
+                .list("substituters")
+                .iter()
+                .any(|u| u.starts_with("s3://")))
+    {
+        r.add(
+            s,
+            Status::Warn,
+            "AWS credentials are set in this shell, but the nix-daemon downloads and never sees them",
+            Some("run Nix as `nixstore-auth exec -- nix ...` (or eval \"$(nixstore-auth shell-init bash)\")".into()),
+        );
+    }
+    let system_netrc = setup.system_netrc();
+    if let Some(user_netrc) = user_view.scalar("netrc-file")
+        && Path::new(&user_netrc) != system_netrc
+        && system_netrc.exists()
+    {
+        r.add(
+            s,
+            Status::Warn,
+            format!("your nix.conf sets netrc-file = {user_netrc}, which hides {} for your commands", system_netrc.display()),
+            Some(format!("copy the entries you need from {} into {user_netrc}, or use --secret-store keyring", system_netrc.display())),
+        );
+    }
+    let builders = setup.system.scalar("builders").unwrap_or_default();
+    let machines_file = Path::new("/etc/nix/machines");
+    let has_builders = (!builders.trim().is_empty() && builders.trim() != "@/etc/nix/machines")
+        || std::fs::read_to_string(machines_file).is_ok_and(|t| {
+            t.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        });
+    let bus = setup
+        .system
+        .scalar("builders-use-substitutes")
+        .or(user_view.scalar("builders-use-substitutes"));
+    if has_builders && bus.as_deref() == Some("true") && !caches.is_empty() {
+        r.add(
+            s,
+            Status::Warn,
+            "remote builders fetch from caches themselves (builders-use-substitutes = true) but hold none of your credentials",
+            Some("set builders-use-substitutes = false so the local daemon substitutes and copies to the builder".into()),
+        );
+    }
+    if setup.version == Some(Version(2, 34, 0)) {
+        r.add(
+            s,
+            Status::Warn,
+            "Nix 2.34.0's daemon ignores a forwarded netrc-file",
+            Some("upgrade to Nix 2.34.1 or later".into()),
+        );
     }
 }
