@@ -9,6 +9,7 @@ pub mod cmd;
 pub mod config;
 pub mod error;
 pub mod fs;
+pub mod launch;
 pub mod nix;
 pub mod plan;
 pub mod proxy;

@@ -25,3 +25,8 @@ impl std::fmt::Debug for Credentials {
             .finish()
     }
 }
+
+pub mod mfa;
+pub mod profile;
+pub mod session;
+pub mod session_cache;

@@ -1,8 +1,91 @@
-use super::{EnvArgs, Run};
+//! `env`: print the session for a shell (`sh`, `fish`) or as AWS `credential_process` JSON.
+
+use super::{EnvArgs, EnvFormat, Run, SessionArgs};
+use crate::aws::session::{self, SessionRequest};
 use crate::ui::Ui;
+use std::io::Write;
+use zeroize::Zeroizing;
+
+pub(super) fn request(s: &SessionArgs) -> SessionRequest {
+    SessionRequest {
+        profile: s.profile.clone(),
+        cache: s.cache.clone(),
+        mfa_code: s.mfa_code.clone(),
+        duration: None,
+        force_refresh: false,
+    }
+}
 
 impl Run for EnvArgs {
-    fn run(self, _ui: &Ui) -> anyhow::Result<i32> {
-        anyhow::bail!("not implemented yet")
+    fn run(self, ui: &Ui) -> anyhow::Result<i32> {
+        let s = session::resolve(&request(&self.session), ui)?;
+        let text = match self.format {
+            EnvFormat::Sh => shell(&s, sh_quote, |k, v| format!("export {k}={v}\n"), |k| {
+                format!("unset {k}\n")
+            }),
+            EnvFormat::Fish => shell(&s, fish_quote, |k, v| format!("set -gx {k} {v}\n"), |k| {
+                format!("set -e {k}\n")
+            }),
+            EnvFormat::Json => json(&s)?,
+        };
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes())?;
+        out.flush()?;
+        Ok(0)
+    }
+}
+
+fn shell(
+    s: &session::Session,
+    quote: fn(&str) -> String,
+    set: impl Fn(&str, &str) -> String,
+    unset: impl Fn(&str) -> String,
+) -> Zeroizing<String> {
+    let mut text = Zeroizing::new(String::new());
+    for name in session::session_unset(s) {
+        text.push_str(&unset(name));
+    }
+    for (k, v) in session::session_env(s) {
+        let q = Zeroizing::new(quote(&v));
+        text.push_str(&Zeroizing::new(set(&k, &q)));
+    }
+    text
+}
+
+/// The `credential_process` format (Version 1).
+fn json(s: &session::Session) -> anyhow::Result<Zeroizing<String>> {
+    let c = &s.credentials;
+    let mut v = serde_json::json!({
+        "Version": 1,
+        "AccessKeyId": c.access_key_id,
+        "SecretAccessKey": c.secret_access_key.as_str(),
+    });
+    if let Some(t) = &c.session_token {
+        v["SessionToken"] = t.as_str().into();
+    }
+    if let Some(e) = c.expiration {
+        v["Expiration"] = session::rfc3339(e).into();
+    }
+    let mut text = Zeroizing::new(serde_json::to_string_pretty(&v)?);
+    text.push('\n');
+    Ok(text)
+}
+
+fn sh_quote(v: &str) -> String {
+    format!("'{}'", v.replace('\'', r"'\''"))
+}
+
+fn fish_quote(v: &str) -> String {
+    format!("'{}'", v.replace('\\', r"\\").replace('\'', r"\'"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(sh_quote("a'b"), r"'a'\''b'");
+        assert_eq!(fish_quote(r"a'b\c"), r"'a\'b\\c'");
     }
 }
