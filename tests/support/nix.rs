@@ -273,11 +273,11 @@ impl NixDaemon {
 
 impl Drop for NixDaemon {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        let log = tail(&self.log, 30);
+        if std::thread::panicking() && !log.is_empty() {
             note(&format!(
-                "--- last lines of {} ---\n{}",
-                self.log.display(),
-                tail(&self.log, 30)
+                "--- last lines of {} ---\n{log}",
+                self.log.display()
             ));
         }
         self.stop();
@@ -321,20 +321,20 @@ fn end_leftover_daemon() {
         }
         let _ = fs::remove_file(PID_FILE);
     }
-    let others = run(
-        Command::new("pgrep").args(["-x", "nix-daemon"]),
-        None,
-        Duration::from_secs(10),
-    );
+    // /proc rather than pgrep: procps is not on a bare Debian.
+    let others: Vec<String> = fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "nix-daemon")
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     assert!(
-        others.stdout.trim().is_empty(),
+        others.is_empty(),
         "a nix-daemon is already running (pids: {}); the end-to-end tests start their own with a \
          test configuration: stop it first",
-        others
-            .stdout
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
+        others.join(" ")
     );
 }
 
