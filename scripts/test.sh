@@ -70,6 +70,10 @@ cargo fmt --version >/dev/null 2>&1 || quiet "rustup component add rustfmt" rust
 cargo clippy --version >/dev/null 2>&1 || quiet "rustup component add clippy" rustup component add clippy
 
 # --- The tests ----------------------------------------------------------------------------------
+# Under sudo, build into a root-owned subdirectory so that the caller's own target/ stays theirs.
+if [ -n "${SUDO_USER:-}" ] && [ -z "${CARGO_TARGET_DIR:-}" ]; then
+  export CARGO_TARGET_DIR=$repo/target/sudo
+fi
 export NIXSTORE_AUTH_E2E=1 NIXSTORE_AUTH_VENV=$venv
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 

@@ -33,10 +33,12 @@
 
 mod nginx;
 mod nix;
+mod service;
 mod users;
 
 pub use nginx::{AccessEntry, Nginx, NginxOptions, Tls};
 pub use nix::{NixConf, NixDaemon, SignedCache, root_nix};
+pub use service::{Moto, Service, port_open, venv_bin};
 pub use users::{TestUser, UserCmd};
 
 use std::collections::BTreeMap;

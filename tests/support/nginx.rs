@@ -1,15 +1,12 @@
 //! nginx serving a directory on 127.0.0.1 behind Basic auth, optionally over TLS with a CA made
 //! by the test, and its access log.
 
-use super::nix::stop_group;
-use super::{E2e, free_port, note, run_root, tail};
+use super::{E2e, Service, free_port, note, port_open, run_root, tail};
 use std::fs;
-use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 /// The system's CA bundle on Debian (ca-certificates).
 pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -166,7 +163,7 @@ pub struct Nginx {
     pub port: u16,
     pub scheme: &'static str,
     pub dir: PathBuf,
-    child: Option<Child>,
+    service: Service,
 }
 
 impl Nginx {
@@ -238,44 +235,20 @@ http {{
         );
         fs::write(dir.join("nginx.conf"), conf).unwrap();
         let mut cmd = Command::new("nginx");
-        cmd.args(["-p", &d(""), "-e", &d("error.log"), "-c", &d("nginx.conf")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(dir.join("stderr.log")).unwrap());
-        // SAFETY: setsid is async-signal-safe; it gives nginx its own group to signal.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::setsid();
-                Ok(())
-            });
-        }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start nginx: {e} (apt-get install nginx-light)"));
-        let mut nginx = Nginx {
+        cmd.args(["-p", &d(""), "-e", &d("error.log"), "-c", &d("nginx.conf")]);
+        let service = Service::spawn(
+            "nginx",
+            cmd,
+            &dir.join("stderr.log"),
+            Duration::from_secs(10),
+            || port_open(port),
+        );
+        Nginx {
             port,
             scheme: if opts.tls.is_some() { "https" } else { "http" },
             dir,
-            child: Some(child),
-        };
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = nginx.child.as_mut().unwrap().try_wait().unwrap() {
-                nginx.child = None;
-                panic!(
-                    "nginx exited with {status} at start:\n{}\n{}",
-                    tail(&nginx.dir.join("stderr.log"), 20),
-                    tail(&nginx.dir.join("error.log"), 20)
-                );
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "nginx did not listen on 127.0.0.1:{port} within 10 s:\n{}",
-                tail(&nginx.dir.join("error.log"), 20)
-            );
-            std::thread::sleep(Duration::from_millis(20));
+            service,
         }
-        nginx
     }
 
     /// `SCHEME://127.0.0.1:PORT`: the cache URL.
@@ -309,13 +282,12 @@ impl Drop for Nginx {
     fn drop(&mut self) {
         if std::thread::panicking() {
             note(&format!(
-                "--- nginx on port {}: last access log lines ---\n{}",
+                "--- nginx on port {}: last lines of its access and error logs ---\n{}\n{}",
                 self.port,
-                tail(&self.access_log_path(), 20)
+                tail(&self.access_log_path(), 20),
+                tail(&self.dir.join("error.log"), 20)
             ));
         }
-        if let Some(mut child) = self.child.take() {
-            stop_group(&mut child);
-        }
+        // `service` stops nginx when it drops, right after this.
     }
 }

@@ -1,15 +1,14 @@
 //! The system's Nix: `/etc/nix` (backed up and restored), a `nix-daemon` we start and stop, and
 //! signed binary caches made with the real `nix` tools.
 
-use super::{E2e, Output, kill_group, note, run, tail, unique_tag, wait_until};
+use super::{E2e, Output, Service, kill_group, note, run, unique_tag, wait_until};
 use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 pub const ETC_NIX: &str = "/etc/nix";
 pub const DAEMON_SOCKET: &str = "/nix/var/nix/daemon-socket/socket";
@@ -132,7 +131,7 @@ impl Drop for EtcNixBackup {
 /// its narinfo cache `~/.cache/nix` is fresh per test) with `/etc/nix` rewritten from a
 /// [`NixConf`]. On Drop: the daemon is stopped and `/etc/nix` restored.
 pub struct NixDaemon {
-    child: Option<Child>,
+    service: Option<Service>,
     pub log: PathBuf,
     home: PathBuf,
     ca_bundle: Option<PathBuf>,
@@ -148,7 +147,7 @@ impl NixDaemon {
         let backup = EtcNixBackup::take();
         let home = e2e.private_dir("daemon-home");
         let mut daemon = NixDaemon {
-            child: None,
+            service: None,
             log: e2e.dir.join("nix-daemon.log"),
             home,
             ca_bundle: conf.ca_bundle.clone(),
@@ -212,60 +211,30 @@ impl NixDaemon {
     }
 
     fn spawn(&mut self) {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
         let mut cmd = Command::new("nix-daemon");
         cmd.env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .env("HOME", &self.home)
-            .env("XDG_CACHE_HOME", self.home.join(".cache"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
+            .env("XDG_CACHE_HOME", self.home.join(".cache"));
         if let Some(ca) = &self.ca_bundle {
             cmd.env("NIX_SSL_CERT_FILE", ca);
         }
-        // SAFETY: setsid is async-signal-safe; a new session detaches the daemon from our
-        // terminal and makes it the leader of a group we can signal as a whole.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::setsid();
-                Ok(())
-            });
-        }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start nix-daemon: {e} (apt-get install nix-bin)"));
-        fs::write(PID_FILE, child.id().to_string()).unwrap();
-        let pid = child.id();
-        self.child = Some(child);
-        let started = Instant::now();
-        loop {
-            if UnixStream::connect(DAEMON_SOCKET).is_ok() {
-                break;
-            }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                self.child = None;
-                panic!(
-                    "nix-daemon (pid {pid}) exited with {status} at start:\n{}",
-                    tail(&self.log, 30)
-                );
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "nix-daemon did not open {DAEMON_SOCKET} within 20 s:\n{}",
-                tail(&self.log, 30)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        // A stale socket file from the previous daemon refuses connections until the new one
+        // has replaced it.
+        let service = Service::spawn(
+            "nix-daemon",
+            cmd,
+            &self.log,
+            Duration::from_secs(20),
+            || UnixStream::connect(DAEMON_SOCKET).is_ok(),
+        );
+        fs::write(PID_FILE, service.pid().unwrap().to_string()).unwrap();
+        self.service = Some(service);
     }
 
     fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            stop_group(&mut child);
+        if let Some(mut service) = self.service.take() {
+            service.stop();
             let _ = fs::remove_file(PID_FILE);
         }
     }
@@ -273,32 +242,9 @@ impl NixDaemon {
 
 impl Drop for NixDaemon {
     fn drop(&mut self) {
-        let log = tail(&self.log, 30);
-        if std::thread::panicking() && !log.is_empty() {
-            note(&format!(
-                "--- last lines of {} ---\n{log}",
-                self.log.display()
-            ));
-        }
+        // Before the backup field restores /etc/nix.
         self.stop();
     }
-}
-
-/// SIGTERM to the child's whole process group (daemon and its per-connection workers), SIGKILL
-/// after 5 s, then reap the child.
-pub(crate) fn stop_group(child: &mut Child) {
-    kill_group(child.id(), libc::SIGTERM);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while child.try_wait().ok().flatten().is_none() {
-        if Instant::now() > deadline {
-            kill_group(child.id(), libc::SIGKILL);
-            let _ = child.wait();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // Workers may outlive the main process by a moment.
-    kill_group(child.id(), libc::SIGKILL);
 }
 
 /// Ends a daemon left by a killed earlier run of ours (pid file), and refuses to run next to a
