@@ -316,10 +316,19 @@ fn use_untrusted_user_needs_administrator() {
         text.contains("trusted-users"),
         "the snippet does not mention trusted-users:\n{out}"
     );
+    // The netrc line as printed (with a placeholder, never the token), the token filled in.
+    let machine = lines
+        .iter()
+        .map(|l| l.trim_start_matches('#').trim())
+        .find(|l| l.starts_with("machine "))
+        .unwrap_or_else(|| panic!("the administrator snippet has no netrc `machine` line:\n{out}"));
+    let words: Vec<&str> = machine.split_whitespace().collect();
+    assert!(
+        words.len() == 6 && words[1] == "127.0.0.1" && words[3] == LOGIN && words[4] == "password",
+        "unexpected netrc line in the snippet: {machine:?}"
+    );
     daemon.append_conf(&format!("{substituters}\n{keys}\n"));
-    daemon.write_netrc(&format!(
-        "machine 127.0.0.1 login {LOGIN} password {token}\n"
-    ));
+    daemon.write_netrc(&format!("{} {token}\n", words[..5].join(" ")));
     daemon.restart();
 
     let out = use_cache(&e2e, &user, &url, &cache.public_key, &token);
