@@ -1,0 +1,293 @@
+//! nginx serving a directory on 127.0.0.1 behind Basic auth, optionally over TLS with a CA made
+//! by the test, and its access log.
+
+use super::{E2e, Service, free_port, note, port_open, run_root, tail};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// The system's CA bundle on Debian (ca-certificates).
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// A CA made with openssl for this test, and a server certificate it signed for `127.0.0.1` and
+/// `localhost`.
+///
+/// To make the daemon trust it, give [`Tls::bundle`] to [`super::NixConf::ca_bundle`]: the
+/// daemon then runs with `NIX_SSL_CERT_FILE` pointing at it (Nix 2.8 has no `ssl-cert-file`
+/// setting). We chose that over installing the CA into the system store with
+/// `update-ca-certificates`: it changes nothing machine-wide, and a killed run leaves no CA behind.
+pub struct Tls {
+    pub ca_cert: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The system's CA bundle plus our CA: what the daemon should trust.
+    pub bundle: PathBuf,
+}
+
+impl Tls {
+    pub fn create(e2e: &E2e) -> Tls {
+        let dir = e2e.private_dir("tls");
+        let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
+        let openssl = |args: &[&str]| {
+            run_root("openssl", args, None).assert_success("openssl");
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &p("ca.key"),
+            "-out",
+            &p("ca.crt"),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=nixstore-auth e2e test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &p("server.key"),
+            "-out",
+            &p("server.csr"),
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        fs::write(
+            dir.join("server.ext"),
+            "basicConstraints=CA:FALSE\n\
+             keyUsage=critical,digitalSignature\n\
+             extendedKeyUsage=serverAuth\n\
+             subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &p("server.csr"),
+            "-CA",
+            &p("ca.crt"),
+            "-CAkey",
+            &p("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &p("server.ext"),
+            "-out",
+            &p("server.crt"),
+        ]);
+        // The bundle and CA certificate are public: readable by all, beside the private keys.
+        let public = e2e.dir.join("tls-public");
+        fs::create_dir_all(&public).unwrap();
+        let ca_cert = public.join("ca.crt");
+        fs::copy(dir.join("ca.crt"), &ca_cert).unwrap();
+        let mut bundle = fs::read(SYSTEM_CA_BUNDLE).unwrap_or_default();
+        bundle.extend(fs::read(&ca_cert).unwrap());
+        let bundle_path = public.join("bundle.crt");
+        fs::write(&bundle_path, bundle).unwrap();
+        for f in [&ca_cert, &bundle_path] {
+            fs::set_permissions(f, fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        Tls {
+            ca_cert,
+            cert: dir.join("server.crt"),
+            key: dir.join("server.key"),
+            bundle: bundle_path,
+        }
+    }
+}
+
+/// What [`Nginx::start`] serves.
+pub struct NginxOptions<'a> {
+    root: PathBuf,
+    basic_auth: Option<(String, String)>,
+    tls: Option<&'a Tls>,
+}
+
+impl<'a> NginxOptions<'a> {
+    /// Serve the files below `root` (e.g. [`super::SignedCache::dir`]), plain HTTP, no auth.
+    pub fn new(root: &Path) -> NginxOptions<'a> {
+        NginxOptions {
+            root: root.to_path_buf(),
+            basic_auth: None,
+            tls: None,
+        }
+    }
+
+    /// Require HTTP Basic auth with this login and password (written with `htpasswd -i`, so the
+    /// password never appears in argv).
+    pub fn basic_auth(mut self, login: &str, password: &str) -> Self {
+        self.basic_auth = Some((login.to_string(), password.to_string()));
+        self
+    }
+
+    /// Serve over TLS with the server certificate of `tls`.
+    pub fn tls(mut self, tls: &'a Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+}
+
+/// One line of the access log.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct AccessEntry {
+    /// The Basic auth login sent with the request ("" without one).
+    pub user: String,
+    pub method: String,
+    pub uri: String,
+    pub status: u16,
+}
+
+/// An nginx with its own configuration, pid file and logs in the test's directory, listening on
+/// 127.0.0.1 on a free port. Stopped on Drop.
+pub struct Nginx {
+    pub port: u16,
+    pub scheme: &'static str,
+    pub dir: PathBuf,
+    service: Service,
+}
+
+impl Nginx {
+    pub fn start(e2e: &E2e, opts: NginxOptions<'_>) -> Nginx {
+        let port = free_port();
+        let dir = e2e.private_dir(&format!("nginx-{port}"));
+        let d = |name: &str| dir.join(name).to_str().unwrap().to_string();
+        for sub in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
+            fs::create_dir_all(dir.join("tmp").join(sub)).unwrap();
+        }
+        let auth = match &opts.basic_auth {
+            Some((login, password)) => {
+                run_root(
+                    "htpasswd",
+                    ["-c", "-i", &d("htpasswd"), login],
+                    Some(password.as_bytes()),
+                )
+                .assert_success("htpasswd (apt-get install apache2-utils)");
+                format!(
+                    "auth_basic \"nixstore-auth e2e\";\n        auth_basic_user_file {};",
+                    d("htpasswd")
+                )
+            }
+            None => String::new(),
+        };
+        let (listen, tls) = match opts.tls {
+            Some(tls) => (
+                format!("127.0.0.1:{port} ssl"),
+                format!(
+                    "ssl_certificate {};\n        ssl_certificate_key {};",
+                    tls.cert.display(),
+                    tls.key.display()
+                ),
+            ),
+            None => (format!("127.0.0.1:{port}"), String::new()),
+        };
+        // Workers run as root so that they can read the test's 0700 directories.
+        let conf = format!(
+            r#"user root root;
+worker_processes 1;
+daemon off;
+pid {pid};
+error_log {error} info;
+events {{ worker_connections 64; }}
+http {{
+    log_format e2e escape=json '{{"user":"$remote_user","method":"$request_method","uri":"$request_uri","status":$status}}';
+    access_log {access} e2e;
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    default_type application/octet-stream;
+    types {{ text/x-nix-narinfo narinfo; }}
+    server {{
+        listen {listen};
+        server_name _;
+        root {root};
+        {tls}
+        {auth}
+    }}
+}}
+"#,
+            pid = d("nginx.pid"),
+            error = d("error.log"),
+            access = d("access.log"),
+            tmp = d("tmp"),
+            root = opts.root.display(),
+        );
+        fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let mut cmd = Command::new("nginx");
+        cmd.args(["-p", &d(""), "-e", &d("error.log"), "-c", &d("nginx.conf")]);
+        let service = Service::spawn(
+            "nginx",
+            cmd,
+            &dir.join("stderr.log"),
+            Duration::from_secs(10),
+            || port_open(port),
+        );
+        Nginx {
+            port,
+            scheme: if opts.tls.is_some() { "https" } else { "http" },
+            dir,
+            service,
+        }
+    }
+
+    /// `SCHEME://127.0.0.1:PORT`: the cache URL.
+    pub fn url(&self) -> String {
+        self.url_for_host("127.0.0.1")
+    }
+
+    /// The URL with another name for loopback (`localhost`, which the TLS certificate covers):
+    /// gives two caches different netrc `machine` names.
+    pub fn url_for_host(&self, host: &str) -> String {
+        format!("{}://{host}:{}", self.scheme, self.port)
+    }
+
+    pub fn access_log_path(&self) -> PathBuf {
+        self.dir.join("access.log")
+    }
+
+    /// The access log so far (nginx writes each line when the request ends).
+    pub fn access_log(&self) -> Vec<AccessEntry> {
+        fs::read_to_string(self.access_log_path())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("access log line {l:?}: {e}"))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            note(&format!(
+                "--- nginx on port {}: last lines of its access and error logs ---\n{}\n{}",
+                self.port,
+                tail(&self.access_log_path(), 20),
+                tail(&self.dir.join("error.log"), 20)
+            ));
+        }
+        // `service` stops nginx when it drops, right after this.
+    }
+}

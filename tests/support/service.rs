@@ -1,0 +1,176 @@
+//! Background servers started by a test: own session, output to a log file, ready check, and
+//! stopped (whole process group) on Drop. Also the moto S3/STS server from the test venv.
+
+use super::{E2e, free_port, kill_group, note, tail};
+use std::fs;
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A server process we started. Its stdout and stderr go to `log`. Drop (or [`Service::stop`])
+/// sends SIGTERM to its process group, SIGKILL after 5 s.
+pub struct Service {
+    pub name: String,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Service {
+    /// Starts `cmd` in a new session (detached from our terminal, leader of a group we signal as
+    /// a whole) and waits up to `timeout` for `ready()`. Panics with the log's tail if the
+    /// process exits first or never gets ready: a missing prerequisite fails the test.
+    pub fn spawn(
+        name: &str,
+        mut cmd: Command,
+        log: &Path,
+        timeout: Duration,
+        mut ready: impl FnMut() -> bool,
+    ) -> Service {
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        cmd.stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file);
+        // SAFETY: setsid is async-signal-safe and touches only the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!(
+                "cannot start {name} ({:?}): {e} (scripts/test.sh installs the test bed)",
+                cmd.get_program()
+            )
+        });
+        let mut service = Service {
+            name: name.to_string(),
+            log: log.to_path_buf(),
+            child: Some(child),
+        };
+        let started = Instant::now();
+        while !ready() {
+            if let Some(status) = service.child.as_mut().unwrap().try_wait().unwrap() {
+                service.child = None;
+                panic!("{name} exited with {status} at start:\n{}", tail(log, 30));
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "{name} was not ready within {timeout:?}:\n{}",
+                tail(log, 30)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        service
+    }
+
+    /// The pid of the running process (also its process group).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Stops the process group; a no-op when already stopped.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        kill_group(child.id(), libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                kill_group(child.id(), libc::SIGKILL);
+                let _ = child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Children of the server (e.g. nix-daemon's per-connection workers) may linger a moment.
+        kill_group(child.id(), libc::SIGKILL);
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let log = tail(&self.log, 30);
+        if std::thread::panicking() && !log.is_empty() {
+            note(&format!(
+                "--- {}: last lines of {} ---\n{log}",
+                self.name,
+                self.log.display()
+            ));
+        }
+        self.stop();
+    }
+}
+
+/// True once something accepts TCP connections on 127.0.0.1:`port`.
+pub fn port_open(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+/// A program from the test bed's Python venv (`NIXSTORE_AUTH_VENV`, set by scripts/test.sh).
+pub fn venv_bin(name: &str) -> PathBuf {
+    let venv = std::env::var_os("NIXSTORE_AUTH_VENV").unwrap_or_else(|| {
+        panic!("NIXSTORE_AUTH_VENV is not set: run the tests with scripts/test.sh, which makes the venv")
+    });
+    let bin = Path::new(&venv).join("bin").join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: run scripts/test.sh",
+        bin.display()
+    );
+    bin
+}
+
+/// A moto server (S3, STS, IAM) on 127.0.0.1. The first `free_actions` counted requests need no
+/// signature (set up users, keys, roles, buckets), then call [`Moto::enforce_auth`] to switch
+/// SigV4 checking on for everything (see TESTBED.md for what moto checks and what it does not).
+pub struct Moto {
+    pub port: u16,
+    pub service: Service,
+}
+
+impl Moto {
+    pub fn start(e2e: &E2e, free_actions: u32) -> Moto {
+        let port = free_port();
+        let mut cmd = Command::new(venv_bin("moto_server"));
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", free_actions.to_string());
+        let log = e2e.dir.join(format!("moto-{port}.log"));
+        let service = Service::spawn("moto_server", cmd, &log, Duration::from_secs(30), || {
+            port_open(port)
+        });
+        Moto { port, service }
+    }
+
+    /// `http://127.0.0.1:PORT`: the endpoint for `AWS_ENDPOINT_URL*`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Switches authentication on now, whatever is left of the free actions.
+    pub fn enforce_auth(&self) {
+        let out = super::run_root(
+            "curl",
+            [
+                "-sS",
+                "--fail",
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: text/plain",
+                "--data-binary",
+                "0",
+                &format!("{}/moto-api/reset-auth", self.url()),
+            ],
+            None,
+        );
+        out.assert_success("moto reset-auth");
+    }
+}

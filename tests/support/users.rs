@@ -1,0 +1,158 @@
+//! Unprivileged test users with a fresh, empty HOME, and commands run as them.
+
+use super::{DEFAULT_TIMEOUT, E2e, Output, run, run_root, unique_tag};
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// PATH for test users: Debian's Nix lives in /usr/bin.
+pub const USER_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// A real user made with `useradd`, in `nix-users` (so it may reach the daemon's socket), with an
+/// empty 0700 HOME below the test's directory. `userdel` on Drop.
+pub struct TestUser {
+    /// Login name, unique per test (`nsa` + `role` + a tag), at most 32 characters.
+    pub name: String,
+    pub home: PathBuf,
+    pub uid: u32,
+}
+
+impl TestUser {
+    /// Creates the user. `role` (short, `[a-z]`) only makes the name readable in logs.
+    pub fn create(e2e: &E2e, role: &str) -> TestUser {
+        let mut name = format!("nsa{role}{}", unique_tag());
+        name.truncate(32);
+        let home = e2e.dir.join(format!("home-{name}"));
+        run_root(
+            "/usr/sbin/useradd",
+            [
+                "--no-create-home",
+                "--home-dir",
+                home.to_str().unwrap(),
+                "--shell",
+                "/bin/sh",
+                "--groups",
+                "nix-users",
+                &name,
+            ],
+            None,
+        )
+        .assert_success("useradd (is nix-bin installed? it creates the nix-users group)");
+        // Constructed before the checks below so that a failure still deletes the user.
+        let mut user = TestUser { name, home, uid: 0 };
+        let id = run_root("id", ["-u", &user.name], None);
+        id.assert_success("id -u");
+        user.uid = id.stdout.trim().parse().unwrap();
+        fs::create_dir(&user.home).unwrap();
+        fs::set_permissions(&user.home, fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(&user.home, Some(user.uid), Some(user.uid)).unwrap();
+        user
+    }
+
+    /// A command run as this user through `runuser` with a clean environment: HOME, USER,
+    /// LOGNAME, PATH ([`USER_PATH`]) and `NIX_REMOTE=daemon`, plus what the test adds with
+    /// [`UserCmd::env`] (environment, not argv: fine for secrets). Working directory: HOME.
+    pub fn cmd(&self, program: impl AsRef<OsStr>) -> UserCmd<'_> {
+        UserCmd {
+            user: self,
+            program: program.as_ref().to_os_string(),
+            args: Vec::new(),
+            env: Vec::new(),
+            stdin: None,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// `~/.config/nix/nix.conf`, where Nix looks for the user's settings (no XDG overrides are set).
+    pub fn nix_conf(&self) -> PathBuf {
+        self.home.join(".config/nix/nix.conf")
+    }
+
+    /// Reads a file below HOME ("" when it does not exist).
+    pub fn read(&self, rel: impl AsRef<Path>) -> String {
+        fs::read_to_string(self.home.join(rel)).unwrap_or_default()
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        // Processes we started as this user were killed by `run`; the home goes with E2e's dir.
+        let out = run_root("/usr/sbin/userdel", [&self.name], None);
+        if !out.success() {
+            super::note(&format!(
+                "warning: could not delete test user {}:\n{out}",
+                self.name
+            ));
+        }
+    }
+}
+
+/// Builder for a command run as a [`TestUser`]; see [`TestUser::cmd`].
+pub struct UserCmd<'a> {
+    user: &'a TestUser,
+    program: OsString,
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    stdin: Option<Vec<u8>>,
+    timeout: Duration,
+}
+
+impl UserCmd<'_> {
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.args.push(arg.as_ref().to_os_string());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+        self
+    }
+
+    /// Sets (or overrides) an environment variable of the command.
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.env
+            .push((key.as_ref().to_os_string(), value.as_ref().to_os_string()));
+        self
+    }
+
+    /// Bytes written to the command's stdin (otherwise stdin is /dev/null).
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(bytes.into());
+        self
+    }
+
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Runs the command and waits for it (killed after the timeout).
+    pub fn run(self) -> Output {
+        let mut cmd = Command::new("/usr/sbin/runuser");
+        // runuser keeps the environment it is given (it only sets HOME, USER, LOGNAME).
+        cmd.env_clear()
+            .env("HOME", &self.user.home)
+            .env("USER", &self.user.name)
+            .env("LOGNAME", &self.user.name)
+            .env("PATH", USER_PATH)
+            .env("NIX_REMOTE", "daemon")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&self.user.home)
+            .arg("-u")
+            .arg(&self.user.name)
+            .arg("--")
+            .arg(&self.program)
+            .args(&self.args);
+        let mut out = run(&mut cmd, self.stdin.as_deref(), self.timeout);
+        out.what = format!("[as {}] {}", self.user.name, out.what);
+        out
+    }
+}
