@@ -149,9 +149,8 @@ fn run_mfa_process(cmd: &str, profile: &str, ui: &Ui) -> Result<Zeroizing<String
         .map(str::trim)
         .find(|l| !l.is_empty())
         .unwrap_or("");
-    check_shape(code).with_context(|| {
-        format!("mfa_process of profile {profile:?} did not print an MFA code")
-    })?;
+    check_shape(code)
+        .with_context(|| format!("mfa_process of profile {profile:?} did not print an MFA code"))?;
     Ok(Zeroizing::new(code.to_string()))
 }
 
@@ -172,7 +171,13 @@ mod tests {
     #[test]
     fn mfa_process_output_and_failures() {
         let ui = Ui::default();
-        let mut m = MfaCodes::new("arn:mfa", "p", None, Some("echo touch key >&2; echo 654321"), &ui);
+        let mut m = MfaCodes::new(
+            "arn:mfa",
+            "p",
+            None,
+            Some("echo touch key >&2; echo 654321"),
+            &ui,
+        );
         assert_eq!(m.first().unwrap().0.as_str(), "654321");
         let mut bad = MfaCodes::new("arn:mfa", "p", None, Some("echo nope"), &ui);
         assert!(format!("{:#}", bad.first().unwrap_err()).contains("did not print"));

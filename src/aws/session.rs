@@ -205,7 +205,9 @@ fn from_environment(t: &Target, ui: &Ui) -> Option<Session> {
         ui.debug("the AWS credentials in the environment have expired; not using them");
         return None;
     }
-    ui.debug(format!("using AWS credentials from the environment ({akid})"));
+    ui.debug(format!(
+        "using AWS credentials from the environment ({akid})"
+    ));
     Some(Session {
         credentials: Credentials {
             access_key_id: akid,
@@ -319,17 +321,15 @@ pub fn resolve(req: &SessionRequest, ui: &Ui) -> Result<Session> {
     }
 
     // The code first: no SDK client (and no load timeout) exists while the user types.
-    let mut codes = plan
-        .mfa_serial()
-        .map(|serial| {
-            MfaCodes::new(
-                serial,
-                &plan.profile,
-                req.mfa_code.as_deref(),
-                plan.mfa_process.as_deref(),
-                ui,
-            )
-        });
+    let mut codes = plan.mfa_serial().map(|serial| {
+        MfaCodes::new(
+            serial,
+            &plan.profile,
+            req.mfa_code.as_deref(),
+            plan.mfa_process.as_deref(),
+            ui,
+        )
+    });
     let mut code = match codes.as_mut() {
         Some(c) => Some(c.first()?),
         None => None,
@@ -351,7 +351,10 @@ pub fn resolve(req: &SessionRequest, ui: &Ui) -> Result<Session> {
             Ok(c) => break c,
             Err(StsFailure::MfaRefused(msg)) => {
                 let serial = plan.mfa_serial().unwrap_or("?");
-                let last = code.as_ref().map(|(_, s)| *s).unwrap_or(CodeSource::Argument);
+                let last = code
+                    .as_ref()
+                    .map(|(_, s)| *s)
+                    .unwrap_or(CodeSource::Argument);
                 let next = match codes.as_mut() {
                     Some(c) => c.retry(last)?,
                     None => None,
@@ -530,7 +533,9 @@ fn static_keys(set: &aws_config::profile::ProfileSet, name: &str) -> Result<Cred
     Ok(Credentials {
         access_key_id: p.get("aws_access_key_id").unwrap_or_default().to_string(),
         secret_access_key: Zeroizing::new(
-            p.get("aws_secret_access_key").unwrap_or_default().to_string(),
+            p.get("aws_secret_access_key")
+                .unwrap_or_default()
+                .to_string(),
         ),
         session_token: p
             .get("aws_session_token")

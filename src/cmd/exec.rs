@@ -9,10 +9,18 @@ use crate::config::{Config, Dirs};
 use crate::launch::Launch;
 use crate::ui::Ui;
 
+/// Set in the environment of every command `exec` runs.
+pub const EXEC_MARKER: &str = "NIXSTORE_AUTH_EXEC";
+
 impl Run for ExecArgs {
     fn run(self, ui: &Ui) -> anyhow::Result<i32> {
         let req = aws_request(&self)?;
         let mut launch = Launch::new(self.command);
+        // Marks the child as running under exec: nested wrappers (a wrapped nix-shell running
+        // a wrapped nix) see it and reuse what the outer exec set up.
+        launch
+            .set
+            .push((EXEC_MARKER.into(), zeroize::Zeroizing::new("1".into())));
         if let Some(req) = req {
             let s = session::resolve(&req, ui)?;
             ui.debug(format!(
