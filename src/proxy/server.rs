@@ -37,6 +37,8 @@ pub fn log(msg: impl AsRef<str>) {
 struct MountEntry {
     s3: S3Ref,
     session: Option<Arc<Session>>,
+    /// When the session that was dropped had expired, for the 503's explanation.
+    expired_at: Option<i64>,
 }
 
 struct State {
@@ -88,6 +90,7 @@ impl State {
                 Arc::new(MountEntry {
                     s3: m.s3(),
                     session: Some(session),
+                    expired_at: None,
                 }),
             );
         }
@@ -102,13 +105,18 @@ impl State {
                 name: name.clone(),
                 url: m.s3.to_url(),
                 session: match &m.session {
+                    None if m.expired_at.is_some() => "expired",
                     None => "none",
                     Some(s) if s.expired(now) => "expired",
                     Some(s) if s.refused() => "refused",
                     Some(_) => "valid",
                 }
                 .into(),
-                expiration: m.session.as_ref().and_then(|s| s.expiration),
+                expiration: m
+                    .session
+                    .as_ref()
+                    .and_then(|s| s.expiration)
+                    .or(m.expired_at),
             })
             .collect();
         mounts.sort_by(|a, b| a.name.cmp(&b.name));
@@ -297,8 +305,12 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
     let session = match &mount.session {
         Some(s) if !s.expired(now) => s.clone(),
         other => {
-            let why = match other {
-                Some(s) => format!("the AWS session expired at {}", fmt_expiry(s.expiration)),
+            let why = match other
+                .as_ref()
+                .map(|s| s.expiration)
+                .unwrap_or(mount.expired_at)
+            {
+                Some(e) => format!("the AWS session expired at {}", fmt_expiry(Some(e))),
                 None => "there is no AWS session".into(),
             };
             log(format!("{what}: {why} (503)"));
@@ -657,6 +669,7 @@ pub async fn run(layout: Layout, secret: Zeroizing<String>, verbose: bool) -> Re
                     *m = Arc::new(MountEntry {
                         s3: m.s3.clone(),
                         session: None,
+                        expired_at: s.expiration,
                     });
                 }
             }
