@@ -432,6 +432,9 @@ pub enum ProxyAction {
     /// Run the proxy in the foreground (started by `exec`; not for direct use)
     #[command(hide = true)]
     Serve,
+    /// Hold a lease on the proxy with credentials read from stdin (for tests and debugging)
+    #[command(hide = true)]
+    Lease,
 }
 
 /// One subcommand's behaviour. Returns the process exit code.

@@ -1,8 +1,144 @@
-use super::{ProxyArgs, Run};
+//! `nixstore-auth proxy status|rotate-secret|stop|serve`: the loopback signing proxy.
+use super::{ProxyAction, ProxyArgs, Run};
+use crate::proxy;
 use crate::ui::Ui;
+use anyhow::{Context, Result};
+use std::io::{BufRead, Write};
 
 impl Run for ProxyArgs {
-    fn run(self, _ui: &Ui) -> anyhow::Result<i32> {
-        anyhow::bail!("not implemented yet")
+    fn run(self, ui: &Ui) -> Result<i32> {
+        match self.action {
+            ProxyAction::Status => status(),
+            ProxyAction::RotateSecret => {
+                let (file, told) = proxy::rotate_secret()?;
+                ui.info(format!("wrote a new proxy secret to {}", file.display()));
+                if told {
+                    ui.info("the running proxy uses it now; commands started before with the old URL get 401 until they are run through `nixstore-auth exec` again");
+                }
+                Ok(0)
+            }
+            ProxyAction::Stop => {
+                if proxy::stop()? {
+                    ui.info("stopped the proxy");
+                } else {
+                    ui.info("no proxy was running");
+                }
+                Ok(0)
+            }
+            ProxyAction::Serve => proxy::serve(ui).map(|()| 0),
+            ProxyAction::Lease => lease(ui),
+        }
     }
+}
+
+fn status() -> Result<i32> {
+    let (port, secret_file, log) = proxy::describe()?;
+    let mut out = std::io::stdout().lock();
+    match proxy::status()? {
+        None => {
+            writeln!(
+                out,
+                "proxy: not running (it starts with `nixstore-auth exec`)"
+            )?;
+            writeln!(out, "url:   http://127.0.0.1:{port}/<secret>/NAME")?;
+        }
+        Some(st) => {
+            writeln!(
+                out,
+                "proxy: running, pid {}, {} client(s)",
+                st.pid, st.leases
+            )?;
+            writeln!(out, "url:   http://127.0.0.1:{}/<secret>/NAME", st.port)?;
+            for m in &st.mounts {
+                let exp = m
+                    .expiration
+                    .map(|e| format!(", expires at {e} (epoch s)"))
+                    .unwrap_or_default();
+                writeln!(
+                    out,
+                    "cache: {} -> {} (session {}{exp})",
+                    m.name, m.url, m.session
+                )?;
+            }
+        }
+    }
+    writeln!(out, "secret file: {}", secret_file.display())?;
+    writeln!(out, "log:   {}", log.display())?;
+    Ok(0)
+}
+
+#[derive(serde::Deserialize)]
+struct LeaseInput {
+    creds: LeaseCreds,
+    #[serde(default)]
+    mounts: Vec<LeaseMount>,
+}
+
+#[derive(serde::Deserialize)]
+struct LeaseCreds {
+    access_key_id: String,
+    secret_access_key: String,
+    #[serde(default)]
+    session_token: Option<String>,
+    #[serde(default)]
+    expiration: Option<i64>,
+}
+
+impl LeaseCreds {
+    fn into_credentials(self) -> crate::aws::Credentials {
+        use zeroize::Zeroizing;
+        crate::aws::Credentials {
+            access_key_id: self.access_key_id,
+            secret_access_key: Zeroizing::new(self.secret_access_key),
+            session_token: self.session_token.map(Zeroizing::new),
+            expiration: self.expiration,
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct LeaseMount {
+    name: String,
+    url: String,
+}
+
+/// Hidden `proxy lease`, for tests and debugging: reads `{"creds":{...},"mounts":[{"name",
+/// "url":"s3://..."}]}` from stdin (never argv), holds a lease, prints `{"base","pid"}`, takes
+/// further lines as fresher credentials, and releases the lease at end of input.
+fn lease(ui: &Ui) -> Result<i32> {
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock();
+    let mut line = zeroize::Zeroizing::new(String::new());
+    lines.read_line(&mut line)?;
+    let input: LeaseInput =
+        serde_json::from_str(&line).context("stdin: malformed lease request")?;
+    let mut mounts = Vec::new();
+    for m in input.mounts {
+        match crate::cache::parse_url(&m.url)? {
+            crate::cache::CacheKind::S3(s3) => mounts.push(proxy::Mount { name: m.name, s3 }),
+            _ => anyhow::bail!("{}: not an s3:// URL", m.url),
+        }
+    }
+    let mut lease = proxy::ensure_running(&input.creds.into_credentials(), &mounts, ui)?;
+    let base = lease.url_for("");
+    println!(
+        "{}",
+        serde_json::json!({"base": base.trim_end_matches('/'), "pid": lease.proxy_pid()})
+    );
+    std::io::stdout().flush()?;
+    loop {
+        line.clear();
+        if lines.read_line(&mut line)? == 0 {
+            break;
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        let creds: LeaseCreds =
+            serde_json::from_str(&line).context("stdin: malformed credentials")?;
+        lease.refresh(&creds.into_credentials())?;
+        println!("{{\"refreshed\":true}}");
+        std::io::stdout().flush()?;
+    }
+    Ok(0)
 }

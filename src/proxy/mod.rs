@@ -1,1 +1,388 @@
-//! The loopback signing proxy for S3 caches (pending).
+//! The loopback signing proxy: makes private S3 caches look like Nix HTTP binary caches.
+//!
+//! One process per user serves every mounted S3 cache at a stable URL
+//! `http://127.0.0.1:PORT/SECRET/NAME`, signing each request with SigV4 and streaming bodies
+//! both ways. Nix (client or daemon) sees an ordinary HTTP cache; the daemon never needs the
+//! user's AWS credentials.
+//!
+//! # API (for `exec`, `push`, `doctor`)
+//! ```ignore
+//! // Starts or reuses the proxy, hands it the session (kept only if fresher than the one it
+//! // has) and the mounts; returns once the proxy serves them. Keep the lease while Nix runs.
+//! let lease = proxy::ensure_running(&creds, &[Mount { name, s3 }], ui)?;
+//! let url = lease.url_for("my-cache");      // http://127.0.0.1:PORT/SECRET/my-cache
+//! lease.refresh(&newer_creds)?;              // optional, e.g. after a re-login mid-run
+//! drop(lease);                               // the proxy exits after the grace period
+//! let url = proxy::stable_url_for("my-cache")?;  // same URL, starts nothing (`use --mode print`)
+//! let st = proxy::status()?;                 // Some(reply) when a proxy runs (for `doctor`)
+//! ```
+//!
+//! # Behaviour
+//! - PORT: `[proxy] port` in config.toml, else `20000 + uid % 10000` (below the ephemeral range,
+//!   distinct per user). A port held by another program is an error naming that key.
+//! - SECRET: 256 random bits (hex) in `$XDG_DATA_HOME/nixstore-auth/proxy-secret` (0600),
+//!   made on first use; `proxy rotate-secret` replaces it and the running proxy reloads it.
+//!   A request without it gets 401.
+//! - Status codes: S3's 404 → 404. Refused or expired credentials → 503; upstream errors,
+//!   timeouts, connection failures → 502 (503 for S3's SlowDown); an unknown cache name → 503.
+//!   Never 401/403/404 for those: Nix remembers those as misses for an hour.
+//! - Addressing: path-style on custom endpoints; virtual-hosted on AWS (path-style for bucket
+//!   names with dots). Region from the cache, else us-east-1.
+//! - Lifecycle: the first client spawns `nixstore-auth proxy serve` (setsid, stdin/stdout
+//!   null, log in `$XDG_CACHE_HOME/nixstore-auth/proxy.log`, 0600, environment cleared to a
+//!   short allow-list so no AWS variable reaches it). Clients talk to it over a Unix socket in
+//!   a 0700 directory (`$XDG_RUNTIME_DIR/nixstore-auth`, else `/tmp/nixstore-auth-UID`); an
+//!   open connection there is a lease. The proxy exits when no lease and no request remain for
+//!   the grace period (`[proxy] idle-secs`, env `NIXSTORE_AUTH_PROXY_IDLE_SECS`, default 30),
+//!   and at once when idle with every session expired. Expired sessions are dropped: requests
+//!   then get 503 until a client brings a fresh one.
+
+mod control;
+mod paths;
+mod server;
+mod sign;
+
+use anyhow::{Context, Result, bail};
+use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+pub use control::{MountStatus, Reply as Status};
+pub use paths::{GRACE_ENV, default_port};
+
+use control::{Request, WireMount};
+use paths::Layout;
+
+/// An S3 cache to serve under `NAME`.
+#[derive(Debug, Clone)]
+pub struct Mount {
+    pub name: String,
+    pub s3: crate::cache::S3Ref,
+}
+
+/// A client's hold on the proxy: while it lives the proxy keeps running. Dropping it (or the
+/// process dying) releases it.
+pub struct Lease {
+    stream: UnixStream,
+    port: u16,
+    pid: u32,
+    secret: Zeroizing<String>,
+    mounts: Vec<WireMount>,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("port", &self.port)
+            .field("pid", &self.pid)
+            .field("mounts", &self.mounts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lease {
+    /// The cache's URL for Nix: `http://127.0.0.1:PORT/SECRET/NAME`. It holds the secret: hand
+    /// it to Nix through `NIX_CONFIG` only, never argv or a world-readable file.
+    pub fn url_for(&self, name: &str) -> String {
+        format!(
+            "http://127.0.0.1:{}/{}/{name}",
+            self.port,
+            self.secret.as_str()
+        )
+    }
+
+    /// The proxy's process id.
+    pub fn proxy_pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Hands the proxy a newer session for this lease's caches.
+    pub fn refresh(&mut self, creds: &crate::aws::Credentials) -> Result<()> {
+        let req = Request::Lease {
+            creds: creds.into(),
+            mounts: self.mounts.clone(),
+        };
+        exchange(&self.stream, &req).map(drop)
+    }
+}
+
+/// Starts or reuses the user's proxy, hands it `creds` (kept if fresher than what it has) and
+/// the mounts, and returns once the proxy serves them.
+pub fn ensure_running(
+    creds: &crate::aws::Credentials,
+    mounts: &[Mount],
+    ui: &crate::ui::Ui,
+) -> Result<Lease> {
+    let layout = Layout::load()?;
+    let secret = paths::read_or_create_secret(&layout.secret_file())?;
+    let rundir = layout.runtime_dir()?;
+    let sock = rundir.join("proxy.sock");
+    let wire: Vec<WireMount> = mounts.iter().map(WireMount::from_mount).collect();
+    for m in &wire {
+        crate::cache::validate_name(&m.name)?;
+    }
+    // Held until the lease is counted, so that the proxy cannot decide to exit in between.
+    let _start = paths::lock_start(&rundir, true)?;
+    let mut last_err = None;
+    for _attempt in 0..2 {
+        let stream = match UnixStream::connect(&sock) {
+            Ok(s) => s,
+            Err(_) => spawn(&layout, &sock, ui)?,
+        };
+        let req = Request::Lease {
+            creds: creds.into(),
+            mounts: wire.clone(),
+        };
+        match exchange(&stream, &req) {
+            Ok(reply) => {
+                if reply.port != layout.port {
+                    ui.warn(format!(
+                        "the running proxy listens on port {} but the configuration says {}; `nixstore-auth proxy stop` makes the next run use the new port",
+                        reply.port, layout.port
+                    ));
+                }
+                ui.debug(format!(
+                    "proxy pid {} on 127.0.0.1:{} serves {} cache(s)",
+                    reply.pid,
+                    reply.port,
+                    wire.len()
+                ));
+                return Ok(Lease {
+                    stream,
+                    port: reply.port,
+                    pid: reply.pid,
+                    secret,
+                    mounts: wire,
+                });
+            }
+            // A proxy that was just exiting: start a new one.
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(last_err.expect("two attempts failed")).context("cannot reach the nixstore-auth proxy")
+}
+
+/// The URL `ensure_running` would give for `name`, without starting anything.
+pub fn stable_url_for(name: &str) -> Result<String> {
+    crate::cache::validate_name(name)?;
+    let layout = Layout::load()?;
+    let secret = paths::read_or_create_secret(&layout.secret_file())?;
+    Ok(format!(
+        "http://127.0.0.1:{}/{}/{name}",
+        layout.port,
+        secret.as_str()
+    ))
+}
+
+/// The running proxy's state, or `None` when none runs.
+pub fn status() -> Result<Option<Status>> {
+    let layout = Layout::load()?;
+    let sock = layout.socket_path()?;
+    match UnixStream::connect(&sock) {
+        Ok(s) => exchange(&s, &Request::Status).map(Some),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Stops the running proxy; `false` when none ran.
+pub fn stop() -> Result<bool> {
+    let layout = Layout::load()?;
+    let sock = layout.socket_path()?;
+    let Ok(s) = UnixStream::connect(&sock) else {
+        return Ok(false);
+    };
+    exchange(&s, &Request::Stop)?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sock.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(true)
+}
+
+/// Makes a new URL secret; a running proxy switches to it at once. Returns the secret file
+/// and whether a running proxy took it.
+pub fn rotate_secret() -> Result<(PathBuf, bool)> {
+    let layout = Layout::load()?;
+    let file = layout.secret_file();
+    paths::rotate_secret(&file)?;
+    let sock = layout.socket_path()?;
+    let told = match UnixStream::connect(&sock) {
+        Ok(s) => {
+            exchange(&s, &Request::ReloadSecret)?;
+            true
+        }
+        Err(_) => false,
+    };
+    Ok((file, told))
+}
+
+/// Facts for `proxy status` when nothing runs: the port and where files are.
+pub fn describe() -> Result<(u16, PathBuf, PathBuf)> {
+    let layout = Layout::load()?;
+    Ok((layout.port, layout.secret_file(), layout.log_file()))
+}
+
+/// The body of the hidden `proxy serve`: runs the proxy in the foreground until it is idle.
+pub fn serve(ui: &crate::ui::Ui) -> Result<()> {
+    let layout = Layout::load()?;
+    let rundir = layout.runtime_dir()?;
+    // One proxy per user. A previous one may still be finishing its exit: wait a little.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let _instance = loop {
+        if let Some(l) = paths::try_lock(&rundir.join("serve.lock"))? {
+            break l;
+        }
+        if Instant::now() > deadline {
+            server::log("another proxy already runs for this user; leaving");
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let secret = paths::read_or_create_secret(&layout.secret_file())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = rt.block_on(server::run(layout, secret, ui.verbose > 0));
+    if let Err(e) = &result {
+        server::log(format!("error: {e:#}"));
+    }
+    result
+}
+
+/// Sends one request line and reads the reply line.
+fn exchange(stream: &UnixStream, req: &Request) -> Result<Status> {
+    let mut line = Zeroizing::new(serde_json::to_vec(req).context("encoding a control request")?);
+    line.push(b'\n');
+    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+    (&*stream)
+        .write_all(&line)
+        .context("the proxy closed its control socket")?;
+    let mut reply = String::new();
+    // One reply per request and nothing unasked, so a fresh reader loses nothing.
+    BufReader::new(stream)
+        .read_line(&mut reply)
+        .context("no answer from the proxy")?;
+    if reply.is_empty() {
+        bail!("the proxy closed the connection without answering (it may be exiting)");
+    }
+    let reply: Status = serde_json::from_str(&reply).context("malformed answer from the proxy")?;
+    match (&reply.error, reply.ok) {
+        (Some(e), _) => bail!("the proxy refused: {e}"),
+        (None, false) => bail!("the proxy refused the request"),
+        _ => Ok(reply),
+    }
+}
+
+/// Environment the detached proxy keeps; everything else (AWS_* above all) is dropped.
+const ENV_KEEP: &[&str] = &[
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "TMPDIR",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "XDG_CACHE_HOME",
+    "XDG_RUNTIME_DIR",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    GRACE_ENV,
+];
+
+/// Starts `nixstore-auth proxy serve` detached and returns a connection to its control socket.
+fn spawn(layout: &Layout, sock: &Path, ui: &crate::ui::Ui) -> Result<UnixStream> {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    wait_for_port(layout)?;
+    let log_path = layout.log_file();
+    let log = paths::open_log(&log_path)?;
+    let exe = std::env::current_exe().context("cannot find the nixstore-auth executable")?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["proxy", "serve"]);
+    if ui.verbose > 0 {
+        cmd.arg("--verbose");
+    }
+    cmd.env_clear();
+    for k in ENV_KEEP {
+        if let Some(v) = std::env::var_os(k) {
+            cmd.env(k, v);
+        }
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+    // SAFETY: setsid is async-signal-safe; it detaches the proxy from our terminal and process
+    // group, so Ctrl-C aimed at `exec` and its command does not reach it.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("cannot start the proxy")?;
+    ui.debug(format!(
+        "started the proxy (pid {}), log in {}",
+        child.id(),
+        log_path.display()
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stream = loop {
+        if let Ok(s) = UnixStream::connect(sock) {
+            break s;
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "the proxy exited at start ({status}):\n{}\n(full log: {})",
+                paths::log_tail(&log_path, 5),
+                log_path.display()
+            );
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "the proxy did not come up within 10 s; see {}",
+                log_path.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // Reap it whenever it exits, so it never lingers as a zombie of a long-running `exec`.
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+    Ok(stream)
+}
+
+/// Fails with a message naming the config key when another program holds the port. A proxy
+/// that is just exiting may hold it for a moment, hence the short wait.
+fn wait_for_port(layout: &Layout) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match std::net::TcpListener::bind(("127.0.0.1", layout.port)) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::AddrInUse && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) if e.kind() == ErrorKind::AddrInUse => bail!("{}", layout.port_taken_message()),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot listen on 127.0.0.1:{}", layout.port));
+            }
+        }
+    }
+}

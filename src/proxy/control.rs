@@ -1,0 +1,156 @@
+//! The private control channel: one JSON object per line over the Unix socket.
+//!
+//! A client sends a request line and reads one reply line. A `lease` connection then stays open:
+//! the proxy counts it as a client until it closes (also when the client is killed), and further
+//! `lease` lines on it hand fresher credentials. Credentials travel only here, never in argv,
+//! the proxy's environment or files.
+
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+/// Longest request line the proxy reads (credentials and mounts fit easily).
+pub const MAX_LINE: u64 = 256 * 1024;
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Request<'a> {
+    Lease {
+        #[serde(borrow)]
+        creds: WireCreds<'a>,
+        mounts: Vec<WireMount>,
+    },
+    Status,
+    Stop,
+    ReloadSecret,
+}
+
+/// Credentials on the wire. `Cow` lets the client serialise borrowed secrets without copies.
+#[derive(Serialize, Deserialize)]
+pub struct WireCreds<'a> {
+    #[serde(borrow)]
+    pub access_key_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub secret_access_key: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub session_token: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub expiration: Option<i64>,
+}
+
+impl std::fmt::Debug for WireCreds<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WireCreds")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WireCreds<'_> {
+    pub fn into_credentials(self) -> crate::aws::Credentials {
+        use zeroize::Zeroizing;
+        crate::aws::Credentials {
+            access_key_id: self.access_key_id.into_owned(),
+            secret_access_key: Zeroizing::new(self.secret_access_key.into_owned()),
+            session_token: self.session_token.map(|t| Zeroizing::new(t.into_owned())),
+            expiration: self.expiration,
+        }
+    }
+}
+
+impl<'a> From<&'a crate::aws::Credentials> for WireCreds<'a> {
+    fn from(c: &'a crate::aws::Credentials) -> Self {
+        WireCreds {
+            access_key_id: Cow::Borrowed(&c.access_key_id),
+            secret_access_key: Cow::Borrowed(c.secret_access_key.as_str()),
+            session_token: c.session_token.as_ref().map(|t| Cow::Borrowed(t.as_str())),
+            expiration: c.expiration,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WireMount {
+    pub name: String,
+    pub bucket: String,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+}
+
+impl WireMount {
+    pub fn from_mount(m: &super::Mount) -> WireMount {
+        WireMount {
+            name: m.name.clone(),
+            bucket: m.s3.bucket.clone(),
+            prefix: m.s3.prefix.clone(),
+            region: m.s3.region.clone(),
+            endpoint: m.s3.endpoint.clone(),
+        }
+    }
+
+    pub fn s3(&self) -> crate::cache::S3Ref {
+        crate::cache::S3Ref {
+            bucket: self.bucket.clone(),
+            prefix: self.prefix.clone(),
+            region: self.region.clone(),
+            endpoint: self.endpoint.clone(),
+            profile: None,
+        }
+    }
+}
+
+/// The proxy's answer to any request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Reply {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub pid: u32,
+    #[serde(default)]
+    pub port: u16,
+    #[serde(default)]
+    pub leases: usize,
+    #[serde(default)]
+    pub mounts: Vec<MountStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MountStatus {
+    pub name: String,
+    pub url: String,
+    /// "valid", "expired", "refused" or "none".
+    pub session: String,
+    #[serde(default)]
+    pub expiration: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_round_trips_and_debug_hides_the_secret() {
+        let c = crate::aws::Credentials {
+            access_key_id: "AKIA".into(),
+            secret_access_key: zeroize::Zeroizing::new("very-secret".into()),
+            session_token: Some(zeroize::Zeroizing::new("tok\"en".into())),
+            expiration: Some(5),
+        };
+        let line = serde_json::to_string(&Request::Lease {
+            creds: (&c).into(),
+            mounts: vec![],
+        })
+        .unwrap();
+        let Request::Lease { creds, .. } = serde_json::from_str(&line).unwrap() else {
+            panic!("not a lease");
+        };
+        assert!(!format!("{creds:?}").contains("very-secret"));
+        let back = creds.into_credentials();
+        assert_eq!(back.secret_access_key.as_str(), "very-secret");
+        assert_eq!(back.session_token.unwrap().as_str(), "tok\"en");
+    }
+}

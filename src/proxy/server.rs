@@ -1,0 +1,750 @@
+//! The running proxy: the HTTP front Nix talks to, the control socket, and the idle clock.
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, UnixListener, UnixStream};
+use zeroize::Zeroizing;
+
+use super::control::{self, MountStatus, Reply, WireMount};
+use super::paths::{self, Layout};
+use super::sign::{self, Session, Verdict};
+use crate::cache::S3Ref;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// One line in the proxy's log (its stderr). Callers never pass secrets or request paths
+/// (the path starts with the URL secret); they pass `NAME/KEY`.
+pub fn log(msg: impl AsRef<str>) {
+    let ts = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    eprintln!("{ts} {}", msg.as_ref());
+}
+
+struct MountEntry {
+    s3: S3Ref,
+    session: Option<Arc<Session>>,
+    /// When the session that was dropped had expired, for the 503's explanation.
+    expired_at: Option<i64>,
+}
+
+struct State {
+    secret: RwLock<Zeroizing<String>>,
+    secret_file: PathBuf,
+    mounts: RwLock<HashMap<String, Arc<MountEntry>>>,
+    client: reqwest::Client,
+    leases: AtomicUsize,
+    ever_leased: AtomicBool,
+    in_flight: AtomicUsize,
+    port: u16,
+    verbose: bool,
+    stop: tokio::sync::Notify,
+}
+
+impl State {
+    /// Takes mounts and credentials from a client. Each mount keeps the session it has unless
+    /// the new one is fresher, or the old one expired or was refused by S3.
+    fn apply_lease(&self, creds: crate::aws::Credentials, mounts: Vec<WireMount>) {
+        let now = sign::now_epoch();
+        let new = Arc::new(Session::new(&creds));
+        drop(creds);
+        let mut map = self.mounts.write().unwrap_or_else(|e| e.into_inner());
+        for m in mounts {
+            let keep = map
+                .get(&m.name)
+                .and_then(|old| old.session.clone())
+                .filter(|old| {
+                    !old.expired(now)
+                        && !old.refused()
+                        && !sign::fresher(new.expiration, old.expiration)
+                });
+            let took_new = keep.is_none();
+            let session = keep.unwrap_or_else(|| new.clone());
+            if self.verbose {
+                log(format!(
+                    "mount {}: {} (expires {})",
+                    m.name,
+                    if took_new {
+                        "took the client's session"
+                    } else {
+                        "kept its fresher session"
+                    },
+                    fmt_expiry(session.expiration)
+                ));
+            }
+            map.insert(
+                m.name.clone(),
+                Arc::new(MountEntry {
+                    s3: m.s3(),
+                    session: Some(session),
+                    expired_at: None,
+                }),
+            );
+        }
+    }
+
+    fn status(&self) -> Reply {
+        let now = sign::now_epoch();
+        let map = self.mounts.read().unwrap_or_else(|e| e.into_inner());
+        let mut mounts: Vec<MountStatus> = map
+            .iter()
+            .map(|(name, m)| MountStatus {
+                name: name.clone(),
+                url: m.s3.to_url(),
+                session: match &m.session {
+                    None if m.expired_at.is_some() => "expired",
+                    None => "none",
+                    Some(s) if s.expired(now) => "expired",
+                    Some(s) if s.refused() => "refused",
+                    Some(_) => "valid",
+                }
+                .into(),
+                expiration: m
+                    .session
+                    .as_ref()
+                    .and_then(|s| s.expiration)
+                    .or(m.expired_at),
+            })
+            .collect();
+        mounts.sort_by(|a, b| a.name.cmp(&b.name));
+        Reply {
+            ok: true,
+            pid: std::process::id(),
+            port: self.port,
+            leases: self.leases.load(Ordering::SeqCst),
+            mounts,
+            ..Reply::default()
+        }
+    }
+}
+
+fn fmt_expiry(e: Option<i64>) -> String {
+    match e {
+        None => "never".into(),
+        Some(e) => time::OffsetDateTime::from_unix_timestamp(e)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| e.to_string()),
+    }
+}
+
+/// Counts a request as in flight until its response body is done.
+struct InFlight(Arc<State>);
+
+impl InFlight {
+    fn new(state: &Arc<State>) -> InFlight {
+        state.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(state.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn text(status: StatusCode, msg: &str) -> Response<Body> {
+    let mut r = Response::new(
+        Full::new(Bytes::from(format!("nixstore-auth proxy: {msg}\n")))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// Compares without an early exit, so response times do not leak how much of a guess matched.
+fn same_secret(given: &str, actual: &str) -> bool {
+    let (a, b) = (given.as_bytes(), actual.as_bytes());
+    let mut diff = (a.len() != b.len()) as u8;
+    for (i, x) in b.iter().enumerate() {
+        diff |= a.get(i).copied().unwrap_or(0) ^ x;
+    }
+    diff == 0
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Whether `key` is one of the files a Nix binary cache holds. Anything else is refused, so the
+/// secret URL cannot be used to read or write arbitrary objects of the bucket.
+pub fn cache_key_ok(key: &str) -> bool {
+    let chars_ok = key
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"+-._?=/:!".contains(&b));
+    let segs: Vec<&str> = key.split('/').collect();
+    if !chars_ok || segs.iter().any(|s| s.is_empty() || *s == "." || *s == "..") {
+        return false;
+    }
+    match segs.as_slice() {
+        ["nix-cache-info"] => true,
+        [one] => one.ends_with(".narinfo") || one.ends_with(".ls"),
+        ["nar" | "log" | "realisations" | "debuginfo", _] => true,
+        _ => false,
+    }
+}
+
+const REQUEST_HEADERS: &[HeaderName] = &[
+    header::RANGE,
+    header::IF_MATCH,
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_UNMODIFIED_SINCE,
+    header::CONTENT_TYPE,
+    header::CONTENT_ENCODING,
+    header::CONTENT_LENGTH,
+    header::CACHE_CONTROL,
+];
+
+const RESPONSE_HEADERS: &[HeaderName] = &[
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::CONTENT_ENCODING,
+    header::CONTENT_RANGE,
+    header::ACCEPT_RANGES,
+    header::ETAG,
+    header::LAST_MODIFIED,
+    header::CACHE_CONTROL,
+    header::EXPIRES,
+];
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let guard = InFlight::new(&state);
+    let path = req.uri().path().trim_start_matches('/');
+    let (given, rest) = path.split_once('/').unwrap_or((path, ""));
+    let authorised = {
+        let secret = state.secret.read().unwrap_or_else(|e| e.into_inner());
+        same_secret(given, &secret)
+    };
+    if !authorised {
+        // Never log the path: a near miss of the secret would land in the log.
+        log(format!(
+            "{} refused: the URL lacks the proxy's secret (401)",
+            req.method()
+        ));
+        return Ok(text(
+            StatusCode::UNAUTHORIZED,
+            "the URL lacks this proxy's secret; use the URL that `nixstore-auth exec` hands to Nix (the secret changes with `nixstore-auth proxy rotate-secret`)",
+        ));
+    }
+    let (name, raw_key) = rest.split_once('/').unwrap_or((rest, ""));
+    let name = name.to_string();
+    let Some(key) = percent_decode(raw_key).filter(|k| cache_key_ok(k)) else {
+        log(format!(
+            "{} {name}/{raw_key}: not a binary cache path (400)",
+            req.method()
+        ));
+        return Ok(text(
+            StatusCode::BAD_REQUEST,
+            "not a Nix binary cache path (nix-cache-info, *.narinfo, *.ls, nar/*, log/*)",
+        ));
+    };
+    let method = req.method().clone();
+    if !matches!(method, Method::GET | Method::HEAD | Method::PUT) {
+        return Ok(text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET, HEAD and PUT are served",
+        ));
+    }
+    let what = format!("{method} {name}/{key}");
+    let mount = state
+        .mounts
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&name)
+        .cloned();
+    // An unknown name is a 503, not a 404: a proxy restarted without this mount must not make
+    // the daemon remember misses for an hour.
+    let Some(mount) = mount else {
+        log(format!("{what}: no cache of that name is mounted (503)"));
+        return Ok(text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!(
+                "no cache named {name:?} is mounted; run the command through `nixstore-auth exec` so that it mounts the cache"
+            ),
+        ));
+    };
+    let now = sign::now_epoch();
+    let session = match &mount.session {
+        Some(s) if !s.expired(now) => s.clone(),
+        other => {
+            let why = match other
+                .as_ref()
+                .map(|s| s.expiration)
+                .unwrap_or(mount.expired_at)
+            {
+                Some(e) => format!("the AWS session expired at {}", fmt_expiry(Some(e))),
+                None => "there is no AWS session".into(),
+            };
+            log(format!("{what}: {why} (503)"));
+            return Ok(text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!(
+                    "{why} for cache {name:?}; run `nixstore-auth login` or start the command through `nixstore-auth exec` again"
+                ),
+            ));
+        }
+    };
+    let url = sign::object_url(&mount.s3, &key);
+    let signed =
+        match sign::signed_headers(&session, sign::region(&mount.s3), method.as_str(), &url) {
+            Ok(h) => h,
+            Err(e) => {
+                log(format!("{what}: cannot sign: {e:#} (502)"));
+                return Ok(text(
+                    StatusCode::BAD_GATEWAY,
+                    "cannot sign the upstream request",
+                ));
+            }
+        };
+    let (parts, body) = req.into_parts();
+    let mut up = state.client.request(method.clone(), &url);
+    for (k, v) in signed {
+        up = up.header(k, v);
+    }
+    for h in REQUEST_HEADERS {
+        if let Some(v) = parts.headers.get(h) {
+            up = up.header(h, v);
+        }
+    }
+    if method == Method::PUT {
+        // Streamed through; S3 needs Content-Length on PUT, which Nix (curl) always sends.
+        up = up.body(reqwest::Body::wrap(body));
+    }
+    let resp = match up.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            let kind = if e.is_timeout() {
+                "timed out"
+            } else if e.is_connect() {
+                "cannot connect"
+            } else {
+                "failed"
+            };
+            let e = e.without_url();
+            log(format!("{what}: upstream {kind}: {e} (502)"));
+            return Ok(text(
+                StatusCode::BAD_GATEWAY,
+                &format!("the S3 endpoint {kind}; see the proxy log"),
+            ));
+        }
+    };
+    let status = resp.status().as_u16();
+    if (200..300).contains(&status) || matches!(status, 304 | 412 | 416) {
+        if state.verbose {
+            log(format!("{what}: {status}"));
+        }
+        return Ok(pass(resp, guard));
+    }
+    // An error: S3 explains it in a small XML body (none for HEAD).
+    let body = read_limited(resp, 64 * 1024).await;
+    let (code, message) = sign::error_code(&body);
+    let verdict = sign::classify(status, code.as_deref());
+    let reason = format!(
+        "upstream {status} {}{}",
+        code.as_deref().unwrap_or("(no error code)"),
+        message.map(|m| format!(": {m}")).unwrap_or_default()
+    );
+    Ok(match verdict {
+        Verdict::Pass => unreachable!("handled above"),
+        Verdict::NotFound => {
+            if state.verbose {
+                log(format!("{what}: 404"));
+            }
+            text(StatusCode::NOT_FOUND, "no such object in the cache")
+        }
+        Verdict::CredentialsRefused => {
+            session.refused.store(true, Ordering::Relaxed);
+            let hint = if code.as_deref() == Some("AccessDenied") || code.is_none() {
+                " (if the key is merely missing, S3 says AccessDenied unless the policy grants s3:ListBucket)"
+            } else {
+                ""
+            };
+            log(format!(
+                "{what}: S3 refused the AWS session: {reason}{hint} (503)"
+            ));
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!(
+                    "S3 refused the AWS session for cache {name:?} ({}); run `nixstore-auth login` or start the command through `nixstore-auth exec` again",
+                    code.as_deref().unwrap_or("403")
+                ),
+            )
+        }
+        Verdict::Upstream(s) => {
+            log(format!("{what}: {reason} ({s})"));
+            text(
+                StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_GATEWAY),
+                &format!(
+                    "S3 answered {status} {}; see the proxy log",
+                    code.as_deref().unwrap_or("")
+                ),
+            )
+        }
+    })
+}
+
+/// Passes S3's answer on, streaming its body; the request counts as in flight until it is done.
+fn pass(resp: reqwest::Response, guard: InFlight) -> Response<Body> {
+    let resp: hyper::http::Response<reqwest::Body> = resp.into();
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .map_err(|e| Box::new(e) as BoxError)
+        .map_frame(move |f| {
+            let _ = &guard;
+            f
+        })
+        .boxed_unsync();
+    let mut out = Response::new(body);
+    *out.status_mut() = parts.status;
+    for h in RESPONSE_HEADERS {
+        if let Some(v) = parts.headers.get(h) {
+            out.headers_mut().insert(h.clone(), v.clone());
+        }
+    }
+    out
+}
+
+async fn read_limited(mut resp: reqwest::Response, limit: usize) -> String {
+    let mut buf = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        buf.extend_from_slice(&chunk);
+        if buf.len() >= limit {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+async fn write_reply(w: &mut (impl AsyncWriteExt + Unpin), reply: &Reply) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(reply).unwrap_or_default();
+    line.push(b'\n');
+    w.write_all(&line).await?;
+    w.flush().await
+}
+
+async fn control_conn(state: Arc<State>, stream: UnixStream) {
+    // The socket's directory is 0700 already; checking the peer costs nothing.
+    match stream.peer_cred() {
+        Ok(c) if c.uid() == paths::uid() => {}
+        _ => return,
+    }
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::new(rd);
+    let mut leased = false;
+    loop {
+        let mut line = Zeroizing::new(Vec::new());
+        match (&mut rd)
+            .take(control::MAX_LINE)
+            .read_until(b'\n', &mut line)
+            .await
+        {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let req: control::Request = match serde_json::from_slice(&line) {
+            Ok(r) => r,
+            Err(_) => {
+                let _ = write_reply(
+                    &mut wr,
+                    &Reply {
+                        error: Some("malformed control request".into()),
+                        ..Reply::default()
+                    },
+                )
+                .await;
+                break;
+            }
+        };
+        match req {
+            control::Request::Lease { creds, mounts } => {
+                let names: Vec<String> = mounts.iter().map(|m| m.name.clone()).collect();
+                state.apply_lease(creds.into_credentials(), mounts);
+                if !leased {
+                    leased = true;
+                    state.ever_leased.store(true, Ordering::SeqCst);
+                    let n = state.leases.fetch_add(1, Ordering::SeqCst) + 1;
+                    log(format!(
+                        "client attached ({n} now) with caches {}",
+                        names.join(", ")
+                    ));
+                }
+                if write_reply(&mut wr, &state.status()).await.is_err() {
+                    break;
+                }
+            }
+            control::Request::Status => {
+                let _ = write_reply(&mut wr, &state.status()).await;
+                break;
+            }
+            control::Request::Stop => {
+                log("stop requested");
+                let _ = write_reply(&mut wr, &state.status()).await;
+                state.stop.notify_one();
+                break;
+            }
+            control::Request::ReloadSecret => {
+                let reply = match paths::read_secret(&state.secret_file) {
+                    Ok(Some(s)) => {
+                        *state.secret.write().unwrap_or_else(|e| e.into_inner()) = s;
+                        log("URL secret reloaded");
+                        state.status()
+                    }
+                    Ok(None) => Reply {
+                        error: Some("the secret file is gone".into()),
+                        ..Reply::default()
+                    },
+                    Err(e) => Reply {
+                        error: Some(format!("{e:#}")),
+                        ..Reply::default()
+                    },
+                };
+                let _ = write_reply(&mut wr, &reply).await;
+                break;
+            }
+        }
+    }
+    if leased {
+        let n = state.leases.fetch_sub(1, Ordering::SeqCst) - 1;
+        log(format!("client detached ({n} left)"));
+    }
+}
+
+fn bind_http(layout: &Layout) -> Result<TcpListener> {
+    let sock = tokio::net::TcpSocket::new_v4()?;
+    // A previous proxy's connections in TIME_WAIT must not keep the port from us.
+    sock.set_reuseaddr(true)?;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], layout.port));
+    match sock.bind(addr) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            anyhow::bail!("{}", layout.port_taken_message())
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot listen on 127.0.0.1:{}", layout.port));
+        }
+    }
+    sock.listen(1024).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow::anyhow!("{}", layout.port_taken_message())
+        } else {
+            anyhow::Error::new(e)
+        }
+    })
+}
+
+/// Runs until stopped, or idle (no client, nothing in flight) for the grace period, or idle
+/// with no unexpired session left.
+pub async fn run(layout: Layout, secret: Zeroizing<String>, verbose: bool) -> Result<()> {
+    // The previous proxy may still be releasing the port for a moment.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let http = loop {
+        match bind_http(&layout) {
+            Ok(l) => break l,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let sock_path = layout.socket_path()?;
+    let _ = std::fs::remove_file(&sock_path);
+    let control = UnixListener::bind(&sock_path)
+        .with_context(|| format!("cannot listen on {}", sock_path.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&sock_path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(60))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .tcp_nodelay(true)
+        .user_agent(concat!("nixstore-auth-proxy/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("cannot build the HTTP client")?;
+    let state = Arc::new(State {
+        secret: RwLock::new(secret),
+        secret_file: layout.secret_file(),
+        mounts: RwLock::new(HashMap::new()),
+        client,
+        leases: AtomicUsize::new(0),
+        ever_leased: AtomicBool::new(false),
+        in_flight: AtomicUsize::new(0),
+        port: layout.port,
+        verbose,
+        stop: tokio::sync::Notify::new(),
+    });
+    log(format!(
+        "listening on 127.0.0.1:{} (pid {}, idle grace {} s)",
+        layout.port,
+        std::process::id(),
+        layout.grace_secs
+    ));
+
+    let st = state.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = http.accept().await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let st = st.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| handle(st.clone(), req));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    let st = state.clone();
+    tokio::spawn(async move {
+        loop {
+            if let Ok((s, _)) = control.accept().await {
+                tokio::spawn(control_conn(st.clone(), s));
+            }
+        }
+    });
+
+    let grace = Duration::from_secs(layout.grace_secs);
+    let mut idle_since: Option<Instant> = None;
+    let rundir = layout.runtime_dir()?;
+    let mut exit_lock = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let reason = loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = state.stop.notified() => break "stopped on request".to_string(),
+        }
+        let now = sign::now_epoch();
+        let usable = {
+            let mut map = state.mounts.write().unwrap_or_else(|e| e.into_inner());
+            for (name, m) in map.iter_mut() {
+                if let Some(s) = m.session.as_ref().filter(|s| s.expired(now)) {
+                    log(format!(
+                        "the AWS session for {name} expired at {}; answering 503 until a client brings a fresh one",
+                        fmt_expiry(s.expiration)
+                    ));
+                    // Dropping the last reference zeroizes the secret key.
+                    *m = Arc::new(MountEntry {
+                        s3: m.s3.clone(),
+                        session: None,
+                        expired_at: s.expiration,
+                    });
+                }
+            }
+            map.values().any(|m| m.session.is_some())
+        };
+        if state.leases.load(Ordering::SeqCst) > 0 || state.in_flight.load(Ordering::SeqCst) > 0 {
+            idle_since = None;
+            continue;
+        }
+        let since = *idle_since.get_or_insert_with(Instant::now);
+        let why = if state.ever_leased.load(Ordering::SeqCst) && !usable {
+            "no client left and no unexpired session".to_string()
+        } else if since.elapsed() >= grace {
+            format!("no client for {} s", layout.grace_secs)
+        } else {
+            continue;
+        };
+        // A client attaching right now holds the start lock until its lease counts: exit only
+        // with the lock, and only if still idle; it is released when the process ends.
+        match paths::lock_start(&rundir, false) {
+            Ok(Some(lock)) if state.leases.load(Ordering::SeqCst) == 0 => {
+                exit_lock = Some(lock);
+                break why;
+            }
+            _ => continue,
+        }
+    };
+    // Remove the socket first, so that a new client starts a new proxy instead of reaching
+    // this one while it exits.
+    let _ = std::fs::remove_file(&sock_path);
+    log(format!("exiting: {reason}"));
+    drop(exit_lock);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_cache_paths_are_served() {
+        for ok in [
+            "nix-cache-info",
+            "abc.narinfo",
+            "abc.ls",
+            "nar/1abc.nar.xz",
+            "log/abc-hello-2.12.drv",
+            "realisations/sha256:abc!out.doi",
+        ] {
+            assert!(cache_key_ok(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "nar/",
+            "nar/../x",
+            "../x.narinfo",
+            "nar/a/b",
+            "other/x",
+            "x.txt",
+            "a b.narinfo",
+            "secret/../nix-cache-info",
+        ] {
+            assert!(!cache_key_ok(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secret_comparison_and_decoding() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abd", "abc"));
+        assert!(!same_secret("ab", "abc"));
+        assert!(!same_secret("abcd", "abc"));
+        assert!(!same_secret("", "abc"));
+        assert_eq!(percent_decode("a%2Bb").as_deref(), Some("a+b"));
+        assert_eq!(percent_decode("a%2"), None);
+        assert_eq!(percent_decode("a%zz"), None);
+    }
+}

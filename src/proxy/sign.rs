@@ -1,0 +1,326 @@
+//! From a cache key to a signed S3 request, and from S3's answer to the status Nix should see.
+
+use anyhow::{Context, Result};
+use aws_sigv4::http_request::{
+    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
+    UriPathNormalizationMode, sign,
+};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::aws::Credentials;
+use crate::cache::S3Ref;
+
+/// A session as the proxy keeps it: ready to sign, with its expiry.
+pub struct Session {
+    identity: Identity,
+    pub expiration: Option<i64>,
+    /// Set when S3 refused these credentials; any newer session then replaces them.
+    pub refused: std::sync::atomic::AtomicBool,
+}
+
+impl Session {
+    pub fn new(c: &Credentials) -> Session {
+        let expiry = c
+            .expiration
+            .map(|e| UNIX_EPOCH + Duration::from_secs(e.max(0) as u64));
+        let creds = aws_credential_types::Credentials::new(
+            c.access_key_id.as_str(),
+            c.secret_access_key.as_str(),
+            c.session_token.as_ref().map(|t| t.as_str().to_string()),
+            expiry,
+            "nixstore-auth",
+        );
+        Session {
+            identity: creds.into(),
+            expiration: c.expiration,
+            refused: Default::default(),
+        }
+    }
+
+    pub fn expired(&self, now: i64) -> bool {
+        self.expiration.is_some_and(|e| e <= now)
+    }
+
+    pub fn refused(&self) -> bool {
+        self.refused.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Whether a new session with expiry `new` should replace one with expiry `old` (None: never
+/// expires). Equal counts as fresher, so a re-login with the same expiry still takes over.
+pub fn fresher(new: Option<i64>, old: Option<i64>) -> bool {
+    match (new, old) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(n), Some(o)) => n >= o,
+    }
+}
+
+pub fn now_epoch() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// S3's own characters that need no escaping in a key.
+fn encode_segment(seg: &str, out: &mut String) {
+    for b in seg.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+}
+
+/// Whether a bucket name can be a DNS label under a TLS wildcard (no dots, lowercase).
+fn virtual_host_ok(bucket: &str) -> bool {
+    !bucket.is_empty()
+        && bucket.len() <= 63
+        && !bucket.contains('.')
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+pub fn region(s3: &S3Ref) -> &str {
+    s3.region.as_deref().unwrap_or("us-east-1")
+}
+
+/// The object URL for `key` (already decoded) in the cache `s3`.
+///
+/// Custom endpoints (moto, MinIO, Garage, R2...) get path-style `ENDPOINT/BUCKET/PREFIX/KEY`,
+/// which all of them understand. AWS itself gets virtual-hosted style
+/// `https://BUCKET.s3.REGION.amazonaws.com/PREFIX/KEY` (AWS is retiring path-style), except for
+/// bucket names with dots, which would break TLS there and use path-style instead.
+pub fn object_url(s3: &S3Ref, key: &str) -> String {
+    let mut path = String::new();
+    let segments = s3
+        .prefix
+        .iter()
+        .flat_map(|p| p.split('/'))
+        .chain(key.split('/'))
+        .filter(|s| !s.is_empty());
+    for seg in segments {
+        path.push('/');
+        encode_segment(seg, &mut path);
+    }
+    match &s3.endpoint {
+        Some(e) => {
+            let mut b = String::new();
+            encode_segment(&s3.bucket, &mut b);
+            format!("{}/{b}{path}", e.trim_end_matches('/'))
+        }
+        None if virtual_host_ok(&s3.bucket) => {
+            format!(
+                "https://{}.s3.{}.amazonaws.com{path}",
+                s3.bucket,
+                region(s3)
+            )
+        }
+        None => {
+            let mut b = String::new();
+            encode_segment(&s3.bucket, &mut b);
+            format!("https://s3.{}.amazonaws.com/{b}{path}", region(s3))
+        }
+    }
+}
+
+/// The headers that sign `method url` with `session`: `authorization`, `x-amz-date`,
+/// `x-amz-content-sha256: UNSIGNED-PAYLOAD` (bodies stream, so they are never hashed) and
+/// `x-amz-security-token` for temporary credentials.
+pub fn signed_headers(
+    session: &Session,
+    region: &str,
+    method: &str,
+    url: &str,
+) -> Result<Vec<(&'static str, String)>> {
+    let mut settings = SigningSettings::default();
+    // S3 signs the path exactly as sent: no double encoding, no normalisation.
+    settings.percent_encoding_mode = PercentEncodingMode::Single;
+    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    let params = v4::SigningParams::builder()
+        .identity(&session.identity)
+        .region(region)
+        .name("s3")
+        .time(SystemTime::now())
+        .settings(settings)
+        .build()
+        .context("building the signing parameters")?
+        .into();
+    let req = SignableRequest::new(
+        method,
+        url,
+        std::iter::empty(),
+        SignableBody::UnsignedPayload,
+    )
+    .context("the upstream URL cannot be signed")?;
+    let (instructions, _sig) = sign(req, &params)
+        .context("signing the upstream request")?
+        .into_parts();
+    let (headers, _params) = instructions.into_parts();
+    Ok(headers
+        .into_iter()
+        .map(|h| (h.name(), h.value().to_string()))
+        .collect())
+}
+
+/// What the proxy answers Nix for an upstream response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Pass S3's status and body on (2xx, 304, 412, 416).
+    Pass,
+    /// The object is not there: 404, which Nix records as a miss.
+    NotFound,
+    /// S3 refused the credentials: 503, and a fresher session may replace them.
+    CredentialsRefused,
+    /// Anything else: 502 (or 503 when S3 itself asks to slow down).
+    Upstream(u16),
+}
+
+/// S3 error codes that mean "these credentials do not work (any more)".
+const CREDENTIAL_CODES: &[&str] = &[
+    "ExpiredToken",
+    "TokenRefreshRequired",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidToken",
+    "AccessDenied",
+    "InvalidSecurity",
+    "AllAccessDisabled",
+    "AccountProblem",
+    "RequestTimeTooSkewed",
+];
+
+/// Maps S3's status and error code to what Nix sees. Never 401/403 for anything S3 says, and
+/// 404 only for a missing object: Nix remembers those as misses for an hour.
+pub fn classify(status: u16, code: Option<&str>) -> Verdict {
+    match status {
+        200..=299 | 304 | 412 | 416 => Verdict::Pass,
+        404 => match code {
+            None | Some("NoSuchKey") => Verdict::NotFound,
+            // NoSuchBucket and friends are configuration problems, not misses.
+            Some(_) => Verdict::Upstream(502),
+        },
+        // HEAD answers carry no body, so a bare 403 is taken as refused credentials.
+        403 if code.is_none() => Verdict::CredentialsRefused,
+        400..=403 if code.is_some_and(|c| CREDENTIAL_CODES.contains(&c)) => {
+            Verdict::CredentialsRefused
+        }
+        503 => Verdict::Upstream(503),
+        _ => Verdict::Upstream(502),
+    }
+}
+
+/// `(Code, Message)` from an S3 XML error body.
+pub fn error_code(body: &str) -> (Option<String>, Option<String>) {
+    fn tag(body: &str, name: &str) -> Option<String> {
+        let open = format!("<{name}>");
+        let start = body.find(&open)? + open.len();
+        let end = body[start..].find("</")? + start;
+        Some(body[start..end].trim().chars().take(200).collect())
+    }
+    (tag(body, "Code"), tag(body, "Message"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s3(bucket: &str, prefix: Option<&str>, endpoint: Option<&str>) -> S3Ref {
+        S3Ref {
+            bucket: bucket.into(),
+            prefix: prefix.map(String::from),
+            region: Some("eu-west-1".into()),
+            endpoint: endpoint.map(String::from),
+            profile: None,
+        }
+    }
+
+    #[test]
+    fn urls_are_path_style_on_custom_endpoints_and_virtual_hosted_on_aws() {
+        assert_eq!(
+            object_url(
+                &s3("b", Some("p/q"), Some("http://127.0.0.1:9000/")),
+                "nar/x.nar.xz"
+            ),
+            "http://127.0.0.1:9000/b/p/q/nar/x.nar.xz"
+        );
+        assert_eq!(
+            object_url(&s3("b", None, None), "abc.narinfo"),
+            "https://b.s3.eu-west-1.amazonaws.com/abc.narinfo"
+        );
+        assert_eq!(
+            object_url(&s3("my.bucket", None, None), "log/a+b=c.drv"),
+            "https://s3.eu-west-1.amazonaws.com/my.bucket/log/a%2Bb%3Dc.drv"
+        );
+    }
+
+    #[test]
+    fn signing_adds_the_headers_s3_needs() {
+        let c = Credentials {
+            access_key_id: "ASIAEXAMPLE".into(),
+            secret_access_key: zeroize::Zeroizing::new("s3cr3t".into()),
+            session_token: Some(zeroize::Zeroizing::new("tok".into())),
+            expiration: Some(4_000_000_000),
+        };
+        let h = signed_headers(
+            &Session::new(&c),
+            "us-east-1",
+            "GET",
+            "http://127.0.0.1:1/b/k",
+        )
+        .unwrap();
+        let get = |n: &str| h.iter().find(|(k, _)| *k == n).map(|(_, v)| v.as_str());
+        assert_eq!(get("x-amz-content-sha256"), Some("UNSIGNED-PAYLOAD"));
+        assert_eq!(get("x-amz-security-token"), Some("tok"));
+        let auth = get("authorization").unwrap();
+        assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=ASIAEXAMPLE/"));
+        assert!(!auth.contains("s3cr3t"));
+    }
+
+    #[test]
+    fn statuses_never_become_misses_unless_the_object_is_missing() {
+        assert_eq!(classify(200, None), Verdict::Pass);
+        assert_eq!(classify(404, Some("NoSuchKey")), Verdict::NotFound);
+        assert_eq!(classify(404, None), Verdict::NotFound);
+        assert_eq!(classify(404, Some("NoSuchBucket")), Verdict::Upstream(502));
+        for code in [
+            "SignatureDoesNotMatch",
+            "InvalidAccessKeyId",
+            "AccessDenied",
+        ] {
+            assert_eq!(classify(403, Some(code)), Verdict::CredentialsRefused);
+        }
+        assert_eq!(
+            classify(400, Some("ExpiredToken")),
+            Verdict::CredentialsRefused
+        );
+        assert_eq!(classify(403, None), Verdict::CredentialsRefused);
+        assert_eq!(
+            classify(400, Some("InvalidRequest")),
+            Verdict::Upstream(502)
+        );
+        assert_eq!(
+            classify(301, Some("PermanentRedirect")),
+            Verdict::Upstream(502)
+        );
+        assert_eq!(classify(500, None), Verdict::Upstream(502));
+        assert_eq!(classify(503, Some("SlowDown")), Verdict::Upstream(503));
+        assert!(fresher(Some(10), Some(10)) && fresher(None, Some(10)));
+        assert!(!fresher(Some(9), Some(10)) && !fresher(Some(9), None));
+    }
+
+    #[test]
+    fn error_bodies_give_code_and_message() {
+        let body = "<?xml version=\"1.0\"?><Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>";
+        let (c, m) = error_code(body);
+        assert_eq!(c.as_deref(), Some("NoSuchKey"));
+        assert_eq!(m.as_deref(), Some("The specified key does not exist."));
+        assert_eq!(error_code("garbage"), (None, None));
+    }
+}
