@@ -9,6 +9,7 @@
 use std::ffi::OsString;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::Command;
+use std::sync::atomic::{AtomicI32, Ordering};
 use zeroize::Zeroizing;
 
 pub const EXIT_NOT_FOUND: i32 = 127;
@@ -70,6 +71,80 @@ impl Launch {
     }
 }
 
+static CHILD: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn pass_on(sig: libc::c_int) {
+    // Ctrl-C and Ctrl-\ reach the child from the terminal already (same process group): only
+    // signals sent to us alone are passed on. kill(2) is async-signal-safe.
+    if sig == libc::SIGINT || sig == libc::SIGQUIT {
+        return;
+    }
+    let pid = CHILD.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+const PASSED_SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGHUP];
+
+/// Installs `pass_on` for the signals above; returns the previous actions to restore.
+fn install_pass_on() -> Vec<(libc::c_int, libc::sigaction)> {
+    let mut old = Vec::new();
+    for sig in PASSED_SIGNALS {
+        // SAFETY: a zeroed sigaction is valid; the handler only touches an atomic and kill().
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = pass_on as *const () as usize;
+            act.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut act.sa_mask);
+            let mut prev: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, &act, &mut prev) == 0 {
+                old.push((sig, prev));
+            }
+        }
+    }
+    old
+}
+
+fn restore(old: Vec<(libc::c_int, libc::sigaction)>) {
+    for (sig, prev) in old {
+        // SAFETY: restoring an action previously returned by sigaction.
+        unsafe {
+            libc::sigaction(sig, &prev, std::ptr::null_mut());
+        }
+    }
+}
+
+impl Launch {
+    /// Runs the command as a child while this process stays in charge of cleaning up (an
+    /// ephemeral netrc, a proxy lease). Ctrl-C at a terminal reaches both through the process
+    /// group, so it is not sent twice; SIGTERM and SIGHUP sent to us alone are passed on. The
+    /// child starts with default signal handling (handlers do not survive exec).
+    pub fn run_supervised(self) -> i32 {
+        let old = install_pass_on();
+        let code = match self.command().spawn() {
+            Ok(mut child) => {
+                CHILD.store(child.id() as i32, Ordering::SeqCst);
+                let code = match child.wait() {
+                    Ok(status) => status_code(status),
+                    Err(err) => {
+                        eprintln!("nixstore-auth: waiting for the command failed: {err}");
+                        crate::error::EXIT_ERROR
+                    }
+                };
+                CHILD.store(0, Ordering::SeqCst);
+                code
+            }
+            Err(err) => report_spawn_error(&self.argv[0], &err),
+        };
+        restore(old);
+        code
+    }
+}
+
 /// An exit status as a shell reports it: the code, or 128+N for signal N.
 pub fn status_code(status: std::process::ExitStatus) -> i32 {
     match (status.code(), status.signal()) {
@@ -110,6 +185,19 @@ mod tests {
         );
         assert_eq!(Launch::new(argv(&["/nonexistent/cmd"])).run(), 127);
         assert_eq!(Launch::new(argv(&["/"])).run(), 126);
+    }
+
+    #[test]
+    fn supervised_run_passes_sigterm_on_and_maps_the_status() {
+        assert_eq!(
+            Launch::new(argv(&["sh", "-c", "exit 3"])).run_supervised(),
+            3
+        );
+        // The child sends SIGTERM to its parent (us, the supervisor): it must come back to the
+        // child, which then dies of it.
+        let code =
+            Launch::new(argv(&["sh", "-c", "kill -TERM $PPID; sleep 5; exit 0"])).run_supervised();
+        assert_eq!(code, 128 + libc::SIGTERM);
     }
 
     #[test]

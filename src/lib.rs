@@ -7,6 +7,7 @@ pub mod aws;
 pub mod cache;
 pub mod cmd;
 pub mod config;
+pub mod ephemeral;
 pub mod error;
 pub mod fs;
 pub mod launch;

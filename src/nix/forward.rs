@@ -1,0 +1,261 @@
+//! The settings a launch forwards to Nix: as `NIX_CONFIG` text (reaches every Nix process below
+//! the command, scripts included) and, for the non-secret ones, as `--option NAME VALUE` on a Nix
+//! command line. The Nix client drops settings it does not know before talking to the daemon,
+//! so only settings the installed client knows are forwarded.
+
+use anyhow::{Context, Result};
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::Command;
+
+use super::setup::Version;
+
+/// One setting to forward.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Setting {
+    pub name: String,
+    pub value: String,
+    /// Carries a secret (the proxy URL holds a token): `NIX_CONFIG` only, never argv.
+    pub secret: bool,
+}
+
+impl std::fmt::Debug for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = if self.secret {
+            "<redacted>"
+        } else {
+            self.value.as_str()
+        };
+        write!(f, "{} = {value}", self.name)
+    }
+}
+
+impl Setting {
+    pub fn new(name: &str, value: impl Into<String>, secret: bool) -> Setting {
+        Setting {
+            name: name.to_string(),
+            value: value.into(),
+            secret,
+        }
+    }
+}
+
+/// Nix commands that take `--option NAME VALUE`.
+pub fn is_nix_command(argv0: &std::ffi::OsStr) -> bool {
+    let name = Path::new(argv0)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    matches!(
+        name.as_str(),
+        "nix"
+            | "nix-build"
+            | "nix-store"
+            | "nix-shell"
+            | "nix-env"
+            | "nix-instantiate"
+            | "nix-copy-closure"
+    )
+}
+
+/// `NIX_CONFIG` with our settings appended to the user's own value (later lines win in Nix, and
+/// `extra-` lines add to what came before).
+pub fn nix_config(existing: Option<&str>, settings: &[Setting]) -> String {
+    let mut out = existing.unwrap_or("").to_string();
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    for s in settings {
+        out.push_str(&s.name);
+        out.push_str(" = ");
+        out.push_str(&s.value);
+        out.push('\n');
+    }
+    out
+}
+
+/// The command line with `--option NAME VALUE` for each non-secret setting: right after the
+/// subcommand for `nix SUB ...`, right after the program for the `nix-*` commands.
+pub fn with_options(argv: &[OsString], settings: &[Setting]) -> Vec<OsString> {
+    let public: Vec<&Setting> = settings.iter().filter(|s| !s.secret).collect();
+    if argv.is_empty() || public.is_empty() || !is_nix_command(&argv[0]) {
+        return argv.to_vec();
+    }
+    let is_nix = Path::new(&argv[0]).file_name().is_some_and(|n| n == "nix");
+    // `nix build ...`: after `build`; `nix --flag build`: right after `nix`, where global
+    // flags are accepted as well.
+    let at = if is_nix && argv.len() > 1 && !argv[1].to_string_lossy().starts_with('-') {
+        2
+    } else {
+        1
+    };
+    let mut out: Vec<OsString> = argv[..at].to_vec();
+    for s in public {
+        out.push("--option".into());
+        out.push(s.name.clone().into());
+        out.push(s.value.clone().into());
+    }
+    out.extend_from_slice(&argv[at..]);
+    out
+}
+
+/// Keeps the settings the installed client knows (`extra-X` counts as known when `X` is).
+pub fn known_only(settings: Vec<Setting>, known: &BTreeSet<String>) -> (Vec<Setting>, Vec<String>) {
+    let mut keep = Vec::new();
+    let mut dropped = Vec::new();
+    for s in settings {
+        let base = s.name.strip_prefix("extra-").unwrap_or(&s.name);
+        if known.contains(base) {
+            keep.push(s);
+        } else {
+            dropped.push(s.name);
+        }
+    }
+    (keep, dropped)
+}
+
+/// Parses `nix show-config --json` / `nix config show --json`: the setting names.
+pub fn parse_known(json: &str) -> Result<BTreeSet<String>> {
+    let v: serde_json::Value = serde_json::from_str(json).context("not JSON")?;
+    let obj = v.as_object().context("not a JSON object")?;
+    let mut names: BTreeSet<String> = obj.keys().cloned().collect();
+    // Aliases are accepted too (e.g. binary-caches).
+    for entry in obj.values() {
+        if let Some(aliases) = entry.get("aliases").and_then(|a| a.as_array()) {
+            names.extend(aliases.iter().filter_map(|a| a.as_str().map(String::from)));
+        }
+    }
+    Ok(names)
+}
+
+/// The settings the installed Nix client knows, probed once per Nix version and cached under
+/// the XDG cache dir.
+pub fn known_settings(version: Option<Version>, cache_dir: &Path) -> Result<BTreeSet<String>> {
+    let tag = version
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let file = cache_dir.join(format!("nix-settings-{tag}.json"));
+    if let Ok(Some(text)) = crate::fs::read_optional(&file)
+        && let Ok(set) = serde_json::from_str::<BTreeSet<String>>(&text)
+    {
+        return Ok(set);
+    }
+    let new_cli = version.is_some_and(|v| v >= Version(2, 20, 0));
+    let args: &[&str] = if new_cli {
+        &[
+            "--extra-experimental-features",
+            "nix-command",
+            "config",
+            "show",
+            "--json",
+        ]
+    } else {
+        &[
+            "--extra-experimental-features",
+            "nix-command",
+            "show-config",
+            "--json",
+        ]
+    };
+    let out = Command::new("nix")
+        .args(args)
+        .output()
+        .context("cannot run `nix` to learn which settings it knows")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "`nix {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let set = parse_known(&String::from_utf8_lossy(&out.stdout))?;
+    if version.is_some() {
+        let _ = crate::fs::private_dir(cache_dir, 0o700);
+        let _ = crate::fs::atomic_write(&file, serde_json::to_string(&set)?.as_bytes(), 0o600);
+    }
+    Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(a: &[&str]) -> Vec<OsString> {
+        a.iter().map(OsString::from).collect()
+    }
+
+    fn settings() -> Vec<Setting> {
+        vec![
+            Setting::new("extra-substituters", "http://127.0.0.1:1/SECRET/c", true),
+            Setting::new("narinfo-cache-negative-ttl", "0", false),
+        ]
+    }
+
+    #[test]
+    fn options_go_after_the_subcommand_and_never_carry_secrets() {
+        let out = with_options(&os(&["nix", "build", ".#a"]), &settings());
+        assert_eq!(
+            out,
+            os(&[
+                "nix",
+                "build",
+                "--option",
+                "narinfo-cache-negative-ttl",
+                "0",
+                ".#a"
+            ])
+        );
+        let out = with_options(
+            &os(&["/usr/bin/nix-store", "-r", "/nix/store/x"]),
+            &settings(),
+        );
+        assert_eq!(
+            out,
+            os(&[
+                "/usr/bin/nix-store",
+                "--option",
+                "narinfo-cache-negative-ttl",
+                "0",
+                "-r",
+                "/nix/store/x"
+            ])
+        );
+        let out = with_options(&os(&["nix", "--verbose", "build"]), &settings());
+        assert_eq!(out[1], OsString::from("--option"));
+        assert!(!out.iter().any(|a| a.to_string_lossy().contains("SECRET")));
+        assert_eq!(
+            with_options(&os(&["sh", "-c", "nix build"]), &settings()),
+            os(&["sh", "-c", "nix build"])
+        );
+    }
+
+    #[test]
+    fn nix_config_appends_to_the_users_value() {
+        let t = nix_config(Some("max-jobs = 2"), &settings());
+        assert_eq!(
+            t,
+            "max-jobs = 2\nextra-substituters = http://127.0.0.1:1/SECRET/c\nnarinfo-cache-negative-ttl = 0\n"
+        );
+        assert!(nix_config(None, &[]).is_empty());
+        assert!(!format!("{:?}", settings()).contains("SECRET"));
+    }
+
+    #[test]
+    fn unknown_settings_are_dropped() {
+        let known =
+            parse_known(r#"{"substituters":{"aliases":["binary-caches"]},"netrc-file":{}}"#)
+                .unwrap();
+        assert!(known.contains("binary-caches"));
+        let (keep, dropped) = known_only(
+            vec![
+                Setting::new("extra-substituters", "x", true),
+                Setting::new("impure-env", "A=b", true),
+                Setting::new("netrc-file", "/f", false),
+            ],
+            &known,
+        );
+        assert_eq!(keep.len(), 2);
+        assert_eq!(dropped, vec!["impure-env".to_string()]);
+    }
+}
