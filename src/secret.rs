@@ -220,10 +220,10 @@ fn decode_file_name(name: &str) -> Option<String> {
 }
 
 fn ensure_private_dirs(dir: &Path) -> Result<()> {
-    if let Some(parent) = dir.parent() {
-        if !parent.exists() {
-            crate::fs::private_dir(parent, 0o700)?;
-        }
+    if let Some(parent) = dir.parent()
+        && !parent.exists()
+    {
+        crate::fs::private_dir(parent, 0o700)?;
     }
     crate::fs::private_dir(dir, 0o700)
 }

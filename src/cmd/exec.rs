@@ -1,76 +1,336 @@
-//! `exec -- CMD`: resolve the AWS session when one is wanted, then replace this process with
-//! CMD. Without `--profile`, `--cache` and a recorded S3 cache it does no AWS work at all:
-//! config.toml is read, nothing else (no async runtime, no keyring).
+//! `exec -- CMD`: run CMD so that both the Nix client and the nix-daemon reach private caches.
+//!
+//! - Nothing to do (no `--profile`, no `--cache`, no recorded S3 or keyring cache, or an outer
+//!   `exec` already set everything up): replace this process with CMD at once. config.toml is
+//!   read, nothing else: no Nix probe, no async runtime, no keyring.
+//! - AWS session wanted: resolve it (MFA prompt before anything starts) and put it in CMD's
+//!   environment for client-side work.
+//! - S3 caches: make the loopback signing proxy serve them and forward its URLs to the daemon.
+//! - HTTPS caches whose token is in the keyring: write an ephemeral netrc and forward it.
+//! - Forwarded settings travel in `NIX_CONFIG` (and, the non-secret ones, as `--option` on a Nix
+//!   command line). While a proxy lease or an ephemeral file must live, CMD runs as a child and
+//!   its status is passed on; otherwise this process becomes CMD.
 
-use super::{ExecArgs, Run};
-use crate::aws::session::{self, SessionRequest};
+use anyhow::{Result, bail};
+use std::collections::BTreeMap;
+use zeroize::Zeroizing;
+
+use super::use_::netrc_machine;
+use super::{ExecArgs, Run, Via};
+use crate::aws::session::{self, Session, SessionRequest};
 use crate::cache::CacheKind;
-use crate::config::{Config, Dirs};
+use crate::config::{CacheEntry, Config, Dirs, SecretStore as Store};
+use crate::ephemeral::EphemeralFile;
 use crate::launch::Launch;
+use crate::nix::conf::NixConf;
+use crate::nix::forward::{self, Setting};
+use crate::nix::netrc::Netrc;
+use crate::nix::setup;
+use crate::proxy;
+use crate::secret::SecretStore;
 use crate::ui::Ui;
 
 /// Set in the environment of every command `exec` runs.
 pub const EXEC_MARKER: &str = "NIXSTORE_AUTH_EXEC";
 
+/// The keyring account of an HTTPS cache's token.
+pub fn token_account(cache: &str) -> String {
+    format!("cache-token:{cache}")
+}
+
 impl Run for ExecArgs {
-    fn run(self, ui: &Ui) -> anyhow::Result<i32> {
-        let req = aws_request(&self)?;
-        let mut launch = Launch::new(self.command);
-        // Marks the child as running under exec: nested wrappers (a wrapped nix-shell running
-        // a wrapped nix) see it and reuse what the outer exec set up.
+    fn run(self, ui: &Ui) -> Result<i32> {
+        let mut launch = Launch::new(self.command.clone());
+        // Marks the child as running under exec: nested wrappers (a wrapped nix-shell running a
+        // wrapped nix) see it and reuse what the outer exec set up.
         launch
             .set
-            .push((EXEC_MARKER.into(), zeroize::Zeroizing::new("1".into())));
-        if let Some(req) = req {
+            .push((EXEC_MARKER.into(), Zeroizing::new("1".into())));
+        let nested = std::env::var_os(EXEC_MARKER).is_some();
+        if nested && self.caches.is_empty() && self.profile.is_none() {
+            ui.debug("inside an outer `nixstore-auth exec`: reusing its session and settings");
+            return Ok(launch.replace());
+        }
+        let dirs = Dirs::new()?;
+        let cfg = Config::load(&dirs.config_file())?;
+        let caches = selected_caches(&self, &cfg)?;
+        let s3: Vec<&CacheEntry> = caches
+            .iter()
+            .filter(|c| matches!(c.kind, CacheKind::S3(_)))
+            .collect();
+        let keyring: Vec<&CacheEntry> = caches
+            .iter()
+            .filter(|c| {
+                matches!(c.kind, CacheKind::Https { .. }) && c.secret_store == Store::Keyring
+            })
+            .collect();
+        if self.profile.is_none() && s3.is_empty() && keyring.is_empty() {
+            return Ok(launch.replace());
+        }
+
+        // 1. AWS sessions, one per profile in play; prompts happen here, before anything starts.
+        let mut sessions: Vec<(Option<String>, Session)> = Vec::new();
+        let profiles: Vec<Option<String>> = if self.profile.is_some() {
+            vec![self.profile.clone()]
+        } else {
+            let mut p: Vec<Option<String>> = s3.iter().map(|c| s3_profile(c)).collect();
+            p.sort();
+            p.dedup();
+            p
+        };
+        for profile in profiles {
+            let req = SessionRequest {
+                profile: profile.clone().or_else(|| self.profile.clone()),
+                cache: if profile.is_none() && self.profile.is_none() {
+                    s3.first().map(|c| c.name.clone())
+                } else {
+                    None
+                },
+                mfa_code: self.mfa_code.clone(),
+                duration: None,
+                force_refresh: false,
+            };
             let s = session::resolve(&req, ui)?;
             ui.debug(format!(
-                "session of profile {:?} from {} ({})",
+                "session of profile {:?} from {}",
                 s.profile.as_deref().unwrap_or("-"),
-                s.origin.as_str(),
-                s.credentials.access_key_id
+                s.origin.as_str()
             ));
-            launch.set = session::session_env(&s);
-            launch.unset = session::session_unset(&s)
+            sessions.push((profile, s));
+        }
+        if let Some((_, s)) = sessions.first() {
+            launch.set.extend(session::session_env(s));
+            launch.unset = session::session_unset(s)
                 .into_iter()
                 .map(String::from)
                 .collect();
         }
-        Ok(launch.replace())
+
+        let mut settings: Vec<Setting> = Vec::new();
+        // 2. S3 caches through the proxy.
+        let mut leases = Vec::new();
+        if !s3.is_empty() {
+            if self.via == Via::Env {
+                bail!(
+                    "--via env: no installed Nix has a setting that forwards environment variables to the nix-daemon; use --via proxy (the default picks it)"
+                );
+            }
+            let mut groups: BTreeMap<Option<String>, Vec<proxy::Mount>> = BTreeMap::new();
+            for c in &s3 {
+                let CacheKind::S3(s3ref) = &c.kind else {
+                    continue;
+                };
+                let key = if self.profile.is_some() {
+                    self.profile.clone()
+                } else {
+                    s3_profile(c)
+                };
+                groups.entry(key).or_default().push(proxy::Mount {
+                    name: c.name.clone(),
+                    s3: s3ref.clone(),
+                });
+            }
+            for (profile, mounts) in groups {
+                let session = sessions
+                    .iter()
+                    .find(|(p, _)| *p == profile)
+                    .or(sessions.first())
+                    .map(|(_, s)| s)
+                    .expect("a session was resolved for every S3 profile");
+                let lease = proxy::ensure_running(&session.credentials, &mounts, ui)?;
+                for m in &mounts {
+                    settings.push(Setting::new(
+                        "extra-substituters",
+                        lease.url_for(&m.name),
+                        true,
+                    ));
+                }
+                leases.push(lease);
+            }
+            let keys: Vec<String> = s3.iter().flat_map(|c| c.public_keys.clone()).collect();
+            if !keys.is_empty() {
+                settings.push(Setting::new(
+                    "extra-trusted-public-keys",
+                    keys.join(" "),
+                    false,
+                ));
+            }
+        }
+
+        // 3. HTTPS caches whose token lives in the keyring: an ephemeral netrc.
+        let mut netrc_file = None;
+        if !keyring.is_empty() {
+            let store = SecretStore::open(&cfg, &dirs, ui)?;
+            let text = ephemeral_netrc(&store, &keyring, ui)?;
+            let file = EphemeralFile::create(&dirs, "netrc", text.as_bytes())?;
+            settings.push(Setting::new(
+                "netrc-file",
+                file.path().display().to_string(),
+                false,
+            ));
+            let system_netrc =
+                setup::system_conf_file(&|k| std::env::var(k).ok()).with_file_name("netrc");
+            if system_netrc.exists() {
+                ui.warn(format!(
+                    "forwarding a netrc-file hides {} for this command: caches configured only there lose their credentials",
+                    system_netrc.display()
+                ));
+            }
+            netrc_file = Some(file);
+        }
+
+        // 4. Builders' environment (fixed-output derivations) through impure-env.
+        if self.builder_env {
+            let Some((_, s)) = sessions.first() else {
+                bail!("--builder-env needs an AWS session: pass --profile or record an S3 cache");
+            };
+            let pairs: Vec<String> = session::session_env(s)
+                .into_iter()
+                .filter(|(k, _)| k.starts_with("AWS_"))
+                .map(|(k, v)| format!("{k}={}", v.as_str()))
+                .collect();
+            settings.push(Setting::new("impure-env", pairs.join(" "), true));
+        }
+
+        if !settings.is_empty() {
+            // Misses remembered from attempts without credentials must not block this one.
+            settings.push(Setting::new("narinfo-cache-negative-ttl", "0", false));
+            let version = setup::nix_version();
+            match forward::known_settings(version, &dirs.cache) {
+                Ok(known) => {
+                    let (keep, dropped) = forward::known_only(settings, &known);
+                    if dropped.iter().any(|d| d == "impure-env") {
+                        bail!(
+                            "--builder-env needs Nix >= 2.19 with the experimental feature configurable-impure-env; the installed Nix{} does not know `impure-env`",
+                            version.map(|v| format!(" {v}")).unwrap_or_default()
+                        );
+                    }
+                    for d in &dropped {
+                        ui.warn(format!(
+                            "the installed Nix does not know the setting {d}; not forwarded"
+                        ));
+                    }
+                    settings = keep;
+                }
+                Err(e) => ui.debug(format!(
+                    "cannot list the settings Nix knows ({e:#}); forwarding all"
+                )),
+            }
+            let existing = std::env::var("NIX_CONFIG").ok();
+            launch.set.push((
+                "NIX_CONFIG".into(),
+                Zeroizing::new(forward::nix_config(existing.as_deref(), &settings)),
+            ));
+            launch.argv = forward::with_options(&launch.argv, &settings);
+            ui.debug(format!("forwarding {settings:?}"));
+        }
+
+        if leases.is_empty() && netrc_file.is_none() {
+            return Ok(launch.replace());
+        }
+        let code = launch.run_supervised();
+        if code != 0 && !leases.is_empty() {
+            explain_proxy_failure(ui);
+        }
+        drop(netrc_file);
+        drop(leases);
+        Ok(code)
     }
 }
 
-/// The session `exec` needs, if any: an explicit profile, or the first S3 cache among
-/// `--cache` (or, without `--cache`, among the recorded caches).
-fn aws_request(args: &ExecArgs) -> anyhow::Result<Option<SessionRequest>> {
-    let dirs = Dirs::new()?;
-    let cfg = Config::load(&dirs.config_file())?;
-    let cache = if args.caches.is_empty() {
-        cfg.caches()?
+/// `--cache` names (all must be recorded), or every recorded S3 or keyring cache.
+fn selected_caches(args: &ExecArgs, cfg: &Config) -> Result<Vec<CacheEntry>> {
+    if args.caches.is_empty() {
+        return Ok(cfg
+            .caches()?
             .into_iter()
-            .find(|c| matches!(c.kind, CacheKind::S3(_)))
-            .map(|c| c.name)
-    } else {
-        let mut found = None;
-        for name in &args.caches {
-            let entry = cfg.find(name)?.ok_or_else(|| {
+            .filter(|c| matches!(c.kind, CacheKind::S3(_)) || c.secret_store == Store::Keyring)
+            .collect());
+    }
+    args.caches
+        .iter()
+        .map(|name| {
+            cfg.find(name)?.ok_or_else(|| {
                 crate::error::usage(format!(
                     "no cache named {name:?} is recorded: see `nixstore-auth list`"
                 ))
-            })?;
-            if found.is_none() && matches!(entry.kind, CacheKind::S3(_)) {
-                found = Some(entry.name);
-            }
-        }
-        found
-    };
-    if args.profile.is_none() && cache.is_none() {
-        return Ok(None);
+            })
+        })
+        .collect()
+}
+
+fn s3_profile(c: &CacheEntry) -> Option<String> {
+    match &c.kind {
+        CacheKind::S3(s) => s.profile.clone(),
+        CacheKind::Https { .. } => None,
     }
-    Ok(Some(SessionRequest {
-        profile: args.profile.clone(),
-        cache,
-        mfa_code: args.mfa_code.clone(),
-        duration: None,
-        force_refresh: false,
-    }))
+}
+
+/// The user's own netrc entries (from the netrc-file their nix.conf names) plus the keyring
+/// tokens.
+fn ephemeral_netrc(
+    store: &SecretStore,
+    caches: &[&CacheEntry],
+    ui: &Ui,
+) -> Result<Zeroizing<String>> {
+    let user_conf = setup::user_conf_files(&|k| std::env::var(k).ok(), &home()?)
+        .into_iter()
+        .next();
+    let own = user_conf
+        .and_then(|p| crate::fs::read_optional(&p).ok().flatten())
+        .and_then(|t| NixConf::parse(&t).ok())
+        .and_then(|c| c.get("netrc-file"))
+        .and_then(|p| {
+            crate::fs::read_optional(std::path::Path::new(&p))
+                .ok()
+                .flatten()
+        })
+        .unwrap_or_default();
+    let mut netrc = Netrc::parse(&own).unwrap_or_else(|e| {
+        ui.warn(format!(
+            "your netrc file cannot be read ({e}); using only the keyring tokens"
+        ));
+        Netrc::default()
+    });
+    for c in caches {
+        let Some(machine) = netrc_machine(&c.kind) else {
+            continue;
+        };
+        match store.get(&token_account(&c.name))? {
+            Some(token) => {
+                netrc
+                    .upsert(&machine, &c.login, &token)
+                    .map_err(|e| anyhow::anyhow!("cache {}: {e}", c.name))?;
+            }
+            None => ui.warn(format!(
+                "no token for cache {} in {}; set one with `nixstore-auth secret set {}`",
+                c.name,
+                store.describe(),
+                c.name
+            )),
+        }
+    }
+    Ok(Zeroizing::new(netrc.to_text()))
+}
+
+fn home() -> Result<std::path::PathBuf> {
+    directories::BaseDirs::new()
+        .map(|b| b.home_dir().to_path_buf())
+        .ok_or_else(|| anyhow::anyhow!("cannot find the home directory (is HOME set?)"))
+}
+
+/// After a failed command: if the proxy could not authenticate, say so (Nix itself only saw a
+/// 503 and reports a missing path).
+fn explain_proxy_failure(ui: &Ui) {
+    let Ok(Some(status)) = proxy::status() else {
+        return;
+    };
+    for m in status.mounts {
+        if m.session == "expired" || m.session == "refused" || m.session == "none" {
+            ui.warn(format!(
+                "the S3 proxy could not use your AWS session for cache {} (session {}): run `nixstore-auth login` and try again",
+                m.name, m.session
+            ));
+        }
+    }
 }
