@@ -136,6 +136,9 @@ _nixstore__auth() {
             nixstore__auth__subcmd__help__subcmd__aws,remove-key)
                 cmd="nixstore__auth__subcmd__help__subcmd__aws__subcmd__remove__subcmd__key"
                 ;;
+            nixstore__auth__subcmd__help__subcmd__proxy,lease)
+                cmd="nixstore__auth__subcmd__help__subcmd__proxy__subcmd__lease"
+                ;;
             nixstore__auth__subcmd__help__subcmd__proxy,rotate-secret)
                 cmd="nixstore__auth__subcmd__help__subcmd__proxy__subcmd__rotate__subcmd__secret"
                 ;;
@@ -160,6 +163,9 @@ _nixstore__auth() {
             nixstore__auth__subcmd__proxy,help)
                 cmd="nixstore__auth__subcmd__proxy__subcmd__help"
                 ;;
+            nixstore__auth__subcmd__proxy,lease)
+                cmd="nixstore__auth__subcmd__proxy__subcmd__lease"
+                ;;
             nixstore__auth__subcmd__proxy,rotate-secret)
                 cmd="nixstore__auth__subcmd__proxy__subcmd__rotate__subcmd__secret"
                 ;;
@@ -174,6 +180,9 @@ _nixstore__auth() {
                 ;;
             nixstore__auth__subcmd__proxy__subcmd__help,help)
                 cmd="nixstore__auth__subcmd__proxy__subcmd__help__subcmd__help"
+                ;;
+            nixstore__auth__subcmd__proxy__subcmd__help,lease)
+                cmd="nixstore__auth__subcmd__proxy__subcmd__help__subcmd__lease"
                 ;;
             nixstore__auth__subcmd__proxy__subcmd__help,rotate-secret)
                 cmd="nixstore__auth__subcmd__proxy__subcmd__help__subcmd__rotate__subcmd__secret"
@@ -590,8 +599,22 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__help__subcmd__proxy)
-            opts="status rotate-secret stop serve"
+            opts="status rotate-secret stop serve lease"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nixstore__subcmd__auth__subcmd__help__subcmd__proxy__subcmd__lease)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -830,7 +853,7 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__proxy)
-            opts="-v -q -h --verbose --quiet --help status rotate-secret stop serve help"
+            opts="-v -q -h --verbose --quiet --help status rotate-secret stop serve lease help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -844,7 +867,7 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__proxy__subcmd__help)
-            opts="status rotate-secret stop serve help"
+            opts="status rotate-secret stop serve lease help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -858,6 +881,20 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__proxy__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nixstore__subcmd__auth__subcmd__proxy__subcmd__help__subcmd__lease)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -916,6 +953,20 @@ _nixstore__auth() {
         nixstore__subcmd__auth__subcmd__proxy__subcmd__help__subcmd__stop)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nixstore__subcmd__auth__subcmd__proxy__subcmd__lease)
+            opts="-v -q -h --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

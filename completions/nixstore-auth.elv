@@ -298,6 +298,7 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
             cand rotate-secret 'Make a new URL secret (the old URLs stop working)'
             cand stop 'Stop a running proxy'
             cand serve 'Run the proxy in the foreground (started by `exec`; not for direct use)'
+            cand lease 'Hold a lease on the proxy with credentials read from stdin (for tests and debugging)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'nixstore-auth;proxy;status'= {
@@ -332,11 +333,20 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'nixstore-auth;proxy;lease'= {
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
         &'nixstore-auth;proxy;help'= {
             cand status 'Show whether the proxy runs, its URL base and its caches'
             cand rotate-secret 'Make a new URL secret (the old URLs stop working)'
             cand stop 'Stop a running proxy'
             cand serve 'Run the proxy in the foreground (started by `exec`; not for direct use)'
+            cand lease 'Hold a lease on the proxy with credentials read from stdin (for tests and debugging)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'nixstore-auth;proxy;help;status'= {
@@ -346,6 +356,8 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
         &'nixstore-auth;proxy;help;stop'= {
         }
         &'nixstore-auth;proxy;help;serve'= {
+        }
+        &'nixstore-auth;proxy;help;lease'= {
         }
         &'nixstore-auth;proxy;help;help'= {
         }
@@ -412,6 +424,7 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
             cand rotate-secret 'Make a new URL secret (the old URLs stop working)'
             cand stop 'Stop a running proxy'
             cand serve 'Run the proxy in the foreground (started by `exec`; not for direct use)'
+            cand lease 'Hold a lease on the proxy with credentials read from stdin (for tests and debugging)'
         }
         &'nixstore-auth;help;proxy;status'= {
         }
@@ -420,6 +433,8 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
         &'nixstore-auth;help;proxy;stop'= {
         }
         &'nixstore-auth;help;proxy;serve'= {
+        }
+        &'nixstore-auth;help;proxy;lease'= {
         }
         &'nixstore-auth;help;help'= {
         }

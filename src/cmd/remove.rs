@@ -153,6 +153,16 @@ impl Run for RemoveArgs {
             return Ok(0);
         }
         let changed = plan.apply()?;
+        if entry.secret_store == SecretStore::Keyring && recorded {
+            let store = crate::secret::SecretStore::open(&config, &dirs, ui)?;
+            if store.delete(&super::exec::token_account(&entry.name))? {
+                ui.info(format!(
+                    "deleted the token of {} from {}",
+                    entry.name,
+                    store.describe()
+                ));
+            }
+        }
         if changed.is_empty() {
             ui.info(format!("{url} was not configured; nothing changed"));
         }

@@ -1,8 +1,234 @@
-use super::{Run, SecretArgs};
-use crate::ui::Ui;
+//! `secret set|status|delete`: rotate, inspect or delete a cache's stored token without
+//! re-running `use`. Never prints a secret.
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use std::io::Read;
+use zeroize::Zeroizing;
+
+use super::exec::token_account;
+use super::use_::{netrc_machine, unknown_cache};
+use super::{Run, SecretAction, SecretArgs};
+use crate::aws::session::{self, SessionRequest};
+use crate::cache::CacheKind;
+use crate::config::{CacheEntry, Config, Dirs, SecretStore as Store};
+use crate::nix::netrc::Netrc;
+use crate::plan::Plan;
+use crate::secret::SecretStore;
+use crate::ui::{self, Ui};
 
 impl Run for SecretArgs {
-    fn run(self, _ui: &Ui) -> anyhow::Result<i32> {
-        anyhow::bail!("not implemented yet")
+    fn run(self, ui: &Ui) -> Result<i32> {
+        let dirs = Dirs::new()?;
+        let config_path = dirs.config_file();
+        let cfg = Config::load(&config_path)?;
+        let find = |name: &str| -> Result<CacheEntry> {
+            cfg.find(name)?.ok_or_else(|| unknown_cache(&cfg, name))
+        };
+        match self.action {
+            SecretAction::Set { cache, token_stdin } => {
+                let entry = https_only(find(&cache)?)?;
+                let token = read_token(token_stdin, &entry)?;
+                match entry.secret_store {
+                    Store::Keyring => {
+                        let store = SecretStore::open(&cfg, &dirs, ui)?;
+                        store.set(&token_account(&entry.name), &token)?;
+                        ui.info(format!(
+                            "stored a new token for {} in {}",
+                            entry.name,
+                            store.describe()
+                        ));
+                    }
+                    Store::Netrc => {
+                        let path = entry.netrc.clone().context(
+                            "this cache has no netrc file recorded: run `nixstore-auth use` with --token-stdin",
+                        )?;
+                        let machine =
+                            netrc_machine(&entry.kind).context("the cache URL has no host")?;
+                        let login = entry.login.clone();
+                        let mut plan = Plan::new();
+                        plan.edit(&path, 0o600, true, move |text| {
+                            let mut n = Netrc::parse(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+                            n.upsert(&machine, &login, &token)
+                                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                            Ok(n.to_text())
+                        });
+                        plan.apply()?;
+                        ui.info(format!(
+                            "stored a new token for {} in {}",
+                            entry.name,
+                            path.display()
+                        ));
+                    }
+                }
+                mark_token(&config_path, &entry.name, true)?;
+                Ok(0)
+            }
+            SecretAction::Delete { cache } => {
+                let entry = https_only(find(&cache)?)?;
+                let deleted = match entry.secret_store {
+                    Store::Keyring => {
+                        SecretStore::open(&cfg, &dirs, ui)?.delete(&token_account(&entry.name))?
+                    }
+                    Store::Netrc => match (&entry.netrc, netrc_machine(&entry.kind)) {
+                        (Some(path), Some(machine)) => {
+                            let mut plan = Plan::new();
+                            plan.edit(path, 0o600, true, move |text| {
+                                let mut n =
+                                    Netrc::parse(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+                                n.remove(&machine);
+                                Ok(n.to_text())
+                            });
+                            !plan.apply()?.is_empty()
+                        }
+                        _ => false,
+                    },
+                };
+                mark_token(&config_path, &entry.name, false)?;
+                if deleted {
+                    ui.info(format!("deleted the token of {}", entry.name));
+                    Ok(0)
+                } else {
+                    bail!("no token was stored for {}", entry.name)
+                }
+            }
+            SecretAction::Status { cache, json } => {
+                let entries = match &cache {
+                    Some(c) => vec![find(c)?],
+                    None => cfg.caches()?,
+                };
+                let store = SecretStore::open(&cfg, &dirs, ui)?;
+                let mut rows = Vec::new();
+                for e in &entries {
+                    rows.push(status_row(e, &store, ui)?);
+                }
+                for account in store.list().unwrap_or_default() {
+                    if let Some(profile) = account.strip_prefix("aws-key:") {
+                        rows.push(json!({
+                            "name": format!("aws-key:{profile}"),
+                            "kind": "aws-key",
+                            "where": store.describe(),
+                            "present": true,
+                        }));
+                    }
+                }
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                } else if rows.is_empty() {
+                    ui.info("no caches or keys recorded");
+                } else {
+                    for r in &rows {
+                        let mut line = format!(
+                            "{}: {} ({})",
+                            r["name"].as_str().unwrap_or(""),
+                            r["where"].as_str().unwrap_or(""),
+                            if r["present"].as_bool() == Some(true) {
+                                "present"
+                            } else {
+                                "missing"
+                            }
+                        );
+                        if let Some(exp) = r.get("expires").and_then(|v| v.as_str()) {
+                            line.push_str(&format!(", session expires {exp}"));
+                        }
+                        println!("{line}");
+                    }
+                }
+                Ok(0)
+            }
+        }
     }
+}
+
+fn https_only(entry: CacheEntry) -> Result<CacheEntry> {
+    if matches!(entry.kind, CacheKind::S3(_)) {
+        bail!(
+            "{} is an S3 cache: it has no token; its credentials are your AWS session (`nixstore-auth login`, `nixstore-auth aws add-key`)",
+            entry.name
+        );
+    }
+    Ok(entry)
+}
+
+fn read_token(token_stdin: bool, entry: &CacheEntry) -> Result<Zeroizing<String>> {
+    let token = if token_stdin || !ui::has_tty() {
+        if !token_stdin {
+            bail!("no terminal to ask on: pipe the token with --token-stdin");
+        }
+        let mut buf = Zeroizing::new(String::new());
+        std::io::stdin()
+            .read_to_string(&mut buf)
+            .context("cannot read standard input")?;
+        Zeroizing::new(buf.trim_end_matches(['\n', '\r']).to_string())
+    } else {
+        Zeroizing::new(
+            dialoguer::Password::new()
+                .with_prompt(format!("New token for {}", entry.name))
+                .interact_on(&console::Term::stderr())
+                .context("cannot read the token from the terminal")?,
+        )
+    };
+    if token.is_empty() {
+        bail!("the token is empty");
+    }
+    Ok(token)
+}
+
+fn mark_token(config_path: &std::path::Path, name: &str, present: bool) -> Result<()> {
+    let path = config_path.to_path_buf();
+    let name = name.to_string();
+    let mut plan = Plan::new();
+    plan.edit(config_path, 0o600, false, move |text| {
+        let mut cfg = Config::parse(text, &path)?;
+        if let Some(mut e) = cfg.cache(&name)? {
+            e.has_token = present;
+            cfg.upsert_cache(&e);
+        }
+        Ok(cfg.to_text())
+    });
+    plan.apply().map(drop)
+}
+
+fn status_row(e: &CacheEntry, store: &SecretStore, ui: &Ui) -> Result<serde_json::Value> {
+    Ok(match (&e.kind, e.secret_store) {
+        (CacheKind::S3(s3), _) => {
+            let req = SessionRequest {
+                cache: Some(e.name.clone()),
+                ..SessionRequest::default()
+            };
+            let cached = session::cached_only(&req, ui).ok().flatten();
+            let expires = cached
+                .as_ref()
+                .and_then(|s| s.credentials.expiration)
+                .map(session::rfc3339);
+            json!({
+                "name": e.name,
+                "kind": "s3",
+                "where": format!("AWS session of profile {} in {}", s3.profile.as_deref().unwrap_or("default"), store.describe()),
+                "present": cached.is_some(),
+                "expires": expires,
+            })
+        }
+        (CacheKind::Https { .. }, Store::Keyring) => json!({
+            "name": e.name,
+            "kind": "https",
+            "where": store.describe(),
+            "present": store.get(&token_account(&e.name))?.is_some(),
+        }),
+        (CacheKind::Https { .. }, Store::Netrc) => {
+            let present = match (&e.netrc, netrc_machine(&e.kind)) {
+                (Some(p), Some(m)) => crate::fs::read_optional(p)?
+                    .and_then(|t| Netrc::parse(&t).ok())
+                    .and_then(|n| n.get(&m))
+                    .is_some_and(|x| x.has_password),
+                _ => false,
+            };
+            json!({
+                "name": e.name,
+                "kind": "https",
+                "where": e.netrc.as_ref().map(|p| format!("netrc {}", p.display())).unwrap_or_else(|| "none".into()),
+                "present": present,
+            })
+        }
+    })
 }

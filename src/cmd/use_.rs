@@ -69,13 +69,18 @@ impl Run for UseArgs {
             added_netrc_line: false,
             has_token: recorded.as_ref().is_some_and(|r| r.has_token),
         };
-        if entry.secret_store == SecretStore::Keyring {
+        if entry.secret_store == SecretStore::Keyring && matches!(entry.kind, CacheKind::S3(_)) {
             bail!(
-                "--secret-store keyring is not available in this build yet; use the default netrc store"
+                "--secret-store applies to HTTPS caches; S3 caches use your AWS session (see `nixstore-auth aws add-key`)"
             );
         }
         match entry.kind {
-            CacheKind::Https { .. } => use_https(&self, entry, &config_path, ui),
+            CacheKind::Https { .. } => {
+                let was_keyring = recorded
+                    .as_ref()
+                    .is_some_and(|r| r.secret_store == SecretStore::Keyring);
+                use_https(&self, entry, was_keyring, &config_path, ui)
+            }
             CacheKind::S3(_) => use_s3(&self, entry, &config_path, ui),
         }
     }
@@ -123,7 +128,13 @@ pub(crate) fn netrc_machine(kind: &CacheKind) -> Option<String> {
     }
 }
 
-fn use_https(args: &UseArgs, mut entry: CacheEntry, config_path: &Path, ui: &Ui) -> Result<i32> {
+fn use_https(
+    args: &UseArgs,
+    mut entry: CacheEntry,
+    recorded_keyring: bool,
+    config_path: &Path,
+    ui: &Ui,
+) -> Result<i32> {
     let url = entry.kind.url();
     let machine = netrc_machine(&entry.kind).context("the cache URL has no host")?;
     let setup = setup::probe()?;
@@ -225,19 +236,42 @@ fn use_https(args: &UseArgs, mut entry: CacheEntry, config_path: &Path, ui: &Ui)
         Some(path)
     };
 
-    let existing_token = netrc_path
+    let existing: Option<Zeroizing<String>> = netrc_path
         .as_deref()
         .and_then(|p| crate::fs::read_optional(p).ok().flatten())
         .and_then(|t| Netrc::parse(&t).ok())
-        .and_then(|n| n.get(&machine))
-        .is_some_and(|e| e.has_password);
-    let token = if netrc_path.is_some() {
-        read_token(args, &machine, existing_token)?
+        .and_then(|n| n.password(&machine));
+    let keyring = entry.secret_store == SecretStore::Keyring;
+    // A token kept in the keyring so far (a cache moving back to netrc takes it along).
+    let store = if keyring || recorded_keyring {
+        Some(crate::secret::SecretStore::open(
+            &Config::load(config_path)?,
+            &Dirs::new()?,
+            ui,
+        )?)
     } else {
         None
     };
-    let writes_netrc = token.is_some();
-    if !writes_netrc && !existing_token {
+    let account = super::exec::token_account(&entry.name);
+    let in_keyring = match &store {
+        Some(st) if recorded_keyring => st.get(&account)?,
+        _ => None,
+    };
+    let mut token = if netrc_path.is_some() || keyring {
+        read_token(args, &machine, existing.is_some() || in_keyring.is_some())?
+    } else {
+        None
+    };
+    // Migration: the token moves between netrc and keyring when no new one is given.
+    if token.is_none() && keyring && !recorded_keyring {
+        token = existing.clone();
+    }
+    if token.is_none() && !keyring && recorded_keyring {
+        token = in_keyring.clone();
+    }
+    let remove_netrc_entry = keyring && existing.is_some();
+    let writes_netrc = token.is_some() && !keyring;
+    if keyring || (!writes_netrc && existing.is_none()) {
         // Nothing to point nix.conf at.
         netrc_line = None;
     }
@@ -272,7 +306,7 @@ fn use_https(args: &UseArgs, mut entry: CacheEntry, config_path: &Path, ui: &Ui)
             Ok(c.to_text())
         });
     }
-    if let (Some(path), Some(token)) = (&netrc_path, &token) {
+    if let (Some(path), Some(token), true) = (&netrc_path, &token, writes_netrc) {
         let machine = machine.clone();
         let login = args.login.clone();
         let token = token.clone();
@@ -283,20 +317,55 @@ fn use_https(args: &UseArgs, mut entry: CacheEntry, config_path: &Path, ui: &Ui)
             Ok(n.to_text())
         });
     }
+    if let (Some(path), true) = (&netrc_path, remove_netrc_entry) {
+        let machine = machine.clone();
+        plan.edit(path, 0o600, true, move |text| {
+            let mut n = Netrc::parse(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+            n.remove(&machine);
+            Ok(n.to_text())
+        });
+    }
     entry.nix_conf = Some(conf_path.clone());
     entry.netrc = netrc_path
         .clone()
-        .filter(|_| writes_netrc || existing_token);
-    entry.has_token = writes_netrc || existing_token;
+        .filter(|_| !keyring && (writes_netrc || existing.is_some()));
+    entry.has_token = token.is_some() || existing.is_some() || in_keyring.is_some();
     entry.login = args.login.clone();
     record(&mut plan, config_path, &entry, netrc_line.is_some());
 
     if args.dry_run {
         print!("{}", plan.preview()?);
+        if keyring && token.is_some() {
+            ui.info(format!(
+                "would store the token for {machine} in the keyring"
+            ));
+        }
         ui.info("dry run: nothing was changed");
         return Ok(0);
     }
+    // The secret goes first: if the keyring refuses it, no file has changed yet.
+    if let (Some(st), Some(t), true) = (&store, &token, keyring) {
+        st.set(&account, t)?;
+        ui.info(format!(
+            "stored the token for {machine} in {}",
+            st.describe()
+        ));
+    }
     let changed = plan.apply()?;
+    if let (Some(st), false, true) = (&store, keyring, recorded_keyring)
+        && writes_netrc
+    {
+        st.delete(&account)?;
+    }
+    if let (true, Some(st)) = (remove_netrc_entry, &store) {
+        ui.info(format!(
+            "moved the token for {machine} out of the plaintext netrc into {}",
+            st.describe()
+        ));
+    }
+    if keyring {
+        ui.info("plain `nix` cannot read the keyring: run Nix through `nixstore-auth exec -- nix ...` or the shell wrappers (`nixstore-auth shell-init`)");
+    }
     if changed.is_empty() {
         ui.info(format!(
             "{} is already configured for {url}; nothing changed",
@@ -329,7 +398,9 @@ fn use_s3(args: &UseArgs, mut entry: CacheEntry, config_path: &Path, ui: &Ui) ->
     }
     let setup = setup::probe()?;
     let url = entry.kind.url();
-    let target = target::decide(args.mode, &setup, &url, args.nix_conf.as_ref());
+    // The daemon sees the proxy's stable URL, not the s3:// one.
+    let proxy_url = crate::proxy::stable_url_for(&entry.name)?;
+    let target = target::decide(args.mode, &setup, &proxy_url, args.nix_conf.as_ref());
     let mut plan = Plan::new();
     match target {
         Target::Write { conf, .. } if !entry.public_keys.is_empty() => {
@@ -347,14 +418,33 @@ fn use_s3(args: &UseArgs, mut entry: CacheEntry, config_path: &Path, ui: &Ui) ->
             });
             entry.nix_conf = Some(conf);
         }
-        Target::Write { .. } => {}
-        Target::Print
-        | Target::NeedsAdmin
-        | Target::NixosModule
-        | Target::SubstituterOnly { .. } => {
-            bail!(
-                "S3 caches for untrusted users and printed snippets need the signing proxy, which this build does not have yet"
-            );
+        Target::Write { .. } | Target::SubstituterOnly { .. } => {}
+        Target::Print | Target::NeedsAdmin | Target::NixosModule => {
+            let mut snippet = Snippet::default();
+            snippet.push("extra-trusted-substituters", vec![proxy_url.clone()]);
+            snippet.push("extra-trusted-public-keys", entry.public_keys.clone());
+            let format = if target == Target::NixosModule && args.format == Format::NixConf {
+                Format::Nixos
+            } else {
+                args.format
+            };
+            if target == Target::NeedsAdmin {
+                explain_untrusted(ui, &setup, "the cache");
+            }
+            ui.warn(format!(
+                "the URL below contains your proxy's secret; in {} it is readable by every local user, who could then read the bucket through your proxy while it runs. Rotate it with `nixstore-auth proxy rotate-secret` if it leaks.",
+                setup.system_conf.display()
+            ));
+            print!("{}", snippet.render(format));
+            if target != Target::Print {
+                // Record the cache anyway so that `exec` serves it once the administrator acted.
+                record(&mut plan, config_path, &entry, false);
+                if !args.dry_run {
+                    plan.apply()?;
+                }
+                return Ok(EXIT_NEEDS_ADMIN);
+            }
+            return Ok(0);
         }
     }
     record(&mut plan, config_path, &entry, false);
