@@ -38,7 +38,7 @@ mod users;
 
 pub use nginx::{AccessEntry, Nginx, NginxOptions, Tls};
 pub use nix::{NixConf, NixDaemon, SignedCache, root_nix};
-pub use service::{Moto, Service, port_open, venv_bin};
+pub use service::{Moto, ProcStat, Service, port_open, processes, venv_bin};
 pub use users::{TestUser, UserCmd};
 
 use std::collections::BTreeMap;
