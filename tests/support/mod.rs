@@ -38,7 +38,7 @@ mod users;
 
 pub use nginx::{AccessEntry, Nginx, NginxOptions, Tls};
 pub use nix::{NixConf, NixDaemon, SignedCache, root_nix};
-pub use service::{Moto, Service, port_open, venv_bin};
+pub use service::{Moto, ProcStat, Service, port_open, processes, venv_bin};
 pub use users::{TestUser, UserCmd};
 
 use std::collections::BTreeMap;
@@ -247,8 +247,10 @@ impl std::fmt::Display for Output {
 }
 
 /// Runs `cmd` in its own process group with `stdin` (or /dev/null), captures its output, and
-/// kills the whole group after `timeout`. Panics when the program cannot be started (a missing
-/// prerequisite must fail the test).
+/// kills the whole group after `timeout`. Processes it leaves behind in its group are killed when
+/// it exits (they would hold the output pipes open): a server meant to outlive the command must
+/// start its own session. Panics when the program cannot be started (a missing prerequisite must
+/// fail the test).
 pub fn run(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Duration) -> Output {
     let what = format!(
         "{} {}",

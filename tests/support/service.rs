@@ -90,8 +90,14 @@ impl Service {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        // Children of the server (e.g. nix-daemon's per-connection workers) may linger a moment.
-        kill_group(child.id(), libc::SIGKILL);
+        // Children of the server (e.g. nix-daemon's per-connection workers) may linger a moment:
+        // the next test must not find them.
+        let pgid = child.id();
+        kill_group(pgid, libc::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !processes(|stat| stat.pgid == pgid).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -107,6 +113,44 @@ impl Drop for Service {
         }
         self.stop();
     }
+}
+
+/// What [`processes`] knows of a process (from `/proc/PID/stat`).
+pub struct ProcStat {
+    pub pid: u32,
+    pub comm: String,
+    pub pgid: u32,
+}
+
+/// Live processes (zombies left out: they are dead) that match `filter`. Reads /proc: procps is
+/// not on a bare Debian.
+pub fn processes(filter: impl Fn(&ProcStat) -> bool) -> Vec<ProcStat> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "PID (COMM) STATE PPID PGRP ...": COMM may hold spaces and parentheses.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        if rest.len() < 3 || rest[0] == "Z" || rest[0] == "X" {
+            continue;
+        }
+        let proc_stat = ProcStat {
+            pid,
+            comm: stat[open + 1..close].to_string(),
+            pgid: rest[2].parse().unwrap_or(0),
+        };
+        if filter(&proc_stat) {
+            found.push(proc_stat);
+        }
+    }
+    found
 }
 
 /// True once something accepts TCP connections on 127.0.0.1:`port`.
