@@ -99,36 +99,31 @@ fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.nixstore-auth.{nonce:016x}.tmp"))
 }
 
-/// An exclusive advisory lock held until dropped. The lock lives on a sidecar file
-/// (`.NAME.lock`) so that the locked file itself can be replaced by rename.
+/// An exclusive advisory lock held until dropped. It is taken on the file's directory: the
+/// file itself is replaced by rename (a lock on its inode would not exclude the next writer),
+/// and a sidecar lock file would litter the user's config directory.
 pub struct FileLock {
-    _file: File,
+    _dir: File,
 }
 
 pub fn lock(path: &Path) -> Result<FileLock> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let lock_path = path.with_file_name(format!(".{name}.lock"));
-    if let Some(dir) = lock_path.parent() {
-        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let file = OpenOptions::new()
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let handle = OpenOptions::new()
         .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&lock_path)
-        .with_context(|| format!("cannot open lock file {}", lock_path.display()))?;
+        .custom_flags(libc::O_DIRECTORY)
+        .open(dir)
+        .with_context(|| format!("cannot open {} to lock it", dir.display()))?;
     // SAFETY: flock on a valid, owned descriptor.
-    let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) };
+    let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&handle), libc::LOCK_EX) };
     if rc != 0 {
         return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("cannot lock {}", lock_path.display()));
+            .with_context(|| format!("cannot lock {}", dir.display()));
     }
-    Ok(FileLock { _file: file })
+    Ok(FileLock { _dir: handle })
 }
 
 /// Creates a directory (and parents) and sets it to `mode` (e.g. 0700 for private dirs).
@@ -176,6 +171,27 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn lock_excludes_a_second_holder_and_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("nix.conf");
+        let held = lock(&p).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p2 = p.clone();
+        let t = std::thread::spawn(move || {
+            let _second = lock(&p2).unwrap();
+            tx.send(()).unwrap();
+        });
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(200))
+                .is_err()
+        );
+        drop(held);
+        rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+        t.join().unwrap();
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]
