@@ -107,10 +107,15 @@ pub struct FileLock {
 }
 
 pub fn lock(path: &Path) -> Result<FileLock> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    lock_dir(
+        path.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new(".")),
+    )
+}
+
+/// Locks a directory (created if missing) until the returned guard is dropped.
+pub fn lock_dir(dir: &Path) -> Result<FileLock> {
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let handle = OpenOptions::new()
         .read(true)

@@ -77,21 +77,45 @@ impl<'a> Plan<'a> {
         Ok(())
     }
 
-    /// Applies every change under its file's lock. Returns the files that changed.
+    /// Applies every change under the locks of all the files' directories: every new text is
+    /// computed first, and nothing is written unless all of them succeed, so a malformed netrc
+    /// cannot leave a nix.conf half-configured. Returns the files that changed.
     pub fn apply(&self) -> Result<Vec<PathBuf>> {
         self.check()?;
-        let mut changed = Vec::new();
+        // One lock per directory (a process must not lock the same directory twice), taken
+        // in a fixed order so that concurrent runs cannot deadlock.
+        let mut dirs: Vec<PathBuf> = self
+            .changes
+            .iter()
+            .map(|c| {
+                c.path
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."))
+                    .to_path_buf()
+            })
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        let _locks = dirs
+            .iter()
+            .map(|d| crate::fs::lock_dir(d))
+            .collect::<Result<Vec<_>>>()?;
+        let mut writes = Vec::new();
         for c in &self.changes {
-            let _lock = crate::fs::lock(&c.path)?;
             let old = crate::fs::read_optional(&c.path)?;
             let old_text = old.as_deref().unwrap_or("");
             let new = (c.edit)(old_text).with_context(|| format!("in {}", c.path.display()))?;
-            if old.is_some() && new == old_text {
-                continue;
+            let unchanged = match &old {
+                Some(_) => new == old_text,
+                None => new.is_empty(),
+            };
+            if !unchanged {
+                writes.push((c, new));
             }
-            if old.is_none() && new.is_empty() {
-                continue;
-            }
+        }
+        let mut changed = Vec::new();
+        for (c, new) in writes {
             crate::fs::atomic_write(&c.path, new.as_bytes(), c.new_mode)?;
             changed.push(c.path.clone());
         }

@@ -494,6 +494,7 @@ fn read_token(args: &UseArgs, machine: &str, existing: bool) -> Result<Option<Ze
         if token.is_empty() {
             bail!("--token-stdin: standard input was empty");
         }
+        check_token(&token)?;
         return Ok(Some(token));
     }
     if let Some(var) = &args.token_env {
@@ -502,6 +503,7 @@ fn read_token(args: &UseArgs, machine: &str, existing: bool) -> Result<Option<Ze
         if value.is_empty() {
             bail!("--token-env {var}: the variable is empty");
         }
+        check_token(&value)?;
         return Ok(Some(Zeroizing::new(value)));
     }
     if ui::has_tty() {
@@ -514,6 +516,7 @@ fn read_token(args: &UseArgs, machine: &str, existing: bool) -> Result<Option<Ze
             .interact_on(&term)
             .context("cannot read the token from the terminal")?;
         let token = Zeroizing::new(token);
+        check_token(&token)?;
         return Ok((!token.is_empty()).then_some(token));
     }
     if existing {
@@ -522,6 +525,17 @@ fn read_token(args: &UseArgs, machine: &str, existing: bool) -> Result<Option<Ze
     bail!(
         "no token given and no terminal to ask on: pipe it with --token-stdin, name a variable with --token-env VAR, or pass --no-token for a cache that needs none"
     )
+}
+
+/// A netrc token is one word: whitespace or a control character would split it into more
+/// entries (an injection). The message never repeats the token.
+fn check_token(token: &str) -> Result<()> {
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        bail!(
+            "the token contains whitespace or a control character (only its last line break is dropped); refusing it"
+        );
+    }
+    Ok(())
 }
 
 fn confirm_hiding(args: &UseArgs, ui: &Ui, hidden: &Path) -> Result<()> {

@@ -1,0 +1,419 @@
+//! The binary against sandboxed config files: no daemon, no network, no machine state. Each
+//! test gets its own HOME, XDG dirs and NIX_CONF_DIR.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const KEY: &str = "cache.example.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=";
+const TOKEN: &str = "s3cr3t-token-value";
+
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        let s = Sandbox {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        std::fs::create_dir_all(s.etc()).unwrap();
+        std::fs::create_dir_all(s.user_conf().parent().unwrap()).unwrap();
+        s
+    }
+    fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+    fn etc(&self) -> PathBuf {
+        self.dir.path().join("etc")
+    }
+    fn user_conf(&self) -> PathBuf {
+        self.home().join(".config/nix/nix.conf")
+    }
+    fn user_netrc(&self) -> PathBuf {
+        self.home().join(".config/nix/netrc")
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_nixstore-auth"));
+        c.args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.home())
+            .env("XDG_CONFIG_HOME", self.home().join(".config"))
+            .env("XDG_DATA_HOME", self.home().join(".local/share"))
+            .env("XDG_CACHE_HOME", self.home().join(".cache"))
+            .env("NIX_CONF_DIR", self.etc())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        c
+    }
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut c = self.cmd(args);
+        if stdin.is_some() {
+            c.stdin(Stdio::piped());
+        }
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        // setsid: no controlling terminal, as in CI, so prompts are impossible.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            c.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let mut child = c.spawn().unwrap();
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+    fn use_cache(&self, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "use",
+            "https://cache.example.org",
+            "--public-key",
+            KEY,
+            "--token-stdin",
+            "--mode",
+            "user",
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args, Some(TOKEN))
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+const BUSY_CONF: &str = "# Managed by hand. Do not touch.\n\
+    max-jobs = 4   # two cores\n\
+    \n\
+    # caches\n\
+    extra-substituters = https://other.example.org\t# keep me\n\
+    binary-cache-public-keys = other-1:AAAA\r\n\
+    !include /nonexistent/extra.conf\n\
+    keep-outputs = true";
+
+#[test]
+fn use_then_remove_restores_a_busy_nix_conf_byte_for_byte() {
+    let s = Sandbox::new();
+    std::fs::write(s.user_conf(), BUSY_CONF).unwrap();
+    let o = s.use_cache(&[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains(TOKEN));
+    let conf = read(&s.user_conf());
+    assert!(conf.starts_with(BUSY_CONF), "{conf}");
+    assert!(conf.contains("extra-substituters = https://cache.example.org"));
+    assert!(conf.contains(&format!("extra-trusted-public-keys = {KEY}")));
+    assert!(
+        !conf.lines().any(|l| l.starts_with("substituters")),
+        "never the plain form"
+    );
+    let netrc_mode = std::fs::metadata(s.user_netrc())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(netrc_mode, 0o600);
+    assert!(read(&s.user_netrc()).contains(&format!(
+        "machine cache.example.org login nixstore-auth password {TOKEN}"
+    )));
+
+    // Idempotent: a second run changes no byte.
+    let before = (read(&s.user_conf()), read(&s.user_netrc()));
+    let o = s.use_cache(&[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(before, (read(&s.user_conf()), read(&s.user_netrc())));
+
+    let o = s.run(&["remove", "cache-example-org"], None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(read(&s.user_conf()), BUSY_CONF);
+    assert!(!read(&s.user_netrc()).contains(TOKEN));
+}
+
+#[test]
+fn dry_run_shows_a_masked_diff_and_changes_nothing() {
+    let s = Sandbox::new();
+    std::fs::write(s.user_conf(), "max-jobs = 2\n").unwrap();
+    let o = s.use_cache(&["--dry-run"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("+extra-substituters = https://cache.example.org"),
+        "{out}"
+    );
+    assert!(out.contains("password ********"), "{out}");
+    assert!(!text(&o).contains(TOKEN));
+    assert_eq!(read(&s.user_conf()), "max-jobs = 2\n");
+    assert!(!s.user_netrc().exists());
+    assert!(!s.home().join(".config/nixstore-auth/config.toml").exists());
+}
+
+#[test]
+fn malformed_files_get_a_clear_error_and_lose_nothing() {
+    let s = Sandbox::new();
+    let garbage = "max-jobs = 2\nthis is not a setting\n";
+    std::fs::write(s.user_conf(), garbage).unwrap();
+    let o = s.use_cache(&[]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("line 2"), "{}", text(&o));
+    assert_eq!(read(&s.user_conf()), garbage);
+
+    let s = Sandbox::new();
+    let netrc = "machine a.org login x password \"unterminated\n";
+    std::fs::write(s.user_netrc(), netrc).unwrap();
+    std::fs::set_permissions(s.user_netrc(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(
+        s.user_conf(),
+        format!("netrc-file = {}\n", s.user_netrc().display()),
+    )
+    .unwrap();
+    let conf_before = read(&s.user_conf());
+    let o = s.use_cache(&[]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains(TOKEN));
+    assert_eq!(read(&s.user_netrc()), netrc);
+    assert_eq!(read(&s.user_conf()), conf_before, "nothing is half-written");
+}
+
+#[test]
+fn injection_attempts_are_refused() {
+    let s = Sandbox::new();
+    for key in [
+        format!("{KEY}\nsubstituters = http://evil"),
+        format!("{KEY}#x"),
+    ] {
+        let o = s.run(
+            &[
+                "use",
+                "https://cache.example.org",
+                "--public-key",
+                &key,
+                "--no-token",
+                "--mode",
+                "user",
+            ],
+            None,
+        );
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    }
+    let o = s.run(
+        &[
+            "use",
+            "https://u:p@cache.example.org",
+            "--no-token",
+            "--mode",
+            "user",
+        ],
+        None,
+    );
+    assert!(text(&o).contains("--token-stdin"), "{}", text(&o));
+    let o = s.run(
+        &[
+            "use",
+            "https://cache.example.org",
+            "--public-key",
+            KEY,
+            "--token-stdin",
+            "--mode",
+            "user",
+        ],
+        Some("tok en\nmachine evil password x"),
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(!s.user_conf().exists() || !read(&s.user_conf()).contains("cache.example.org"));
+    assert!(!read(&s.user_netrc()).contains("evil"));
+}
+
+#[test]
+fn a_symlinked_or_read_only_nix_conf_gets_a_snippet_not_an_edit() {
+    let s = Sandbox::new();
+    let store_file = s.dir.path().join("store-nix.conf");
+    std::fs::write(&store_file, "max-jobs = 1\n").unwrap();
+    std::fs::set_permissions(&store_file, std::fs::Permissions::from_mode(0o444)).unwrap();
+    std::os::unix::fs::symlink(&store_file, s.user_conf()).unwrap();
+    let o = s.use_cache(&[]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("symlink"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains("extra-substituters = https://cache.example.org")
+    );
+    assert!(!text(&o).contains(TOKEN));
+    assert!(
+        std::fs::symlink_metadata(s.user_conf())
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(read(&store_file), "max-jobs = 1\n");
+}
+
+#[test]
+fn no_token_and_no_terminal_names_token_stdin() {
+    let s = Sandbox::new();
+    let o = s.run(
+        &[
+            "use",
+            "https://cache.example.org",
+            "--public-key",
+            KEY,
+            "--mode",
+            "user",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("--token-stdin"), "{}", text(&o));
+    assert!(!s.user_conf().exists());
+    // A public cache needs none.
+    let o = s.run(
+        &[
+            "use",
+            "https://cache.example.org",
+            "--public-key",
+            KEY,
+            "--mode",
+            "user",
+            "--no-token",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!s.user_netrc().exists());
+}
+
+#[test]
+fn unknown_caches_and_bad_usage_have_their_exit_codes() {
+    let s = Sandbox::new();
+    let o = s.run(&["remove", "nope"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("unknown cache"), "{}", text(&o));
+    let o = s.run(&["use"], None);
+    assert_eq!(o.status.code(), Some(2));
+    let o = s.run(&["exec", "--cache", "nope", "--", "true"], None);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}
+
+#[test]
+fn print_mode_formats() {
+    let s = Sandbox::new();
+    let o = s.run(
+        &[
+            "use",
+            "https://cache.example.org",
+            "--public-key",
+            KEY,
+            "--mode",
+            "print",
+            "--format",
+            "nixos",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("nix.settings = {"), "{out}");
+    assert!(
+        out.contains("extra-substituters = [ \"https://cache.example.org\" ];"),
+        "{out}"
+    );
+    assert!(!s.user_conf().exists());
+}
+
+#[test]
+fn list_shows_where_and_never_the_secret() {
+    let s = Sandbox::new();
+    assert!(s.use_cache(&[]).status.success());
+    let o = s.run(&["list", "--json"], None);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["name"], "cache-example-org");
+    assert_eq!(v[0]["credential_present"], true);
+    assert_eq!(v[0]["configured_in"], s.user_conf().display().to_string());
+    assert!(!text(&o).contains(TOKEN));
+}
+
+#[test]
+fn concurrent_use_runs_keep_both_entries() {
+    let s = Sandbox::new();
+    let spawn = |url: &'static str| {
+        let mut c = s.cmd(&[
+            "use",
+            url,
+            "--public-key",
+            KEY,
+            "--token-stdin",
+            "--mode",
+            "user",
+        ]);
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(TOKEN.as_bytes())
+            .unwrap();
+        child
+    };
+    for _ in 0..5 {
+        let a = spawn("https://a.example.org");
+        let b = spawn("https://b.example.org");
+        assert!(a.wait_with_output().unwrap().status.success());
+        assert!(b.wait_with_output().unwrap().status.success());
+    }
+    let conf = read(&s.user_conf());
+    assert!(
+        conf.contains("https://a.example.org") && conf.contains("https://b.example.org"),
+        "{conf}"
+    );
+    let netrc = read(&s.user_netrc());
+    assert!(
+        netrc.contains("machine a.example.org") && netrc.contains("machine b.example.org"),
+        "{netrc}"
+    );
+    let o = s.run(&["list", "--json"], None);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn exec_without_credentials_replaces_itself_and_keeps_status() {
+    let s = Sandbox::new();
+    let o = s.run(
+        &[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "echo \"$NIXSTORE_AUTH_EXEC\"; exit 7",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(7));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "1\n");
+    assert_eq!(
+        s.run(&["exec", "--", "/nonexistent/x"], None).status.code(),
+        Some(127)
+    );
+    assert_eq!(s.run(&["exec", "--", "/"], None).status.code(), Some(126));
+}
