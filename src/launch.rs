@@ -72,6 +72,8 @@ impl Launch {
 }
 
 static CHILD: AtomicI32 = AtomicI32::new(0);
+/// A signal that arrived before the child's pid was known: passed on right after spawn.
+static PENDING: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn pass_on(sig: libc::c_int) {
     // Ctrl-C and Ctrl-\ reach the child from the terminal already (same process group): only
@@ -85,6 +87,8 @@ extern "C" fn pass_on(sig: libc::c_int) {
         unsafe {
             libc::kill(pid, sig);
         }
+    } else {
+        PENDING.store(sig, Ordering::SeqCst);
     }
 }
 
@@ -124,10 +128,18 @@ impl Launch {
     /// group, so it is not sent twice; SIGTERM and SIGHUP sent to us alone are passed on. The
     /// child starts with default signal handling (handlers do not survive exec).
     pub fn run_supervised(self) -> i32 {
+        PENDING.store(0, Ordering::SeqCst);
         let old = install_pass_on();
         let code = match self.command().spawn() {
             Ok(mut child) => {
                 CHILD.store(child.id() as i32, Ordering::SeqCst);
+                let early = PENDING.swap(0, Ordering::SeqCst);
+                if early != 0 {
+                    // SAFETY: kill has no memory-safety preconditions.
+                    unsafe {
+                        libc::kill(child.id() as i32, early);
+                    }
+                }
                 let code = match child.wait() {
                     Ok(status) => status_code(status),
                     Err(err) => {
