@@ -105,8 +105,8 @@ fn tools_present(shell: Shell) -> bool {
         return true;
     }
     let msg = format!(
-        "{} is not installed (apt-get install -y tmux zsh fish)",
-        missing.join(" and ")
+        "not installed: {} (apt-get install -y tmux zsh fish)",
+        missing.join(", ")
     );
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("CI=true: {msg}");
