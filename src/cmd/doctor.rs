@@ -244,13 +244,14 @@ fn cache_checks(r: &mut Report, c: &CacheEntry, setup: &NixSetup, user_view: &Se
     let section = format!("cache {} ({})", c.name, c.kind.url());
     let url = c.kind.url();
     let norm = |s: &String| s.trim_end_matches('/').to_string();
-    // Public keys.
-    let known_keys: Vec<String> = setup
-        .system
-        .list("trusted-public-keys")
-        .into_iter()
-        .chain(user_view.list("trusted-public-keys"))
-        .collect();
+    // Public keys: those in the user's files count only when the downloader honours them.
+    let system_keys = setup.system.list("trusted-public-keys");
+    let user_keys = user_view.list("trusted-public-keys");
+    let in_system = c.public_keys.iter().all(|k| system_keys.contains(k));
+    let in_any = c
+        .public_keys
+        .iter()
+        .all(|k| system_keys.contains(k) || user_keys.contains(k));
     if c.public_keys.is_empty() {
         r.add(
             &section,
@@ -261,8 +262,15 @@ fn cache_checks(r: &mut Report, c: &CacheEntry, setup: &NixSetup, user_view: &Se
                 c.name
             )),
         );
-    } else if c.public_keys.iter().all(|k| known_keys.contains(k)) {
+    } else if in_system || (in_any && setup.user_settings_honoured()) {
         r.add(&section, Status::Ok, "public key present in nix.conf", None);
+    } else if in_any {
+        r.add(
+            &section,
+            Status::Fail,
+            "public key only in your nix.conf, which the nix-daemon ignores (untrusted user)",
+            Some(format!("nixstore-auth use {} --mode print", c.name)),
+        );
     } else {
         r.add(
             &section,
@@ -307,7 +315,13 @@ fn cache_checks(r: &mut Report, c: &CacheEntry, setup: &NixSetup, user_view: &Se
                     Some(format!("nixstore-auth use {}", c.name)),
                 );
             }
-            https_probe(r, &section, c);
+            https_probe(
+                r,
+                &section,
+                c,
+                setup,
+                nix_ca_file(setup, user_view).as_deref(),
+            );
         }
         CacheKind::S3(s3) => {
             r.add(
@@ -324,8 +338,35 @@ fn cache_checks(r: &mut Report, c: &CacheEntry, setup: &NixSetup, user_view: &Se
     }
 }
 
-/// GET nix-cache-info with the stored credential.
-fn https_probe(r: &mut Report, section: &str, c: &CacheEntry) {
+/// The CA bundle Nix verifies HTTPS caches with, when it is not the system's: the
+/// `ssl-cert-file` setting (newer Nix), else `NIX_SSL_CERT_FILE`, else `SSL_CERT_FILE`.
+fn nix_ca_file(setup: &NixSetup, user_view: &SettingsView) -> Option<std::path::PathBuf> {
+    let env = |name: &str| std::env::var(name).ok();
+    user_view
+        .scalar("ssl-cert-file")
+        .or_else(|| setup.system.scalar("ssl-cert-file"))
+        .or_else(|| env("NIX_SSL_CERT_FILE"))
+        .or_else(|| env("SSL_CERT_FILE"))
+        .filter(|p| !p.trim().is_empty())
+        .map(std::path::PathBuf::from)
+}
+
+/// Only the roots in `path`, as Nix (curl's CAINFO) uses them; an error names the file.
+fn load_roots(path: &Path) -> Result<Vec<reqwest::Certificate>> {
+    let pem = std::fs::read(path)?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)?;
+    anyhow::ensure!(!certs.is_empty(), "no PEM certificate in it");
+    Ok(certs)
+}
+
+/// GET nix-cache-info with the stored credential, trusting the CA bundle Nix would use.
+fn https_probe(
+    r: &mut Report,
+    section: &str,
+    c: &CacheEntry,
+    setup: &NixSetup,
+    ca_file: Option<&Path>,
+) {
     let url = format!("{}/nix-cache-info", c.kind.url());
     let machine = netrc_machine(&c.kind).unwrap_or_default();
     let credential = c
@@ -362,10 +403,26 @@ fn https_probe(r: &mut Report, section: &str, c: &CacheEntry) {
             return;
         }
     };
+    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
+    if let Some(ca) = ca_file {
+        match load_roots(ca) {
+            Ok(certs) => builder = builder.tls_certs_only(certs),
+            Err(e) => {
+                r.add(
+                    section,
+                    Status::Fail,
+                    format!("cannot use the CA bundle {}: {e:#}", ca.display()),
+                    Some(
+                        "point NIX_SSL_CERT_FILE (or ssl-cert-file) at a readable PEM bundle"
+                            .into(),
+                    ),
+                );
+                return;
+            }
+        }
+    }
     let result = rt.block_on(async {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()?;
+        let client = builder.build()?;
         let mut req = client.get(&url);
         if let Some((login, password)) = &credential {
             req = req.basic_auth(login, Some(password.as_str()));
@@ -386,7 +443,7 @@ fn https_probe(r: &mut Report, section: &str, c: &CacheEntry) {
                 None,
             );
         }
-        Ok(resp) if matches!(resp.status().as_u16(), 401 | 403) => r.add(
+        Ok(resp) if matches!(resp.status().as_u16(), 401 | 403) && credential.is_some() => r.add(
             section,
             Status::Fail,
             format!(
@@ -398,6 +455,40 @@ fn https_probe(r: &mut Report, section: &str, c: &CacheEntry) {
                 c.name
             )),
         ),
+        Ok(resp) if matches!(resp.status().as_u16(), 401 | 403) => {
+            // No credential of ours: the daemon may hold one in its own netrc, which only root
+            // reads (the untrusted-user setup). Then the login cannot be checked from here.
+            let daemon_netrc = setup.system_netrc();
+            if setup.daemon
+                && !setup.is_root
+                && daemon_netrc.exists()
+                && std::fs::File::open(&daemon_netrc).is_err()
+            {
+                r.add(
+                    section,
+                    Status::Warn,
+                    format!(
+                        "the cache wants a login (GET nix-cache-info: {}); the nix-daemon's is in {}, which only root reads, so doctor cannot check it",
+                        resp.status(),
+                        daemon_netrc.display()
+                    ),
+                    Some(format!(
+                        "if downloads fail, ask an administrator to check the `machine {machine}` entry in {}",
+                        daemon_netrc.display()
+                    )),
+                );
+            } else {
+                r.add(
+                    section,
+                    Status::Fail,
+                    format!(
+                        "the cache wants a login and no token is recorded (GET nix-cache-info: {})",
+                        resp.status()
+                    ),
+                    Some(format!("nixstore-auth use {} --token-stdin", c.name)),
+                );
+            }
+        }
         Ok(resp) => r.add(
             section,
             Status::Fail,
