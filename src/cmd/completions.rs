@@ -51,8 +51,21 @@ fn collect(cmd: &clap::Command, name: &str, out: &mut Vec<(String, String)>) {
         .name(name.to_string())
         .bin_name(name.replace('-', " "));
     out.push((format!("{name}.1"), render_man(&cmd)));
+    let parent_examples = cmd.get_after_help().map(|h| h.to_string());
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-        collect(sub, &format!("{name}-{}", sub.get_name()), out);
+        let mut sub = sub.clone();
+        // A nested command (`secret set`) shows its parent's examples that use it.
+        if let (None, Some(parent)) = (sub.get_after_help(), &parent_examples) {
+            let needle = format!(" {} ", sub.get_name());
+            let lines: Vec<&str> = parent
+                .lines()
+                .filter(|l| format!("{l} ").contains(&needle))
+                .collect();
+            if !lines.is_empty() {
+                sub = sub.after_help(format!("Examples:\n{}", lines.join("\n")));
+            }
+        }
+        collect(&sub, &format!("{name}-{}", sub.get_name()), out);
     }
 }
 

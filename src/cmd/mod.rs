@@ -178,6 +178,9 @@ pub struct UseArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  nixstore-auth remove cache-example-org\n  nixstore-auth remove https://cache.example.org --dry-run"
+)]
 pub struct RemoveArgs {
     /// The cache's name or URL
     pub cache: String,
@@ -199,6 +202,9 @@ pub struct RemoveArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  nixstore-auth list\n  nixstore-auth list --json | jq '.[] | select(.credential_present | not)'"
+)]
 pub struct ListArgs {
     /// Print JSON for scripts
     #[arg(long)]
@@ -288,6 +294,9 @@ pub struct EnvArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  nixstore-auth login --profile work\n  nixstore-auth login my-bucket --mfa-code 123456 --duration 43200"
+)]
 pub struct LoginArgs {
     #[command(flatten)]
     pub session: SessionArgs,
@@ -297,6 +306,9 @@ pub struct LoginArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  nixstore-auth logout --profile work\n  nixstore-auth logout --all"
+)]
 pub struct LogoutArgs {
     /// Forget the session of this profile
     #[arg(long, conflicts_with = "all")]
@@ -307,6 +319,9 @@ pub struct LogoutArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  nixstore-auth push my-bucket ./result --secret-key ~/.config/nix/cache-secret-key\n  nixstore-auth push my-bucket $(nix-store -qR ./result)"
+)]
 pub struct PushArgs {
     /// The recorded cache (name or URL) to upload to
     pub cache: String,
@@ -325,6 +340,9 @@ pub struct PushArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  echo \"$NEW_TOKEN\" | nixstore-auth secret set cache-example-org --token-stdin\n  nixstore-auth secret status\n  nixstore-auth secret delete cache-example-org"
+)]
 pub struct SecretArgs {
     #[command(subcommand)]
     pub action: SecretAction,
@@ -356,6 +374,9 @@ pub enum SecretAction {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  nixstore-auth aws add-key --profile base\n  printf '%s\\n%s\\n' \"$ID\" \"$SECRET\" | nixstore-auth aws add-key --profile base\n  nixstore-auth aws remove-key --profile base"
+)]
 pub struct AwsArgs {
     #[command(subcommand)]
     pub action: AwsAction,
@@ -378,6 +399,9 @@ pub enum AwsAction {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  nixstore-auth doctor\n  nixstore-auth doctor cache-example-org --json"
+)]
 pub struct DoctorArgs {
     /// Check only this cache
     pub cache: Option<String>,
@@ -395,6 +419,9 @@ pub enum InitShell {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  eval \"$(nixstore-auth shell-init bash)\"      # in ~/.bashrc\n  eval \"$(nixstore-auth shell-init zsh)\"       # in ~/.zshrc\n  nixstore-auth shell-init fish | source        # in ~/.config/fish/config.fish\n  eval \"$(nixstore-auth shell-init bash --commands nix,nix-build)\""
+)]
 pub struct ShellInitArgs {
     /// The shell to write code for
     #[arg(value_enum)]
@@ -409,6 +436,9 @@ pub struct ShellInitArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  nixstore-auth completions bash > ~/.local/share/bash-completion/completions/nixstore-auth\n  nixstore-auth completions zsh > ~/.zfunc/_nixstore-auth\n  nixstore-auth completions fish > ~/.config/fish/completions/nixstore-auth.fish"
+)]
 pub struct CompletionsArgs {
     /// The shell to complete for
     #[arg(value_enum)]
@@ -416,6 +446,9 @@ pub struct CompletionsArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  nixstore-auth proxy status\n  nixstore-auth proxy rotate-secret\n  nixstore-auth proxy stop"
+)]
 pub struct ProxyArgs {
     #[command(subcommand)]
     pub action: ProxyAction,
