@@ -189,6 +189,12 @@ impl Run for ExecArgs {
                 .filter(|(k, _)| k.starts_with("AWS_"))
                 .map(|(k, v)| format!("{k}={}", v.as_str()))
                 .collect();
+            // impure-env is gated behind an experimental feature.
+            settings.push(Setting::new(
+                "extra-experimental-features",
+                "configurable-impure-env",
+                false,
+            ));
             settings.push(Setting::new("impure-env", pairs.join(" "), true));
         }
 
