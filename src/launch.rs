@@ -104,7 +104,10 @@ mod tests {
     #[test]
     fn run_maps_statuses() {
         assert_eq!(Launch::new(argv(&["sh", "-c", "exit 7"])).run(), 7);
-        assert_eq!(Launch::new(argv(&["sh", "-c", "kill -TERM $$"])).run(), 128 + 15);
+        assert_eq!(
+            Launch::new(argv(&["sh", "-c", "kill -TERM $$"])).run(),
+            128 + 15
+        );
         assert_eq!(Launch::new(argv(&["/nonexistent/cmd"])).run(), 127);
         assert_eq!(Launch::new(argv(&["/"])).run(), 126);
     }
@@ -116,7 +119,8 @@ mod tests {
             "-c",
             "test \"$A\" = \"$(printf secret-%s value)\" && test -z \"${HOME+x}\"",
         ]));
-        l.set.push(("A".into(), Zeroizing::new("secret-value".into())));
+        l.set
+            .push(("A".into(), Zeroizing::new("secret-value".into())));
         l.unset.push("HOME".into());
         assert!(!format!("{l:?}").contains("secret-value"));
         assert_eq!(l.run(), 0);

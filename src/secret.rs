@@ -40,7 +40,9 @@ impl SecretStore {
         match cfg.get_str("keyring-backend") {
             Some("file") => Ok(SecretStore::file(file_dir)),
             Some("os") => match keyring::Entry::store_status() {
-                Ok(()) => Ok(SecretStore { backend: Backend::Os }),
+                Ok(()) => Ok(SecretStore {
+                    backend: Backend::Os,
+                }),
                 Err(e) => bail!(
                     "keyring-backend = \"os\" in config.toml, but no OS keyring is reachable ({}); \
                      start one (e.g. gnome-keyring in a D-Bus session) or set keyring-backend = \"file\"",
@@ -51,7 +53,9 @@ impl SecretStore {
                 "config.toml: keyring-backend = {other:?} is not known: use \"os\" or \"file\""
             ),
             None => match keyring::Entry::store_status() {
-                Ok(()) => Ok(SecretStore { backend: Backend::Os }),
+                Ok(()) => Ok(SecretStore {
+                    backend: Backend::Os,
+                }),
                 Err(e) => {
                     if !FALLBACK_TOLD.swap(true, Ordering::Relaxed) {
                         ui.warn(format!(
@@ -216,10 +220,11 @@ fn decode_file_name(name: &str) -> Option<String> {
 }
 
 fn ensure_private_dirs(dir: &Path) -> Result<()> {
-    if let Some(parent) = dir.parent() {
-        if !parent.exists() {
-            crate::fs::private_dir(parent, 0o700)?;
-        }
+    // The data dir itself is ours too: 0700 when we create it.
+    if let Some(parent) = dir.parent()
+        && !parent.exists()
+    {
+        crate::fs::private_dir(parent, 0o700)?;
     }
     crate::fs::private_dir(dir, 0o700)
 }
@@ -243,8 +248,14 @@ mod tests {
         assert_eq!(store.get("aws-key:work").unwrap(), None);
         store.set("aws-key:work", "s3cr3t").unwrap();
         store.set("cache-token:a/b", "t").unwrap();
-        assert_eq!(store.get("aws-key:work").unwrap().unwrap().as_str(), "s3cr3t");
-        assert_eq!(store.list().unwrap(), vec!["aws-key:work", "cache-token:a/b"]);
+        assert_eq!(
+            store.get("aws-key:work").unwrap().unwrap().as_str(),
+            "s3cr3t"
+        );
+        assert_eq!(
+            store.list().unwrap(),
+            vec!["aws-key:work", "cache-token:a/b"]
+        );
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir), 0o700);
         for e in std::fs::read_dir(&dir).unwrap() {

@@ -67,9 +67,14 @@ impl<'a> MfaCodes<'a> {
         self.prompt()
     }
 
+    /// Whether the user may be asked again after STS refused a code from `last`.
+    pub fn can_retry(&self, last: CodeSource) -> bool {
+        last == CodeSource::Terminal && self.asked < TERMINAL_TRIES
+    }
+
     /// Another code after STS refused one: only when the last came from the terminal.
     pub fn retry(&mut self, last: CodeSource) -> Result<Option<(Zeroizing<String>, CodeSource)>> {
-        if last != CodeSource::Terminal || self.asked >= TERMINAL_TRIES {
+        if !self.can_retry(last) {
             return Ok(None);
         }
         self.prompt().map(Some)
@@ -149,9 +154,8 @@ fn run_mfa_process(cmd: &str, profile: &str, ui: &Ui) -> Result<Zeroizing<String
         .map(str::trim)
         .find(|l| !l.is_empty())
         .unwrap_or("");
-    check_shape(code).with_context(|| {
-        format!("mfa_process of profile {profile:?} did not print an MFA code")
-    })?;
+    check_shape(code)
+        .with_context(|| format!("mfa_process of profile {profile:?} did not print an MFA code"))?;
     Ok(Zeroizing::new(code.to_string()))
 }
 
@@ -172,7 +176,13 @@ mod tests {
     #[test]
     fn mfa_process_output_and_failures() {
         let ui = Ui::default();
-        let mut m = MfaCodes::new("arn:mfa", "p", None, Some("echo touch key >&2; echo 654321"), &ui);
+        let mut m = MfaCodes::new(
+            "arn:mfa",
+            "p",
+            None,
+            Some("echo touch key >&2; echo 654321"),
+            &ui,
+        );
         assert_eq!(m.first().unwrap().0.as_str(), "654321");
         let mut bad = MfaCodes::new("arn:mfa", "p", None, Some("echo nope"), &ui);
         assert!(format!("{:#}", bad.first().unwrap_err()).contains("did not print"));

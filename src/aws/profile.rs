@@ -191,7 +191,10 @@ fn parse_u32(p: &Profile, key: &str) -> Result<Option<u32>> {
     p.get(key)
         .map(|v| {
             v.trim().parse::<u32>().with_context(|| {
-                format!("profile {:?}: {key} = {v:?} is not a number of seconds", p.name())
+                format!(
+                    "profile {:?}: {key} = {v:?} is not a number of seconds",
+                    p.name()
+                )
             })
         })
         .transpose()
@@ -218,7 +221,9 @@ mod tests {
         ]);
         #[allow(deprecated)]
         let files = aws_config::profile::profile_file::ProfileFiles::default();
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         rt.block_on(aws_config::profile::load(&fs, &env, &files, None))
             .unwrap()
     }

@@ -180,8 +180,20 @@ mod tests {
         let ui = Ui::default();
         let a = account("work", Some("arn:role"), Some("arn:mfa"));
         assert_ne!(a, account("work", Some("arn:role"), None));
-        assert_ne!(account("ab", Some("c"), None), account("a", Some("bc"), None));
-        save(&store, &a, "work", Some("arn:role"), Some("arn:mfa"), Some("r"), &creds(1000)).unwrap();
+        assert_ne!(
+            account("ab", Some("c"), None),
+            account("a", Some("bc"), None)
+        );
+        save(
+            &store,
+            &a,
+            "work",
+            Some("arn:role"),
+            Some("arn:mfa"),
+            Some("r"),
+            &creds(1000),
+        )
+        .unwrap();
         let hit = lookup(&store, &a, 600, 300, &ui).unwrap().unwrap();
         assert_eq!(hit.credentials.secret_access_key.as_str(), "sec");
         assert_eq!(hit.region.as_deref(), Some("r"));
@@ -192,7 +204,10 @@ mod tests {
 
         store.set(&a, "{not json").unwrap();
         assert!(lookup(&store, &a, 0, 0, &ui).unwrap().is_none());
-        assert!(store.get(&a).unwrap().is_none(), "corrupted entry is deleted");
+        assert!(
+            store.get(&a).unwrap().is_none(),
+            "corrupted entry is deleted"
+        );
     }
 
     #[test]

@@ -20,12 +20,18 @@ impl Run for EnvArgs {
     fn run(self, ui: &Ui) -> anyhow::Result<i32> {
         let s = session::resolve(&request(&self.session), ui)?;
         let text = match self.format {
-            EnvFormat::Sh => shell(&s, sh_quote, |k, v| format!("export {k}={v}\n"), |k| {
-                format!("unset {k}\n")
-            }),
-            EnvFormat::Fish => shell(&s, fish_quote, |k, v| format!("set -gx {k} {v}\n"), |k| {
-                format!("set -e {k}\n")
-            }),
+            EnvFormat::Sh => shell(
+                &s,
+                sh_quote,
+                |k, v| format!("export {k}={v}\n"),
+                |k| format!("unset {k}\n"),
+            ),
+            EnvFormat::Fish => shell(
+                &s,
+                fish_quote,
+                |k, v| format!("set -gx {k} {v}\n"),
+                |k| format!("set -e {k}\n"),
+            ),
             EnvFormat::Json => json(&s)?,
         };
         let mut out = std::io::stdout().lock();

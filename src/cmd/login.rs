@@ -11,7 +11,10 @@ impl Run for LoginArgs {
         req.force_refresh = true;
         let s = session::resolve(&req, ui)?;
         let id = session::caller_identity(&s)?;
-        println!("Profile:  {}", s.profile.as_deref().unwrap_or("(environment)"));
+        println!(
+            "Profile:  {}",
+            s.profile.as_deref().unwrap_or("(environment)")
+        );
         println!("Account:  {}", id.account);
         println!("ARN:      {}", id.arn);
         match s.credentials.expiration {
