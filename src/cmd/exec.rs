@@ -31,6 +31,32 @@ impl Run for ExecArgs {
     }
 }
 
+/// `nixstore-auth exec -- CMD...` with no option at all, when no AWS work can be needed (no
+/// NIXSTORE_AUTH_AWS_PROFILE, no S3 cache recorded): replace this process with CMD before
+/// clap builds the whole command tree, which is most of our start-up time. `None` means
+/// "take the normal path" (any other argv, or an unreadable config, which clap's path reports).
+pub(super) fn fast_path() -> Option<i32> {
+    let mut args = std::env::args_os().skip(1);
+    if args.next()? != "exec" || args.next()? != "--" {
+        return None;
+    }
+    let argv: Vec<std::ffi::OsString> = args.collect();
+    if argv.is_empty() || std::env::var_os("NIXSTORE_AUTH_AWS_PROFILE").is_some() {
+        return None;
+    }
+    let dirs = Dirs::new().ok()?;
+    let cfg = Config::load(&dirs.config_file()).ok()?;
+    let has_s3 = cfg
+        .caches()
+        .ok()?
+        .iter()
+        .any(|c| matches!(c.kind, CacheKind::S3(_)));
+    if has_s3 {
+        return None;
+    }
+    Some(Launch::new(argv).replace())
+}
+
 /// The session `exec` needs, if any: an explicit profile, or the first S3 cache among
 /// `--cache` (or, without `--cache`, among the recorded caches).
 fn aws_request(args: &ExecArgs) -> anyhow::Result<Option<SessionRequest>> {

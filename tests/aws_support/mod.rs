@@ -159,8 +159,8 @@ impl Bed {
             .arg(front_port.to_string())
             .arg(&moto_url)
             .arg(s("access_key_id"))
-            .arg(s("secret_access_key"))
-            .arg(v["roles"]["gst"].as_str().unwrap());
+            .arg(v["roles"]["gst"].as_str().unwrap())
+            .env("FRONT_USER_SECRET", s("secret_access_key"));
         let front = Proc::spawn(front, &dir.path().join("front.log"));
         wait_port(front_port, "the STS front");
         Bed {

@@ -10,7 +10,8 @@ then refuses itself. This front adds what the tests must see:
   (a moto AssumeRole of the `gst` role made with the user's keys).
 AssumeRole and GetCallerIdentity are forwarded to moto byte for byte (moto checks SigV4).
 
-Usage: sts_front.py PORT MOTO_URL USER_KEY_ID USER_SECRET GST_ROLE_ARN
+Usage: FRONT_USER_SECRET=... sts_front.py PORT MOTO_URL USER_KEY_ID GST_ROLE_ARN
+(the secret in the environment, not argv)
 """
 import datetime
 import json
@@ -24,7 +25,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 
-PORT, MOTO, USER_KEY, USER_SECRET, GST_ROLE = sys.argv[1:6]
+import os
+
+PORT, MOTO, USER_KEY, GST_ROLE = sys.argv[1:5]
+USER_SECRET = os.environ["FRONT_USER_SECRET"]
 lock = threading.Lock()
 calls = {}
 used_codes = set()
