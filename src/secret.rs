@@ -220,6 +220,7 @@ fn decode_file_name(name: &str) -> Option<String> {
 }
 
 fn ensure_private_dirs(dir: &Path) -> Result<()> {
+    // The data dir itself is ours too: 0700 when we create it.
     if let Some(parent) = dir.parent()
         && !parent.exists()
     {

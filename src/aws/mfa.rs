@@ -67,9 +67,14 @@ impl<'a> MfaCodes<'a> {
         self.prompt()
     }
 
+    /// Whether the user may be asked again after STS refused a code from `last`.
+    pub fn can_retry(&self, last: CodeSource) -> bool {
+        last == CodeSource::Terminal && self.asked < TERMINAL_TRIES
+    }
+
     /// Another code after STS refused one: only when the last came from the terminal.
     pub fn retry(&mut self, last: CodeSource) -> Result<Option<(Zeroizing<String>, CodeSource)>> {
-        if last != CodeSource::Terminal || self.asked >= TERMINAL_TRIES {
+        if !self.can_retry(last) {
             return Ok(None);
         }
         self.prompt().map(Some)

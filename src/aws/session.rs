@@ -356,14 +356,14 @@ pub fn resolve(req: &SessionRequest, ui: &Ui) -> Result<Session> {
                     .map(|(_, s)| *s)
                     .unwrap_or(CodeSource::Argument);
                 let next = match codes.as_mut() {
-                    Some(c) => c.retry(last)?,
-                    None => None,
+                    Some(c) if c.can_retry(last) => {
+                        ui.warn(format!("STS refused the MFA code ({msg}); try again"));
+                        c.retry(last)?
+                    }
+                    _ => None,
                 };
                 match next {
-                    Some(n) => {
-                        ui.warn(format!("STS refused the MFA code ({msg}); try again"));
-                        code = Some(n);
-                    }
+                    Some(n) => code = Some(n),
                     None => bail!(
                         "STS refused the MFA code for {serial} (profile {:?}): {msg}. Use the \
                          current code from the device (each code works once) and check the \
@@ -661,10 +661,23 @@ where
             "STS {op} failed: {code}: {}",
             e.message().unwrap_or("no message")
         ),
-        None => anyhow!(
-            "STS {op} failed: {}. Check the network and AWS_ENDPOINT_URL_STS / endpoint_url",
-            DisplayErrorContext(&e)
-        ),
+        None => {
+            use aws_sdk_sts::error::SdkError;
+            // Only a short reason: the SDK's full error text quotes the request (MFA code
+            // included).
+            let why = match &e {
+                SdkError::TimeoutError(_) => "timed out",
+                SdkError::DispatchFailure(d) if d.is_timeout() => "timed out",
+                SdkError::DispatchFailure(d) if d.is_io() => "cannot connect",
+                SdkError::DispatchFailure(_) => "the request could not be sent",
+                SdkError::ResponseError(_) => "the answer was unreadable",
+                _ => "failed",
+            };
+            anyhow!(
+                "STS {op} failed: {why}. Check the network and the STS endpoint \
+                 (AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL or the profile's endpoint_url)"
+            )
+        }
     }
 }
 
@@ -672,7 +685,11 @@ fn classify<E>(op: &str, e: aws_sdk_sts::error::SdkError<E>, sent_code: bool) ->
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let msg = e.message().unwrap_or_default().to_string();
+    let msg = e
+        .message()
+        .unwrap_or_default()
+        .trim_end_matches('.')
+        .to_string();
     let lower = msg.to_ascii_lowercase();
     if sent_code
         && e.code() == Some("AccessDenied")

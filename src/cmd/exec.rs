@@ -244,6 +244,39 @@ impl Run for ExecArgs {
     }
 }
 
+/// `nixstore-auth exec -- CMD...` with no option at all, when no credential work can be needed
+/// (no NIXSTORE_AUTH_AWS_PROFILE, no S3 or keyring cache recorded, or an outer exec already set
+/// everything up): replace this process with CMD before clap builds the whole command tree,
+/// which is most of our start-up time. `None` means "take the normal path" (any other argv, or
+/// an unreadable config, which the normal path reports).
+pub(super) fn fast_path() -> Option<i32> {
+    let mut args = std::env::args_os().skip(1);
+    if args.next()? != "exec" || args.next()? != "--" {
+        return None;
+    }
+    let argv: Vec<std::ffi::OsString> = args.collect();
+    if argv.is_empty() || std::env::var_os("NIXSTORE_AUTH_AWS_PROFILE").is_some() {
+        return None;
+    }
+    let mut launch = Launch::new(argv);
+    launch
+        .set
+        .push((EXEC_MARKER.into(), Zeroizing::new("1".into())));
+    if std::env::var_os(EXEC_MARKER).is_none() {
+        let dirs = Dirs::new().ok()?;
+        let cfg = Config::load(&dirs.config_file()).ok()?;
+        let needs_work = cfg
+            .caches()
+            .ok()?
+            .iter()
+            .any(|c| matches!(c.kind, CacheKind::S3(_)) || c.secret_store == Store::Keyring);
+        if needs_work {
+            return None;
+        }
+    }
+    Some(launch.replace())
+}
+
 /// `--cache` names (all must be recorded), or every recorded S3 or keyring cache.
 fn selected_caches(args: &ExecArgs, cfg: &Config) -> Result<Vec<CacheEntry>> {
     if args.caches.is_empty() {

@@ -476,6 +476,9 @@ pub trait Run {
 }
 
 pub fn main() -> i32 {
+    if let Some(code) = exec::fast_path() {
+        return code;
+    }
     let cli = Cli::parse();
     let ui = Ui {
         verbose: cli.verbose,
