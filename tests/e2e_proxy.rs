@@ -400,6 +400,83 @@ fn proxy_signs_streams_and_shares_against_moto() {
         assert!(body.len() == 32 || body.len() == big.len());
     }
 
+    // Real Nix as the client: `nix copy --to` PUTs nix-cache-info, the NAR and the narinfo;
+    // `nix copy --from` reads them back. Chroot stores in the temp dir leave /nix untouched.
+    let nix_ok = Command::new("nix").arg("--version").output().is_ok();
+    assert!(
+        nix_ok || std::env::var("CI").as_deref() != Ok("true"),
+        "nix is missing"
+    );
+    if nix_ok {
+        let src = tmp.path().join("nix-src");
+        let dst = tmp.path().join("nix-dst");
+        std::fs::write(tmp.path().join("hello.txt"), b"through the proxy\n").unwrap();
+        let add = Command::new("nix-store")
+            .args(["--store", src.to_str().unwrap(), "--add"])
+            .arg(tmp.path().join("hello.txt"))
+            .output()
+            .unwrap();
+        assert!(
+            add.status.success(),
+            "{}",
+            String::from_utf8_lossy(&add.stderr)
+        );
+        let path = String::from_utf8(add.stdout).unwrap().trim().to_string();
+        let nixc = format!("{}/nixc", a.base);
+        let nix = |args: &[&str]| {
+            let out = Command::new("nix")
+                .args(["--extra-experimental-features", "nix-command"])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "nix {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        // `nixc` is mounted by a lease of its own, as `exec` would do for a second cache.
+        let n = LeaseProc::start(
+            &env,
+            &session,
+            &[("nixc", format!("s3://bkt/nixc?endpoint={}", moto.endpoint))],
+        );
+        nix(&[
+            "copy",
+            "--store",
+            src.to_str().unwrap(),
+            "--to",
+            &nixc,
+            &path,
+        ]);
+        nix(&[
+            "copy",
+            "--from",
+            &nixc,
+            "--to",
+            dst.to_str().unwrap(),
+            "--option",
+            "require-sigs",
+            "false",
+            &path,
+        ]);
+        let name = path.trim_start_matches("/nix/store/");
+        assert_eq!(
+            std::fs::read(dst.join("nix/store").join(name)).unwrap(),
+            b"through the proxy\n"
+        );
+        let (code, info) = get(&format!("{nixc}/nix-cache-info"));
+        assert_eq!(code, 200, "nix copy uploaded nix-cache-info");
+        assert!(String::from_utf8_lossy(&info).contains("StoreDir: /nix/store"));
+        n.close();
+        // Store paths are read-only: make them removable for the temp dir's cleanup.
+        let _ = Command::new("chmod")
+            .args(["-R", "u+w"])
+            .arg(&src)
+            .arg(&dst)
+            .status();
+    }
+
     // A second client shares the same proxy.
     let b = LeaseProc::start(&env, &session, &[("c", cache_url.clone())]);
     assert_eq!(b.pid, a.pid, "one proxy per user");

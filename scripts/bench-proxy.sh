@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Benchmark of the loopback signing proxy (not a test). nginx serves the files as a fast S3
+# stand-in (it ignores signatures), so the numbers isolate what the proxy adds. Prints, from one
+# run: throughput through the proxy vs direct `curl --aws-sigv4`, p50/p99 added latency per
+# narinfo at 25 concurrent clients, and the proxy's peak RSS.
+#
+# usage: scripts/bench-proxy.sh [SIZE_MIB=512] [NARINFOS=1000]
+set -euo pipefail
+
+SIZE_MIB=${1:-512}
+NARINFOS=${2:-1000}
+CONC=25
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+
+command -v nginx >/dev/null || { echo "needs nginx (apt-get install nginx-light)" >&2; exit 1; }
+command -v curl >/dev/null || { echo "needs curl" >&2; exit 1; }
+
+cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
+BIN="$ROOT/target/release/nixstore-auth"
+
+WORK=$(mktemp -d /tmp/nixstore-auth-bench.XXXXXX)
+chmod 755 "$WORK"
+NGINX_PID=""
+LEASE_PID=""
+cleanup() {
+    [ -n "$LEASE_PID" ] && kill "$LEASE_PID" 2>/dev/null || true
+    exec 8>&- 2>/dev/null || true
+    if [ -f "$WORK/home/.local/share/nixstore-auth/proxy-secret" ]; then
+        env -i PATH="$PATH" HOME="$WORK/home" XDG_RUNTIME_DIR="$WORK/run" "$BIN" proxy stop >/dev/null 2>&1 || true
+    fi
+    [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# The "bucket": BUCKET/PREFIX/KEY, as the proxy addresses it path-style.
+DATA="$WORK/www/bkt/cache"
+mkdir -p "$DATA/nar" "$WORK/nginx" "$WORK/home/.config/nixstore-auth" "$WORK/run"
+chmod -R 755 "$WORK/www"
+chmod 700 "$WORK/run"
+head -c "$((SIZE_MIB * 1024 * 1024))" /dev/urandom > "$DATA/nar/big.nar"
+for i in $(seq 1 "$NARINFOS"); do
+    printf 'StorePath: /nix/store/%032d-p\nURL: nar/%d.nar.xz\nCompression: xz\nNarSize: 1234\n' "$i" "$i" > "$DATA/$(printf '%032d' "$i").narinfo"
+done
+
+NGINX_PORT=$(free_port)
+USER_LINE=""
+[ "$(id -u)" = 0 ] && USER_LINE="user root;"
+cat > "$WORK/nginx/nginx.conf" <<EOF
+$USER_LINE
+worker_processes 2;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    sendfile on;
+    keepalive_requests 100000;
+    client_body_temp_path $WORK/nginx/body;
+    proxy_temp_path $WORK/nginx/proxy;
+    fastcgi_temp_path $WORK/nginx/fastcgi;
+    uwsgi_temp_path $WORK/nginx/uwsgi;
+    scgi_temp_path $WORK/nginx/scgi;
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        root $WORK/www;
+    }
+}
+EOF
+setsid nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" 2>>"$WORK/nginx/error.log" &
+NGINX_PID=$!
+for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$NGINX_PORT/" && break; sleep 0.1; done
+
+# The proxy, with a lease held open through a pipe (credentials on stdin: nginx ignores them).
+PROXY_PORT=$(free_port)
+printf '[proxy]\nport = %s\n' "$PROXY_PORT" > "$WORK/home/.config/nixstore-auth/config.toml"
+KEY=AKIABENCHMARK
+SECRET=bench-secret-not-checked-by-nginx
+mkfifo "$WORK/lease.in"
+env -i PATH="$PATH" HOME="$WORK/home" XDG_RUNTIME_DIR="$WORK/run" \
+    "$BIN" proxy lease < "$WORK/lease.in" > "$WORK/lease.out" &
+LEASE_PID=$!
+exec 8> "$WORK/lease.in"
+printf '{"creds":{"access_key_id":"%s","secret_access_key":"%s"},"mounts":[{"name":"c","url":"s3://bkt/cache?endpoint=http://127.0.0.1:%s"}]}\n' \
+    "$KEY" "$SECRET" "$NGINX_PORT" >&8
+for _ in $(seq 100); do [ -s "$WORK/lease.out" ] && break; sleep 0.1; done
+BASE=$(sed -n 's/.*"base":"\([^"]*\)".*/\1/p' "$WORK/lease.out")
+PID=$(sed -n 's/.*"pid":\([0-9]*\).*/\1/p' "$WORK/lease.out")
+[ -n "$BASE" ] || { echo "the proxy did not start" >&2; exit 1; }
+PROXY_URL="$BASE/c"
+DIRECT_URL="http://127.0.0.1:$NGINX_PORT/bkt/cache"
+SIGV4=(--aws-sigv4 "aws:amz:us-east-1:s3" -u "$KEY:$SECRET" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD")
+
+rss_kib() { awk '/^VmHWM/ {print $2}' "/proc/$PID/status"; }
+
+# Warm the page cache and the connection pool.
+curl -s -o /dev/null "$DIRECT_URL/nar/big.nar"
+curl -s -o /dev/null "$PROXY_URL/$(printf '%032d' 1).narinfo"
+RSS_BEFORE=$(rss_kib)
+
+best_speed() { # URL [curl args...] -> best of 3, bytes/s
+    local url=$1; shift
+    local best=0 s
+    for _ in 1 2 3; do
+        s=$(curl -s -o /dev/null -w '%{speed_download}' "$@" "$url")
+        best=$(awk -v a="$best" -v b="$s" 'BEGIN { print (b > a) ? b : a }')
+    done
+    echo "$best"
+}
+DIRECT_BPS=$(best_speed "$DIRECT_URL/nar/big.nar" "${SIGV4[@]}")
+PROXY_BPS=$(best_speed "$PROXY_URL/nar/big.nar")
+RSS_AFTER_BIG=$(rss_kib)
+
+# Latency: CONC curl processes at once, each fetching its share of the narinfos over one
+# keep-alive connection and printing the time of every request.
+latencies() { # BASE_URL OUT [curl args...]
+    local base=$1 out=$2; shift 2
+    : > "$out"
+    local per=$(( (NARINFOS + CONC - 1) / CONC ))
+    local pids=()
+    for w in $(seq 0 $((CONC - 1))); do
+        urls=()
+        for i in $(seq $((w * per + 1)) $(( (w + 1) * per ))); do
+            [ "$i" -le "$NARINFOS" ] && urls+=(-o /dev/null "$base/$(printf '%032d' "$i").narinfo")
+        done
+        if [ "${#urls[@]}" -gt 0 ]; then
+            curl -s -w '%{http_code} %{time_total}\n' "$@" "${urls[@]}" >> "$out.$w" &
+            pids+=($!)
+        fi
+    done
+    wait "${pids[@]}"  # not a bare `wait`: nginx and the lease holder are children too
+    cat "$out".* > "$out"
+    if grep -qv '^200 ' "$out"; then echo "non-200 answers in $out" >&2; grep -v '^200 ' "$out" | head -3 >&2; exit 1; fi
+}
+pct() { # FILE P -> milliseconds
+    awk '{print $2}' "$1" | sort -n | awk -v p="$2" '{a[NR]=$1} END { i=int(NR*p/100+0.5); if(i<1)i=1; if(i>NR)i=NR; printf "%.3f", a[i]*1000 }'
+}
+latencies "$DIRECT_URL" "$WORK/direct.lat" "${SIGV4[@]}"
+latencies "$PROXY_URL" "$WORK/proxy.lat"
+D50=$(pct "$WORK/direct.lat" 50); D99=$(pct "$WORK/direct.lat" 99)
+P50=$(pct "$WORK/proxy.lat" 50); P99=$(pct "$WORK/proxy.lat" 99)
+RSS_PEAK=$(rss_kib)
+
+echo "nixstore-auth proxy benchmark ($(nproc) cores, nginx upstream on loopback)"
+awk -v d="$DIRECT_BPS" -v p="$PROXY_BPS" -v n="$SIZE_MIB" 'BEGIN {
+    printf "throughput, %d MiB object (best of 3): direct %.0f MiB/s, proxy %.0f MiB/s = %.1f%% of direct\n", n, d/1048576, p/1048576, 100*p/d }'
+echo "narinfo latency at $CONC concurrent clients, $NARINFOS requests each way:"
+echo "  direct  p50 ${D50} ms  p99 ${D99} ms"
+echo "  proxy   p50 ${P50} ms  p99 ${P99} ms"
+awk -v a="$P50" -v b="$D50" -v c="$P99" -v d="$D99" 'BEGIN { printf "  added   p50 %.3f ms  p99 %.3f ms\n", a-b, c-d }'
+echo "proxy peak RSS: ${RSS_PEAK} KiB (before the big transfers: ${RSS_BEFORE} KiB, after them: ${RSS_AFTER_BIG} KiB)"
