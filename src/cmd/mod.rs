@@ -115,6 +115,17 @@ pub enum Format {
     HomeManager,
 }
 
+impl Format {
+    /// On NixOS nix.conf lines are of no use: the default becomes a NixOS module.
+    pub fn on_nixos(self, nixos: bool) -> Format {
+        if nixos && self == Format::NixConf {
+            Format::Nixos
+        } else {
+            self
+        }
+    }
+}
+
 /// Where a cache's token is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum SecretStore {
