@@ -49,24 +49,18 @@ impl Run for RemoveArgs {
                 let setup = setup::probe()?;
                 match target::decide(self.mode, &setup, &url, None) {
                     Target::Write { conf, .. } | Target::SubstituterOnly { conf } => Some(conf),
-                    Target::Print | Target::NixosModule | Target::NeedsAdmin => {
-                        if self.mode == Mode::Print
-                            || matches!(
-                                target::decide(self.mode, &setup, &url, None),
-                                Target::NixosModule
-                            )
-                        {
-                            println!("# remove from your Nix configuration:");
-                            println!("extra-substituters = {url}");
-                            if !entry.public_keys.is_empty() {
-                                println!(
-                                    "extra-trusted-public-keys = {}",
-                                    entry.public_keys.join(" ")
-                                );
-                            }
-                            return Ok(0);
+                    // An untrusted user has nothing of ours in the daemon's file to remove.
+                    Target::NeedsAdmin => None,
+                    Target::Print | Target::NixosModule => {
+                        println!("# remove from your Nix configuration:");
+                        println!("extra-substituters = {url}");
+                        if !entry.public_keys.is_empty() {
+                            println!(
+                                "extra-trusted-public-keys = {}",
+                                entry.public_keys.join(" ")
+                            );
                         }
-                        None
+                        return Ok(0);
                     }
                 }
             }
