@@ -323,16 +323,155 @@ fn cache_checks(r: &mut Report, c: &CacheEntry, setup: &NixSetup, user_view: &Se
                 nix_ca_file(setup, user_view).as_deref(),
             );
         }
-        CacheKind::S3(s3) => {
+        CacheKind::S3(s3) => s3_checks(r, &section, c, s3, setup),
+    }
+}
+
+/// The AWS session of an S3 cache (never prompting), a signed GET with it, and whether the
+/// daemon will accept the proxy's URL.
+fn s3_checks(
+    r: &mut Report,
+    section: &str,
+    c: &CacheEntry,
+    s3: &crate::cache::S3Ref,
+    setup: &NixSetup,
+) {
+    use crate::proxy::Probe;
+    let profile = s3
+        .profile
+        .clone()
+        .or_else(|| std::env::var("AWS_PROFILE").ok())
+        .unwrap_or_else(|| "default".into());
+    let login = format!("nixstore-auth login {}", c.name);
+    match crate::aws::profile::load_profiles()
+        .and_then(|set| crate::aws::profile::plan(&set, &profile))
+    {
+        Ok(p) => {
+            let mfa = p
+                .mfa_serial()
+                .map(|m| format!(", MFA device {m}"))
+                .unwrap_or_default();
+            let role = p
+                .role_arn()
+                .map(|a| format!(", role {a}"))
+                .unwrap_or_default();
             r.add(
-                &section,
+                section,
                 Status::Info,
-                format!(
-                    "S3 bucket {} via profile {}: reached through `nixstore-auth exec`",
-                    s3.bucket,
-                    s3.profile.as_deref().unwrap_or("default")
-                ),
+                format!("AWS profile {profile}{role}{mfa}"),
                 None,
+            );
+        }
+        Err(e) => {
+            r.add(
+                section,
+                Status::Fail,
+                format!("{e:#}"),
+                Some("fix ~/.aws/config, or record the cache with the right profile=".into()),
+            );
+            return;
+        }
+    }
+    let req = crate::aws::session::SessionRequest {
+        cache: Some(c.name.clone()),
+        ..Default::default()
+    };
+    let quiet = Ui {
+        verbose: 0,
+        quiet: true,
+    };
+    let session = match crate::aws::session::cached_only(&req, &quiet) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            r.add(
+                section,
+                Status::Fail,
+                "no valid AWS session is cached (never logged in, or it expired)",
+                Some(login),
+            );
+            return;
+        }
+        Err(e) => {
+            r.add(section, Status::Fail, format!("{e:#}"), Some(login));
+            return;
+        }
+    };
+    match session.credentials.expiration {
+        Some(exp) => {
+            let left = exp - crate::aws::session::now();
+            let status = if left < 300 { Status::Warn } else { Status::Ok };
+            r.add(
+                section,
+                status,
+                format!(
+                    "AWS session from {}: {} min left",
+                    session.origin.as_str(),
+                    left.max(0) / 60
+                ),
+                (status == Status::Warn).then(|| login.clone()),
+            );
+        }
+        None => r.add(
+            section,
+            Status::Ok,
+            format!("long-term AWS keys from {}", session.origin.as_str()),
+            None,
+        ),
+    }
+    match crate::proxy::probe(&session.credentials, s3) {
+        Probe::Ok => r.add(
+            section,
+            Status::Ok,
+            "bucket reachable with the session (signed GET nix-cache-info)",
+            None,
+        ),
+        Probe::Empty => r.add(
+            section,
+            Status::Warn,
+            "bucket reachable with the session, but it has no nix-cache-info yet",
+            Some(format!(
+                "upload something: nixstore-auth push {} PATH",
+                c.name
+            )),
+        ),
+        Probe::Refused(code) => r.add(
+            section,
+            Status::Fail,
+            format!("S3 refused the session ({code})"),
+            Some(format!(
+                "nixstore-auth logout --profile {profile} && {login}"
+            )),
+        ),
+        Probe::Upstream(status, code) => r.add(
+            section,
+            Status::Fail,
+            format!("S3 answered {status} {code}"),
+            Some("check the bucket name, region and endpoint in the cache URL".into()),
+        ),
+        Probe::Unreachable(why) => r.add(
+            section,
+            Status::Fail,
+            format!("S3 endpoint unreachable: {why}"),
+            Some("check the endpoint and the network".into()),
+        ),
+    }
+    if setup.daemon && setup.trust == Trust::Untrusted {
+        let listed = crate::proxy::stable_url_for(&c.name).is_ok_and(|u| {
+            setup
+                .system
+                .list("trusted-substituters")
+                .iter()
+                .any(|t| t.trim_end_matches('/') == u)
+        });
+        if !listed {
+            r.add(
+                section,
+                Status::Fail,
+                "the nix-daemon will ignore the proxy URL `exec` forwards (untrusted user)",
+                Some(format!(
+                    "nixstore-auth use {} --mode print (for your administrator)",
+                    c.name
+                )),
             );
         }
     }

@@ -39,6 +39,7 @@
 
 mod control;
 mod paths;
+mod probe;
 mod server;
 mod sign;
 
@@ -51,6 +52,7 @@ use zeroize::Zeroizing;
 
 pub use control::{MountStatus, Reply as Status};
 pub use paths::{GRACE_ENV, default_port};
+pub use probe::{Probe, probe};
 
 use control::{Request, WireMount};
 use paths::Layout;
