@@ -552,3 +552,86 @@ fn session_cache_lives_in_the_keyring() {
     assert!(files_containing(home.path(), secrets[0]).is_empty());
     assert!(!home.secrets_dir().exists());
 }
+
+/// doctor on an S3 cache never prompts: without a session it fails and names the command that
+/// renews it; after `login` it reports the session's time left and reaches the bucket with a
+/// signed GET; once the session expired, it says so again.
+#[test]
+fn doctor_reports_s3_sessions_without_prompting() {
+    let Some(_g) = e2e_guard("doctor_reports_s3_sessions_without_prompting") else {
+        return;
+    };
+    let bed = Bed::start();
+    let home = bed.home();
+    home.set_config("keyring-backend = \"file\"\nsession-refresh-margin = 0\n");
+    let url = format!(
+        "s3://{}?region=us-east-1&endpoint={}&profile=work",
+        bed.bucket,
+        bed.moto_url()
+    );
+    ok(&home.run(&["use", &url, "--mode", "user", "--name", "bkt"]));
+    let checks = |out: &std::process::Output| -> Vec<serde_json::Value> {
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["section"].as_str().unwrap_or("").starts_with("cache bkt"))
+            .cloned()
+            .collect()
+    };
+    let needs_login = |cs: &[serde_json::Value]| {
+        cs.iter().any(|c| {
+            c["status"] == "fail"
+                && c["summary"]
+                    .as_str()
+                    .unwrap()
+                    .contains("no valid AWS session")
+                && c["fix"].as_str().unwrap_or("") == "nixstore-auth login bkt"
+        })
+    };
+
+    let out = home.run(&["doctor", "bkt", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let cs = checks(&out);
+    assert!(needs_login(&cs), "{cs:#?}");
+    assert!(
+        cs.iter()
+            .any(|c| c["summary"].as_str().unwrap().contains(MFA_SERIAL)),
+        "the MFA device is named: {cs:#?}"
+    );
+    assert_eq!(bed.calls("AssumeRole"), 0, "doctor never asks STS");
+
+    bed.set_expiry(6);
+    ok(&home.run(&["login", "bkt", "--mfa-code", "444444"]));
+    let out = home.run(&["doctor", "bkt", "--json"]);
+    let cs = checks(&out);
+    assert!(
+        cs.iter().any(|c| c["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("AWS session from cache")),
+        "{cs:#?}"
+    );
+    assert!(
+        cs.iter().any(|c| c["summary"]
+            .as_str()
+            .unwrap()
+            .contains("bucket reachable with the session")),
+        "a signed GET reached moto: {cs:#?}"
+    );
+    assert!(!needs_login(&cs), "{cs:#?}");
+
+    std::thread::sleep(Duration::from_secs(7));
+    let out = home.run(&["doctor", "bkt", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        needs_login(&checks(&out)),
+        "the expired session is reported"
+    );
+    assert_eq!(
+        bed.calls("AssumeRole"),
+        1,
+        "doctor never refreshes by itself"
+    );
+}
