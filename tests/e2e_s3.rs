@@ -78,7 +78,7 @@ elif mode == "get":
     except botocore.exceptions.ClientError as e:
         print(e, file=sys.stderr)
         sys.exit(3)
-    sys.stdout.write(body.decode())
+    sys.stdout.buffer.write(body)
 else:
     sys.exit("unknown mode " + mode)
 "#;
@@ -626,4 +626,177 @@ fn curl_status(url: &str) -> (u16, String) {
     );
     let (body, code) = out.stdout.rsplit_once('\n').unwrap_or(("", "0"));
     (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// Proof 3: `push CACHE PATH --secret-key SK` uploads a new path through the proxy, signed (its
+/// narinfo in the bucket has a `Sig:` line by that key); deleted locally, `exec` substitutes it
+/// back through the daemon.
+#[test]
+fn push_uploads_a_signed_path_that_exec_substitutes_back() {
+    let Some(e2e) = e2e_guard() else { return };
+    let bed = Bed::new(&e2e);
+    let cache = SignedCache::create(&e2e, "push");
+    bed.upload(&cache.dir);
+    bed.use_cache(&cache.public_key);
+
+    // The signing key, readable by the user only (nix copy signs in the user's client).
+    let key = fs::read_to_string(cache_secret_key(&e2e, "push")).unwrap();
+    let key_name = key.split(':').next().unwrap().to_string();
+    bed.write_user_file("keys/cache.sk", &key);
+    let new = add_paths(&e2e, "pushed", 1).remove(0);
+    let _cleanup = ExtraPaths {
+        dir: PathBuf::new(),
+        paths: vec![new.clone()],
+        e2e_dir: e2e.dir.clone(),
+    };
+    let hash = &new.rsplit('/').next().unwrap()[..32];
+    let narinfo_key = format!("{hash}.narinfo");
+    assert!(
+        !bed.boto("get", &[&narinfo_key]).success(),
+        "the path is in the bucket before the push"
+    );
+
+    let started = Instant::now();
+    let out = bed
+        .nsa(["-v", "push", NAME, &new, "--secret-key", "keys/cache.sk"])
+        .env("NIXSTORE_AUTH_MFA_CODE", MFA_CODE)
+        .run();
+    out.assert_success("push");
+    note(&format!("push of one path: {:?}", started.elapsed()));
+    assert!(!out.all().contains(key.trim()), "push shows the secret key");
+    bed.assert_no_secret("push -v output", &without_nix_progress(&out));
+
+    let narinfo = bed.boto("get", &[&narinfo_key]);
+    narinfo.assert_success("the pushed narinfo in the bucket");
+    assert!(
+        narinfo.stdout.contains(&format!("StorePath: {new}")),
+        "{narinfo}"
+    );
+    assert!(
+        narinfo
+            .stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("Sig: {key_name}:"))),
+        "the pushed narinfo is not signed by {key_name}:\n{}",
+        narinfo.stdout
+    );
+    let nar = narinfo
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("URL: "))
+        .expect("narinfo URL line")
+        .to_string();
+    bed.boto("get", &[&nar])
+        .assert_success("the pushed NAR in the bucket");
+
+    // Gone locally; exec brings it back from the bucket, through the daemon, checked against
+    // the public key that `use` recorded.
+    root_nix(&e2e, "nix-store", &["--delete", &new], None).assert_success("delete the pushed path");
+    let out = bed.exec(&["nix-store", "-r", &new]);
+    out.assert_success("exec -- nix-store -r PUSHED");
+    assert!(
+        root_nix(&e2e, "nix-store", &["--check-validity", &new], None).success(),
+        "the pushed path was not substituted back:\n{out}"
+    );
+}
+
+/// Proof 4: with the cached session's keys refused by S3, the proxy answers 503 (Nix reports
+/// that status) and `exec` fails naming the credential problem; the Nix process's argv holds no
+/// secret while its environment carries the URL. After `login`, the same path at the same URL
+/// substitutes at once (the forwarded negative TTL keeps no stale miss).
+#[test]
+fn refused_session_gives_503_then_login_fixes_it_at_the_same_url() {
+    let Some(e2e) = e2e_guard() else { return };
+    let bed = Bed::new(&e2e);
+    let cache = SignedCache::create(&e2e, "login");
+    bed.upload(&cache.dir);
+    bed.use_cache(&cache.public_key);
+    // A first success: the daemon now knows the cache (and would remember misses).
+    bed.exec(&["nix-store", "-r", &cache.store_path])
+        .assert_success("first exec");
+    cache.delete_local(&e2e);
+    let url_secret = bed.url_secret();
+    let good = bed.secrets();
+
+    // The cached session now holds a wrong secret key (as if revoked), with a later expiry so
+    // that the running proxy takes it as the fresher session.
+    let (path, mut session) = bed.session_entry();
+    session["secret_access_key"] = "wrong-secret-key-wrong-secret-key-0123".into();
+    session["expiration"] = (session["expiration"].as_i64().unwrap() + 600).into();
+    fs::write(&path, session.to_string()).unwrap();
+
+    let uid = bed.user.uid;
+    let (out, nix_argv, nix_env) = std::thread::scope(|s| {
+        let run = s.spawn(|| bed.exec(&["nix-store", "-r", &cache.store_path]));
+        // Catch the Nix process while it retries the 503s (about 4 s).
+        let mut seen = None;
+        while !run.is_finished() && seen.is_none() {
+            seen = user_pids(uid)
+                .into_iter()
+                .find(|&p| proc_text(p, "comm").trim() == "nix-store")
+                .map(|p| (proc_text(p, "cmdline"), proc_text(p, "environ")))
+                .filter(|(argv, _)| !argv.is_empty());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (argv, env) = seen.expect("never saw the nix-store process run");
+        (run.join().unwrap(), argv, env)
+    });
+    out.assert_failure("exec with a refused session");
+    assert!(!cache.is_valid(&e2e));
+    assert!(
+        out.stderr.contains("HTTP error 503"),
+        "Nix did not see a 503 from the proxy:\n{out}"
+    );
+    for code in ["HTTP error 401", "HTTP error 403", "HTTP error 404"] {
+        assert!(!out.stderr.contains(code), "Nix saw {code}:\n{out}");
+    }
+    assert!(
+        out.stderr.contains("could not use your AWS session")
+            && out.stderr.contains("nixstore-auth login"),
+        "exec did not name the credential problem:\n{out}"
+    );
+    let log = bed.proxy_log();
+    assert!(
+        log.contains("S3 refused the AWS session") && log.contains("SignatureDoesNotMatch"),
+        "proxy log:\n{log}"
+    );
+    assert!(
+        nix_argv.contains("--option narinfo-cache-negative-ttl 0"),
+        "non-secret settings as --option: {nix_argv}"
+    );
+    for s in &good {
+        assert!(
+            !nix_argv.contains(s.as_str()),
+            "a secret is in nix-store's argv"
+        );
+    }
+    assert!(!nix_argv.contains("wrong-secret-key"));
+    assert!(
+        nix_env.contains("NIX_CONFIG=") && nix_env.contains(&url_secret),
+        "the proxy URL did not reach nix-store through NIX_CONFIG"
+    );
+
+    // login replaces the cached session; the same stable URL now works at once.
+    let out = bed.nsa(["login", NAME, "--mfa-code", MFA_CODE]).run();
+    out.assert_success("login");
+    assert!(out.stdout.contains("cache-reader"), "{out}");
+    bed.assert_no_secret("login output", &out.all());
+    let started = Instant::now();
+    let out = bed.exec(&["nix-store", "-r", &cache.store_path]);
+    let took = started.elapsed();
+    out.assert_success("exec after login");
+    assert!(cache.is_valid(&e2e));
+    assert!(
+        took < Duration::from_secs(3),
+        "substitution after login took {took:?}: Nix retried or remembered a miss\n{out}"
+    );
+    note(&format!("exec after login: {took:?}"));
+    assert_eq!(bed.url_secret(), url_secret, "the URL changed");
+    assert!(
+        out.stderr.contains(&format!(
+            "http://127.0.0.1:{}/{url_secret}/{NAME}",
+            bed.port
+        )),
+        "not substituted from the same stable URL:\n{out}"
+    );
 }
