@@ -800,3 +800,284 @@ fn refused_session_gives_503_then_login_fixes_it_at_the_same_url() {
         "not substituted from the same stable URL:\n{out}"
     );
 }
+
+/// Proof 5: without the URL secret the proxy answers 401; two `exec`s at once share one proxy
+/// and both succeed; after the last one ends and the grace period passes, no proxy remains.
+#[test]
+fn proxy_is_private_shared_and_exits_when_idle() {
+    let Some(e2e) = e2e_guard() else { return };
+    let bed = Bed::new(&e2e);
+    let cache = SignedCache::create(&e2e, "share");
+    bed.upload(&cache.dir);
+    let two = ExtraPaths::create(&e2e, "two", 2, &cache_secret_key(&e2e, "share"));
+    bed.upload(&two.dir);
+    bed.use_cache(&cache.public_key);
+    bed.nsa(["login", NAME, "--mfa-code", MFA_CODE])
+        .run()
+        .assert_success("login");
+
+    let home = bed.user.home.clone();
+    let uid = bed.user.uid;
+    let (a, b, pids, status, probes) = std::thread::scope(|s| {
+        let job = |i: usize| {
+            let script = format!(
+                "touch {home}/started-{i}; \
+                 while [ ! -e {home}/go ]; do sleep 0.1; done; \
+                 nix-store -r {}",
+                two.paths[i],
+                home = home.display()
+            );
+            let bed = &bed;
+            s.spawn(move || bed.exec(&["sh", "-c", &script]))
+        };
+        let a = job(0);
+        let b = job(1);
+        wait_until("both execs to start CMD", Duration::from_secs(60), || {
+            home.join("started-0").exists() && home.join("started-1").exists()
+        });
+        let pids = proxy_pids(uid);
+        let status = bed.nsa(["proxy", "status"]).run();
+        let secret = bed.url_secret();
+        let base = format!("http://127.0.0.1:{}", bed.port);
+        let probes = [
+            format!("{base}/{NAME}/nix-cache-info"),
+            format!("{base}/{}/{NAME}/nix-cache-info", "0".repeat(secret.len())),
+            format!(
+                "{base}/{}/{NAME}/nix-cache-info",
+                &secret[..secret.len() - 1]
+            ),
+            format!("{base}/{secret}/{NAME}/nix-cache-info"),
+        ]
+        .map(|u| curl_status(&u));
+        fs::write(home.join("go"), "").unwrap();
+        (a.join().unwrap(), b.join().unwrap(), pids, status, probes)
+    });
+    a.assert_success("first concurrent exec");
+    b.assert_success("second concurrent exec");
+    assert_eq!(two.valid(&e2e), 2, "both paths substituted");
+    assert_eq!(pids.len(), 1, "one proxy for both execs: {pids:?}");
+    status.assert_success("proxy status");
+    assert!(
+        status
+            .stdout
+            .contains(&format!("running, pid {}, 2 client(s)", pids[0])),
+        "{status}"
+    );
+    for (i, (code, body)) in probes[..3].iter().enumerate() {
+        assert_eq!(*code, 401, "request {i} without the right secret: {body}");
+    }
+    assert_eq!(probes[3].0, 200, "the right secret: {}", probes[3].1);
+    bed.assert_no_secret("the 401 answers", &format!("{probes:?}"));
+    for out in [&a, &b] {
+        assert!(
+            out.stderr.contains(&format!("proxy pid {}", pids[0])),
+            "{out}"
+        );
+    }
+
+    let ended = Instant::now();
+    bed.assert_proxy_exits();
+    note(&format!(
+        "proxy gone {:?} after the last exec (grace {GRACE_SECS} s)",
+        ended.elapsed()
+    ));
+    assert!(
+        ended.elapsed() >= Duration::from_secs(GRACE_SECS) - Duration::from_millis(500),
+        "the proxy exited before its grace period"
+    );
+}
+
+/// Proof 5, Ctrl-C: at a real terminal (tmux), Ctrl-C during `exec -- sh -c '...sleep 60'` ends
+/// CMD and `exec` with status 130 (sent once, to the foreground group), and nothing stays
+/// behind: no CMD, no proxy after the grace period, nothing in the runtime directory but the
+/// proxy's empty lock files.
+#[test]
+fn ctrl_c_at_a_terminal_ends_cmd_and_exec_with_130() {
+    let Some(e2e) = e2e_guard() else { return };
+    let bed = Bed::new(&e2e);
+    let cache = SignedCache::create(&e2e, "ctrlc");
+    bed.upload(&cache.dir);
+    bed.use_cache(&cache.public_key);
+
+    let home = bed.user.home.clone();
+    let status_file = e2e.dir.join("ctrlc.status");
+    let pid_file = home.join("cmd.pid");
+    let env: String = bed
+        .env()
+        .into_iter()
+        .chain([
+            ("HOME", home.display().to_string()),
+            ("USER", bed.user.name.clone()),
+            ("LOGNAME", bed.user.name.clone()),
+            ("PATH", "/usr/local/bin:/usr/bin:/bin".into()),
+            ("NIX_REMOTE", "daemon".into()),
+            ("NIXSTORE_AUTH_MFA_CODE", MFA_CODE.into()),
+            ("TERM", "xterm".into()),
+        ])
+        .map(|(k, v)| format!("{k}='{v}' "))
+        .collect();
+    // The pane's shell catches SIGINT (a handler, not SIG_IGN, so the child gets the default
+    // action back) and records exec's status. setpriv switches user without a new session or
+    // process group: exec and CMD stay in the terminal's foreground group.
+    let script = e2e.dir.join("ctrlc.sh");
+    fs::write(
+        &script,
+        format!(
+            "trap ':' INT\n\
+             cd {home}\n\
+             env -i {env} setpriv --reuid={uid} --regid={uid} --init-groups -- \
+             {bin} exec -- sh -c 'echo $$ > {pid}; exec sleep 60'\n\
+             echo $? > {status}\n\
+             sleep 60\n",
+            home = home.display(),
+            uid = bed.user.uid,
+            bin = e2e.bin.display(),
+            pid = pid_file.display(),
+            status = status_file.display(),
+        ),
+    )
+    .unwrap();
+    let tmux = Tmux::start(&e2e, &format!("/bin/sh {}", script.display()));
+    wait_until("CMD to start under exec", Duration::from_secs(60), || {
+        fs::read_to_string(&pid_file).is_ok_and(|s| s.trim().parse::<u32>().is_ok())
+    });
+    let cmd_pid: u32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let proxy = proxy_pids(bed.user.uid);
+    assert_eq!(proxy.len(), 1, "exec started the proxy");
+    let exec_pid =
+        processes(|p| p.comm == "nixstore-auth" && proc_uid(p.pid) == Some(bed.user.uid))
+            .into_iter()
+            .map(|p| p.pid)
+            .find(|&p| proc_text(p, "cmdline").contains(" exec "))
+            .expect("the exec process");
+
+    tmux.send_keys("C-c");
+    wait_until("exec to end after Ctrl-C", Duration::from_secs(20), || {
+        fs::read_to_string(&status_file).is_ok_and(|s| !s.trim().is_empty())
+    });
+    assert_eq!(
+        fs::read_to_string(&status_file).unwrap().trim(),
+        "130",
+        "exec's status after Ctrl-C; pane:\n{}",
+        tmux.capture()
+    );
+    assert!(processes(|p| p.pid == cmd_pid).is_empty(), "CMD still runs");
+    assert!(
+        processes(|p| p.pid == exec_pid).is_empty(),
+        "exec still runs"
+    );
+    bed.assert_proxy_exits();
+    // The proxy's two lock files (empty, reused by the next run) may stay; nothing else.
+    let rundir = bed.runtime_dir().join("nixstore-auth");
+    let left: Vec<(String, u64)> = fs::read_dir(&rundir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| {
+                    let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+                    (e.file_name().to_string_lossy().into_owned(), len)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        left.iter()
+            .all(|(n, len)| (n == "start.lock" || n == "serve.lock") && *len == 0),
+        "left behind in {}: {left:?}",
+        rundir.display()
+    );
+    let pane = tmux.capture();
+    assert!(
+        !pane.contains("panicked") && !pane.contains("error"),
+        "pane:\n{pane}"
+    );
+}
+
+/// A tmux server on its own socket in the test's directory, running one window; killed on Drop.
+struct Tmux {
+    socket: PathBuf,
+}
+
+impl Tmux {
+    fn start(e2e: &E2e, command: &str) -> Tmux {
+        let tmux = Tmux {
+            socket: e2e.dir.join("tmux.sock"),
+        };
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "e2e",
+            "-x",
+            "160",
+            "-y",
+            "40",
+            command,
+        ])
+        .assert_success("tmux new-session");
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        run(
+            Command::new("tmux")
+                .arg("-S")
+                .arg(&self.socket)
+                .args(args)
+                .env_remove("TMUX"),
+            None,
+            DEFAULT_TIMEOUT,
+        )
+    }
+
+    fn send_keys(&self, keys: &str) {
+        self.run(&["send-keys", "-t", "e2e", keys])
+            .assert_success("tmux send-keys");
+    }
+
+    fn capture(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "e2e"]).stdout
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+/// Proof 6: 50 paths substituted in one command through the proxy and the daemon.
+#[test]
+fn fifty_paths_in_one_command() {
+    let Some(e2e) = e2e_guard() else { return };
+    let bed = Bed::new(&e2e);
+    let cache = SignedCache::create(&e2e, "fifty");
+    bed.upload(&cache.dir);
+    let many = ExtraPaths::create(&e2e, "many", 50, &cache_secret_key(&e2e, "fifty"));
+    bed.upload(&many.dir);
+    bed.use_cache(&cache.public_key);
+
+    let moto_from = bed.moto_log().len();
+    let mut cmd = vec!["nix-store", "-r"];
+    cmd.extend(many.paths.iter().map(String::as_str));
+    let started = Instant::now();
+    let out = bed.exec(&cmd);
+    let took = started.elapsed();
+    out.assert_success("exec -- nix-store -r 50 paths");
+    note(&format!("50 paths through exec: {took:?}"));
+    assert_eq!(many.valid(&e2e), 50, "{out}");
+    assert_eq!(
+        bed.moto_gets(moto_from, |k| k.ends_with(".narinfo")),
+        50,
+        "one signed narinfo GET per path"
+    );
+    assert_eq!(bed.moto_gets(moto_from, |k| k.starts_with("nar/")), 50);
+    let log = bed.proxy_log();
+    assert!(
+        !log.contains(": 50") && !log.contains("(503)") && !log.contains("(502)"),
+        "the proxy failed requests:\n{log}"
+    );
+}
