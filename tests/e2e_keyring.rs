@@ -446,7 +446,7 @@ fn keyring_exec_substitutes_through_the_daemon_after_a_plain_failure() {
     let user = TestUser::create(&e2e, "kexec");
     let token = new_token();
     let (cache, nginx) = serve(&e2e, "kexec", &token);
-    let _daemon = NixDaemon::start(&e2e, &NixConf::new().trusted_user(&user.name));
+    let daemon = NixDaemon::start(&e2e, &NixConf::new().trusted_user(&user.name));
     let s = UserSession::with_keyring(&e2e, &user);
     let url = nginx.url();
     use_keyring(&e2e, &s, &url, &cache.public_key, &token).assert_success("use");
@@ -518,6 +518,16 @@ fn keyring_exec_substitutes_through_the_daemon_after_a_plain_failure() {
         .collect();
     assert!(left.is_empty(), "exec left files behind: {left:?}");
     assert_in_no_file(&s, &token, started, "the token");
+
+    // The forwarded netrc-file hides the daemon's own netrc for the command: said once.
+    daemon.write_netrc("# the administrator's entries\n");
+    let probe = exec_netrc_probe(&e2e, &s);
+    probe.assert_success("exec -- sh with /etc/nix/netrc present");
+    assert_eq!(
+        probe.stderr.matches("hides /etc/nix/netrc").count(),
+        1,
+        "exec should warn once that the forwarded netrc-file hides /etc/nix/netrc:\n{probe}"
+    );
 }
 
 /// Step 3: Migration: a cache first configured with the netrc store, then
