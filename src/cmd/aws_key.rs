@@ -8,6 +8,7 @@ use zeroize::Zeroizing;
 
 use super::{AwsAction, AwsArgs, Run};
 use crate::aws::session::key_account;
+use crate::aws::{profile, session_cache};
 use crate::config::{Config, Dirs};
 use crate::secret::SecretStore;
 use crate::ui::{self, Ui};
@@ -47,6 +48,13 @@ impl Run for AwsArgs {
                     ui.info(format!(
                         "deleted the stored access key of profile {profile:?}"
                     ));
+                    let n = forget_sessions_from(&store, &profile)?;
+                    if n > 0 {
+                        ui.info(format!(
+                            "forgot {n} cached session{} assumed with it",
+                            if n == 1 { "" } else { "s" }
+                        ));
+                    }
                     Ok(0)
                 } else {
                     bail!("no access key is stored for profile {profile:?}")
@@ -54,6 +62,22 @@ impl Run for AwsArgs {
             }
         }
     }
+}
+
+/// Forgets the cached sessions of every profile whose chain starts at `source`'s stored key:
+/// otherwise they would keep working after the key is removed (often because it leaked).
+fn forget_sessions_from(store: &SecretStore, source: &str) -> Result<usize> {
+    let set = profile::load_profiles()?;
+    let mut n = 0;
+    for name in set.profiles() {
+        let from_source = profile::plan(&set, name).is_ok_and(
+            |p| matches!(&p.base, profile::Base::Delegated { profile } if profile == source),
+        );
+        if from_source {
+            n += session_cache::forget(store, Some(name))?;
+        }
+    }
+    Ok(n)
 }
 
 /// From prompts on a terminal, else two lines on stdin (key id, then secret).

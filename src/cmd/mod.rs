@@ -160,8 +160,10 @@ pub struct UseArgs {
     #[arg(long, conflicts_with_all = ["token_stdin", "token_env"])]
     pub no_token: bool,
     /// The netrc login to write with the token
-    #[arg(long, default_value = "nixstore-auth")]
-    pub login: String,
+    ///
+    /// Default: the login the cache was recorded with, else nixstore-auth.
+    #[arg(long)]
+    pub login: Option<String>,
     /// Where to write
     #[arg(long, value_enum, default_value_t)]
     pub mode: Mode,

@@ -59,7 +59,14 @@ impl Run for UseArgs {
             name,
             kind,
             public_keys,
-            login: self.login.clone(),
+            // Re-running `use` (a migration, a new token) without --login keeps the login the
+            // cache was set up with: the server checks it together with the token.
+            login: self
+                .login
+                .clone()
+                .or_else(|| recorded.as_ref().map(|r| r.login.clone()))
+                .filter(|l| !l.is_empty())
+                .unwrap_or_else(|| DEFAULT_LOGIN.to_string()),
             secret_store: match self.secret_store {
                 super::SecretStore::Netrc => SecretStore::Netrc,
                 super::SecretStore::Keyring => SecretStore::Keyring,
@@ -85,6 +92,9 @@ impl Run for UseArgs {
         }
     }
 }
+
+/// The netrc login when neither --login nor a recorded cache gives one.
+const DEFAULT_LOGIN: &str = "nixstore-auth";
 
 /// Finds the cache named on the command line: a URL (maybe already recorded) or a recorded name.
 pub(crate) fn resolve_cache(config: &Config, arg: &str) -> Result<(CacheKind, Option<CacheEntry>)> {
@@ -299,7 +309,7 @@ fn use_https(
     }
     if let (Some(path), Some(token), true) = (&netrc_path, &token, writes_netrc) {
         let machine = machine.clone();
-        let login = args.login.clone();
+        let login = entry.login.clone();
         let token = token.clone();
         plan.edit(path, 0o600, true, move |text| {
             let mut n = Netrc::parse(text).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -321,7 +331,6 @@ fn use_https(
         .clone()
         .filter(|_| !keyring && (writes_netrc || existing.is_some()));
     entry.has_token = token.is_some() || existing.is_some() || in_keyring.is_some();
-    entry.login = args.login.clone();
     record(&mut plan, config_path, &entry, netrc_line.is_some());
 
     if args.dry_run {
