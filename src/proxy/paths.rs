@@ -81,9 +81,11 @@ impl Layout {
 
     /// The private directory holding the control socket (created 0700, ownership checked).
     pub fn runtime_dir(&self) -> Result<PathBuf> {
+        // A Unix socket path must fit in sun_path (108 bytes on Linux): a runtime dir too long
+        // for `proxy.sock` falls back to the private directory under /tmp.
         let dir = match &self.dirs.runtime {
-            Some(d) => d.clone(),
-            None => PathBuf::from(format!("/tmp/nixstore-auth-{}", uid())),
+            Some(d) if d.join("proxy.sock").as_os_str().len() < 100 => d.clone(),
+            _ => PathBuf::from(format!("/tmp/nixstore-auth-{}", uid())),
         };
         ensure_private_dir(&dir)?;
         Ok(dir)
