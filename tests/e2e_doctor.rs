@@ -118,16 +118,6 @@ fn assert_status(check: &Check, status: &str, all: &Output) {
     assert_eq!(check.status, status, "{check:#?}\n{all}");
 }
 
-#[track_caller]
-fn assert_no_secret(out: &Output, secrets: &[&str]) {
-    for s in secrets {
-        assert!(
-            !out.all().contains(s),
-            "a token appears in the output:\n{out}"
-        );
-    }
-}
-
 /// A trusted user with three recorded caches: a healthy one, one whose token the cache refuses,
 /// and one on a closed port. Real Nix first shows which ones work; then `doctor --json`, the
 /// plain report, and `doctor CACHE` for the healthy one alone (exit 0).
@@ -184,7 +174,7 @@ fn doctor_reports_healthy_refused_and_unreachable_caches() {
     let secrets = [good_token.as_str(), bad_token.as_str()];
     let (out, checks) = doctor_json(&e2e, &user, &tls, &[]);
     out.assert_code(1, "doctor --json with a broken cache");
-    assert_no_secret(&out, &secrets);
+    out.assert_hides(&secrets);
 
     let nix: Vec<&Check> = checks.iter().filter(|c| c.section == "nix").collect();
     assert_status(find(&nix, "Nix 2.8", &out), "info", &out);
@@ -247,7 +237,7 @@ fn doctor_reports_healthy_refused_and_unreachable_caches() {
     // The plain report says the same to a person (no colour: stdout is not a terminal).
     let plain = doctor(&e2e, &user, &tls, &[]);
     plain.assert_code(1, "doctor");
-    assert_no_secret(&plain, &secrets);
+    plain.assert_hides(&secrets);
     let text = &plain.stdout;
     assert!(
         !text.contains('\x1b'),
@@ -301,7 +291,7 @@ fn doctor_untrusted_user_substituter_ignored() {
 
     let (out, checks) = doctor_json(&e2e, &user, &tls, &[]);
     out.assert_code(1, "doctor as an untrusted user");
-    assert_no_secret(&out, &[&token]);
+    out.assert_hides(&[&token]);
     let nix: Vec<&Check> = checks.iter().filter(|c| c.section == "nix").collect();
     let trust = find(&nix, "does not trust", &out);
     assert_status(trust, "warn", &out);
@@ -384,7 +374,7 @@ fn doctor_user_netrc_hides_system_netrc() {
     );
 
     let (out, checks) = doctor_json(&e2e, &user, &tls, &[]);
-    assert_no_secret(&out, &[&sys_token, &own_token]);
+    out.assert_hides(&[&sys_token, &own_token]);
     let traps: Vec<&Check> = checks.iter().filter(|c| c.section == "traps").collect();
     let trap = find(&traps, "hides /etc/nix/netrc", &out);
     assert_status(trap, "warn", &out);

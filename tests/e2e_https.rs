@@ -100,15 +100,6 @@ fn assert_authenticated_fetch(nginx: &Nginx, cache: &SignedCache) {
     );
 }
 
-/// Asserts that `out` does not show `token` (secrets never in output).
-#[track_caller]
-fn assert_no_token(out: &Output, token: &str) {
-    assert!(
-        !out.all().contains(token),
-        "the token appears in the output:\n{out}"
-    );
-}
-
 /// The test bed itself, without nixstore-auth: a trusted user substitutes over TLS with explicit
 /// `--option`s (proves users, daemon, nginx, TLS and the signed cache work), fails without the
 /// netrc (proves Basic auth is enforced), and fails without our CA (proves TLS is verified).
@@ -183,7 +174,7 @@ fn trusted_flow(tls: bool) {
 
     let out = use_cache(&e2e, &user, &url, &cache.public_key, &token);
     out.assert_success("use as a trusted user");
-    assert_no_token(&out, &token);
+    out.assert_hides(&[&token]);
     let conf = user.read(".config/nix/nix.conf");
     assert_eq!(
         setting(&conf, "extra-substituters"),
@@ -279,7 +270,7 @@ fn use_untrusted_user_needs_administrator() {
     let before = snapshot(&user.home);
     let out = use_cache(&e2e, &user, &url, &cache.public_key, &token);
     out.assert_code(3, "use as an untrusted user");
-    assert_no_token(&out, &token);
+    out.assert_hides(&[&token]);
     let diff = snapshot_diff(&before, &snapshot(&user.home));
     assert!(
         diff.is_empty(),
@@ -333,7 +324,7 @@ fn use_untrusted_user_needs_administrator() {
 
     let out = use_cache(&e2e, &user, &url, &cache.public_key, &token);
     out.assert_success("use after the administrator trusted the cache");
-    assert_no_token(&out, &token);
+    out.assert_hides(&[&token]);
     let conf = user.read(".config/nix/nix.conf");
     let settings: BTreeMap<&str, Vec<String>> = conf
         .lines()

@@ -229,6 +229,18 @@ impl Output {
         assert!(!self.success(), "{context}: expected failure\n{self}");
         self
     }
+
+    /// Panics if any of `secrets` appears in stdout or stderr (secrets never in output).
+    #[track_caller]
+    pub fn assert_hides(&self, secrets: &[&str]) -> &Self {
+        for s in secrets {
+            assert!(
+                !self.all().contains(s),
+                "a secret appears in the output:\n{self}"
+            );
+        }
+        self
+    }
 }
 
 impl std::fmt::Display for Output {
