@@ -147,6 +147,7 @@ impl Run for ExecArgs {
                 }
                 leases.push(lease);
             }
+            warn_if_daemon_ignores(&settings, ui);
             let keys: Vec<String> = s3.iter().flat_map(|c| c.public_keys.clone()).collect();
             if !keys.is_empty() {
                 settings.push(Setting::new(
@@ -356,6 +357,30 @@ fn home() -> Result<std::path::PathBuf> {
     directories::BaseDirs::new()
         .map(|b| b.home_dir().to_path_buf())
         .ok_or_else(|| anyhow::anyhow!("cannot find the home directory (is HOME set?)"))
+}
+
+/// An untrusted user's forwarded substituters reach the daemon only when the administrator
+/// listed them in `trusted-substituters`: say so up front instead of letting Nix print
+/// "ignoring untrusted substituter" deep in its output.
+fn warn_if_daemon_ignores(settings: &[Setting], ui: &Ui) {
+    let Ok(setup) = setup::probe() else { return };
+    if setup.user_settings_honoured() {
+        return;
+    }
+    let trusted = setup.system.list("trusted-substituters");
+    let ignored = settings
+        .iter()
+        .filter(|s| s.name == "extra-substituters")
+        .any(|s| {
+            !trusted
+                .iter()
+                .any(|t| t.trim_end_matches('/') == s.value.trim_end_matches('/'))
+        });
+    if ignored {
+        ui.warn(
+            "the nix-daemon does not trust you and will ignore the proxy's URL; `nixstore-auth use CACHE --mode print` shows what your administrator can add",
+        );
+    }
 }
 
 /// After a failed command: if the proxy could not authenticate, say so (Nix itself only saw a
