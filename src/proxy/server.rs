@@ -33,10 +33,10 @@ type Upstream = hyper_util::client::legacy::Client<
 
 /// The longest wait for S3's answer or for the next piece of its body.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
-/// hyper's read buffer for S3's answers. Its default (~400 KiB) made the proxy spend about a
-/// third more CPU per byte on large NARs (bench-proxy.sh); beyond 2 MiB nothing more was
-/// gained. It bounds memory per transfer, never by the object's size.
-const UPSTREAM_READ_BUF: usize = 2 * 1024 * 1024;
+/// hyper's read buffer for S3's answers. With its default (~400 KiB) the proxy spent about a
+/// quarter more CPU per byte on large NARs (bench-proxy.sh); 2 MiB saved a little more but
+/// cost 7 MiB more peak RSS. It bounds memory per transfer, never by the object's size.
+const UPSTREAM_READ_BUF: usize = 1024 * 1024;
 
 /// One line in the proxy's log (its stderr). Callers never pass secrets or request paths
 /// (the path starts with the URL secret); they pass `NAME/KEY`.
