@@ -4,11 +4,19 @@
 # run: throughput through the proxy vs direct `curl --aws-sigv4`, p50/p99 added latency per
 # narinfo at 25 concurrent clients, and the proxy's peak RSS.
 #
-# usage: scripts/bench-proxy.sh [SIZE_MIB=512] [NARINFOS=1000]
+# Throughput: ROUNDS rounds, each fetching the object directly, through the proxy, and through
+# nginx's own reverse proxy (proxy_pass) on the same hop, interleaved so that load from other
+# processes hits all three alike; best-of and median are printed. The direct path is one hop
+# (nginx sendfile -> curl); any relay adds a hop in which every byte is copied into and out of
+# user space, so on a small machine even nginx's proxy_pass stays well below direct: the
+# reference line shows what a mature C proxy gets on the same machine at the same moment.
+#
+# usage: scripts/bench-proxy.sh [SIZE_MIB=512] [NARINFOS=1000] [ROUNDS=5]
 set -euo pipefail
 
 SIZE_MIB=${1:-512}
 NARINFOS=${2:-1000}
+ROUNDS=${3:-5}
 CONC=25
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -46,6 +54,7 @@ for i in $(seq 1 "$NARINFOS"); do
 done
 
 NGINX_PORT=$(free_port)
+REF_PORT=$(free_port)
 USER_LINE=""
 [ "$(id -u)" = 0 ] && USER_LINE="user root;"
 cat > "$WORK/nginx/nginx.conf" <<EOF
@@ -67,6 +76,20 @@ http {
     server {
         listen 127.0.0.1:$NGINX_PORT;
         root $WORK/www;
+    }
+    # The reference relay: nginx in front of itself, buffering in memory only.
+    upstream direct { server 127.0.0.1:$NGINX_PORT; keepalive 8; }
+    server {
+        listen 127.0.0.1:$REF_PORT;
+        location / {
+            proxy_pass http://direct;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffer_size 256k;
+            proxy_buffers 8 256k;
+            proxy_busy_buffers_size 512k;
+            proxy_max_temp_file_size 0;
+        }
     }
 }
 EOF
@@ -101,17 +124,19 @@ curl -s -o /dev/null "$DIRECT_URL/nar/big.nar"
 curl -s -o /dev/null "$PROXY_URL/$(printf '%032d' 1).narinfo"
 RSS_BEFORE=$(rss_kib)
 
-best_speed() { # URL [curl args...] -> best of 3, bytes/s
-    local url=$1; shift
-    local best=0 s
-    for _ in 1 2 3; do
-        s=$(curl -s -o /dev/null -w '%{speed_download}' "$@" "$url")
-        best=$(awk -v a="$best" -v b="$s" 'BEGIN { print (b > a) ? b : a }')
-    done
-    echo "$best"
-}
-DIRECT_BPS=$(best_speed "$DIRECT_URL/nar/big.nar" "${SIGV4[@]}")
-PROXY_BPS=$(best_speed "$PROXY_URL/nar/big.nar")
+REF_URL="http://127.0.0.1:$REF_PORT/bkt/cache"
+speed() { curl -s -o /dev/null -w '%{speed_download}\n' "$@"; }  # URL [curl args...] -> bytes/s
+: > "$WORK/direct.bps"; : > "$WORK/proxy.bps"; : > "$WORK/ref.bps"
+for _ in $(seq "$ROUNDS"); do
+    speed "$DIRECT_URL/nar/big.nar" "${SIGV4[@]}" >> "$WORK/direct.bps"
+    speed "$PROXY_URL/nar/big.nar" >> "$WORK/proxy.bps"
+    speed "$REF_URL/nar/big.nar" >> "$WORK/ref.bps"
+done
+best() { sort -g "$1" | tail -1; }
+median() { sort -g "$1" | awk '{a[NR]=$1} END { print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2 }'; }
+DIRECT_BPS=$(best "$WORK/direct.bps"); DIRECT_MED=$(median "$WORK/direct.bps")
+PROXY_BPS=$(best "$WORK/proxy.bps"); PROXY_MED=$(median "$WORK/proxy.bps")
+REF_BPS=$(best "$WORK/ref.bps"); REF_MED=$(median "$WORK/ref.bps")
 RSS_AFTER_BIG=$(rss_kib)
 
 # Latency: CONC curl processes at once, each fetching its share of the narinfos over one
@@ -138,17 +163,29 @@ latencies() { # BASE_URL OUT [curl args...]
 pct() { # FILE P -> milliseconds
     awk '{print $2}' "$1" | sort -n | awk -v p="$2" '{a[NR]=$1} END { i=int(NR*p/100+0.5); if(i<1)i=1; if(i>NR)i=NR; printf "%.3f", a[i]*1000 }'
 }
-latencies "$DIRECT_URL" "$WORK/direct.lat" "${SIGV4[@]}"
-latencies "$PROXY_URL" "$WORK/proxy.lat"
-D50=$(pct "$WORK/direct.lat" 50); D99=$(pct "$WORK/direct.lat" 99)
-P50=$(pct "$WORK/proxy.lat" 50); P99=$(pct "$WORK/proxy.lat" 99)
+if [ "$NARINFOS" -gt 0 ]; then  # NARINFOS=0: throughput only
+    latencies "$DIRECT_URL" "$WORK/direct.lat" "${SIGV4[@]}"
+    latencies "$PROXY_URL" "$WORK/proxy.lat"
+    D50=$(pct "$WORK/direct.lat" 50); D99=$(pct "$WORK/direct.lat" 99)
+    P50=$(pct "$WORK/proxy.lat" 50); P99=$(pct "$WORK/proxy.lat" 99)
+fi
 RSS_PEAK=$(rss_kib)
 
 echo "nixstore-auth proxy benchmark ($(nproc) cores, nginx upstream on loopback)"
-awk -v d="$DIRECT_BPS" -v p="$PROXY_BPS" -v n="$SIZE_MIB" 'BEGIN {
-    printf "throughput, %d MiB object (best of 3): direct %.0f MiB/s, proxy %.0f MiB/s = %.1f%% of direct\n", n, d/1048576, p/1048576, 100*p/d }'
-echo "narinfo latency at $CONC concurrent clients, $NARINFOS requests each way:"
-echo "  direct  p50 ${D50} ms  p99 ${D99} ms"
-echo "  proxy   p50 ${P50} ms  p99 ${P99} ms"
-awk -v a="$P50" -v b="$D50" -v c="$P99" -v d="$D99" 'BEGIN { printf "  added   p50 %.3f ms  p99 %.3f ms\n", a-b, c-d }'
+echo "throughput, ${SIZE_MIB} MiB object, $ROUNDS interleaved rounds (MiB/s):"
+row() { # LABEL BEST MEDIAN
+    awk -v l="$1" -v b="$2" -v m="$3" -v db="$DIRECT_BPS" -v dm="$DIRECT_MED" 'BEGIN {
+        printf "  %-22s best %5.0f (%5.1f%% of direct)   median %5.0f (%5.1f%% of direct)\n", l, b/1048576, 100*b/db, m/1048576, 100*m/dm }'
+}
+row "direct curl --aws-sigv4" "$DIRECT_BPS" "$DIRECT_MED"
+row "through the proxy" "$PROXY_BPS" "$PROXY_MED"
+row "nginx proxy_pass (ref)" "$REF_BPS" "$REF_MED"
+awk -v b="$PROXY_BPS" -v d="$DIRECT_BPS" -v m="$PROXY_MED" -v dm="$DIRECT_MED" 'BEGIN {
+    printf "RATIO proxy/direct: best %.1f%%, median %.1f%%\n", 100*b/d, 100*m/dm }'
+if [ "$NARINFOS" -gt 0 ]; then
+    echo "narinfo latency at $CONC concurrent clients, $NARINFOS requests each way:"
+    echo "  direct  p50 ${D50} ms  p99 ${D99} ms"
+    echo "  proxy   p50 ${P50} ms  p99 ${P99} ms"
+    awk -v a="$P50" -v b="$D50" -v c="$P99" -v d="$D99" 'BEGIN { printf "  added   p50 %.3f ms  p99 %.3f ms\n", a-b, c-d }'
+fi
 echo "proxy peak RSS: ${RSS_PEAK} KiB (before the big transfers: ${RSS_BEFORE} KiB, after them: ${RSS_AFTER_BIG} KiB)"
