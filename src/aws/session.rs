@@ -267,6 +267,26 @@ fn mark_resolving(profile: &str) {
     unsafe { std::env::set_var(RESOLVING, value) };
 }
 
+/// The profiles, the target's plan, and the region and STS endpoint in force for it.
+fn planned(
+    t: &Target,
+) -> Result<(
+    aws_config::profile::ProfileSet,
+    Plan,
+    Option<String>,
+    Option<String>,
+)> {
+    let set = profile::load_profiles()?;
+    let plan = profile::plan(&set, &t.profile)?;
+    let region = t
+        .region
+        .clone()
+        .or_else(|| plan.region.clone())
+        .or_else(env_region);
+    let endpoint = sts_endpoint(Some(&plan));
+    Ok((set, plan, region, endpoint))
+}
+
 /// The session to use now: environment, cache, or a fresh STS session (prompting for MFA).
 pub fn resolve(req: &SessionRequest, ui: &Ui) -> Result<Session> {
     let ctx = Ctx::load()?;
@@ -277,14 +297,7 @@ pub fn resolve(req: &SessionRequest, ui: &Ui) -> Result<Session> {
         return Ok(s);
     }
     check_recursion(&t.profile)?;
-    let set = profile::load_profiles()?;
-    let plan = profile::plan(&set, &t.profile)?;
-    let region = t
-        .region
-        .clone()
-        .or_else(|| plan.region.clone())
-        .or_else(env_region);
-    let endpoint = sts_endpoint(Some(&plan));
+    let (set, plan, region, endpoint) = planned(&t)?;
     if matches!(plan.base, Base::Delegated { .. }) {
         mark_resolving(&t.profile);
     }
@@ -407,27 +420,23 @@ pub fn cached_only(req: &SessionRequest, ui: &Ui) -> Result<Option<Session>> {
     if let Some(s) = from_environment(&t, ui) {
         return Ok(Some(s));
     }
-    let set = profile::load_profiles()?;
-    let plan = profile::plan(&set, &t.profile)?;
-    let region = t
-        .region
-        .clone()
-        .or_else(|| plan.region.clone())
-        .or_else(env_region);
-    let endpoint = sts_endpoint(Some(&plan));
-    if !plan.needs_sts() {
-        return Ok(match plan.base {
-            Base::StaticKeys { ref profile } => Some(Session {
-                credentials: static_keys(&set, profile)?,
-                profile: Some(t.profile),
-                region,
-                origin: Origin::Profile,
-                sts_endpoint: endpoint,
-            }),
-            Base::Delegated { .. } => None,
-        });
-    }
+    let (set, plan, region, endpoint) = planned(&t)?;
     let store = SecretStore::open(&ctx.cfg, &ctx.dirs, ui)?;
+    if !plan.needs_sts() {
+        // Long-term keys from the credentials file or the keyring (`aws add-key`); SSO and
+        // credential_process would need the network or a prompt, so they count as "no session".
+        let credentials = match plan.base {
+            Base::StaticKeys { ref profile } => Some(static_keys(&set, profile)?),
+            Base::Delegated { ref profile } => stored_key(&store, profile)?,
+        };
+        return Ok(credentials.map(|credentials| Session {
+            credentials,
+            profile: Some(t.profile),
+            region,
+            origin: Origin::Profile,
+            sts_endpoint: endpoint,
+        }));
+    }
     let account = session_cache::account(&plan.profile, plan.role_arn(), plan.mfa_serial());
     Ok(
         session_cache::lookup(&store, &account, now(), 0, ui)?.map(|hit| Session {
