@@ -417,3 +417,32 @@ fn exec_without_credentials_replaces_itself_and_keeps_status() {
     );
     assert_eq!(s.run(&["exec", "--", "/"], None).status.code(), Some(126));
 }
+
+#[test]
+fn dynamic_completion_offers_recorded_cache_names() {
+    let s = Sandbox::new();
+    for url in [
+        "https://cache-one.example.org",
+        "https://second.example.org",
+    ] {
+        let o = s.run(&["use", url, "--no-token", "--mode", "user"], None);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let complete = |words: &[&str]| {
+        let mut args = vec!["--", "nixstore-auth"];
+        args.extend_from_slice(words);
+        let o = s.cmd(&args).env("COMPLETE", "fish").output().unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert_eq!(
+        complete(&["remove", "ca"]),
+        "cache-one-example-org\thttps://cache-one.example.org\n"
+    );
+    let all = complete(&["exec", "--cache", ""]);
+    assert!(
+        all.contains("cache-one-example-org") && all.contains("second-example-org"),
+        "{all}"
+    );
+    assert!(complete(&["doctor", "zz"]).is_empty());
+}

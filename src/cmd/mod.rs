@@ -1,6 +1,7 @@
 //! The whole command-line tree in one place; each subcommand's behaviour lives in its own file.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap_complete::engine::{ArgValueCompleter, CompletionCandidate};
 use std::path::PathBuf;
 
 use crate::error;
@@ -143,6 +144,7 @@ pub enum SecretStore {
   nixstore-auth use 's3://bucket?region=eu-west-1&profile=work' --public-key bucket-1:KEY=")]
 pub struct UseArgs {
     /// An https:// (or http://) URL, an s3:// URL, or the name of a cache already recorded
+    #[arg(add = ArgValueCompleter::new(complete_cache_names))]
     pub cache: String,
     /// Name to record the cache under (default: the host, or the bucket)
     #[arg(long)]
@@ -196,6 +198,7 @@ pub struct UseArgs {
 )]
 pub struct RemoveArgs {
     /// The cache's name or URL
+    #[arg(add = ArgValueCompleter::new(complete_cache_names))]
     pub cache: String,
     /// Where to remove from
     #[arg(long, value_enum, default_value_t)]
@@ -243,7 +246,7 @@ pub enum Via {
   nixstore-auth exec --cache my-bucket -- sh -c 'nixos-rebuild switch'")]
 pub struct ExecArgs {
     /// A recorded cache to make available (repeatable; default: every recorded S3 or keyring cache)
-    #[arg(long = "cache", value_name = "NAME")]
+    #[arg(add = ArgValueCompleter::new(complete_cache_names), long = "cache", value_name = "NAME")]
     pub caches: Vec<String>,
     /// The AWS profile to use
     #[arg(long, env = "NIXSTORE_AUTH_AWS_PROFILE")]
@@ -283,7 +286,7 @@ pub enum EnvFormat {
 #[derive(Debug, Args, Clone, Default)]
 pub struct SessionArgs {
     /// A recorded S3 cache (or s3:// URL) whose profile and region to use
-    #[arg(conflicts_with = "profile")]
+    #[arg(add = ArgValueCompleter::new(complete_cache_names), conflicts_with = "profile")]
     pub cache: Option<String>,
     /// The AWS profile to use
     #[arg(long)]
@@ -337,6 +340,7 @@ pub struct LogoutArgs {
 )]
 pub struct PushArgs {
     /// The recorded cache (name or URL) to upload to
+    #[arg(add = ArgValueCompleter::new(complete_cache_names))]
     pub cache: String,
     /// Store paths to upload, with their closure
     #[arg(required = true, value_name = "PATH")]
@@ -366,6 +370,7 @@ pub enum SecretAction {
     /// Store a new token for a cache (from stdin or a hidden prompt)
     Set {
         /// The cache's name or URL
+        #[arg(add = ArgValueCompleter::new(complete_cache_names))]
         cache: String,
         /// Read the token from standard input
         #[arg(long)]
@@ -374,6 +379,7 @@ pub enum SecretAction {
     /// Say where each secret lives and, for AWS sessions, when it expires
     Status {
         /// Only this cache
+        #[arg(add = ArgValueCompleter::new(complete_cache_names))]
         cache: Option<String>,
         /// Print JSON for scripts
         #[arg(long)]
@@ -382,6 +388,7 @@ pub enum SecretAction {
     /// Delete the stored token of a cache
     Delete {
         /// The cache's name or URL
+        #[arg(add = ArgValueCompleter::new(complete_cache_names))]
         cache: String,
     },
 }
@@ -417,6 +424,7 @@ pub enum AwsAction {
 )]
 pub struct DoctorArgs {
     /// Check only this cache
+    #[arg(add = ArgValueCompleter::new(complete_cache_names))]
     pub cache: Option<String>,
     /// Print JSON for scripts
     #[arg(long)]
@@ -483,6 +491,22 @@ pub enum ProxyAction {
     Lease,
 }
 
+/// Dynamic completion (`COMPLETE=bash nixstore-auth`): the names of the recorded caches.
+fn complete_cache_names(current: &std::ffi::OsStr) -> Vec<CompletionCandidate> {
+    let current = current.to_string_lossy();
+    let Ok(dirs) = crate::config::Dirs::new() else {
+        return Vec::new();
+    };
+    let caches = crate::config::Config::load(&dirs.config_file())
+        .and_then(|c| c.caches())
+        .unwrap_or_default();
+    caches
+        .into_iter()
+        .filter(|c| c.name.starts_with(current.as_ref()))
+        .map(|c| CompletionCandidate::new(c.name).help(Some(c.kind.url().into())))
+        .collect()
+}
+
 /// One subcommand's behaviour. Returns the process exit code.
 pub trait Run {
     fn run(self, ui: &Ui) -> anyhow::Result<i32>;
@@ -492,6 +516,8 @@ pub fn main() -> i32 {
     if let Some(code) = exec::fast_path() {
         return code;
     }
+    // Answers the shell when it asks for completions (COMPLETE=SHELL); returns otherwise.
+    clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command).complete();
     let cli = Cli::parse();
     let ui = Ui {
         verbose: cli.verbose,
