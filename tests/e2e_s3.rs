@@ -1146,6 +1146,12 @@ fn untrusted_user_substitutes_once_the_admin_lists_the_proxy_url() {
         "the URL secret belongs in the snippet only:\n{out}"
     );
     assert!(
+        out.stderr.contains("the cache is recorded")
+            && out.stderr.contains("nixstore-auth exec")
+            && !out.stderr.contains("Nothing was written"),
+        "use should say that it recorded the cache and how to use it once allowed:\n{out}"
+    );
+    assert!(
         !bed.user.read(".config/nix/nix.conf").contains(&proxy_url),
         "use wrote the URL to a nix.conf the daemon ignores"
     );
