@@ -157,10 +157,21 @@ struct Bed<'a> {
 }
 
 impl<'a> Bed<'a> {
+    /// The bed with a user in the daemon's `trusted-users`.
     fn new(e2e: &'a E2e) -> Bed<'a> {
+        Bed::with_trust(e2e, true)
+    }
+
+    /// The bed; `trusted`: whether the user is in `trusted-users` (always in `nix-users`).
+    fn with_trust(e2e: &'a E2e, trusted: bool) -> Bed<'a> {
         let user = TestUser::create(e2e, "s");
         let procs = UserProcs(user.uid);
-        let daemon = NixDaemon::start(e2e, &NixConf::new().trusted_user(&user.name));
+        let conf = if trusted {
+            NixConf::new().trusted_user(&user.name)
+        } else {
+            NixConf::new()
+        };
+        let daemon = NixDaemon::start(e2e, &conf);
         let moto = Moto::start(e2e, 1000);
         let script = e2e.dir.join("moto_s3.py");
         fs::write(&script, MOTO_PY).unwrap();
@@ -1089,4 +1100,122 @@ fn fifty_paths_in_one_command() {
         !log.contains(": 50") && !log.contains("(503)") && !log.contains("(502)"),
         "the proxy failed requests:\n{log}"
     );
+}
+
+/// The untrusted-user route (issue 4, "Untrusted users"): a user in `nix-users` but not in
+/// `trusted-users` runs `use s3://...`; it records the cache, exits 3 and prints the
+/// administrator's snippet (the user's stable proxy URL as `extra-trusted-substituters`, the
+/// public key), warning that the URL will be world-readable. Before the administrator acts,
+/// `exec` warns that the daemon will ignore the proxy and the substitution fails; after root
+/// appends the two printed lines to /etc/nix/nix.conf and restarts the daemon, `use` exits 0
+/// and `exec` substitutes the path through the daemon from moto with signed GETs.
+#[test]
+fn untrusted_user_substitutes_once_the_admin_lists_the_proxy_url() {
+    let Some(e2e) = e2e_guard() else { return };
+    let mut bed = Bed::with_trust(&e2e, false);
+    let cache = SignedCache::create(&e2e, "untrusted");
+    bed.upload(&cache.dir);
+    let use_args = [
+        "use",
+        bed.url.as_str(),
+        "--name",
+        NAME,
+        "--public-key",
+        cache.public_key.as_str(),
+    ];
+
+    // 1. use: the administrator's snippet on stdout, exit 3, the cache recorded.
+    let out = bed.nsa(use_args).run();
+    out.assert_code(3, "use s3:// by an untrusted user");
+    let proxy_url = format!("http://127.0.0.1:{}/{}/{NAME}", bed.port, bed.url_secret());
+    let snippet: Vec<&str> = out.stdout.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(
+        snippet,
+        [
+            format!("extra-trusted-substituters = {proxy_url}"),
+            format!("extra-trusted-public-keys = {}", cache.public_key),
+        ],
+        "the administrator's snippet:\n{out}"
+    );
+    assert!(
+        out.stderr.contains("readable by every local user"),
+        "use did not warn that the URL becomes world-readable:\n{out}"
+    );
+    assert!(
+        !out.stderr.contains(&bed.url_secret()),
+        "the URL secret belongs in the snippet only:\n{out}"
+    );
+    assert!(
+        out.stderr.contains("the cache is recorded")
+            && out.stderr.contains("nixstore-auth exec")
+            && !out.stderr.contains("Nothing was written"),
+        "use should say that it recorded the cache and how to use it once allowed:\n{out}"
+    );
+    assert!(
+        !bed.user.read(".config/nix/nix.conf").contains(&proxy_url),
+        "use wrote the URL to a nix.conf the daemon ignores"
+    );
+    let list = bed.nsa(["list", "--json"]).run();
+    list.assert_success("list --json");
+    let caches: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    assert!(
+        caches.as_array().unwrap().iter().any(|c| c["name"] == NAME
+            && c["kind"] == "s3"
+            && c["url"]
+                .as_str()
+                .is_some_and(|u| u.starts_with(&format!("s3://{}", bed.bucket)))),
+        "use did not record the cache:\n{list}"
+    );
+
+    // 2. Before the administrator acts: exec warns up front, the daemon ignores the proxy.
+    let out = bed.exec(&["nix-store", "-r", &cache.store_path]);
+    out.assert_failure("exec before the administrator listed the proxy URL");
+    assert!(
+        out.stderr
+            .contains("the nix-daemon does not trust you and will ignore the proxy's URL"),
+        "exec did not warn that the daemon ignores the proxy:\n{out}"
+    );
+    assert!(
+        out.stderr.contains("ignoring untrusted substituter"),
+        "Nix did not report the ignored substituter:\n{out}"
+    );
+    assert!(!cache.is_valid(&e2e));
+    let aws_secrets = bed.secrets();
+    for s in aws_secrets.iter().filter(|s| **s != bed.url_secret()) {
+        assert!(!out.all().contains(s.as_str()), "exec shows an AWS secret");
+    }
+
+    // 3. The administrator appends the two printed lines verbatim and restarts the daemon.
+    bed.daemon.append_conf(&snippet.join("\n"));
+    bed.daemon.restart();
+    let out = bed.nsa(use_args).run();
+    out.assert_success("use s3:// after the administrator listed the proxy URL");
+    assert!(
+        !out.stdout.contains("extra-trusted-substituters"),
+        "use printed the snippet again:\n{out}"
+    );
+    let moto_from = bed.moto_log().len();
+    let out = bed.exec(&["nix-store", "-r", &cache.store_path]);
+    out.assert_success("exec after the administrator listed the proxy URL");
+    assert!(cache.is_valid(&e2e), "not substituted:\n{out}");
+    assert!(
+        !out.stderr.contains("will ignore the proxy's URL")
+            && !out.stderr.contains("ignoring untrusted substituter"),
+        "the proxy URL was still ignored:\n{out}"
+    );
+    let narinfo = format!("{}.narinfo", cache.hash());
+    assert_eq!(
+        bed.moto_gets(moto_from, |k| k == narinfo),
+        1,
+        "moto did not serve {narinfo} once to a signed GET:\n{}",
+        bed.moto_log()
+    );
+    assert!(
+        bed.moto_gets(moto_from, |k| k.starts_with("nar/")) >= 1,
+        "moto did not serve the NAR:\n{}",
+        bed.moto_log()
+    );
+    for s in aws_secrets.iter().filter(|s| **s != bed.url_secret()) {
+        assert!(!out.all().contains(s.as_str()), "exec shows an AWS secret");
+    }
 }

@@ -425,7 +425,21 @@ fn use_s3(args: &UseArgs, mut entry: CacheEntry, config_path: &Path, ui: &Ui) ->
             snippet.push("extra-trusted-public-keys", entry.public_keys.clone());
             let format = args.format.on_nixos(target == Target::NixosModule);
             if target == Target::NeedsAdmin {
-                explain_untrusted(ui, &setup, "the cache");
+                // Not explain_untrusted: for S3 the cache is recorded, and no later `use`
+                // edits the user's nix.conf (exec forwards the URL).
+                ui.warn(format!(
+                    "the nix-daemon does not trust user {:?}: it ignores the substituters that `exec` forwards to it",
+                    setup.user
+                ));
+                let recorded = if args.dry_run {
+                    "dry run: the cache was not recorded"
+                } else {
+                    "the cache is recorded"
+                };
+                ui.info(format!(
+                    "{recorded}. An administrator can either allow your proxy's URL without trusting you (the lines below, in {}, then restart the nix-daemon; afterwards `nixstore-auth exec -- nix build ...` substitutes from it), or add you to `trusted-users` (which makes you effectively root).",
+                    setup.system_conf.display()
+                ));
             }
             ui.warn(format!(
                 "the URL below contains your proxy's secret; in {} it is readable by every local user, who could then read the bucket through your proxy while it runs. Rotate it with `nixstore-auth proxy rotate-secret` if it leaks.",
