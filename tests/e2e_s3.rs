@@ -626,9 +626,18 @@ fn without_nix_progress(out: &Output) -> String {
 
 /// `(status, body)` of a plain GET with curl.
 fn curl_status(url: &str) -> (u16, String) {
+    curl_status_as("root", url)
+}
+
+/// `curl_status` as another local user (through runuser).
+fn curl_status_as(user: &str, url: &str) -> (u16, String) {
     let out = run_root(
-        "curl",
+        "runuser",
         [
+            "-u",
+            user,
+            "--",
+            "curl",
             "-s",
             "-o",
             "-",
@@ -869,8 +878,16 @@ fn proxy_is_private_shared_and_exits_when_idle() {
             format!("{base}/{secret}/{NAME}/nix-cache-info"),
         ]
         .map(|u| curl_status(&u));
+        // The right URL from another local user (a leaked log line): refused by peer uid.
+        let foreign = curl_status_as("nobody", &format!("{base}/{secret}/{NAME}/nix-cache-info"));
         fs::write(home.join("go"), "").unwrap();
-        (a.join().unwrap(), b.join().unwrap(), pids, status, probes)
+        (
+            a.join().unwrap(),
+            b.join().unwrap(),
+            pids,
+            status,
+            (probes, foreign),
+        )
     });
     a.assert_success("first concurrent exec");
     b.assert_success("second concurrent exec");
@@ -882,6 +899,17 @@ fn proxy_is_private_shared_and_exits_when_idle() {
             .stdout
             .contains(&format!("running, pid {}, 2 client(s)", pids[0])),
         "{status}"
+    );
+    let (probes, foreign) = probes;
+    assert_eq!(
+        foreign.0, 401,
+        "another user with the right URL: {}",
+        foreign.1
+    );
+    assert!(
+        foreign.1.contains("only the user who runs it"),
+        "{}",
+        foreign.1
     );
     for (i, (code, body)) in probes[..3].iter().enumerate() {
         assert_eq!(*code, 401, "request {i} without the right secret: {body}");

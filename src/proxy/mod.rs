@@ -39,6 +39,7 @@
 
 mod control;
 mod paths;
+mod peer;
 mod probe;
 mod server;
 mod sign;

@@ -769,14 +769,36 @@ pub async fn run(layout: Layout, secret: Zeroizing<String>, verbose: bool) -> Re
     let st = state.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = http.accept().await else {
+            let Ok((tcp, client)) = http.accept().await else {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
             let _ = tcp.set_nodelay(true);
+            // Another local user holding a leaked URL is refused: only we and root (the
+            // nix-daemon) may use our session. Unknown owner: the URL secret alone decides.
+            let foreign = tcp
+                .local_addr()
+                .ok()
+                .and_then(|server| super::peer::allowed(client, server))
+                == Some(false);
             let st = st.clone();
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| handle(st.clone(), req));
+                let svc = hyper::service::service_fn(move |req| {
+                    let st = st.clone();
+                    async move {
+                        if foreign {
+                            log(format!(
+                                "{} refused: the client belongs to another user (401)",
+                                req.method()
+                            ));
+                            return Ok(text(
+                                StatusCode::UNAUTHORIZED,
+                                "this proxy serves only the user who runs it and the nix-daemon",
+                            ));
+                        }
+                        handle(st, req).await
+                    }
+                });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(tcp), svc)
                     .await;
