@@ -52,7 +52,8 @@ fn rotate_nginx_password(nginx: &Nginx, token: &str) {
 /// A 0700 directory of `user`'s below the test's directory.
 fn user_dir(e2e: &E2e, user: &TestUser, what: &str) -> PathBuf {
     let dir = e2e.dir.join(format!("{what}-{}", user.name));
-    fs::create_dir(&dir).unwrap();
+    // A second session of the same user reuses it.
+    fs::create_dir_all(&dir).unwrap();
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
     std::os::unix::fs::chown(&dir, Some(user.uid), Some(user.uid)).unwrap();
     dir
@@ -77,6 +78,12 @@ impl<'a> UserSession<'a> {
     /// fresh login keyring in the user's fresh HOME: see TESTBED.md's traps), kept alive while
     /// the test runs commands on that bus.
     fn with_keyring(e2e: &E2e, user: &'a TestUser) -> UserSession<'a> {
+        Self::with_keyring_password(e2e, user, KEYRING_PASSWORD)
+    }
+
+    /// As `with_keyring`, unlocking with `password`: another password than the one the user's
+    /// login keyring was made with leaves that keyring locked (TESTBED.md's second trap).
+    fn with_keyring_password(e2e: &E2e, user: &'a TestUser, password: &str) -> UserSession<'a> {
         // A short path: gnome-keyring binds a socket in it, and socket paths hold 107 bytes.
         let runtime_dir = tempfile::Builder::new()
             .prefix("nsa-run-")
@@ -88,7 +95,7 @@ impl<'a> UserSession<'a> {
         let tmp = user_dir(e2e, user, "tmp");
         let address_file = runtime.join("bus-address");
         let script = format!(
-            "printf '%s\\n' '{KEYRING_PASSWORD}' | gnome-keyring-daemon --unlock --components=secrets >/dev/null \
+            "printf '%s\\n' '{password}' | gnome-keyring-daemon --unlock --components=secrets >/dev/null \
              && printf '%s' \"$DBUS_SESSION_BUS_ADDRESS\" > {f}.new && mv {f}.new {f} && exec sleep 86400",
             f = address_file.display()
         );
@@ -978,5 +985,45 @@ fn aws_add_key_feeds_an_mfa_role_session() {
     assert!(
         out.stderr.contains("no access key is stored"),
         "unclear error:\n{out}"
+    );
+}
+
+/// A locked keyring (the login keyring was made under another password, so gnome-keyring
+/// cannot unlock it and a write would need a prompt): `use --secret-store keyring` fails with a
+/// message that says how to unlock, shows no token, and changes no file.
+#[test]
+fn locked_keyring_gives_a_clear_error_and_changes_nothing() {
+    let Some(e2e) = e2e_guard() else { return };
+    let user = TestUser::create(&e2e, "klock");
+    let token = new_token();
+    let (cache, nginx) = serve(&e2e, "klock", &token);
+    let _daemon = NixDaemon::start(&e2e, &NixConf::new().trusted_user(&user.name));
+    {
+        let first = UserSession::with_keyring(&e2e, &user);
+        use_keyring(&e2e, &first, &nginx.url(), &cache.public_key, &token)
+            .assert_success("use with the keyring unlocked");
+        assert_keyring_holds(&first, &format!("cache-token:{NAME}"), &token);
+    }
+    let before = snapshot(&user.home.join(".config"));
+    let locked = UserSession::with_keyring_password(&e2e, &user, "not-the-keyring-password");
+    let other = new_token();
+    let out = use_keyring(&e2e, &locked, &nginx.url(), &cache.public_key, &other);
+    out.assert_failure("use with a locked keyring");
+    assert!(
+        out.stderr.contains("locked"),
+        "no word of a locked keyring:\n{out}"
+    );
+    assert!(
+        out.stderr.contains("gnome-keyring-daemon --unlock")
+            && out.stderr.contains("keyring-backend"),
+        "the error does not say how to unlock or avoid it:\n{out}"
+    );
+    assert_not_shown(&out, &other, "the token");
+    assert_not_shown(&out, &token, "the old token");
+    let after = snapshot(&user.home.join(".config"));
+    assert!(
+        snapshot_diff(&before, &after).is_empty(),
+        "files changed although the keyring refused the token: {:?}",
+        snapshot_diff(&before, &after)
     );
 }
