@@ -446,3 +446,60 @@ fn dynamic_completion_offers_recorded_cache_names() {
     );
     assert!(complete(&["doctor", "zz"]).is_empty());
 }
+
+#[test]
+fn moving_a_token_to_the_keyring_takes_back_the_netrc_file_line() {
+    let s = Sandbox::new();
+    std::fs::create_dir_all(s.home().join(".config/nixstore-auth")).unwrap();
+    std::fs::write(
+        s.home().join(".config/nixstore-auth/config.toml"),
+        "keyring-backend = \"file\"\n",
+    )
+    .unwrap();
+    std::fs::write(s.user_conf(), BUSY_CONF).unwrap();
+    assert!(s.use_cache(&[]).status.success());
+    assert!(read(&s.user_conf()).contains("netrc-file = "));
+    let o = s.run(
+        &[
+            "use",
+            "cache-example-org",
+            "--secret-store",
+            "keyring",
+            "--mode",
+            "user",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains(TOKEN));
+    let conf = read(&s.user_conf());
+    assert!(
+        !conf.contains("netrc-file"),
+        "the line use added is gone: {conf}"
+    );
+    assert!(
+        conf.contains("extra-substituters = https://cache.example.org"),
+        "{conf}"
+    );
+    assert!(!read(&s.user_netrc()).contains(TOKEN));
+    // The token now lives in the (file) secret store, 0600, and only there.
+    let store = s.home().join(".local/share/nixstore-auth/secrets");
+    let files: Vec<_> = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(read(&files[0]), TOKEN);
+    assert_eq!(
+        std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // And `remove` still gives the original file back.
+    let o = s.run(&["remove", "cache-example-org"], None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(read(&s.user_conf()), BUSY_CONF);
+    assert!(
+        std::fs::read_dir(&store).unwrap().next().is_none(),
+        "the token was deleted"
+    );
+}

@@ -283,9 +283,32 @@ fn use_https(
         }
     }
 
+    // Moving the last token out of a netrc whose `netrc-file` line `use` added: the line goes
+    // too, or it would keep hiding /etc/nix/netrc for nothing.
+    let drop_netrc_line = match (&netrc_path, remove_netrc_entry) {
+        (Some(path), true) => {
+            let config = Config::load(config_path)?;
+            let ours = config
+                .cache(&entry.name)?
+                .is_some_and(|c| c.added_netrc_line);
+            let shared = config
+                .caches()?
+                .iter()
+                .any(|c| c.name != entry.name && c.netrc.as_ref() == Some(path));
+            let emptied = crate::fs::read_optional(path)?
+                .and_then(|t| Netrc::parse(&t).ok())
+                .is_some_and(|mut n| {
+                    n.remove(&machine);
+                    n.entries().is_empty()
+                });
+            ours && !shared && emptied
+        }
+        _ => false,
+    };
     let mut plan = Plan::new();
     {
         let url = url.clone();
+        let dropped = netrc_path.clone().filter(|_| drop_netrc_line);
         let keys = if substituter_only {
             Vec::new()
         } else {
@@ -303,6 +326,11 @@ fn use_https(
             if let Some(p) = &netrc_line {
                 c.set("netrc-file", &p.display().to_string())
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            if let Some(p) = &dropped
+                && c.get("netrc-file").map(PathBuf::from).as_ref() == Some(p)
+            {
+                c.unset("netrc-file");
             }
             Ok(c.to_text())
         });
@@ -331,7 +359,12 @@ fn use_https(
         .clone()
         .filter(|_| !keyring && (writes_netrc || existing.is_some()));
     entry.has_token = token.is_some() || existing.is_some() || in_keyring.is_some();
-    record(&mut plan, config_path, &entry, netrc_line.is_some());
+    let netrc_line_change = if drop_netrc_line {
+        Some(false)
+    } else {
+        netrc_line.is_some().then_some(true)
+    };
+    record(&mut plan, config_path, &entry, netrc_line_change);
 
     if args.dry_run {
         print!("{}", plan.preview()?);
@@ -448,7 +481,7 @@ fn use_s3(args: &UseArgs, mut entry: CacheEntry, config_path: &Path, ui: &Ui) ->
             print!("{}", snippet.render(format));
             if target != Target::Print {
                 // Record the cache anyway so that `exec` serves it once the administrator acted.
-                record(&mut plan, config_path, &entry, false);
+                record(&mut plan, config_path, &entry, None);
                 if !args.dry_run {
                     plan.apply()?;
                 }
@@ -457,7 +490,7 @@ fn use_s3(args: &UseArgs, mut entry: CacheEntry, config_path: &Path, ui: &Ui) ->
             return Ok(0);
         }
     }
-    record(&mut plan, config_path, &entry, false);
+    record(&mut plan, config_path, &entry, None);
     if args.dry_run {
         print!("{}", plan.preview()?);
         ui.info("dry run: nothing was changed");
@@ -473,8 +506,9 @@ fn use_s3(args: &UseArgs, mut entry: CacheEntry, config_path: &Path, ui: &Ui) ->
     Ok(0)
 }
 
-/// Adds the config.toml update to the plan.
-fn record(plan: &mut Plan<'_>, config_path: &Path, entry: &CacheEntry, netrc_line_added: bool) {
+/// Adds the config.toml update to the plan. `netrc_line`: `Some(true)` when this run added the
+/// `netrc-file` line, `Some(false)` when it removed it, `None` to keep what was recorded.
+fn record(plan: &mut Plan<'_>, config_path: &Path, entry: &CacheEntry, netrc_line: Option<bool>) {
     let entry = entry.clone();
     let path = config_path.to_path_buf();
     plan.edit(config_path, 0o600, false, move |text| {
@@ -485,7 +519,9 @@ fn record(plan: &mut Plan<'_>, config_path: &Path, entry: &CacheEntry, netrc_lin
             e.has_token |= old.has_token;
             e.added_netrc_line |= old.added_netrc_line;
         }
-        e.added_netrc_line |= netrc_line_added;
+        if let Some(added) = netrc_line {
+            e.added_netrc_line = added;
+        }
         cfg.upsert_cache(&e);
         Ok(cfg.to_text())
     });
