@@ -169,8 +169,7 @@ impl Run for ExecArgs {
                 file.path().display().to_string(),
                 false,
             ));
-            let system_netrc =
-                setup::system_conf_file(&|k| std::env::var(k).ok()).with_file_name("netrc");
+            let system_netrc = setup::daemon_netrc();
             if system_netrc.exists() {
                 ui.warn(format!(
                     "forwarding a netrc-file hides {} for this command: caches configured only there lose their credentials",
@@ -313,11 +312,9 @@ fn ephemeral_netrc(
     caches: &[&CacheEntry],
     ui: &Ui,
 ) -> Result<Zeroizing<String>> {
-    let user_conf = setup::user_conf_files(&|k| std::env::var(k).ok(), &home()?)
-        .into_iter()
-        .next();
-    let own = user_conf
-        .and_then(|p| crate::fs::read_optional(&p).ok().flatten())
+    let own = crate::fs::read_optional(&setup::user_conf()?)
+        .ok()
+        .flatten()
         .and_then(|t| NixConf::parse(&t).ok())
         .and_then(|c| c.get("netrc-file"))
         .and_then(|p| {
@@ -351,12 +348,6 @@ fn ephemeral_netrc(
         }
     }
     Ok(Zeroizing::new(netrc.to_text()))
-}
-
-fn home() -> Result<std::path::PathBuf> {
-    directories::BaseDirs::new()
-        .map(|b| b.home_dir().to_path_buf())
-        .ok_or_else(|| anyhow::anyhow!("cannot find the home directory (is HOME set?)"))
 }
 
 /// An untrusted user's forwarded substituters reach the daemon only when the administrator

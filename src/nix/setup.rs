@@ -64,10 +64,7 @@ pub struct NixSetup {
 impl NixSetup {
     /// The netrc file the daemon uses unless a trusted user forwards another.
     pub fn system_netrc(&self) -> PathBuf {
-        self.system
-            .scalar("netrc-file")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| self.system_conf.with_file_name("netrc"))
+        netrc_in_force(&self.system, &self.system_conf)
     }
 
     /// Whether settings in the user's own files reach whoever downloads (the client itself, or
@@ -253,6 +250,28 @@ fn real_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
+/// The netrc file a config gives: its `netrc-file`, else `netrc` beside the system nix.conf.
+pub fn netrc_in_force(view: &SettingsView, system_conf: &Path) -> PathBuf {
+    view.scalar("netrc-file")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| system_conf.with_file_name("netrc"))
+}
+
+/// The daemon's netrc without a full probe (no `nix` or `id` run): for `exec`'s warning.
+pub fn daemon_netrc() -> PathBuf {
+    let system_conf = system_conf_file(&real_env);
+    netrc_in_force(&load_view(&system_conf), &system_conf)
+}
+
+/// The user's nix.conf as Nix looks it up (the one `use` edits).
+pub fn user_conf() -> Result<PathBuf> {
+    let home = home_dir()?;
+    Ok(user_conf_files(&real_env, &home)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| home.join(".config/nix/nix.conf")))
+}
+
 fn home_dir() -> Result<PathBuf> {
     directories::BaseDirs::new()
         .map(|b| b.home_dir().to_path_buf())
@@ -333,12 +352,8 @@ fn daemon_says_trusted(version: Option<Version>) -> Option<bool> {
 
 /// Probes the machine.
 pub fn probe() -> Result<NixSetup> {
-    let home = home_dir()?;
     let system_conf = system_conf_file(&real_env);
-    let user_conf = user_conf_files(&real_env, &home)
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| home.join(".config/nix/nix.conf"));
+    let user_conf = user_conf()?;
     let system = load_view(&system_conf);
     let is_root = crate::fs::is_root();
     let user = id_output("-un").into_iter().next().unwrap_or_default();
