@@ -10,7 +10,6 @@ use super::use_::netrc_machine;
 use super::{DoctorArgs, Run};
 use crate::cache::CacheKind;
 use crate::config::{CacheEntry, Config, Dirs, SecretStore};
-use crate::nix::netrc::Netrc;
 use crate::nix::setup::{self, NixSetup, SettingsView, Trust, Version};
 use crate::ui::{self, Ui};
 
@@ -511,8 +510,7 @@ fn https_probe(
     let credential = c
         .netrc
         .as_deref()
-        .and_then(|p| crate::fs::read_optional(p).ok().flatten())
-        .and_then(|t| Netrc::parse(&t).ok())
+        .and_then(|p| crate::nix::read_netrc(p).ok().flatten())
         .and_then(|n| {
             Some((
                 n.get(&machine)?.login.unwrap_or_default(),

@@ -9,7 +9,6 @@ use super::{ListArgs, Run};
 use crate::cache::CacheKind;
 use crate::config::{CacheEntry, Config, Dirs, SecretStore};
 use crate::nix::conf::NixConf;
-use crate::nix::netrc::Netrc;
 use crate::ui::Ui;
 
 /// What `list` says about one cache.
@@ -47,10 +46,9 @@ fn describe(c: &CacheEntry) -> Row {
         (CacheKind::Https { .. }, SecretStore::Keyring) => ("keyring".to_string(), c.has_token),
         (CacheKind::Https { .. }, SecretStore::Netrc) => match (&c.netrc, netrc_machine(&c.kind)) {
             (Some(path), Some(machine)) => {
-                let present = crate::fs::read_optional(path)
+                let present = crate::nix::read_netrc(path)
                     .ok()
                     .flatten()
-                    .and_then(|t| Netrc::parse(&t).ok())
                     .and_then(|n| n.get(&machine))
                     .is_some_and(|e| e.has_password);
                 if present {

@@ -95,7 +95,7 @@ impl Run for RemoveArgs {
                 CacheKind::S3(_) => None,
             };
             plan.edit(conf_path, 0o644, false, move |text| {
-                let mut c = NixConf::parse(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let mut c = NixConf::parse(text)?;
                 if let Some(u) = &substituter {
                     c.remove_value("substituters", u);
                     // `use` writes the URL as given; a trailing slash is the same cache.
@@ -123,7 +123,7 @@ impl Run for RemoveArgs {
                 ));
             } else {
                 plan.edit(netrc_path, 0o600, true, move |text| {
-                    let mut n = Netrc::parse(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+                    let mut n = Netrc::parse(text)?;
                     n.remove(&machine);
                     Ok(n.to_text())
                 });

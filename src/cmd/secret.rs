@@ -48,9 +48,8 @@ impl Run for SecretArgs {
                         let login = entry.login.clone();
                         let mut plan = Plan::new();
                         plan.edit(&path, 0o600, true, move |text| {
-                            let mut n = Netrc::parse(text).map_err(|e| anyhow::anyhow!("{e}"))?;
-                            n.upsert(&machine, &login, &token)
-                                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                            let mut n = Netrc::parse(text)?;
+                            n.upsert(&machine, &login, &token)?;
                             Ok(n.to_text())
                         });
                         plan.apply()?;
@@ -74,8 +73,7 @@ impl Run for SecretArgs {
                         (Some(path), Some(machine)) => {
                             let mut plan = Plan::new();
                             plan.edit(path, 0o600, true, move |text| {
-                                let mut n =
-                                    Netrc::parse(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+                                let mut n = Netrc::parse(text)?;
                                 n.remove(&machine);
                                 Ok(n.to_text())
                             });
@@ -217,8 +215,7 @@ fn status_row(e: &CacheEntry, store: &SecretStore, ui: &Ui) -> Result<serde_json
         }),
         (CacheKind::Https { .. }, Store::Netrc) => {
             let present = match (&e.netrc, netrc_machine(&e.kind)) {
-                (Some(p), Some(m)) => crate::fs::read_optional(p)?
-                    .and_then(|t| Netrc::parse(&t).ok())
+                (Some(p), Some(m)) => crate::nix::read_netrc(p)?
                     .and_then(|n| n.get(&m))
                     .is_some_and(|x| x.has_password),
                 _ => false,

@@ -239,8 +239,7 @@ fn use_https(
 
     let existing: Option<Zeroizing<String>> = netrc_path
         .as_deref()
-        .and_then(|p| crate::fs::read_optional(p).ok().flatten())
-        .and_then(|t| Netrc::parse(&t).ok())
+        .and_then(|p| crate::nix::read_netrc(p).ok().flatten())
         .and_then(|n| n.password(&machine));
     let keyring = entry.secret_store == SecretStore::Keyring;
     // A token kept in the keyring so far (a cache moving back to netrc takes it along).
@@ -295,12 +294,10 @@ fn use_https(
                 .caches()?
                 .iter()
                 .any(|c| c.name != entry.name && c.netrc.as_ref() == Some(path));
-            let emptied = crate::fs::read_optional(path)?
-                .and_then(|t| Netrc::parse(&t).ok())
-                .is_some_and(|mut n| {
-                    n.remove(&machine);
-                    n.entries().is_empty()
-                });
+            let emptied = crate::nix::read_netrc(path)?.is_some_and(|mut n| {
+                n.remove(&machine);
+                n.entries().is_empty()
+            });
             ours && !shared && emptied
         }
         _ => false,
@@ -316,16 +313,13 @@ fn use_https(
         };
         let netrc_line = netrc_line.clone();
         plan.edit(&conf_path, 0o644, false, move |text| {
-            let mut c = NixConf::parse(text).map_err(|e| anyhow::anyhow!("{e}"))?;
-            c.add_value("substituters", &url)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut c = NixConf::parse(text)?;
+            c.add_value("substituters", &url)?;
             for k in &keys {
-                c.add_value("trusted-public-keys", k)
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                c.add_value("trusted-public-keys", k)?;
             }
             if let Some(p) = &netrc_line {
-                c.set("netrc-file", &p.display().to_string())
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                c.set("netrc-file", &p.display().to_string())?;
             }
             if let Some(p) = &dropped
                 && c.get("netrc-file").map(PathBuf::from).as_ref() == Some(p)
@@ -340,16 +334,15 @@ fn use_https(
         let login = entry.login.clone();
         let token = token.clone();
         plan.edit(path, 0o600, true, move |text| {
-            let mut n = Netrc::parse(text).map_err(|e| anyhow::anyhow!("{e}"))?;
-            n.upsert(&machine, &login, &token)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut n = Netrc::parse(text)?;
+            n.upsert(&machine, &login, &token)?;
             Ok(n.to_text())
         });
     }
     if let (Some(path), true) = (&netrc_path, remove_netrc_entry) {
         let machine = machine.clone();
         plan.edit(path, 0o600, true, move |text| {
-            let mut n = Netrc::parse(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut n = Netrc::parse(text)?;
             n.remove(&machine);
             Ok(n.to_text())
         });
@@ -442,10 +435,9 @@ fn use_s3(args: &UseArgs, mut entry: CacheEntry, config_path: &Path, ui: &Ui) ->
             }
             let keys = entry.public_keys.clone();
             plan.edit(&conf, 0o644, false, move |text| {
-                let mut c = NixConf::parse(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let mut c = NixConf::parse(text)?;
                 for k in &keys {
-                    c.add_value("trusted-public-keys", k)
-                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    c.add_value("trusted-public-keys", k)?;
                 }
                 Ok(c.to_text())
             });

@@ -6,3 +6,9 @@ pub mod netrc;
 pub mod setup;
 pub mod snippet;
 pub mod target;
+
+/// The netrc file at `path`: `None` when it is missing or does not parse (callers that edit it
+/// go through a `Plan`, which reports parse errors with the line).
+pub fn read_netrc(path: &std::path::Path) -> anyhow::Result<Option<netrc::Netrc>> {
+    Ok(crate::fs::read_optional(path)?.and_then(|t| netrc::Netrc::parse(&t).ok()))
+}
