@@ -265,11 +265,7 @@ pub(super) fn fast_path() -> Option<i32> {
     if std::env::var_os(EXEC_MARKER).is_none() {
         let dirs = Dirs::new().ok()?;
         let cfg = Config::load(&dirs.config_file()).ok()?;
-        let needs_work = cfg
-            .caches()
-            .ok()?
-            .iter()
-            .any(|c| matches!(c.kind, CacheKind::S3(_)) || c.secret_store == Store::Keyring);
+        let needs_work = cfg.caches().ok()?.iter().any(needs_exec);
         if needs_work {
             return None;
         }
@@ -277,14 +273,15 @@ pub(super) fn fast_path() -> Option<i32> {
     Some(launch.replace())
 }
 
+/// Caches only `exec` can bring to Nix: S3 (the proxy) and HTTPS with a keyring token.
+fn needs_exec(c: &CacheEntry) -> bool {
+    matches!(c.kind, CacheKind::S3(_)) || c.secret_store == Store::Keyring
+}
+
 /// `--cache` names (all must be recorded), or every recorded S3 or keyring cache.
 fn selected_caches(args: &ExecArgs, cfg: &Config) -> Result<Vec<CacheEntry>> {
     if args.caches.is_empty() {
-        return Ok(cfg
-            .caches()?
-            .into_iter()
-            .filter(|c| matches!(c.kind, CacheKind::S3(_)) || c.secret_store == Store::Keyring)
-            .collect());
+        return Ok(cfg.caches()?.into_iter().filter(needs_exec).collect());
     }
     args.caches
         .iter()
