@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Benchmark of the loopback signing proxy (not a test). nginx serves the files as a fast S3
 # stand-in (it ignores signatures), so the numbers isolate what the proxy adds. Prints, from one
-# run: throughput through the proxy vs direct `curl --aws-sigv4`, p50/p99 added latency per
-# narinfo at 25 concurrent clients, and the proxy's peak RSS.
+# run: NAR throughput through the proxy's URL vs direct `curl --aws-sigv4`, p50/p99 added
+# latency per narinfo at 25 concurrent clients, and the proxy's peak RSS.
 #
-# Throughput: ROUNDS rounds, each fetching the object directly, through the proxy, and through
-# nginx's own reverse proxy (proxy_pass) on the same hop, interleaved so that load from other
-# processes hits all three alike; best-of and median are printed. The direct path is one hop
-# (nginx sendfile -> curl); any relay adds a hop in which every byte is copied into and out of
-# user space, so on a small machine even nginx's proxy_pass stays well below direct: the
-# reference line shows what a mature C proxy gets on the same machine at the same moment.
+# Throughput: ROUNDS rounds, each fetching the object directly; through the proxy's URL as Nix
+# does (curl following the proxy's 307 to a presigned URL, the default where S3 takes them);
+# streamed through a second proxy with `redirect-nars = false` (the fallback for stores that
+# refuse presigned URLs); and through nginx's own reverse proxy (proxy_pass) on the same hop.
+# Rounds are interleaved so that load from other processes hits all alike; best-of and median
+# are printed. A streaming relay adds a hop in which every byte is copied into and out of user
+# space, so on a small machine even nginx's proxy_pass stays well below direct: its line shows
+# what a mature C relay gets on the same machine at the same moment.
 #
 # usage: scripts/bench-proxy.sh [SIZE_MIB=512] [NARINFOS=1000] [ROUNDS=5]
 set -euo pipefail
@@ -29,26 +31,28 @@ BIN="$ROOT/target/release/nixstore-auth"
 WORK=$(mktemp -d /tmp/nixstore-auth-bench.XXXXXX)
 chmod 755 "$WORK"
 NGINX_PID=""
-LEASE_PID=""
 cleanup() {
-    [ -n "$LEASE_PID" ] && kill "$LEASE_PID" 2>/dev/null || true
-    exec 8>&- 2>/dev/null || true
-    if [ -f "$WORK/home/.local/share/nixstore-auth/proxy-secret" ]; then
-        env -i PATH="$PATH" HOME="$WORK/home" XDG_RUNTIME_DIR="$WORK/run" "$BIN" proxy stop >/dev/null 2>&1 || true
-    fi
+    for p in "${LEASE_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    exec 8>&- 9>&- 2>/dev/null || true
+    for name in redir stream; do
+        if [ -f "$WORK/$name/home/.local/share/nixstore-auth/proxy-secret" ]; then
+            env -i PATH="$PATH" HOME="$WORK/$name/home" XDG_RUNTIME_DIR="$WORK/$name/run" "$BIN" proxy stop >/dev/null 2>&1 || true
+        fi
+    done
     [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+[ -n "${BENCH_KEEP:-}" ] && trap "cat $WORK/*/home/.cache/nixstore-auth/proxy.log >&2; cleanup" EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # The "bucket": BUCKET/PREFIX/KEY, as the proxy addresses it path-style.
 DATA="$WORK/www/bkt/cache"
-mkdir -p "$DATA/nar" "$WORK/nginx" "$WORK/home/.config/nixstore-auth" "$WORK/run"
+mkdir -p "$DATA/nar" "$WORK/nginx"
 chmod -R 755 "$WORK/www"
-chmod 700 "$WORK/run"
 head -c "$((SIZE_MIB * 1024 * 1024))" /dev/urandom > "$DATA/nar/big.nar"
+printf 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 40\n' > "$DATA/nix-cache-info"
 for i in $(seq 1 "$NARINFOS"); do
     printf 'StorePath: /nix/store/%032d-p\nURL: nar/%d.nar.xz\nCompression: xz\nNarSize: 1234\n' "$i" "$i" > "$DATA/$(printf '%032d' "$i").narinfo"
 done
@@ -97,47 +101,69 @@ setsid nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" 2>>"$WORK/nginx/error.
 NGINX_PID=$!
 for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$NGINX_PORT/" && break; sleep 0.1; done
 
-# The proxy, with a lease held open through a pipe (credentials on stdin: nginx ignores them).
-PROXY_PORT=$(free_port)
-printf '[proxy]\nport = %s\n' "$PROXY_PORT" > "$WORK/home/.config/nixstore-auth/config.toml"
+# Two proxies, each with its own home and a lease held open through a pipe (credentials on
+# stdin: nginx ignores them): "redir" as configured by default, "stream" with redirect-nars off.
 KEY=AKIABENCHMARK
 SECRET=bench-secret-not-checked-by-nginx
-mkfifo "$WORK/lease.in"
-env -i PATH="$PATH" HOME="$WORK/home" XDG_RUNTIME_DIR="$WORK/run" \
-    "$BIN" proxy lease < "$WORK/lease.in" > "$WORK/lease.out" &
-LEASE_PID=$!
-exec 8> "$WORK/lease.in"
-printf '{"creds":{"access_key_id":"%s","secret_access_key":"%s"},"mounts":[{"name":"c","url":"s3://bkt/cache?endpoint=http://127.0.0.1:%s"}]}\n' \
-    "$KEY" "$SECRET" "$NGINX_PORT" >&8
-for _ in $(seq 100); do [ -s "$WORK/lease.out" ] && break; sleep 0.1; done
-BASE=$(sed -n 's/.*"base":"\([^"]*\)".*/\1/p' "$WORK/lease.out")
-PID=$(sed -n 's/.*"pid":\([0-9]*\).*/\1/p' "$WORK/lease.out")
-[ -n "$BASE" ] || { echo "the proxy did not start" >&2; exit 1; }
-PROXY_URL="$BASE/c"
+LEASE_PIDS=()
+start_proxy() { # NAME EXTRA_CONFIG -> sets BASE_<NAME>, PID_<NAME>
+    local name=$1 extra=$2 home="$WORK/$1/home" run="$WORK/$1/run" port
+    mkdir -p "$home/.config/nixstore-auth" "$run"
+    chmod 700 "$run"
+    port=$(free_port)
+    printf '[proxy]\nport = %s\n%s' "$port" "$extra" > "$home/.config/nixstore-auth/config.toml"
+    mkfifo "$WORK/$name/lease.in"
+    env -i PATH="$PATH" HOME="$home" XDG_RUNTIME_DIR="$run" \
+        "$BIN" proxy lease < "$WORK/$name/lease.in" > "$WORK/$name/lease.out" &
+    LEASE_PIDS+=($!)
+    # The write end stays open (fd 8 or 9) for the whole run: the lease lasts as long.
+    if [ "$name" = redir ]; then exec 8> "$WORK/$name/lease.in"; else exec 9> "$WORK/$name/lease.in"; fi
+    printf '{"creds":{"access_key_id":"%s","secret_access_key":"%s"},"mounts":[{"name":"c","url":"s3://bkt/cache?endpoint=http://127.0.0.1:%s"}]}\n' \
+        "$KEY" "$SECRET" "$NGINX_PORT" > "$WORK/$name/lease.in"
+    for _ in $(seq 100); do [ -s "$WORK/$name/lease.out" ] && break; sleep 0.1; done
+    local base pid
+    base=$(sed -n 's/.*"base":"\([^"]*\)".*/\1/p' "$WORK/$name/lease.out")
+    pid=$(sed -n 's/.*"pid":\([0-9]*\).*/\1/p' "$WORK/$name/lease.out")
+    [ -n "$base" ] || { echo "the $name proxy did not start" >&2; exit 1; }
+    printf -v "BASE_$name" '%s' "$base"
+    printf -v "PID_$name" '%s' "$pid"
+}
+start_proxy redir ""
+start_proxy stream "redirect-nars = false"$'\n'
+PROXY_URL="$BASE_redir/c"
+STREAM_URL="$BASE_stream/c"
+PID=$PID_redir
 DIRECT_URL="http://127.0.0.1:$NGINX_PORT/bkt/cache"
 SIGV4=(--aws-sigv4 "aws:amz:us-east-1:s3" -u "$KEY:$SECRET" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD")
 
-rss_kib() { awk '/^VmHWM/ {print $2}' "/proc/$PID/status"; }
+rss_kib() { awk '/^VmHWM/ {print $2}' "/proc/${1:-$PID}/status"; }
 
-# Warm the page cache and the connection pool.
+# Warm the page cache and the connection pools. The redirecting proxy must answer NARs with a
+# 307 to a presigned URL, and the streaming one with the bytes.
 curl -s -o /dev/null "$DIRECT_URL/nar/big.nar"
 curl -s -o /dev/null "$PROXY_URL/$(printf '%032d' 1).narinfo"
-RSS_BEFORE=$(rss_kib)
+curl -s -o /dev/null "$STREAM_URL/$(printf '%032d' 1).narinfo"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$PROXY_URL/nar/big.nar")" = 307 ] || { echo "the proxy did not redirect the NAR" >&2; exit 1; }
+curl -s -o /dev/null -w '%{redirect_url}\n' "$PROXY_URL/nar/big.nar" | grep -q 'X-Amz-Signature=' || { echo "the redirect is not presigned" >&2; exit 1; }
+[ "$(curl -s -o /dev/null -w '%{http_code}' -r 0-0 "$STREAM_URL/nar/big.nar")" = 206 ] || { echo "the streaming proxy did not stream" >&2; exit 1; }
+RSS_BEFORE=$(rss_kib); SRSS_BEFORE=$(rss_kib "$PID_stream")
 
 REF_URL="http://127.0.0.1:$REF_PORT/bkt/cache"
 speed() { curl -s -o /dev/null -w '%{speed_download}\n' "$@"; }  # URL [curl args...] -> bytes/s
-: > "$WORK/direct.bps"; : > "$WORK/proxy.bps"; : > "$WORK/ref.bps"
+: > "$WORK/direct.bps"; : > "$WORK/proxy.bps"; : > "$WORK/stream.bps"; : > "$WORK/ref.bps"
 for _ in $(seq "$ROUNDS"); do
     speed "$DIRECT_URL/nar/big.nar" "${SIGV4[@]}" >> "$WORK/direct.bps"
-    speed "$PROXY_URL/nar/big.nar" >> "$WORK/proxy.bps"
+    speed "$PROXY_URL/nar/big.nar" -L >> "$WORK/proxy.bps"
+    speed "$STREAM_URL/nar/big.nar" >> "$WORK/stream.bps"
     speed "$REF_URL/nar/big.nar" >> "$WORK/ref.bps"
 done
 best() { sort -g "$1" | tail -1; }
 median() { sort -g "$1" | awk '{a[NR]=$1} END { print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2 }'; }
 DIRECT_BPS=$(best "$WORK/direct.bps"); DIRECT_MED=$(median "$WORK/direct.bps")
 PROXY_BPS=$(best "$WORK/proxy.bps"); PROXY_MED=$(median "$WORK/proxy.bps")
+STREAM_BPS=$(best "$WORK/stream.bps"); STREAM_MED=$(median "$WORK/stream.bps")
 REF_BPS=$(best "$WORK/ref.bps"); REF_MED=$(median "$WORK/ref.bps")
-RSS_AFTER_BIG=$(rss_kib)
+RSS_AFTER_BIG=$(rss_kib); SRSS_AFTER_BIG=$(rss_kib "$PID_stream")
 
 # Latency: CONC curl processes at once, each fetching its share of the narinfos over one
 # keep-alive connection and printing the time of every request.
@@ -178,10 +204,13 @@ row() { # LABEL BEST MEDIAN
         printf "  %-22s best %5.0f (%5.1f%% of direct)   median %5.0f (%5.1f%% of direct)\n", l, b/1048576, 100*b/db, m/1048576, 100*m/dm }'
 }
 row "direct curl --aws-sigv4" "$DIRECT_BPS" "$DIRECT_MED"
-row "through the proxy" "$PROXY_BPS" "$PROXY_MED"
+row "proxy URL (307, default)" "$PROXY_BPS" "$PROXY_MED"
+row "streamed by the proxy" "$STREAM_BPS" "$STREAM_MED"
 row "nginx proxy_pass (ref)" "$REF_BPS" "$REF_MED"
 awk -v b="$PROXY_BPS" -v d="$DIRECT_BPS" -v m="$PROXY_MED" -v dm="$DIRECT_MED" 'BEGIN {
-    printf "RATIO proxy/direct: best %.1f%%, median %.1f%%\n", 100*b/d, 100*m/dm }'
+    printf "RATIO proxy/direct (NARs as Nix fetches them, default): best %.1f%%, median %.1f%%\n", 100*b/d, 100*m/dm }'
+awk -v b="$STREAM_BPS" -v d="$DIRECT_BPS" -v m="$STREAM_MED" -v dm="$DIRECT_MED" -v r="$REF_MED" 'BEGIN {
+    printf "RATIO streamed/direct (redirect-nars = false): best %.1f%%, median %.1f%% (nginx proxy_pass: median %.1f%%)\n", 100*b/d, 100*m/dm, 100*r/dm }'
 if [ "$NARINFOS" -gt 0 ]; then
     echo "narinfo latency at $CONC concurrent clients, $NARINFOS requests each way:"
     echo "  direct  p50 ${D50} ms  p99 ${D99} ms"
@@ -189,3 +218,4 @@ if [ "$NARINFOS" -gt 0 ]; then
     awk -v a="$P50" -v b="$D50" -v c="$P99" -v d="$D99" 'BEGIN { printf "  added   p50 %.3f ms  p99 %.3f ms\n", a-b, c-d }'
 fi
 echo "proxy peak RSS: ${RSS_PEAK} KiB (before the big transfers: ${RSS_BEFORE} KiB, after them: ${RSS_AFTER_BIG} KiB)"
+echo "streaming proxy peak RSS: $(rss_kib "$PID_stream") KiB (before the big transfers: ${SRSS_BEFORE} KiB, after streaming $ROUNDS x ${SIZE_MIB} MiB: ${SRSS_AFTER_BIG} KiB)"

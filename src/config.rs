@@ -111,6 +111,17 @@ impl Config {
         item.as_integer()
     }
 
+    /// `[table] key = true|false`; anything else there is an error that names the key.
+    pub fn get_bool(&self, table: &str, key: &str) -> Result<Option<bool>> {
+        match self.doc.get(table).and_then(|t| t.get(key)) {
+            None => Ok(None),
+            Some(item) => item
+                .as_bool()
+                .map(Some)
+                .with_context(|| format!("[{table}] {key} must be true or false")),
+        }
+    }
+
     pub fn caches(&self) -> Result<Vec<CacheEntry>> {
         let Some(item) = self.doc.get("caches") else {
             return Ok(Vec::new());
@@ -266,6 +277,17 @@ pub fn same_cache(a: &CacheKind, b: &CacheKind) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn booleans_are_read_and_a_wrong_type_is_an_error_naming_the_key() {
+        let p = Path::new("/c.toml");
+        let c = Config::parse("[proxy]\nredirect-nars = false\n", p).unwrap();
+        assert_eq!(c.get_bool("proxy", "redirect-nars").unwrap(), Some(false));
+        assert_eq!(c.get_bool("proxy", "other").unwrap(), None);
+        let c = Config::parse("[proxy]\nredirect-nars = \"no\"\n", p).unwrap();
+        let e = c.get_bool("proxy", "redirect-nars").unwrap_err();
+        assert!(e.to_string().contains("[proxy] redirect-nars"), "{e}");
+    }
 
     fn entry(name: &str, url: &str) -> CacheEntry {
         CacheEntry {

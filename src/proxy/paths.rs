@@ -34,6 +34,9 @@ pub struct Layout {
     /// Whether `port` came from config.toml (for error messages).
     pub port_from_config: bool,
     pub grace_secs: u64,
+    /// Whether NAR downloads may be answered with a redirect to a presigned S3 URL
+    /// (`[proxy] redirect-nars`, default true), so that their bytes bypass the proxy.
+    pub redirect_nars: bool,
 }
 
 impl Layout {
@@ -63,11 +66,16 @@ impl Layout {
                 None => DEFAULT_GRACE_SECS,
             },
         };
+        let redirect_nars = cfg
+            .get_bool("proxy", "redirect-nars")
+            .with_context(|| format!("in {}", cfg_path.display()))?
+            .unwrap_or(true);
         Ok(Layout {
             dirs,
             port,
             port_from_config,
             grace_secs,
+            redirect_nars,
         })
     }
 

@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::task::{Context as TaskContext, Poll};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 use zeroize::Zeroizing;
@@ -52,6 +52,8 @@ struct MountEntry {
     session: Option<Arc<Session>>,
     /// When the session that was dropped had expired, for the 503's explanation.
     expired_at: Option<i64>,
+    /// Whether S3 takes presigned GETs from this session: tried once, at the first NAR.
+    presign: tokio::sync::OnceCell<bool>,
 }
 
 struct State {
@@ -64,6 +66,7 @@ struct State {
     in_flight: AtomicUsize,
     port: u16,
     verbose: bool,
+    redirect_nars: bool,
     stop: tokio::sync::Notify,
 }
 
@@ -104,6 +107,7 @@ impl State {
                     s3: m.s3(),
                     session: Some(session),
                     expired_at: None,
+                    presign: Default::default(),
                 }),
             );
         }
@@ -336,6 +340,27 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         }
     };
     let url = sign::object_url(&mount.s3, &key);
+    // NARs are most of the bytes: where S3 takes presigned URLs, Nix gets one and downloads
+    // straight from S3 (curl, and so Nix, follows redirects), and the proxy copies nothing.
+    if method == Method::GET
+        && key.starts_with("nar/")
+        && state.redirect_nars
+        && presign_works(&state, &mount, &session, &name).await
+    {
+        let region = sign::region(&mount.s3);
+        match sign::presigned_get(&session, region, &url, PRESIGNED_FOR, SystemTime::now()) {
+            Ok(location) => match HeaderValue::from_str(&location) {
+                Ok(location) => {
+                    if state.verbose {
+                        log(format!("{what}: 307 to a presigned S3 URL"));
+                    }
+                    return Ok(redirect(location));
+                }
+                Err(_) => log(format!("{what}: the presigned URL is no header; streaming")),
+            },
+            Err(e) => log(format!("{what}: cannot presign ({e:#}); streaming")),
+        }
+    }
     let signed =
         match sign::signed_headers(&session, sign::region(&mount.s3), method.as_str(), &url) {
             Ok(h) => h,
@@ -453,6 +478,85 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
             )
         }
     })
+}
+
+/// How long a presigned NAR URL stays valid. Nix follows it at once; S3 checks it only when
+/// the download starts, so a long NAR outlives it safely.
+const PRESIGNED_FOR: Duration = Duration::from_secs(300);
+
+/// Whether S3 accepts presigned GETs from `session` for this mount, found once per mount entry
+/// (every lease brings a new one) with a presigned GET of `nix-cache-info`. Anything but a 2xx
+/// (moto with authentication on answers 500, a store may not support them, a firewall may
+/// differ) keeps NARs streaming through the proxy, which always works.
+async fn presign_works(
+    state: &State,
+    mount: &MountEntry,
+    session: &sign::Session,
+    name: &str,
+) -> bool {
+    *mount
+        .presign
+        .get_or_init(|| async {
+            let url = sign::object_url(&mount.s3, "nix-cache-info");
+            let region = sign::region(&mount.s3);
+            let answer = match sign::presigned_get(
+                session,
+                region,
+                &url,
+                PRESIGNED_FOR,
+                SystemTime::now(),
+            ) {
+                Ok(u) => {
+                    let req = Request::get(u)
+                        .header(header::USER_AGENT, USER_AGENT)
+                        .body(Empty::new().map_err(|never| match never {}).boxed_unsync());
+                    match req {
+                        Ok(req) => {
+                            match tokio::time::timeout(PROBE_TIMEOUT, state.client.request(req))
+                                .await
+                            {
+                                Ok(Ok(resp)) => {
+                                    let status = resp.status();
+                                    let _ = read_limited(resp, 64 * 1024).await;
+                                    Ok(status)
+                                }
+                                Ok(Err(e)) => Err(error_chain(&e)),
+                                Err(_) => Err("no answer in time".into()),
+                            }
+                        }
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+                Err(e) => Err(format!("{e:#}")),
+            };
+            let ok = matches!(&answer, Ok(s) if s.is_success());
+            log(match (&answer, ok) {
+                (_, true) => format!(
+                    "cache {name}: S3 takes presigned URLs; NAR downloads go straight to S3 (307)"
+                ),
+                (Ok(s), false) => format!(
+                    "cache {name}: a presigned GET got {}; NARs stream through the proxy",
+                    s.as_u16()
+                ),
+                (Err(e), false) => format!(
+                    "cache {name}: a presigned GET failed ({e}); NARs stream through the proxy"
+                ),
+            });
+            ok
+        })
+        .await
+}
+
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A 307 to `location`, never cached: the URL it names expires.
+fn redirect(location: HeaderValue) -> Response<Body> {
+    let mut r = Response::new(Empty::new().map_err(|never| match never {}).boxed_unsync());
+    *r.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+    let h = r.headers_mut();
+    h.insert(header::LOCATION, location);
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 /// Waits for S3's answer until `READ_TIMEOUT` passes with no progress: none since `last` (set
@@ -757,6 +861,7 @@ pub async fn run(layout: Layout, secret: Zeroizing<String>, verbose: bool) -> Re
         in_flight: AtomicUsize::new(0),
         port: layout.port,
         verbose,
+        redirect_nars: layout.redirect_nars,
         stop: tokio::sync::Notify::new(),
     });
     log(format!(
@@ -838,6 +943,7 @@ pub async fn run(layout: Layout, secret: Zeroizing<String>, verbose: bool) -> Re
                         s3: m.s3.clone(),
                         session: None,
                         expired_at: s.expiration,
+                        presign: Default::default(),
                     });
                 }
             }

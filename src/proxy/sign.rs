@@ -2,8 +2,8 @@
 
 use anyhow::{Context, Result};
 use aws_sigv4::http_request::{
-    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
-    UriPathNormalizationMode, sign,
+    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation,
+    SigningSettings, UriPathNormalizationMode, sign,
 };
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
@@ -169,6 +169,53 @@ pub fn signed_headers(
         .collect())
 }
 
+/// `GET url` signed in its query string (a presigned URL), valid for `expires` from `time`.
+/// Whoever holds it can read that one object until then, and nothing else: the secret key
+/// never leaves the proxy, and the session token alone cannot sign anything.
+pub fn presigned_get(
+    session: &Session,
+    region: &str,
+    url: &str,
+    expires: Duration,
+    time: SystemTime,
+) -> Result<String> {
+    let mut settings = SigningSettings::default();
+    settings.percent_encoding_mode = PercentEncodingMode::Single;
+    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    settings.payload_checksum_kind = PayloadChecksumKind::NoHeader;
+    settings.signature_location = SignatureLocation::QueryParams;
+    settings.expires_in = Some(expires);
+    let params = v4::SigningParams::builder()
+        .identity(&session.identity)
+        .region(region)
+        .name("s3")
+        .time(time)
+        .settings(settings)
+        .build()
+        .context("building the signing parameters")?
+        .into();
+    let req = SignableRequest::new(
+        "GET",
+        url,
+        std::iter::empty(),
+        SignableBody::UnsignedPayload,
+    )
+    .context("the upstream URL cannot be signed")?;
+    let (instructions, _sig) = sign(req, &params)
+        .context("presigning the upstream request")?
+        .into_parts();
+    let (_headers, query) = instructions.into_parts();
+    // Object URLs carry no query of their own (cache keys are paths).
+    let mut out = String::from(url);
+    for (i, (name, value)) in query.iter().enumerate() {
+        out.push(if i == 0 { '?' } else { '&' });
+        out.push_str(name);
+        out.push('=');
+        encode_segment(value, &mut out);
+    }
+    Ok(out)
+}
+
 /// What the proxy answers Nix for an upstream response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -281,6 +328,58 @@ mod tests {
         let auth = get("authorization").unwrap();
         assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=ASIAEXAMPLE/"));
         assert!(!auth.contains("s3cr3t"));
+    }
+
+    #[test]
+    fn presigned_urls_match_the_aws_documentation_example() {
+        // The example of "Authenticating Requests: Using Query Parameters" in the S3 API
+        // reference: same keys, time and expiry must give AWS's own signature.
+        let c = Credentials {
+            access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+            secret_access_key: zeroize::Zeroizing::new(
+                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+            ),
+            session_token: None,
+            expiration: None,
+        };
+        let at = UNIX_EPOCH + Duration::from_secs(1_369_353_600); // 2013-05-24T00:00:00Z
+        let url = presigned_get(
+            &Session::new(&c),
+            "us-east-1",
+            "https://examplebucket.s3.amazonaws.com/test.txt",
+            Duration::from_secs(86400),
+            at,
+        )
+        .unwrap();
+        assert_eq!(
+            url,
+            "https://examplebucket.s3.amazonaws.com/test.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256\
+             &X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request\
+             &X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host\
+             &X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"
+        );
+    }
+
+    #[test]
+    fn presigned_urls_carry_the_session_token_but_never_the_secret() {
+        let c = Credentials {
+            access_key_id: "ASIAEXAMPLE".into(),
+            secret_access_key: zeroize::Zeroizing::new("s3cr3t/key".into()),
+            session_token: Some(zeroize::Zeroizing::new("tok/en+=".into())),
+            expiration: Some(4_000_000_000),
+        };
+        let url = presigned_get(
+            &Session::new(&c),
+            "eu-west-1",
+            "http://127.0.0.1:9000/b/nar/x.nar.xz",
+            Duration::from_secs(300),
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert!(url.starts_with("http://127.0.0.1:9000/b/nar/x.nar.xz?X-Amz-Algorithm="));
+        assert!(url.contains("X-Amz-Security-Token=tok%2Fen%2B%3D"), "{url}");
+        assert!(url.contains("X-Amz-Expires=300"), "{url}");
+        assert!(!url.contains("s3cr3t"), "{url}");
     }
 
     #[test]
