@@ -14,6 +14,7 @@
 # what a mature C relay gets on the same machine at the same moment.
 #
 # usage: scripts/bench-proxy.sh [SIZE_MIB=512] [NARINFOS=1000] [ROUNDS=5]
+# (BENCH_SHOW_LOGS=1 prints the proxies' logs at the end)
 set -euo pipefail
 
 SIZE_MIB=${1:-512}
@@ -43,7 +44,7 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-[ -n "${BENCH_KEEP:-}" ] && trap "cat $WORK/*/home/.cache/nixstore-auth/proxy.log >&2; cleanup" EXIT
+[ -n "${BENCH_SHOW_LOGS:-}" ] && trap "cat $WORK/*/home/.cache/nixstore-auth/proxy.log >&2; cleanup" EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

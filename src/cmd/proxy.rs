@@ -54,9 +54,14 @@ fn status() -> Result<i32> {
                     .expiration
                     .map(|e| format!(", expires at {e} (epoch s)"))
                     .unwrap_or_default();
+                let nars = match m.nars.as_str() {
+                    "redirect" => ", NARs by presigned redirect",
+                    "stream" => ", NARs streamed",
+                    _ => "",
+                };
                 writeln!(
                     out,
-                    "cache: {} -> {} (session {}{exp})",
+                    "cache: {} -> {} (session {}{exp}{nars})",
                     m.name, m.url, m.session
                 )?;
             }

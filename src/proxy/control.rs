@@ -126,6 +126,9 @@ pub struct MountStatus {
     pub session: String,
     #[serde(default)]
     pub expiration: Option<i64>,
+    /// How NARs reach Nix: "redirect" (presigned URLs), "stream", or "untried" before the first.
+    #[serde(default)]
+    pub nars: String,
 }
 
 #[cfg(test)]

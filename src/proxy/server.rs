@@ -134,6 +134,13 @@ impl State {
                     .as_ref()
                     .and_then(|s| s.expiration)
                     .or(m.expired_at),
+                nars: match m.presign.get() {
+                    _ if !self.redirect_nars => "stream",
+                    Some(true) => "redirect",
+                    Some(false) => "stream",
+                    None => "untried",
+                }
+                .into(),
             })
             .collect();
         mounts.sort_by(|a, b| a.name.cmp(&b.name));
