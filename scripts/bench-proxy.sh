@@ -208,10 +208,13 @@ row "direct curl --aws-sigv4" "$DIRECT_BPS" "$DIRECT_MED"
 row "proxy URL (307, default)" "$PROXY_BPS" "$PROXY_MED"
 row "streamed by the proxy" "$STREAM_BPS" "$STREAM_MED"
 row "nginx proxy_pass (ref)" "$REF_BPS" "$REF_MED"
-awk -v b="$PROXY_BPS" -v d="$DIRECT_BPS" -v m="$PROXY_MED" -v dm="$DIRECT_MED" 'BEGIN {
-    printf "RATIO proxy/direct (NARs as Nix fetches them, default): best %.1f%%, median %.1f%%\n", 100*b/d, 100*m/dm }'
-awk -v b="$STREAM_BPS" -v d="$DIRECT_BPS" -v m="$STREAM_MED" -v dm="$DIRECT_MED" -v r="$REF_MED" 'BEGIN {
-    printf "RATIO streamed/direct (redirect-nars = false): best %.1f%%, median %.1f%% (nginx proxy_pass: median %.1f%%)\n", 100*b/d, 100*m/dm, 100*r/dm }'
+# Paired: each round's route against the direct fetch of the same round, so that drift in the
+# machine's load between rounds cancels out.
+paired() { paste "$WORK/direct.bps" "$1" | awk '{print 100*$2/$1}' | sort -g | awk '{a[NR]=$1} END { printf "%.1f", (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2 }'; }
+awk -v b="$PROXY_BPS" -v d="$DIRECT_BPS" -v m="$PROXY_MED" -v dm="$DIRECT_MED" -v p="$(paired "$WORK/proxy.bps")" 'BEGIN {
+    printf "RATIO proxy/direct (NARs as Nix fetches them, default): best %.1f%%, median %.1f%%, median of per-round ratios %.1f%%\n", 100*b/d, 100*m/dm, p }'
+awk -v b="$STREAM_BPS" -v d="$DIRECT_BPS" -v m="$STREAM_MED" -v dm="$DIRECT_MED" -v r="$REF_MED" -v p="$(paired "$WORK/stream.bps")" -v pr="$(paired "$WORK/ref.bps")" 'BEGIN {
+    printf "RATIO streamed/direct (redirect-nars = false): best %.1f%%, median %.1f%%, per-round %.1f%% (nginx proxy_pass: median %.1f%%, per-round %.1f%%)\n", 100*b/d, 100*m/dm, p, 100*r/dm, pr }'
 if [ "$NARINFOS" -gt 0 ]; then
     echo "narinfo latency at $CONC concurrent clients, $NARINFOS requests each way:"
     echo "  direct  p50 ${D50} ms  p99 ${D99} ms"
