@@ -391,7 +391,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
             })
             .boxed_unsync()
     } else {
-        Empty::new().map_err(|never| match never {}).boxed_unsync()
+        empty()
     };
     let mut up = Request::builder()
         .method(method.clone())
@@ -504,38 +504,7 @@ async fn presign_works(
     *mount
         .presign
         .get_or_init(|| async {
-            let url = sign::object_url(&mount.s3, "nix-cache-info");
-            let region = sign::region(&mount.s3);
-            let answer = match sign::presigned_get(
-                session,
-                region,
-                &url,
-                PRESIGNED_FOR,
-                SystemTime::now(),
-            ) {
-                Ok(u) => {
-                    let req = Request::get(u)
-                        .header(header::USER_AGENT, USER_AGENT)
-                        .body(Empty::new().map_err(|never| match never {}).boxed_unsync());
-                    match req {
-                        Ok(req) => {
-                            match tokio::time::timeout(PROBE_TIMEOUT, state.client.request(req))
-                                .await
-                            {
-                                Ok(Ok(resp)) => {
-                                    let status = resp.status();
-                                    let _ = read_limited(resp, 64 * 1024).await;
-                                    Ok(status)
-                                }
-                                Ok(Err(e)) => Err(error_chain(&e)),
-                                Err(_) => Err("no answer in time".into()),
-                            }
-                        }
-                        Err(e) => Err(e.to_string()),
-                    }
-                }
-                Err(e) => Err(format!("{e:#}")),
-            };
+            let answer = presigned_probe(state, mount, session).await;
             let ok = matches!(&answer, Ok(s) if s.is_success());
             log(match (&answer, ok) {
                 (_, true) => format!(
@@ -554,11 +523,43 @@ async fn presign_works(
         .await
 }
 
+/// S3's status for a presigned GET of the mount's `nix-cache-info`, or why there is none.
+async fn presigned_probe(
+    state: &State,
+    mount: &MountEntry,
+    session: &sign::Session,
+) -> Result<StatusCode, String> {
+    let url = sign::object_url(&mount.s3, "nix-cache-info");
+    let url = sign::presigned_get(
+        session,
+        sign::region(&mount.s3),
+        &url,
+        PRESIGNED_FOR,
+        SystemTime::now(),
+    )
+    .map_err(|e| format!("{e:#}"))?;
+    let req = Request::get(url)
+        .header(header::USER_AGENT, USER_AGENT)
+        .body(empty())
+        .map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(PROBE_TIMEOUT, state.client.request(req))
+        .await
+        .map_err(|_| "no answer in time".to_string())?
+        .map_err(|e| error_chain(&e))?;
+    let status = resp.status();
+    let _ = read_limited(resp, 64 * 1024).await;
+    Ok(status)
+}
+
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
 
 /// A 307 to `location`, never cached: the URL it names expires.
 fn redirect(location: HeaderValue) -> Response<Body> {
-    let mut r = Response::new(Empty::new().map_err(|never| match never {}).boxed_unsync());
+    let mut r = Response::new(empty());
     *r.status_mut() = StatusCode::TEMPORARY_REDIRECT;
     let h = r.headers_mut();
     h.insert(header::LOCATION, location);

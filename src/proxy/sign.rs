@@ -138,16 +138,62 @@ pub fn signed_headers(
     method: &str,
     url: &str,
 ) -> Result<Vec<(&'static str, String)>> {
+    let mut settings = s3_settings();
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    let (headers, _query) = sign_s3(session, region, method, url, settings, SystemTime::now())?;
+    Ok(headers)
+}
+
+/// `GET url` signed in its query string (a presigned URL), valid for `expires` from `time`.
+/// Whoever holds it can read that one object until then, and nothing else: the secret key
+/// never leaves the proxy, and the session token alone cannot sign anything.
+pub fn presigned_get(
+    session: &Session,
+    region: &str,
+    url: &str,
+    expires: Duration,
+    time: SystemTime,
+) -> Result<String> {
+    let mut settings = s3_settings();
+    settings.payload_checksum_kind = PayloadChecksumKind::NoHeader;
+    settings.signature_location = SignatureLocation::QueryParams;
+    settings.expires_in = Some(expires);
+    let (_headers, query) = sign_s3(session, region, "GET", url, settings, time)?;
+    // Object URLs carry no query of their own (cache keys are paths).
+    let mut out = String::from(url);
+    for (i, (name, value)) in query.iter().enumerate() {
+        out.push(if i == 0 { '?' } else { '&' });
+        out.push_str(name);
+        out.push('=');
+        encode_segment(value, &mut out);
+    }
+    Ok(out)
+}
+
+/// S3 signs the path exactly as sent: no double encoding, no normalisation.
+fn s3_settings() -> SigningSettings {
     let mut settings = SigningSettings::default();
-    // S3 signs the path exactly as sent: no double encoding, no normalisation.
     settings.percent_encoding_mode = PercentEncodingMode::Single;
     settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    settings
+}
+
+type Signature = (Vec<(&'static str, String)>, Vec<(&'static str, String)>);
+
+/// SigV4 for S3 with an unsigned payload: the headers and query parameters to add.
+fn sign_s3(
+    session: &Session,
+    region: &str,
+    method: &str,
+    url: &str,
+    settings: SigningSettings,
+    time: SystemTime,
+) -> Result<Signature> {
     let params = v4::SigningParams::builder()
         .identity(&session.identity)
         .region(region)
         .name("s3")
-        .time(SystemTime::now())
+        .time(time)
         .settings(settings)
         .build()
         .context("building the signing parameters")?
@@ -162,58 +208,17 @@ pub fn signed_headers(
     let (instructions, _sig) = sign(req, &params)
         .context("signing the upstream request")?
         .into_parts();
-    let (headers, _params) = instructions.into_parts();
-    Ok(headers
-        .into_iter()
-        .map(|h| (h.name(), h.value().to_string()))
-        .collect())
-}
-
-/// `GET url` signed in its query string (a presigned URL), valid for `expires` from `time`.
-/// Whoever holds it can read that one object until then, and nothing else: the secret key
-/// never leaves the proxy, and the session token alone cannot sign anything.
-pub fn presigned_get(
-    session: &Session,
-    region: &str,
-    url: &str,
-    expires: Duration,
-    time: SystemTime,
-) -> Result<String> {
-    let mut settings = SigningSettings::default();
-    settings.percent_encoding_mode = PercentEncodingMode::Single;
-    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-    settings.payload_checksum_kind = PayloadChecksumKind::NoHeader;
-    settings.signature_location = SignatureLocation::QueryParams;
-    settings.expires_in = Some(expires);
-    let params = v4::SigningParams::builder()
-        .identity(&session.identity)
-        .region(region)
-        .name("s3")
-        .time(time)
-        .settings(settings)
-        .build()
-        .context("building the signing parameters")?
-        .into();
-    let req = SignableRequest::new(
-        "GET",
-        url,
-        std::iter::empty(),
-        SignableBody::UnsignedPayload,
-    )
-    .context("the upstream URL cannot be signed")?;
-    let (instructions, _sig) = sign(req, &params)
-        .context("presigning the upstream request")?
-        .into_parts();
-    let (_headers, query) = instructions.into_parts();
-    // Object URLs carry no query of their own (cache keys are paths).
-    let mut out = String::from(url);
-    for (i, (name, value)) in query.iter().enumerate() {
-        out.push(if i == 0 { '?' } else { '&' });
-        out.push_str(name);
-        out.push('=');
-        encode_segment(value, &mut out);
-    }
-    Ok(out)
+    let (headers, query) = instructions.into_parts();
+    Ok((
+        headers
+            .into_iter()
+            .map(|h| (h.name(), h.value().to_string()))
+            .collect(),
+        query
+            .into_iter()
+            .map(|(k, v)| (k, v.into_owned()))
+            .collect(),
+    ))
 }
 
 /// What the proxy answers Nix for an upstream response.
