@@ -14,6 +14,9 @@ pub struct Dirs {
     pub config: PathBuf,
     pub cache: PathBuf,
     pub data: PathBuf,
+    /// `$XDG_STATE_HOME/nixstore-auth` (`~/.local/state/nixstore-auth`): what the tool
+    /// remembers between runs and must keep, like the proxy's port.
+    pub state: PathBuf,
     /// `$XDG_RUNTIME_DIR/nixstore-auth` when the session has one.
     pub runtime: Option<PathBuf>,
 }
@@ -26,6 +29,7 @@ impl Dirs {
             config: p.config_dir().to_path_buf(),
             cache: p.cache_dir().to_path_buf(),
             data: p.data_dir().to_path_buf(),
+            state: p.state_dir().unwrap_or_else(|| p.data_dir()).to_path_buf(),
             runtime: p.runtime_dir().map(Path::to_path_buf),
         })
     }

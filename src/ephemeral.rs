@@ -83,6 +83,7 @@ mod tests {
             config: tmp.path().join("c"),
             cache: tmp.path().join("k"),
             data: tmp.path().join("d"),
+            state: tmp.path().join("s"),
             runtime: Some(tmp.path().join("run")),
         };
         let f = EphemeralFile::create(&dirs, "netrc", b"machine a password b\n").unwrap();

@@ -274,6 +274,7 @@ mod tests {
             config: tmp.path().join("c"),
             cache: tmp.path().join("k"),
             data: tmp.path().join("d"),
+            state: tmp.path().join("s"),
             runtime: None,
         };
         let s = SecretStore::open(&cfg, &dirs, &Ui::default()).unwrap();

@@ -129,6 +129,9 @@ pub struct MountStatus {
     /// How NARs reach Nix: "redirect" (presigned URLs), "stream", or "untried" before the first.
     #[serde(default)]
     pub nars: String,
+    /// Whether root (the nix-daemon) has fetched the cache's `nix-cache-info` through the URL.
+    #[serde(default)]
+    pub daemon_used: bool,
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@ use http_body_util::{BodyExt, Empty, Full, combinators::UnsyncBoxBody};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -16,7 +15,7 @@ use std::sync::{Arc, RwLock};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, UnixListener, UnixStream};
+use tokio::net::{UnixListener, UnixStream};
 use zeroize::Zeroizing;
 
 use super::control::{self, MountStatus, Reply, WireMount};
@@ -38,14 +37,14 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// cost 7 MiB more peak RSS. It bounds memory per transfer, never by the object's size.
 const UPSTREAM_READ_BUF: usize = 1024 * 1024;
 
-/// One line in the proxy's log (its stderr). Callers never pass secrets or request paths
-/// (the path starts with the URL secret); they pass `NAME/KEY`.
+/// One line in the proxy's log (its stderr), sanitised. Callers never pass secrets or request
+/// paths (the path starts with the URL secret); they pass `NAME/KEY`.
 pub fn log(msg: impl AsRef<str>) {
-    let ts = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
-    eprintln!("{ts} {}", msg.as_ref());
+    super::log::line(msg.as_ref());
 }
+
+static NO_SECRET: super::log::Refusals = super::log::Refusals::new();
+static BAD_HOST: super::log::Refusals = super::log::Refusals::new();
 
 struct MountEntry {
     s3: S3Ref,
@@ -56,7 +55,7 @@ struct MountEntry {
     presign: tokio::sync::OnceCell<bool>,
 }
 
-struct State {
+pub(super) struct State {
     secret: RwLock<Zeroizing<String>>,
     secret_file: PathBuf,
     mounts: RwLock<HashMap<String, Arc<MountEntry>>>,
@@ -68,6 +67,10 @@ struct State {
     verbose: bool,
     redirect_nars: bool,
     stop: tokio::sync::Notify,
+    /// Caches whose `nix-cache-info` root (the nix-daemon) has fetched through the URL: proof,
+    /// from the user's side, that the daemon uses the URL (an administrator may have listed it
+    /// in a file the user cannot read).
+    daemon_used: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl State {
@@ -141,6 +144,11 @@ impl State {
                     None => "untried",
                 }
                 .into(),
+                daemon_used: self
+                    .daemon_used
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .contains(name),
             })
             .collect();
         mounts.sort_by(|a, b| a.name.cmp(&b.name));
@@ -269,8 +277,37 @@ const RESPONSE_HEADERS: &[HeaderName] = &[
     header::EXPIRES,
 ];
 
-async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+/// Whether the request names the proxy itself (`127.0.0.1:PORT`), as every URL it hands out
+/// does: anything else (a name that rebinds to loopback, a missing Host) is refused.
+fn host_ok(req: &Request<Incoming>, port: u16) -> bool {
+    let expected = format!("127.0.0.1:{port}");
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(h), None) => h.as_bytes() == expected.as_bytes(),
+        _ => false,
+    }
+}
+
+/// Serves one request from a client owned by `peer_uid` (the proxy's own user, or root).
+pub(super) async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+    peer_uid: u32,
+) -> Result<Response<Body>, Infallible> {
     let guard = InFlight::new(&state);
+    if !host_ok(&req, state.port) {
+        BAD_HOST.note(|| {
+            format!(
+                "{} refused: a Host header not naming 127.0.0.1:{} (400)",
+                req.method(),
+                state.port
+            )
+        });
+        return Ok(text(
+            StatusCode::BAD_REQUEST,
+            "this proxy answers only to the URL nixstore-auth hands out (http://127.0.0.1:PORT/...)",
+        ));
+    }
     let path = req.uri().path().trim_start_matches('/');
     let (given, rest) = path.split_once('/').unwrap_or((path, ""));
     let authorised = {
@@ -279,10 +316,12 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
     };
     if !authorised {
         // Never log the path: a near miss of the secret would land in the log.
-        log(format!(
-            "{} refused: the URL lacks the proxy's secret (401)",
-            req.method()
-        ));
+        NO_SECRET.note(|| {
+            format!(
+                "{} refused: the URL lacks the proxy's secret (401)",
+                req.method()
+            )
+        });
         return Ok(text(
             StatusCode::UNAUTHORIZED,
             "the URL lacks this proxy's secret; use the URL that `nixstore-auth exec` hands to Nix (the secret changes with `nixstore-auth proxy rotate-secret`)",
@@ -305,6 +344,16 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         return Ok(text(
             StatusCode::METHOD_NOT_ALLOWED,
             "only GET, HEAD and PUT are served",
+        ));
+    }
+    // The daemon only reads; only the proxy's own user may write with its session.
+    if method == Method::PUT && !super::peer::may_write(peer_uid, super::paths::uid()) {
+        log(format!(
+            "{method} {name}/{key} refused: uid {peer_uid} may only read (403)"
+        ));
+        return Ok(text(
+            StatusCode::FORBIDDEN,
+            "only the user who runs this proxy may upload through it",
         ));
     }
     let what = format!("{method} {name}/{key}");
@@ -434,6 +483,13 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
     };
     let status = resp.status().as_u16();
     if (200..300).contains(&status) || matches!(status, 304 | 412 | 416) {
+        if peer_uid == 0 && key == "nix-cache-info" {
+            state
+                .daemon_used
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(name.clone());
+        }
         if state.verbose {
             log(format!("{what}: {status}"));
         }
@@ -780,29 +836,6 @@ async fn control_conn(state: Arc<State>, stream: UnixStream) {
     }
 }
 
-fn bind_http(layout: &Layout) -> Result<TcpListener> {
-    let sock = tokio::net::TcpSocket::new_v4()?;
-    // A previous proxy's connections in TIME_WAIT must not keep the port from us.
-    sock.set_reuseaddr(true)?;
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], layout.port));
-    match sock.bind(addr) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-            anyhow::bail!("{}", layout.port_taken_message())
-        }
-        Err(e) => {
-            return Err(e).with_context(|| format!("cannot listen on 127.0.0.1:{}", layout.port));
-        }
-    }
-    sock.listen(1024).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AddrInUse {
-            anyhow::anyhow!("{}", layout.port_taken_message())
-        } else {
-            anyhow::Error::new(e)
-        }
-    })
-}
-
 /// The client for S3: HTTP/1.1, HTTPS with the system's roots, pooled connections, no
 /// redirects (S3's redirects are errors to report, not to follow).
 fn upstream_client() -> Upstream {
@@ -842,7 +875,7 @@ pub async fn run(layout: Layout, secret: Zeroizing<String>, verbose: bool) -> Re
     // The previous proxy may still be releasing the port for a moment.
     let deadline = Instant::now() + Duration::from_secs(3);
     let http = loop {
-        match bind_http(&layout) {
+        match super::listen::bind(&layout) {
             Ok(l) => break l,
             Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await
@@ -871,6 +904,7 @@ pub async fn run(layout: Layout, secret: Zeroizing<String>, verbose: bool) -> Re
         verbose,
         redirect_nars: layout.redirect_nars,
         stop: tokio::sync::Notify::new(),
+        daemon_used: Default::default(),
     });
     log(format!(
         "listening on 127.0.0.1:{} (pid {}, idle grace {} s)",
@@ -879,45 +913,7 @@ pub async fn run(layout: Layout, secret: Zeroizing<String>, verbose: bool) -> Re
         layout.grace_secs
     ));
 
-    let st = state.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, client)) = http.accept().await else {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            };
-            let _ = tcp.set_nodelay(true);
-            // Another local user holding a leaked URL is refused: only we and root (the
-            // nix-daemon) may use our session. Unknown owner: the URL secret alone decides.
-            let foreign = tcp
-                .local_addr()
-                .ok()
-                .and_then(|server| super::peer::allowed(client, server))
-                == Some(false);
-            let st = st.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| {
-                    let st = st.clone();
-                    async move {
-                        if foreign {
-                            log(format!(
-                                "{} refused: the client belongs to another user (401)",
-                                req.method()
-                            ));
-                            return Ok(text(
-                                StatusCode::UNAUTHORIZED,
-                                "this proxy serves only the user who runs it and the nix-daemon",
-                            ));
-                        }
-                        handle(st, req).await
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
-            });
-        }
-    });
+    tokio::spawn(super::listen::serve(state.clone(), http));
     let st = state.clone();
     tokio::spawn(async move {
         loop {
