@@ -147,6 +147,11 @@ impl Run for ExecArgs {
                 }
                 leases.push(lease);
             }
+            // A Nix client that opens the proxy's URL itself (single-user, `nix copy`)
+            // records it, secret included, in its cache database: keep that private.
+            if let Err(e) = crate::nix::client_cache::protect() {
+                ui.warn(format!("{e:#}"));
+            }
             warn_if_daemon_ignores(&settings, ui);
             let keys: Vec<String> = s3.iter().flat_map(|c| c.public_keys.clone()).collect();
             if !keys.is_empty() {

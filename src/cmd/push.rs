@@ -73,6 +73,8 @@ impl Run for PushArgs {
             }],
             ui,
         )?;
+        // `nix copy` records the store URL (with the proxy's secret) in Nix's cache database.
+        crate::nix::client_cache::protect()?;
         let mut store = lease.url_for(&entry.name);
         if let Some(k) = &key {
             store.push_str("?secret-key=");
