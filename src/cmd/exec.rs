@@ -369,7 +369,20 @@ fn warn_if_daemon_ignores(settings: &[Setting], ui: &Ui) {
                 .iter()
                 .any(|t| t.trim_end_matches('/') == s.value.trim_end_matches('/'))
         });
-    if ignored {
+    // The URL may be listed in a file only root reads (the administrator keeps it out of
+    // world-readable files): then the client cannot tell, and a warning would be wrong.
+    if ignored && !setup.system.unreadable.is_empty() {
+        ui.debug(format!(
+            "cannot check whether the nix-daemon accepts the proxy's URL: {} is readable only by root",
+            setup
+                .system
+                .unreadable
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    } else if ignored {
         ui.warn(
             "the nix-daemon does not trust you and will ignore the proxy's URL; `nixstore-auth use CACHE --mode print` shows what your administrator can add",
         );

@@ -12,7 +12,7 @@ use crate::error::EXIT_NEEDS_ADMIN;
 use crate::nix::conf::NixConf;
 use crate::nix::netrc::Netrc;
 use crate::nix::setup::{self, NixSetup};
-use crate::nix::snippet::{NetrcHint, Snippet};
+use crate::nix::snippet::{NetrcHint, PrivateFile, Snippet};
 use crate::nix::target::{self, Target};
 use crate::plan::Plan;
 use crate::ui::{self, Ui};
@@ -445,10 +445,35 @@ fn use_s3(args: &UseArgs, mut entry: CacheEntry, config_path: &Path, ui: &Ui) ->
         }
         Target::Write { .. } | Target::SubstituterOnly { .. } => {}
         Target::Print | Target::NeedsAdmin | Target::NixosModule => {
-            let mut snippet = Snippet::default();
-            snippet.push("extra-trusted-substituters", vec![proxy_url.clone()]);
+            let conf_dir = setup.system_conf.parent().unwrap_or(Path::new("/etc/nix"));
+            let private = conf_dir.join(format!(
+                "nixstore-auth-{}-{}.conf",
+                crate::cache::sanitize_name(&setup.user),
+                entry.name
+            ));
+            let mut snippet = Snippet {
+                private: Some(PrivateFile {
+                    path: private.display().to_string(),
+                    settings: vec![(
+                        "extra-trusted-substituters".to_string(),
+                        vec![proxy_url.clone()],
+                    )],
+                }),
+                ..Snippet::default()
+            };
             snippet.push("extra-trusted-public-keys", entry.public_keys.clone());
             let format = args.format.on_nixos(target == Target::NixosModule);
+            if target == Target::NeedsAdmin && daemon_uses_proxy(&entry.name) {
+                // Listed in a file we cannot read, and the running proxy has seen the daemon.
+                ui.info(format!(
+                    "the nix-daemon already fetches {url} through your proxy's URL (an administrator listed it in a file only root reads)"
+                ));
+                record(&mut plan, config_path, &entry, None);
+                if !args.dry_run {
+                    plan.apply()?;
+                }
+                return Ok(0);
+            }
             if target == Target::NeedsAdmin {
                 // Not explain_untrusted: for S3 the cache is recorded, and no later `use`
                 // edits the user's nix.conf (exec forwards the URL).
@@ -462,12 +487,19 @@ fn use_s3(args: &UseArgs, mut entry: CacheEntry, config_path: &Path, ui: &Ui) ->
                     "the cache is recorded"
                 };
                 ui.info(format!(
-                    "{recorded}. An administrator can either allow your proxy's URL without trusting you (the lines below, in {}, then restart the nix-daemon; afterwards `nixstore-auth exec -- nix build ...` substitutes from it), or add you to `trusted-users` (which makes you effectively root).",
-                    setup.system_conf.display()
+                    "{recorded}. An administrator can either allow your proxy's URL without trusting you (the lines below, then restart the nix-daemon; afterwards `nixstore-auth exec -- nix build ...` substitutes from it), or add you to `trusted-users` (which makes you effectively root).",
                 ));
+                if !setup.system.unreadable.is_empty() {
+                    ui.info(format!(
+                        "{} cannot be read by you, so whether it already lists your proxy's URL cannot be checked from here; after a first `nixstore-auth exec`, `nixstore-auth doctor {}` tells",
+                        setup.system.unreadable.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+                        entry.name
+                    ));
+                }
             }
             ui.warn(format!(
-                "the URL below contains your proxy's secret; in {} it is readable by every local user, who could then read the bucket through your proxy while it runs. Rotate it with `nixstore-auth proxy rotate-secret` if it leaks.",
+                "the URL below contains your proxy's secret: keep it in {} (root-only, 0600) as shown, never in {}, which is readable by every local user (who could then read the bucket through your proxy while it runs). Rotate it with `nixstore-auth proxy rotate-secret` if it leaks.",
+                private.display(),
                 setup.system_conf.display()
             ));
             print!("{}", snippet.render(format));
@@ -616,6 +648,14 @@ fn report_includes(ui: &Ui, conf: &NixConf, path: &Path, url: &str) {
             ));
         }
     }
+}
+
+/// Whether the running proxy has seen root (the nix-daemon) fetch this cache through its URL.
+fn daemon_uses_proxy(name: &str) -> bool {
+    crate::proxy::status()
+        .ok()
+        .flatten()
+        .is_some_and(|st| st.mounts.iter().any(|m| m.name == name && m.daemon_used))
 }
 
 fn explain_untrusted(ui: &Ui, setup: &NixSetup, url: &str) {
