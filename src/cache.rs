@@ -119,6 +119,14 @@ pub fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks a netrc login (`--login`, or recorded in config.toml) with netrc's one rule.
+pub fn validate_login(login: &str) -> Result<()> {
+    if let Some(why) = crate::nix::netrc::word_problem(login, false) {
+        bail!("the login {login:?} {why}");
+    }
+    Ok(())
+}
+
 /// Does `s` look like a URL rather than a recorded cache's name?
 pub fn looks_like_url(s: &str) -> bool {
     s.contains("://")

@@ -7,7 +7,7 @@ use zeroize::Zeroizing;
 
 use super::{Run, UseArgs};
 use crate::cache::{self, CacheKind};
-use crate::config::{CacheEntry, Config, Dirs, SecretStore};
+use crate::config::{CacheEntry, Config, DEFAULT_LOGIN, Dirs, SecretStore};
 use crate::error::EXIT_NEEDS_ADMIN;
 use crate::nix::conf::NixConf;
 use crate::nix::netrc::Netrc;
@@ -77,6 +77,8 @@ impl Run for UseArgs {
             added_netrc_line: false,
             has_token: recorded.as_ref().is_some_and(|r| r.has_token),
         };
+        // Checked now, not when netrc is written: a keyring cache records it for `exec`.
+        cache::validate_login(&entry.login)?;
         if entry.secret_store == SecretStore::Keyring && matches!(entry.kind, CacheKind::S3(_)) {
             bail!(
                 "--secret-store applies to HTTPS caches; S3 caches use your AWS session (see `nixstore-auth aws add-key`)"
@@ -93,9 +95,6 @@ impl Run for UseArgs {
         }
     }
 }
-
-/// The netrc login when neither --login nor a recorded cache gives one.
-const DEFAULT_LOGIN: &str = "nixstore-auth";
 
 /// Finds the cache named on the command line: a URL (maybe already recorded) or a recorded name.
 pub(crate) fn resolve_cache(config: &Config, arg: &str) -> Result<(CacheKind, Option<CacheEntry>)> {
