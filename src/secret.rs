@@ -13,7 +13,35 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use zeroize::Zeroizing;
 
 use crate::config::{Config, Dirs};
+use crate::nix::netrc;
 use crate::ui::Ui;
+
+/// A cache's token, valid by construction: one netrc word that curl reads back unchanged
+/// ([`netrc::word_problem`]), since a token ends up in a netrc file either way (the user's, or
+/// the ephemeral one `exec` writes from the keyring). `use`, `secret set` and `exec` all build
+/// it with [`Token::new`], so what one accepts the others accept too.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(Zeroizing<String>);
+
+impl Token {
+    /// Checks `value`; the error says what is wrong without showing the token.
+    pub fn new(value: Zeroizing<String>) -> Result<Token> {
+        if let Some(why) = netrc::word_problem(&value, true) {
+            bail!("the token {why}; refusing it");
+        }
+        Ok(Token(value))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
 
 /// The keyring service every entry of ours lives under.
 pub const SERVICE: &str = "nixstore-auth";
@@ -239,6 +267,34 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn tokens_follow_the_netrc_rule_and_errors_never_show_them() {
+        let ok = ["s3cr3t", "a#b", "eyJhbGciOi.J9-_x+/=", "ünïcode", "machine"];
+        for t in ok {
+            assert_eq!(Token::new(Zeroizing::new(t.into())).unwrap().as_str(), t);
+        }
+        let bad = [
+            ("", "is empty"),
+            ("SEC RET", "whitespace"),
+            ("SEC\tRET", "whitespace"),
+            ("SEC\nRET", "whitespace"),
+            ("SEC\u{1}RET", "control character"),
+            ("SEC\"RET", "double quote"),
+            ("#SECRET", "starts with '#'"),
+            ("SEC\u{a0}RET", "whitespace"),
+        ];
+        for (t, needle) in bad {
+            let err = format!("{:#}", Token::new(Zeroizing::new(t.into())).unwrap_err());
+            assert!(
+                err.starts_with("the token ") && err.contains(needle),
+                "{t:?}: {err}"
+            );
+            assert!(!err.contains("SEC") && !err.contains("U+"), "{err}");
+        }
+        let t = Token::new(Zeroizing::new("s3cr3t".into())).unwrap();
+        assert!(!format!("{t:?}").contains("s3cr3t"));
+    }
 
     #[test]
     fn file_store_round_trip_is_private() {

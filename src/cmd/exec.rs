@@ -11,7 +11,7 @@
 //!   command line). While a proxy lease or an ephemeral file must live, CMD runs as a child and
 //!   its status is passed on; otherwise this process becomes CMD.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use zeroize::Zeroizing;
 
@@ -27,7 +27,7 @@ use crate::nix::forward::{self, Setting};
 use crate::nix::netrc::Netrc;
 use crate::nix::setup;
 use crate::proxy;
-use crate::secret::SecretStore;
+use crate::secret::{SecretStore, Token};
 use crate::ui::Ui;
 
 /// Set in the environment of every command `exec` runs.
@@ -337,8 +337,12 @@ fn ephemeral_netrc(
         };
         match store.get(&token_account(&c.name))? {
             Some(token) => {
+                // What `use` and `secret set` store passes; anything else was put there by hand.
+                let token = Token::new(token).with_context(|| {
+                    format!("cache {}: the token in {}", c.name, store.describe())
+                })?;
                 netrc
-                    .upsert(&machine, &c.login, &token)
+                    .upsert(&machine, &c.login, token.as_str())
                     .map_err(|e| anyhow::anyhow!("cache {}: {e}", c.name))?;
             }
             None => ui.warn(format!(

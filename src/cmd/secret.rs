@@ -14,7 +14,7 @@ use crate::cache::CacheKind;
 use crate::config::{CacheEntry, Config, Dirs, SecretStore as Store};
 use crate::nix::netrc::Netrc;
 use crate::plan::Plan;
-use crate::secret::SecretStore;
+use crate::secret::{SecretStore, Token};
 use crate::ui::{self, Ui};
 
 impl Run for SecretArgs {
@@ -32,7 +32,7 @@ impl Run for SecretArgs {
                 match entry.secret_store {
                     Store::Keyring => {
                         let store = SecretStore::open(&cfg, &dirs, ui)?;
-                        store.set(&token_account(&entry.name), &token)?;
+                        store.set(&token_account(&entry.name), token.as_str())?;
                         ui.info(format!(
                             "stored a new token for {} in {}",
                             entry.name,
@@ -49,7 +49,7 @@ impl Run for SecretArgs {
                         let mut plan = Plan::new();
                         plan.edit(&path, 0o600, true, move |text| {
                             let mut n = Netrc::parse(text)?;
-                            n.upsert(&machine, &login, &token)?;
+                            n.upsert(&machine, &login, token.as_str())?;
                             Ok(n.to_text())
                         });
                         plan.apply()?;
@@ -148,7 +148,7 @@ fn https_only(entry: CacheEntry) -> Result<CacheEntry> {
     Ok(entry)
 }
 
-fn read_token(token_stdin: bool, entry: &CacheEntry) -> Result<Zeroizing<String>> {
+fn read_token(token_stdin: bool, entry: &CacheEntry) -> Result<Token> {
     let token = if token_stdin || !ui::has_tty() {
         if !token_stdin {
             bail!("no terminal to ask on: pipe the token with --token-stdin");
@@ -169,7 +169,7 @@ fn read_token(token_stdin: bool, entry: &CacheEntry) -> Result<Zeroizing<String>
     if token.is_empty() {
         bail!("the token is empty");
     }
-    Ok(token)
+    Token::new(token)
 }
 
 fn mark_token(config_path: &std::path::Path, name: &str, present: bool) -> Result<()> {

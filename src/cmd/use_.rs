@@ -7,7 +7,7 @@ use zeroize::Zeroizing;
 
 use super::{Run, UseArgs};
 use crate::cache::{self, CacheKind};
-use crate::config::{CacheEntry, Config, Dirs, SecretStore};
+use crate::config::{CacheEntry, Config, DEFAULT_LOGIN, Dirs, SecretStore};
 use crate::error::EXIT_NEEDS_ADMIN;
 use crate::nix::conf::NixConf;
 use crate::nix::netrc::Netrc;
@@ -15,6 +15,7 @@ use crate::nix::setup::{self, NixSetup};
 use crate::nix::snippet::{NetrcHint, PrivateFile, Snippet};
 use crate::nix::target::{self, Target};
 use crate::plan::Plan;
+use crate::secret::Token;
 use crate::ui::{self, Ui};
 
 impl Run for UseArgs {
@@ -76,6 +77,8 @@ impl Run for UseArgs {
             added_netrc_line: false,
             has_token: recorded.as_ref().is_some_and(|r| r.has_token),
         };
+        // Checked now, not when netrc is written: a keyring cache records it for `exec`.
+        cache::validate_login(&entry.login)?;
         if entry.secret_store == SecretStore::Keyring && matches!(entry.kind, CacheKind::S3(_)) {
             bail!(
                 "--secret-store applies to HTTPS caches; S3 caches use your AWS session (see `nixstore-auth aws add-key`)"
@@ -92,9 +95,6 @@ impl Run for UseArgs {
         }
     }
 }
-
-/// The netrc login when neither --login nor a recorded cache gives one.
-const DEFAULT_LOGIN: &str = "nixstore-auth";
 
 /// Finds the cache named on the command line: a URL (maybe already recorded) or a recorded name.
 pub(crate) fn resolve_cache(config: &Config, arg: &str) -> Result<(CacheKind, Option<CacheEntry>)> {
@@ -262,12 +262,21 @@ fn use_https(
     } else {
         None
     };
-    // Migration: the token moves between netrc and keyring when no new one is given.
+    // Migration: the token moves between netrc and keyring when no new one is given. It must
+    // pass the same rule, or `exec` would refuse it later.
     if token.is_none() && keyring && !recorded_keyring {
-        token = existing.clone();
+        token = existing
+            .clone()
+            .map(Token::new)
+            .transpose()
+            .context("cannot move the netrc entry's token into the keyring")?;
     }
     if token.is_none() && !keyring && recorded_keyring {
-        token = in_keyring.clone();
+        token = in_keyring
+            .clone()
+            .map(Token::new)
+            .transpose()
+            .context("cannot move the keyring's token into netrc")?;
     }
     let remove_netrc_entry = keyring && existing.is_some();
     let writes_netrc = token.is_some() && !keyring;
@@ -335,7 +344,7 @@ fn use_https(
         let token = token.clone();
         plan.edit(path, 0o600, true, move |text| {
             let mut n = Netrc::parse(text)?;
-            n.upsert(&machine, &login, &token)?;
+            n.upsert(&machine, &login, token.as_str())?;
             Ok(n.to_text())
         });
     }
@@ -371,7 +380,7 @@ fn use_https(
     }
     // The secret goes first: if the keyring refuses it, no file has changed yet.
     if let (Some(st), Some(t), true) = (&store, &token, keyring) {
-        st.set(&account, t)?;
+        st.set(&account, t.as_str())?;
         ui.info(format!(
             "stored the token for {machine} in {}",
             st.describe()
@@ -551,7 +560,7 @@ fn record(plan: &mut Plan<'_>, config_path: &Path, entry: &CacheEntry, netrc_lin
     });
 }
 
-fn read_token(args: &UseArgs, machine: &str, existing: bool) -> Result<Option<Zeroizing<String>>> {
+fn read_token(args: &UseArgs, machine: &str, existing: bool) -> Result<Option<Token>> {
     if args.no_token {
         return Ok(None);
     }
@@ -564,8 +573,7 @@ fn read_token(args: &UseArgs, machine: &str, existing: bool) -> Result<Option<Ze
         if token.is_empty() {
             bail!("--token-stdin: standard input was empty");
         }
-        check_token(&token)?;
-        return Ok(Some(token));
+        return Token::new(token).map(Some);
     }
     if let Some(var) = &args.token_env {
         let value = std::env::var(var)
@@ -573,8 +581,7 @@ fn read_token(args: &UseArgs, machine: &str, existing: bool) -> Result<Option<Ze
         if value.is_empty() {
             bail!("--token-env {var}: the variable is empty");
         }
-        check_token(&value)?;
-        return Ok(Some(Zeroizing::new(value)));
+        return Token::new(Zeroizing::new(value)).map(Some);
     }
     if ui::has_tty() {
         let term = console::Term::stderr();
@@ -586,8 +593,10 @@ fn read_token(args: &UseArgs, machine: &str, existing: bool) -> Result<Option<Ze
             .interact_on(&term)
             .context("cannot read the token from the terminal")?;
         let token = Zeroizing::new(token);
-        check_token(&token)?;
-        return Ok((!token.is_empty()).then_some(token));
+        if token.is_empty() {
+            return Ok(None);
+        }
+        return Token::new(token).map(Some);
     }
     if existing {
         return Ok(None);
@@ -595,17 +604,6 @@ fn read_token(args: &UseArgs, machine: &str, existing: bool) -> Result<Option<Ze
     bail!(
         "no token given and no terminal to ask on: pipe it with --token-stdin, name a variable with --token-env VAR, or pass --no-token for a cache that needs none"
     )
-}
-
-/// A netrc token is one word: whitespace or a control character would split it into more
-/// entries (an injection). The message never repeats the token.
-fn check_token(token: &str) -> Result<()> {
-    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        bail!(
-            "the token contains whitespace or a control character (only its last line break is dropped); refusing it"
-        );
-    }
-    Ok(())
 }
 
 fn confirm_hiding(args: &UseArgs, ui: &Ui, hidden: &Path) -> Result<()> {

@@ -395,7 +395,16 @@ pub(super) async fn handle(
             ));
         }
     };
-    let url = sign::object_url(&mount.s3, &key);
+    let (region, url) = match sign::upstream(&mount.s3, &key) {
+        Ok(target) => target,
+        Err(e) => {
+            log(format!("{what}: {e:#} (502)"));
+            return Ok(text(
+                StatusCode::BAD_GATEWAY,
+                "the cache's S3 settings are invalid; see the proxy log",
+            ));
+        }
+    };
     // NARs are most of the bytes: where S3 takes presigned URLs, Nix gets one and downloads
     // straight from S3 (curl, and so Nix, follows redirects), and the proxy copies nothing.
     if method == Method::GET
@@ -403,7 +412,6 @@ pub(super) async fn handle(
         && state.redirect_nars
         && presign_works(&state, &mount, &session, &name).await
     {
-        let region = sign::region(&mount.s3);
         match sign::presigned_get(&session, region, &url, PRESIGNED_FOR, SystemTime::now()) {
             Ok(location) => match HeaderValue::from_str(&location) {
                 Ok(location) => {
@@ -417,17 +425,16 @@ pub(super) async fn handle(
             Err(e) => log(format!("{what}: cannot presign ({e:#}); streaming")),
         }
     }
-    let signed =
-        match sign::signed_headers(&session, sign::region(&mount.s3), method.as_str(), &url) {
-            Ok(h) => h,
-            Err(e) => {
-                log(format!("{what}: cannot sign: {e:#} (502)"));
-                return Ok(text(
-                    StatusCode::BAD_GATEWAY,
-                    "cannot sign the upstream request",
-                ));
-            }
-        };
+    let signed = match sign::signed_headers(&session, region, method.as_str(), &url) {
+        Ok(h) => h,
+        Err(e) => {
+            log(format!("{what}: cannot sign: {e:#} (502)"));
+            return Ok(text(
+                StatusCode::BAD_GATEWAY,
+                "cannot sign the upstream request",
+            ));
+        }
+    };
     let (parts, body) = req.into_parts();
     let progress = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
     let up_body: Body = if method == Method::PUT {
@@ -585,15 +592,10 @@ async fn presigned_probe(
     mount: &MountEntry,
     session: &sign::Session,
 ) -> Result<StatusCode, String> {
-    let url = sign::object_url(&mount.s3, "nix-cache-info");
-    let url = sign::presigned_get(
-        session,
-        sign::region(&mount.s3),
-        &url,
-        PRESIGNED_FOR,
-        SystemTime::now(),
-    )
-    .map_err(|e| format!("{e:#}"))?;
+    let (region, url) =
+        sign::upstream(&mount.s3, "nix-cache-info").map_err(|e| format!("{e:#}"))?;
+    let url = sign::presigned_get(session, region, &url, PRESIGNED_FOR, SystemTime::now())
+        .map_err(|e| format!("{e:#}"))?;
     let req = Request::get(url)
         .header(header::USER_AGENT, USER_AGENT)
         .body(empty())
