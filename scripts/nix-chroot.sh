@@ -14,6 +14,7 @@
 #   scripts/nix-chroot.sh install-binary FILE        # copy a host binary to the chroot's /usr/local/bin
 #   scripts/nix-chroot.sh run USER [VAR=VALUE...] -- CMD [ARG...]   # as USER, NIX_REMOTE=daemon
 #   scripts/nix-chroot.sh version           # the chroot's `nix --version`
+#   scripts/nix-chroot.sh pids              # processes running inside the chroot
 #   scripts/nix-chroot.sh path              # the chroot directory (for host-side file access)
 #
 # Environment:
@@ -35,6 +36,13 @@
 # - Chroot users and host users can share uids and always share the loopback: two per-uid proxies
 #   (one per Nix) collide on the same default port. Run one Nix version at a time.
 # - The daemon's log is $DIR/var/log/nix-daemon.log, its pid $DIR/run/nix-daemon.pid.
+# - netrc entries match a host, not a port: a `machine 127.0.0.1` line in the chroot's
+#   /etc/nix/netrc goes, as Basic auth, to every loopback server the daemon talks to (seen: to
+#   moto for an s3:// substituter, which answered 500 instead of 403). Remove it between tests.
+# - Nix 2.34's `nix-store -r` warns "you did not specify '--add-root'" (2.8 does not): tests that
+#   compare stderr must allow it.
+# - Times on this 2-core machine: fresh `ensure` about 50-110 s (debootstrap 30-60 s, apt 20-50 s),
+#   reused 0 s. The chroot takes about 1.1 GB (gnome-keyring pulls GTK through gcr).
 set -euo pipefail
 
 DIR=${NIXSTORE_AUTH_CHROOT:-/var/cache/nixstore-auth-test/sid}
@@ -155,10 +163,23 @@ mounted_under_dir() {
   awk -v d="$real" '$2 == d || index($2, d "/") == 1 { print $2 }' /proc/self/mounts | sort -r | uniq
 }
 
+# Processes whose root directory is the chroot (a proxy or keyring daemon a test left running).
+chroot_pids() {
+  local real p r
+  real=$(realpath "$DIR")
+  for p in /proc/[0-9]*; do
+    r=$(readlink "$p/root" 2>/dev/null) || continue
+    if [ "$r" = "$real" ]; then printf '%s\n' "${p#/proc/}"; fi
+  done
+}
+
 do_umount() {
   require_root
   do_stop_daemon
-  local m
+  local m pids
+  # Not killed here (they are not ours to end): listed, so the caller can end them by pid.
+  pids=$(chroot_pids | tr '\n' ' ')
+  [ -z "$pids" ] || say "still running in the chroot (unmounting lazily): pids $pids"
   while read -r m; do
     [ -n "$m" ] || continue
     # Lazily if busy (a leftover process in the chroot): detached now, freed when it exits.
@@ -250,6 +271,10 @@ configure_nix() {
 do_ensure() {
   require_root
   local total=$SECONDS
+  # One ensure at a time (two test runs starting together would debootstrap into one directory).
+  mkdir -p "$(dirname "$DIR")"
+  exec 9>"$DIR.lock"
+  flock 9
   stage "host: debootstrap present" host_debootstrap
   if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(stamp_value)" ]; then
     say "reusing the complete chroot at $DIR"
@@ -382,6 +407,7 @@ case $cmd in
   install-binary) require_root; do_install_binary "$@" ;;
   run) require_root; do_run "$@" ;;
   version) do_version ;;
+  pids) chroot_pids ;;
   path) printf '%s\n' "$DIR" ;;
   *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
 esac
