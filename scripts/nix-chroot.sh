@@ -67,7 +67,7 @@ PACKAGES=(nix-bin ca-certificates curl dbus dbus-x11 gnome-keyring libsecret-too
 RECIPE=3
 # The base /etc/nix/nix.conf. No internet: cache.nixos.org would make every lookup retry, hence
 # `substituters =`. No systemd and no user namespaces for sandboxing here: `sandbox = false`.
-NIX_CONF='# Written by scripts/nix-chroot.sh (nixstore-auth test bed); `ensure` rewrites it.
+NIX_CONF='# Written by scripts/nix-chroot.sh (nixstore-auth test bed); its ensure rewrites this file.
 build-users-group = nixbld
 sandbox = false
 substituters =
@@ -212,10 +212,10 @@ run_debootstrap() {
   # needs the virtual perl-dbdabi-NN, which debootstrap does not resolve); debootstrap then exits
   # non-zero with the base system unpacked and apt in place. finish_packages completes it.
   if ! debootstrap --variant=minbase --include="$include" "$SUITE" "$DIR" "$MIRROR" >"$SETUP_LOG" 2>&1; then
-    [ -x "$DIR/usr/bin/apt-get" ] && [ -x "$DIR/usr/bin/dpkg" ] || {
+    if ! [ -x "$DIR/usr/bin/apt-get" ] || ! [ -x "$DIR/usr/bin/dpkg" ]; then
       tail -n 30 "$SETUP_LOG" >&2
       die "debootstrap failed before apt was installed (log: $SETUP_LOG)"
-    }
+    fi
     say "debootstrap exited non-zero (known: nix-bin's post-install); completing with apt in the chroot"
   fi
 }
@@ -339,7 +339,7 @@ do_stop_daemon() {
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.1
     done
-    kill -0 "$pid" 2>/dev/null && kill -KILL -- "-$pid" 2>/dev/null || true
+    if kill -0 "$pid" 2>/dev/null; then kill -KILL -- "-$pid" 2>/dev/null || true; fi
     say "nix-daemon stopped (pid $pid)"
   fi
   rm -f "$PIDFILE"
