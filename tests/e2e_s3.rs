@@ -324,6 +324,16 @@ fn refused_session_gives_503_then_login_fixes_it_at_the_same_url() {
         "the proxy URL did not reach nix-store through NIX_CONFIG"
     );
 
+    // After a run that ended in 503, another local user finds no secret in a file, even with
+    // the user's home at 0755.
+    bed.user.open_home();
+    let bob = TestUser::create(&e2e, "b");
+    let found = readable_files_holding(&e2e, &bob, &good, &[]);
+    assert!(
+        found.is_empty(),
+        "after a 503 run: bob reads a secret in {found:?}"
+    );
+
     // login replaces the cached session; the same stable URL now works at once.
     let out = bed.nsa(["login", NAME, "--mfa-code", MFA_CODE]).run();
     out.assert_success("login");

@@ -194,9 +194,13 @@ impl Drop for InFlight {
 
 fn text(status: StatusCode, msg: &str) -> Response<Body> {
     let mut r = Response::new(
-        Full::new(Bytes::from(format!("nixstore-auth proxy: {msg}\n")))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
+        // Nix may show the body: S3's error codes in it are escaped like log lines.
+        Full::new(Bytes::from(format!(
+            "nixstore-auth proxy: {}\n",
+            super::log::clean(msg, 1024)
+        )))
+        .map_err(|never| match never {})
+        .boxed_unsync(),
     );
     *r.status_mut() = status;
     let h = r.headers_mut();
