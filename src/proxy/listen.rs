@@ -15,7 +15,8 @@ use tokio::net::TcpListener;
 use super::log::Refusals;
 use super::paths::{self, Layout};
 use super::peer;
-use super::server::{State, handle};
+use super::server::handle;
+use super::state::State;
 
 /// Open connections served at once: well above Nix's `http-connections` (25) times several
 /// concurrent commands, far below the file limit.

@@ -43,8 +43,12 @@ mod log;
 mod paths;
 mod peer;
 mod probe;
+mod respond;
+mod route;
 mod server;
 mod sign;
+mod state;
+mod upstream;
 
 use anyhow::{Context, Result, bail};
 use std::io::{BufRead, BufReader, ErrorKind, Write};
