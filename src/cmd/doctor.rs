@@ -416,7 +416,7 @@ fn s3_checks(
     };
     match session.credentials.expiration {
         Some(exp) => {
-            let left = exp - crate::aws::session::now();
+            let left = exp - crate::time::now();
             let status = if left < 300 { Status::Warn } else { Status::Ok };
             r.add(
                 section,

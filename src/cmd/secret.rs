@@ -198,7 +198,7 @@ fn status_row(e: &CacheEntry, store: &SecretStore, ui: &Ui) -> Result<serde_json
             let expires = cached
                 .as_ref()
                 .and_then(|s| s.credentials.expiration)
-                .map(session::rfc3339);
+                .map(crate::time::rfc3339);
             json!({
                 "name": e.name,
                 "kind": "s3",

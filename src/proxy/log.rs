@@ -70,9 +70,7 @@ pub fn clean(s: &str, max: usize) -> String {
 
 /// Writes one line: a timestamp, then `msg` cleaned.
 pub fn line(msg: &str) {
-    let ts = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
+    let ts = crate::time::now_rfc3339();
     let text = format!("{ts} {}\n", clean(msg, MAX_LINE));
     let mut sink = SINK.lock().unwrap_or_else(|e| e.into_inner());
     let _ = std::io::stderr().write_all(text.as_bytes());

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use super::respond::{Body, text};
 use super::server::log;
-use super::sign::{self, Session};
-use super::state::{MountEntry, State, fmt_expiry};
+use super::sign::Session;
+use super::state::{MountEntry, State};
 
 static NO_SECRET: super::log::Refusals = super::log::Refusals::new();
 static BAD_HOST: super::log::Refusals = super::log::Refusals::new();
@@ -167,7 +167,7 @@ pub(super) fn route(
             ),
         )));
     };
-    let now = sign::now_epoch();
+    let now = crate::time::now();
     let session = match &mount.session {
         Some(s) if !s.expired(now) => s.clone(),
         other => {
@@ -176,7 +176,10 @@ pub(super) fn route(
                 .map(|s| s.expiration)
                 .unwrap_or(mount.expired_at)
             {
-                Some(e) => format!("the AWS session expired at {}", fmt_expiry(Some(e))),
+                Some(e) => format!(
+                    "the AWS session expired at {}",
+                    crate::time::expiry(Some(e))
+                ),
                 None => "there is no AWS session".into(),
             };
             log(format!("{what}: {why} (503)"));

@@ -14,8 +14,7 @@ use zeroize::Zeroizing;
 
 use super::paths::{self, Layout};
 use super::respond::Body;
-use super::sign;
-use super::state::{InFlight, MountEntry, State, fmt_expiry};
+use super::state::{InFlight, MountEntry, State};
 
 /// One line in the proxy's log (its stderr), sanitised. Callers never pass secrets or request
 /// paths (the path starts with the URL secret); they pass `NAME/KEY`.
@@ -100,14 +99,14 @@ pub async fn run(layout: Layout, secret: Zeroizing<String>, verbose: bool) -> Re
             _ = tick.tick() => {}
             _ = state.stop.notified() => break "stopped on request".to_string(),
         }
-        let now = sign::now_epoch();
+        let now = crate::time::now();
         let usable = {
             let mut map = state.mounts.write().unwrap_or_else(|e| e.into_inner());
             for (name, m) in map.iter_mut() {
                 if let Some(s) = m.session.as_ref().filter(|s| s.expired(now)) {
                     log(format!(
                         "the AWS session for {name} expired at {}; answering 503 until a client brings a fresh one",
-                        fmt_expiry(s.expiration)
+                        crate::time::expiry(s.expiration)
                     ));
                     // Dropping the last reference zeroizes the secret key.
                     *m = Arc::new(MountEntry {

@@ -7,7 +7,7 @@ use aws_sigv4::http_request::{
 };
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use crate::aws::Credentials;
 use crate::cache::S3Ref;
@@ -22,9 +22,7 @@ pub struct Session {
 
 impl Session {
     pub fn new(c: &Credentials) -> Session {
-        let expiry = c
-            .expiration
-            .map(|e| UNIX_EPOCH + Duration::from_secs(e.max(0) as u64));
+        let expiry = c.expiration.map(crate::time::system_time);
         let creds = aws_credential_types::Credentials::new(
             c.access_key_id.as_str(),
             c.secret_access_key.as_str(),
@@ -56,13 +54,6 @@ pub fn fresher(new: Option<i64>, old: Option<i64>) -> bool {
         (Some(_), None) => false,
         (Some(n), Some(o)) => n >= o,
     }
-}
-
-pub fn now_epoch() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// S3's own characters that need no escaping in a key.
@@ -392,7 +383,7 @@ mod tests {
             session_token: None,
             expiration: None,
         };
-        let at = UNIX_EPOCH + Duration::from_secs(1_369_353_600); // 2013-05-24T00:00:00Z
+        let at = crate::time::system_time(1_369_353_600); // 2013-05-24T00:00:00Z
         let url = presigned_get(
             &Session::new(&c),
             "us-east-1",

@@ -44,7 +44,7 @@ impl State {
     /// Takes mounts and credentials from a client. Each mount keeps the session it has unless
     /// the new one is fresher, or the old one expired or was refused by S3.
     pub(super) fn apply_lease(&self, creds: crate::aws::Credentials, mounts: Vec<WireMount>) {
-        let now = sign::now_epoch();
+        let now = crate::time::now();
         let new = Arc::new(Session::new(&creds));
         drop(creds);
         let mut map = self.mounts.write().unwrap_or_else(|e| e.into_inner());
@@ -68,7 +68,7 @@ impl State {
                     } else {
                         "kept its fresher session"
                     },
-                    fmt_expiry(session.expiration)
+                    crate::time::expiry(session.expiration)
                 ));
             }
             map.insert(
@@ -84,7 +84,7 @@ impl State {
     }
 
     pub(super) fn status(&self) -> Reply {
-        let now = sign::now_epoch();
+        let now = crate::time::now();
         let map = self.mounts.read().unwrap_or_else(|e| e.into_inner());
         let mut mounts: Vec<MountStatus> = map
             .iter()
@@ -127,19 +127,6 @@ impl State {
             mounts,
             ..Reply::default()
         }
-    }
-}
-
-pub(super) fn fmt_expiry(e: Option<i64>) -> String {
-    match e {
-        None => "never".into(),
-        Some(e) => time::OffsetDateTime::from_unix_timestamp(e)
-            .ok()
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .unwrap_or_else(|| e.to_string()),
     }
 }
 
