@@ -76,6 +76,17 @@ impl CacheKind {
         }
     }
 
+    /// The host a netrc entry must name (curl matches on the host only, never the port); `None`
+    /// for S3 caches, which take no netrc.
+    pub fn netrc_machine(&self) -> Option<String> {
+        match self {
+            CacheKind::Https { url } => url
+                .host_str()
+                .map(|h| h.trim_matches(['[', ']']).to_string()),
+            CacheKind::S3(_) => None,
+        }
+    }
+
     /// The default name: the host (https) or the bucket (s3), lowercased to `[a-z0-9-]`.
     pub fn default_name(&self) -> String {
         let raw = match self {
@@ -317,6 +328,14 @@ pub fn describe_char(c: char) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn netrc_machine_is_the_host_without_port() {
+        let k = parse_url("https://127.0.0.1:8443/x").unwrap();
+        assert_eq!(k.netrc_machine().as_deref(), Some("127.0.0.1"));
+        let k = parse_url("http://[::1]:80").unwrap();
+        assert_eq!(k.netrc_machine().as_deref(), Some("::1"));
+    }
 
     const KEY: &str = "cache.example.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=";
 

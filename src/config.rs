@@ -39,10 +39,13 @@ impl Dirs {
     }
 }
 
-/// Where a cache's secret lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a cache's token is kept (`use --secret-store`, recorded in config.toml).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
 pub enum SecretStore {
+    /// A netrc file that Nix reads directly: plain `nix build` works
+    #[default]
     Netrc,
+    /// The OS keyring: only `nixstore-auth exec` (and the shell wrappers) reach the cache
     Keyring,
 }
 
@@ -80,6 +83,26 @@ pub struct Config {
 }
 
 impl Config {
+    /// The error for a cache name that is not recorded, listing the ones that are.
+    pub fn unknown_cache(&self, arg: &str) -> anyhow::Error {
+        let known: Vec<String> = self
+            .caches()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        if known.is_empty() {
+            anyhow::anyhow!(
+                "unknown cache {arg:?}: no cache is recorded yet; pass its URL (https://... or s3://...)"
+            )
+        } else {
+            anyhow::anyhow!(
+                "unknown cache {arg:?}; recorded caches: {} (or pass a URL)",
+                known.join(", ")
+            )
+        }
+    }
+
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
         let doc: DocumentMut = text
             .parse()

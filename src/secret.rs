@@ -16,6 +16,49 @@ use crate::config::{Config, Dirs};
 use crate::nix::netrc;
 use crate::ui::Ui;
 
+/// What a stored secret is for: its account name in the store. The one definition of the
+/// names, so that what one command stores another finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Account<'a> {
+    /// A cache's token (`cache-token:NAME`).
+    CacheToken(&'a str),
+    /// A profile's long-term AWS key from `aws add-key` (`aws-key:PROFILE`), JSON
+    /// `{"AccessKeyId": "...", "SecretAccessKey": "..."}`.
+    AwsKey(&'a str),
+    /// A cached AWS session (`aws-session:HASH`, the hash of profile, role and MFA device).
+    AwsSession(&'a str),
+}
+
+impl<'a> Account<'a> {
+    const CACHE_TOKEN: &'static str = "cache-token:";
+    const AWS_KEY: &'static str = "aws-key:";
+    const AWS_SESSION: &'static str = "aws-session:";
+
+    /// Reads an account name as the store lists it; `None` for names that are not ours.
+    pub fn parse(name: &'a str) -> Option<Account<'a>> {
+        None.or_else(|| {
+            name.strip_prefix(Self::CACHE_TOKEN)
+                .map(Account::CacheToken)
+        })
+        .or_else(|| name.strip_prefix(Self::AWS_KEY).map(Account::AwsKey))
+        .or_else(|| {
+            name.strip_prefix(Self::AWS_SESSION)
+                .map(Account::AwsSession)
+        })
+    }
+}
+
+impl std::fmt::Display for Account<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (prefix, rest) = match self {
+            Account::CacheToken(n) => (Self::CACHE_TOKEN, n),
+            Account::AwsKey(p) => (Self::AWS_KEY, p),
+            Account::AwsSession(h) => (Self::AWS_SESSION, h),
+        };
+        write!(f, "{prefix}{rest}")
+    }
+}
+
 /// A cache's token, valid by construction: one netrc word that curl reads back unchanged
 /// ([`netrc::word_problem`]), since a token ends up in a netrc file either way (the user's, or
 /// the ephemeral one `exec` writes from the keyring). `use`, `secret set` and `exec` all build
@@ -267,6 +310,19 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn account_names_round_trip() {
+        for a in [
+            Account::CacheToken("c"),
+            Account::AwsKey("work"),
+            Account::AwsSession("00ff"),
+        ] {
+            assert_eq!(Account::parse(&a.to_string()), Some(a));
+        }
+        assert_eq!(Account::CacheToken("a/b").to_string(), "cache-token:a/b");
+        assert_eq!(Account::parse("other:x"), None);
+    }
 
     #[test]
     fn tokens_follow_the_netrc_rule_and_errors_never_show_them() {

@@ -35,7 +35,7 @@ use super::mfa::{CodeSource, MfaCodes};
 use super::profile::{self, Base, Plan};
 use super::session_cache;
 use crate::config::{Config, Dirs};
-use crate::secret::SecretStore;
+use crate::secret::{Account, SecretStore};
 use crate::ui::Ui;
 
 /// Marker set in `exec`'s child: the profile whose session the environment holds.
@@ -531,14 +531,8 @@ fn static_keys(set: &aws_config::profile::ProfileSet, name: &str) -> Result<Cred
     })
 }
 
-/// The account `aws add-key` stores a profile's long-term key under; the value is JSON
-/// `{"AccessKeyId": "...", "SecretAccessKey": "..."}`.
-pub fn key_account(profile: &str) -> String {
-    format!("aws-key:{profile}")
-}
-
 fn stored_key(store: &SecretStore, profile: &str) -> Result<Option<Credentials>> {
-    let Some(text) = store.get(&key_account(profile))? else {
+    let Some(text) = store.get(&Account::AwsKey(profile).to_string())? else {
         return Ok(None);
     };
     #[derive(serde::Deserialize)]

@@ -6,7 +6,6 @@ use serde::Serialize;
 use std::path::Path;
 use std::time::Duration;
 
-use super::use_::netrc_machine;
 use super::{DoctorArgs, Run};
 use crate::cache::CacheKind;
 use crate::config::{CacheEntry, Config, Dirs, SecretStore};
@@ -557,7 +556,7 @@ fn https_probe(
     ca_file: Option<&Path>,
 ) {
     let url = format!("{}/nix-cache-info", c.kind.url());
-    let machine = netrc_machine(&c.kind).unwrap_or_default();
+    let machine = c.kind.netrc_machine().unwrap_or_default();
     let credential = c
         .netrc
         .as_deref()

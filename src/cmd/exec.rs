@@ -15,7 +15,6 @@ use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use zeroize::Zeroizing;
 
-use super::use_::netrc_machine;
 use super::{ExecArgs, Run, Via};
 use crate::aws::session::{self, Session, SessionRequest};
 use crate::cache::CacheKind;
@@ -32,11 +31,6 @@ use crate::ui::Ui;
 
 /// Set in the environment of every command `exec` runs.
 pub const EXEC_MARKER: &str = "NIXSTORE_AUTH_EXEC";
-
-/// The keyring account of an HTTPS cache's token.
-pub fn token_account(cache: &str) -> String {
-    format!("cache-token:{cache}")
-}
 
 impl Run for ExecArgs {
     fn run(self, ui: &Ui) -> Result<i32> {
@@ -332,10 +326,10 @@ fn ephemeral_netrc(
         Netrc::default()
     });
     for c in caches {
-        let Some(machine) = netrc_machine(&c.kind) else {
+        let Some(machine) = c.kind.netrc_machine() else {
             continue;
         };
-        match store.get(&token_account(&c.name))? {
+        match store.get(&crate::secret::Account::CacheToken(&c.name).to_string())? {
             Some(token) => {
                 // What `use` and `secret set` store passes; anything else was put there by hand.
                 let token = Token::new(token).with_context(|| {

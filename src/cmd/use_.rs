@@ -68,10 +68,7 @@ impl Run for UseArgs {
                 .or_else(|| recorded.as_ref().map(|r| r.login.clone()))
                 .filter(|l| !l.is_empty())
                 .unwrap_or_else(|| DEFAULT_LOGIN.to_string()),
-            secret_store: match self.secret_store {
-                super::SecretStore::Netrc => SecretStore::Netrc,
-                super::SecretStore::Keyring => SecretStore::Keyring,
-            },
+            secret_store: self.secret_store,
             nix_conf: None,
             netrc: None,
             added_netrc_line: false,
@@ -105,36 +102,7 @@ pub(crate) fn resolve_cache(config: &Config, arg: &str) -> Result<(CacheKind, Op
     }
     match config.cache(arg)? {
         Some(e) => Ok((e.kind.clone(), Some(e))),
-        None => Err(unknown_cache(config, arg)),
-    }
-}
-
-pub(crate) fn unknown_cache(config: &Config, arg: &str) -> anyhow::Error {
-    let known: Vec<String> = config
-        .caches()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
-    if known.is_empty() {
-        anyhow::anyhow!(
-            "unknown cache {arg:?}: no cache is recorded yet; pass its URL (https://... or s3://...)"
-        )
-    } else {
-        anyhow::anyhow!(
-            "unknown cache {arg:?}; recorded caches: {} (or pass a URL)",
-            known.join(", ")
-        )
-    }
-}
-
-/// The host a netrc entry must name: curl matches on the host only, never the port.
-pub(crate) fn netrc_machine(kind: &CacheKind) -> Option<String> {
-    match kind {
-        CacheKind::Https { url } => url
-            .host_str()
-            .map(|h| h.trim_matches(['[', ']']).to_string()),
-        CacheKind::S3(_) => None,
+        None => Err(config.unknown_cache(arg)),
     }
 }
 
@@ -146,7 +114,10 @@ fn use_https(
     ui: &Ui,
 ) -> Result<i32> {
     let url = entry.kind.url();
-    let machine = netrc_machine(&entry.kind).context("the cache URL has no host")?;
+    let machine = entry
+        .kind
+        .netrc_machine()
+        .context("the cache URL has no host")?;
     let setup = setup::probe()?;
     ui.debug(format!(
         "nix {}; daemon: {}; root: {}; trust: {:?}; user file {}; system file {}",
@@ -252,7 +223,7 @@ fn use_https(
     } else {
         None
     };
-    let account = super::exec::token_account(&entry.name);
+    let account = crate::secret::Account::CacheToken(&entry.name).to_string();
     let in_keyring = match &store {
         Some(st) if recorded_keyring => st.get(&account)?,
         _ => None,
@@ -712,17 +683,4 @@ pub(crate) fn restart_daemon(ui: &Ui) -> Result<()> {
     }
     ui.info("restarted the nix-daemon");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn netrc_machine_is_the_host_without_port() {
-        let k = cache::parse_url("https://127.0.0.1:8443/x").unwrap();
-        assert_eq!(netrc_machine(&k).as_deref(), Some("127.0.0.1"));
-        let k = cache::parse_url("http://[::1]:80").unwrap();
-        assert_eq!(netrc_machine(&k).as_deref(), Some("::1"));
-    }
 }

@@ -1,7 +1,30 @@
 //! Configuration printed for someone else to apply: nix.conf lines, a NixOS module or a
 //! home-manager module. Never contains a secret: the netrc line has a placeholder.
 
-use crate::cmd::Format;
+use clap::ValueEnum;
+
+/// The shape of printed configuration (`--mode print`, NixOS, untrusted users).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Format {
+    /// nix.conf lines
+    #[default]
+    NixConf,
+    /// A NixOS module (`nix.settings`)
+    Nixos,
+    /// A home-manager module (`nix.settings`)
+    HomeManager,
+}
+
+impl Format {
+    /// On NixOS nix.conf lines are of no use: the default becomes a NixOS module.
+    pub fn on_nixos(self, nixos: bool) -> Format {
+        if nixos && self == Format::NixConf {
+            Format::Nixos
+        } else {
+            self
+        }
+    }
+}
 
 /// Settings to print, in order, plus the netrc entry an administrator must add.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
