@@ -25,7 +25,7 @@ impl EphemeralFile {
     pub fn create(dirs: &Dirs, stem: &str, contents: &[u8]) -> Result<EphemeralFile> {
         let (dir, own_dir) = match &dirs.runtime {
             Some(rt) => {
-                crate::fs::private_dir(rt, 0o700)?;
+                crate::fs::private_dir(rt)?;
                 (rt.clone(), None)
             }
             None => {

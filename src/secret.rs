@@ -295,9 +295,9 @@ fn ensure_private_dirs(dir: &Path) -> Result<()> {
     if let Some(parent) = dir.parent()
         && !parent.exists()
     {
-        crate::fs::private_dir(parent, 0o700)?;
+        crate::fs::private_dir(parent)?;
     }
-    crate::fs::private_dir(dir, 0o700)
+    crate::fs::private_dir(dir)
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<()> {

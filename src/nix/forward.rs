@@ -171,7 +171,7 @@ pub fn known_settings(version: Option<Version>, cache_dir: &Path) -> Result<BTre
     }
     let set = parse_known(&String::from_utf8_lossy(&out.stdout))?;
     if version.is_some() {
-        let _ = crate::fs::private_dir(cache_dir, 0o700);
+        let _ = crate::fs::private_dir(cache_dir);
         let _ = crate::fs::atomic_write(&file, serde_json::to_string(&set)?.as_bytes(), 0o600);
     }
     Ok(set)

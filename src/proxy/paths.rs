@@ -3,7 +3,7 @@
 use anyhow::{Context, Result, bail};
 use std::fs;
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
@@ -122,7 +122,7 @@ impl Layout {
             return Ok(());
         }
         let file = self.port_file();
-        crate::fs::private_dir(&self.dirs.state, 0o700)?;
+        crate::fs::private_dir(&self.dirs.state)?;
         let _lock = crate::fs::lock(&file)?;
         // Another command may have settled it while we waited for the lock.
         if let Some(p) = read_port_file(&file)? {
@@ -163,7 +163,7 @@ impl Layout {
             Some(d) if d.join("proxy.sock").as_os_str().len() < 100 => d.clone(),
             _ => PathBuf::from(format!("/tmp/nixstore-auth-{}", uid())),
         };
-        ensure_private_dir(&dir)?;
+        crate::fs::private_dir(&dir)?;
         Ok(dir)
     }
 
@@ -205,41 +205,6 @@ fn read_port_file(path: &Path) -> Result<Option<u16>> {
             path.display()
         ),
     }
-}
-
-/// Creates `dir` 0700 if missing; refuses one that is a symlink, belongs to someone else, or is
-/// open to others (in /tmp anyone could have made it first).
-pub fn ensure_private_dir(dir: &Path) -> Result<()> {
-    if let Some(parent) = dir.parent() {
-        fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-    }
-    match fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
-    }
-    let meta =
-        fs::symlink_metadata(dir).with_context(|| format!("cannot stat {}", dir.display()))?;
-    if !meta.is_dir() {
-        bail!(
-            "{} is not a directory (a symlink?); remove it so that nixstore-auth can make its private directory there",
-            dir.display()
-        );
-    }
-    if meta.uid() != uid() {
-        bail!(
-            "{} belongs to uid {}, not to you (uid {}); remove it or set XDG_RUNTIME_DIR",
-            dir.display(),
-            meta.uid(),
-            uid()
-        );
-    }
-    if meta.mode() & 0o077 != 0 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot make {} private (0700)", dir.display()))?;
-    }
-    Ok(())
 }
 
 /// 256 random bits, hex: URL-safe and easy to check.
@@ -300,7 +265,7 @@ pub fn rotate_secret(path: &Path) -> Result<Zeroizing<String>> {
 
 fn write_secret(path: &Path, s: &str) -> Result<()> {
     if let Some(dir) = path.parent() {
-        crate::fs::private_dir(dir, 0o700)?;
+        crate::fs::private_dir(dir)?;
     }
     let mut text = Zeroizing::new(s.to_string());
     text.push('\n');
@@ -311,7 +276,7 @@ fn write_secret(path: &Path, s: &str) -> Result<()> {
 /// directory), starting afresh when it has grown large.
 pub fn open_log(path: &Path) -> Result<fs::File> {
     if let Some(dir) = path.parent() {
-        ensure_private_dir(dir)?;
+        crate::fs::private_dir(dir)?;
     }
     if fs::symlink_metadata(path)
         .map(|m| m.is_file() && m.len() > super::log::CAP)
@@ -420,19 +385,5 @@ mod tests {
         fs::write(&p, "short\n").unwrap();
         let err = read_secret(&p).unwrap_err();
         assert!(format!("{err:#}").contains("rotate-secret"));
-    }
-
-    #[test]
-    fn private_dir_is_tightened_and_symlinks_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().join("rt");
-        ensure_private_dir(&d).unwrap();
-        assert_eq!(fs::metadata(&d).unwrap().mode() & 0o777, 0o700);
-        fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
-        ensure_private_dir(&d).unwrap();
-        assert_eq!(fs::metadata(&d).unwrap().mode() & 0o777, 0o700);
-        let link = dir.path().join("link");
-        std::os::unix::fs::symlink(&d, &link).unwrap();
-        assert!(ensure_private_dir(&link).is_err());
     }
 }
