@@ -227,12 +227,16 @@ _nixstore__auth() {
 
     case "${cmd}" in
         nixstore__auth)
-            opts="-v -q -h -V --verbose --quiet --help --version use remove rm list ls exec env login logout push secret aws doctor shell-init completions proxy help"
+            opts="-v -q -h -V --verbose --quiet --color --help --version use remove rm list ls exec env login logout push secret aws doctor shell-init completions proxy help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -241,12 +245,16 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__aws)
-            opts="-v -q -h --verbose --quiet --help add-key remove-key help"
+            opts="-v -q -h --verbose --quiet --color --help add-key remove-key help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -255,7 +263,7 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__aws__subcmd__add__subcmd__key)
-            opts="-v -q -h --profile --verbose --quiet --help"
+            opts="-v -q -h --profile --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -263,6 +271,10 @@ _nixstore__auth() {
             case "${prev}" in
                 --profile)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -329,7 +341,7 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__aws__subcmd__remove__subcmd__key)
-            opts="-v -q -h --profile --verbose --quiet --help"
+            opts="-v -q -h --profile --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -337,6 +349,10 @@ _nixstore__auth() {
             case "${prev}" in
                 --profile)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -347,12 +363,16 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__completions)
-            opts="-v -q -h --verbose --quiet --help bash elvish fish powershell zsh"
+            opts="-v -q -h --verbose --quiet --color --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -361,12 +381,16 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__doctor)
-            opts="-v -q -h --json --verbose --quiet --help"
+            opts="-v -q -h --json --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -375,7 +399,7 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__env)
-            opts="-v -q -h --profile --mfa-code --format --verbose --quiet --help"
+            opts="-v -q -h --profile --mfa-code --format --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -393,6 +417,10 @@ _nixstore__auth() {
                     COMPREPLY=($(compgen -W "sh fish json" -- "${cur}"))
                     return 0
                     ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -401,7 +429,7 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__exec)
-            opts="-v -q -h --cache --profile --mfa-code --via --builder-env --verbose --quiet --help"
+            opts="-v -q -h --cache --profile --mfa-code --via --builder-env --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -421,6 +449,10 @@ _nixstore__auth() {
                     ;;
                 --via)
                     COMPREPLY=($(compgen -W "auto proxy env" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -795,12 +827,16 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__list)
-            opts="-v -q -h --json --verbose --quiet --help"
+            opts="-v -q -h --json --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -809,7 +845,7 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__login)
-            opts="-v -q -h --profile --mfa-code --duration --verbose --quiet --help"
+            opts="-v -q -h --profile --mfa-code --duration --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -827,6 +863,10 @@ _nixstore__auth() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -835,7 +875,7 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__logout)
-            opts="-v -q -h --profile --all --verbose --quiet --help"
+            opts="-v -q -h --profile --all --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -843,6 +883,10 @@ _nixstore__auth() {
             case "${prev}" in
                 --profile)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -853,12 +897,16 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__proxy)
-            opts="-v -q -h --verbose --quiet --help status rotate-secret stop serve lease help"
+            opts="-v -q -h --verbose --quiet --color --help status rotate-secret stop serve lease help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -965,12 +1013,16 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__proxy__subcmd__lease)
-            opts="-v -q -h --verbose --quiet --help"
+            opts="-v -q -h --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -979,12 +1031,16 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__proxy__subcmd__rotate__subcmd__secret)
-            opts="-v -q -h --verbose --quiet --help"
+            opts="-v -q -h --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -993,12 +1049,16 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__proxy__subcmd__serve)
-            opts="-v -q -h --verbose --quiet --help"
+            opts="-v -q -h --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1007,12 +1067,16 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__proxy__subcmd__status)
-            opts="-v -q -h --verbose --quiet --help"
+            opts="-v -q -h --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1021,12 +1085,16 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__proxy__subcmd__stop)
-            opts="-v -q -h --verbose --quiet --help"
+            opts="-v -q -h --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1035,7 +1103,7 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__push)
-            opts="-v -q -h --secret-key --profile --mfa-code --verbose --quiet --help"
+            opts="-v -q -h --secret-key --profile --mfa-code --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1053,6 +1121,10 @@ _nixstore__auth() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1061,7 +1133,7 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__remove)
-            opts="-y -v -q -h --mode --nix-conf --netrc --dry-run --yes --verbose --quiet --help"
+            opts="-y -v -q -h --mode --nix-conf --netrc --dry-run --yes --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1079,6 +1151,10 @@ _nixstore__auth() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1087,12 +1163,16 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__secret)
-            opts="-v -q -h --verbose --quiet --help set status delete help"
+            opts="-v -q -h --verbose --quiet --color --help set status delete help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1101,12 +1181,16 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__secret__subcmd__delete)
-            opts="-v -q -h --verbose --quiet --help"
+            opts="-v -q -h --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1185,12 +1269,16 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__secret__subcmd__set)
-            opts="-v -q -h --token-stdin --verbose --quiet --help"
+            opts="-v -q -h --token-stdin --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1199,12 +1287,16 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__secret__subcmd__status)
-            opts="-v -q -h --json --verbose --quiet --help"
+            opts="-v -q -h --json --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1213,7 +1305,7 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__shell__subcmd__init)
-            opts="-v -q -h --commands --verbose --quiet --help bash zsh fish"
+            opts="-v -q -h --commands --verbose --quiet --color --help bash zsh fish"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1221,6 +1313,10 @@ _nixstore__auth() {
             case "${prev}" in
                 --commands)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1231,7 +1327,7 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__use)
-            opts="-y -v -q -h --name --public-key --token-stdin --token-env --no-token --login --mode --format --secret-store --nix-conf --netrc --dry-run --yes --restart-daemon --verbose --quiet --help"
+            opts="-y -v -q -h --name --public-key --token-stdin --token-env --no-token --login --mode --format --secret-store --nix-conf --netrc --dry-run --yes --restart-daemon --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1271,6 +1367,10 @@ _nixstore__auth() {
                     ;;
                 --netrc)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
                 *)

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_nixstore_auth_global_optspecs
-    string join \n v/verbose q/quiet h/help V/version
+    string join \n v/verbose q/quiet color= h/help V/version
 end
 
 function __fish_nixstore_auth_needs_command
@@ -24,9 +24,12 @@ function __fish_nixstore_auth_using_subcommand
     contains -- $cmd[1] $argv
 end
 
+complete -c nixstore-auth -n "__fish_nixstore_auth_needs_command" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
+always\t'Always (even into a pipe, and despite NO_COLOR)'
+never\t'Never'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_needs_command" -s v -l verbose -d 'Say more about what happens (repeat for more detail); secrets are never shown'
 complete -c nixstore-auth -n "__fish_nixstore_auth_needs_command" -s q -l quiet -d 'Print only errors and warnings'
-complete -c nixstore-auth -n "__fish_nixstore_auth_needs_command" -s h -l help -d 'Print help'
+complete -c nixstore-auth -n "__fish_nixstore_auth_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c nixstore-auth -n "__fish_nixstore_auth_needs_command" -s V -l version -d 'Print version'
 complete -c nixstore-auth -n "__fish_nixstore_auth_needs_command" -f -a "use" -d 'Configure Nix to use a cache: substituter, public key, credential'
 complete -c nixstore-auth -n "__fish_nixstore_auth_needs_command" -f -a "remove" -d 'Undo what `use` added for a cache, and nothing else'
@@ -60,6 +63,9 @@ complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -l secr
 keyring\t'The OS keyring: only `nixstore-auth exec` (and the shell wrappers) reach the cache'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -l nix-conf -d 'Edit this nix.conf instead of the one the mode picks' -r -F
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -l netrc -d 'Write the credential into this netrc file instead of the one in force' -r -F
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
+always\t'Always (even into a pipe, and despite NO_COLOR)'
+never\t'Never'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -l token-stdin -d 'Read the token from standard input'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -l no-token -d 'The cache needs no token (a public cache signed with your own key)'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -l dry-run -d 'Show a diff of every file that would change, and change none'
@@ -74,6 +80,9 @@ system\t'/etc/nix/nix.conf and the daemon\'s netrc (root only)'
 print\t'Print the configuration and write nothing'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand remove" -l nix-conf -d 'Edit this nix.conf instead of the one the mode picks' -r -F
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand remove" -l netrc -d 'Edit this netrc file instead of the one in force' -r -F
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand remove" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
+always\t'Always (even into a pipe, and despite NO_COLOR)'
+never\t'Never'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand remove" -l dry-run -d 'Show a diff of every file that would change, and change none'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand remove" -s y -l yes -d 'Answer yes to questions'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand remove" -s v -l verbose -d 'Say more about what happens (repeat for more detail); secrets are never shown'
@@ -85,25 +94,37 @@ system\t'/etc/nix/nix.conf and the daemon\'s netrc (root only)'
 print\t'Print the configuration and write nothing'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand rm" -l nix-conf -d 'Edit this nix.conf instead of the one the mode picks' -r -F
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand rm" -l netrc -d 'Edit this netrc file instead of the one in force' -r -F
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand rm" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
+always\t'Always (even into a pipe, and despite NO_COLOR)'
+never\t'Never'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand rm" -l dry-run -d 'Show a diff of every file that would change, and change none'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand rm" -s y -l yes -d 'Answer yes to questions'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand rm" -s v -l verbose -d 'Say more about what happens (repeat for more detail); secrets are never shown'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand rm" -s q -l quiet -d 'Print only errors and warnings'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand rm" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand list" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
+always\t'Always (even into a pipe, and despite NO_COLOR)'
+never\t'Never'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand list" -l json -d 'Print JSON for scripts'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand list" -s v -l verbose -d 'Say more about what happens (repeat for more detail); secrets are never shown'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand list" -s q -l quiet -d 'Print only errors and warnings'
-complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand list" -s h -l help -d 'Print help'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand list" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand ls" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
+always\t'Always (even into a pipe, and despite NO_COLOR)'
+never\t'Never'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand ls" -l json -d 'Print JSON for scripts'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand ls" -s v -l verbose -d 'Say more about what happens (repeat for more detail); secrets are never shown'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand ls" -s q -l quiet -d 'Print only errors and warnings'
-complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand ls" -s h -l help -d 'Print help'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand ls" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand exec" -l cache -d 'A recorded cache to make available (repeatable; default: every recorded S3 or keyring cache)' -r
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand exec" -l profile -d 'The AWS profile to use' -r
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand exec" -l mfa-code -d 'A one-time MFA code (or NIXSTORE_AUTH_MFA_CODE)' -r
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand exec" -l via -d 'How S3 caches reach the daemon' -r -f -a "auto\t'Environment forwarding when the installed Nix supports it, else the proxy'
 proxy\t'The loopback signing proxy'
 env\t'A Nix setting that forwards environment variables to the daemon (no Nix has one yet)'"
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand exec" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
+always\t'Always (even into a pipe, and despite NO_COLOR)'
+never\t'Never'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand exec" -l builder-env -d 'Also hand the AWS session to fixed-output derivation builders (impure-env, Nix >= 2.19)'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand exec" -s v -l verbose -d 'Say more about what happens (repeat for more detail); secrets are never shown'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand exec" -s q -l quiet -d 'Print only errors and warnings'
@@ -113,100 +134,160 @@ complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand env" -l mfa-
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand env" -l format -d 'Output format' -r -f -a "sh\t'`export NAME=value` lines for sh, bash, zsh'
 fish\t'`set -gx NAME value` lines for fish'
 json\t'The AWS credential_process format'"
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand env" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
+always\t'Always (even into a pipe, and despite NO_COLOR)'
+never\t'Never'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand env" -s v -l verbose -d 'Say more about what happens (repeat for more detail); secrets are never shown'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand env" -s q -l quiet -d 'Print only errors and warnings'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand env" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand login" -l profile -d 'The AWS profile to use' -r
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand login" -l mfa-code -d 'A one-time MFA code (or NIXSTORE_AUTH_MFA_CODE)' -r
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand login" -l duration -d 'Session length in seconds (default: the profile\'s duration_seconds, else 3600)' -r
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand login" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
+always\t'Always (even into a pipe, and despite NO_COLOR)'
+never\t'Never'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand login" -s v -l verbose -d 'Say more about what happens (repeat for more detail); secrets are never shown'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand login" -s q -l quiet -d 'Print only errors and warnings'
-complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand login" -s h -l help -d 'Print help'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand login" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand logout" -l profile -d 'Forget the session of this profile' -r
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand logout" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
+always\t'Always (even into a pipe, and despite NO_COLOR)'
+never\t'Never'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand logout" -l all -d 'Forget every cached session'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand logout" -s v -l verbose -d 'Say more about what happens (repeat for more detail); secrets are never shown'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand logout" -s q -l quiet -d 'Print only errors and warnings'
-complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand logout" -s h -l help -d 'Print help'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand logout" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand push" -l secret-key -d 'Sign the paths with this secret key file before uploading' -r -F
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand push" -l profile -d 'The AWS profile to use' -r
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand push" -l mfa-code -d 'A one-time MFA code (or NIXSTORE_AUTH_MFA_CODE)' -r
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand push" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
+always\t'Always (even into a pipe, and despite NO_COLOR)'
+never\t'Never'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand push" -s v -l verbose -d 'Say more about what happens (repeat for more detail); secrets are never shown'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand push" -s q -l quiet -d 'Print only errors and warnings'
-complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand push" -s h -l help -d 'Print help'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand push" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and not __fish_seen_subcommand_from set status delete help" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
+always\t'Always (even into a pipe, and despite NO_COLOR)'
+never\t'Never'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and not __fish_seen_subcommand_from set status delete help" -s v -l verbose -d 'Say more about what happens (repeat for more detail); secrets are never shown'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and not __fish_seen_subcommand_from set status delete help" -s q -l quiet -d 'Print only errors and warnings'
-complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and not __fish_seen_subcommand_from set status delete help" -s h -l help -d 'Print help'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and not __fish_seen_subcommand_from set status delete help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and not __fish_seen_subcommand_from set status delete help" -f -a "set" -d 'Store a new token for a cache (from stdin or a hidden prompt)'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and not __fish_seen_subcommand_from set status delete help" -f -a "status" -d 'Say where each secret lives and, for AWS sessions, when it expires'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and not __fish_seen_subcommand_from set status delete help" -f -a "delete" -d 'Delete the stored token of a cache'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and not __fish_seen_subcommand_from set status delete help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and __fish_seen_subcommand_from set" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
+always\t'Always (even into a pipe, and despite NO_COLOR)'
+never\t'Never'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and __fish_seen_subcommand_from set" -l token-stdin -d 'Read the token from standard input'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and __fish_seen_subcommand_from set" -s v -l verbose -d 'Say more about what happens (repeat for more detail); secrets are never shown'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and __fish_seen_subcommand_from set" -s q -l quiet -d 'Print only errors and warnings'
-complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and __fish_seen_subcommand_from set" -s h -l help -d 'Print help'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and __fish_seen_subcommand_from set" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and __fish_seen_subcommand_from status" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
+always\t'Always (even into a pipe, and despite NO_COLOR)'
+never\t'Never'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and __fish_seen_subcommand_from status" -l json -d 'Print JSON for scripts'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and __fish_seen_subcommand_from status" -s v -l verbose -d 'Say more about what happens (repeat for more detail); secrets are never shown'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print only errors and warnings'
-complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and __fish_seen_subcommand_from delete" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
+always\t'Always (even into a pipe, and despite NO_COLOR)'
+never\t'Never'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and __fish_seen_subcommand_from delete" -s v -l verbose -d 'Say more about what happens (repeat for more detail); secrets are never shown'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and __fish_seen_subcommand_from delete" -s q -l quiet -d 'Print only errors and warnings'
-complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and __fish_seen_subcommand_from delete" -s h -l help -d 'Print help'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and __fish_seen_subcommand_from delete" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and __fish_seen_subcommand_from help" -f -a "set" -d 'Store a new token for a cache (from stdin or a hidden prompt)'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and __fish_seen_subcommand_from help" -f -a "status" -d 'Say where each secret lives and, for AWS sessions, when it expires'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and __fish_seen_subcommand_from help" -f -a "delete" -d 'Delete the stored token of a cache'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand aws; and not __fish_seen_subcommand_from add-key remove-key help" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
+always\t'Always (even into a pipe, and despite NO_COLOR)'
+never\t'Never'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand aws; and not __fish_seen_subcommand_from add-key remove-key help" -s v -l verbose -d 'Say more about what happens (repeat for more detail); secrets are never shown'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand aws; and not __fish_seen_subcommand_from add-key remove-key help" -s q -l quiet -d 'Print only errors and warnings'
-complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand aws; and not __fish_seen_subcommand_from add-key remove-key help" -s h -l help -d 'Print help'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand aws; and not __fish_seen_subcommand_from add-key remove-key help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand aws; and not __fish_seen_subcommand_from add-key remove-key help" -f -a "add-key" -d 'Store a profile\'s access key id and secret in the keyring (prompt, or two lines on stdin)'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand aws; and not __fish_seen_subcommand_from add-key remove-key help" -f -a "remove-key" -d 'Delete a profile\'s stored access key'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand aws; and not __fish_seen_subcommand_from add-key remove-key help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand aws; and __fish_seen_subcommand_from add-key" -l profile -d 'The profile the key belongs to' -r
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand aws; and __fish_seen_subcommand_from add-key" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
+always\t'Always (even into a pipe, and despite NO_COLOR)'
+never\t'Never'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand aws; and __fish_seen_subcommand_from add-key" -s v -l verbose -d 'Say more about what happens (repeat for more detail); secrets are never shown'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand aws; and __fish_seen_subcommand_from add-key" -s q -l quiet -d 'Print only errors and warnings'
-complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand aws; and __fish_seen_subcommand_from add-key" -s h -l help -d 'Print help'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand aws; and __fish_seen_subcommand_from add-key" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand aws; and __fish_seen_subcommand_from remove-key" -l profile -d 'The profile the key belongs to' -r
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand aws; and __fish_seen_subcommand_from remove-key" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
+always\t'Always (even into a pipe, and despite NO_COLOR)'
+never\t'Never'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand aws; and __fish_seen_subcommand_from remove-key" -s v -l verbose -d 'Say more about what happens (repeat for more detail); secrets are never shown'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand aws; and __fish_seen_subcommand_from remove-key" -s q -l quiet -d 'Print only errors and warnings'
-complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand aws; and __fish_seen_subcommand_from remove-key" -s h -l help -d 'Print help'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand aws; and __fish_seen_subcommand_from remove-key" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand aws; and __fish_seen_subcommand_from help" -f -a "add-key" -d 'Store a profile\'s access key id and secret in the keyring (prompt, or two lines on stdin)'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand aws; and __fish_seen_subcommand_from help" -f -a "remove-key" -d 'Delete a profile\'s stored access key'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand aws; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand doctor" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
+always\t'Always (even into a pipe, and despite NO_COLOR)'
+never\t'Never'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand doctor" -l json -d 'Print JSON for scripts'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand doctor" -s v -l verbose -d 'Say more about what happens (repeat for more detail); secrets are never shown'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand doctor" -s q -l quiet -d 'Print only errors and warnings'
-complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand doctor" -s h -l help -d 'Print help'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand doctor" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand shell-init" -l commands -d 'The commands to wrap, comma separated' -r
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand shell-init" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
+always\t'Always (even into a pipe, and despite NO_COLOR)'
+never\t'Never'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand shell-init" -s v -l verbose -d 'Say more about what happens (repeat for more detail); secrets are never shown'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand shell-init" -s q -l quiet -d 'Print only errors and warnings'
-complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand shell-init" -s h -l help -d 'Print help'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand shell-init" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand completions" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
+always\t'Always (even into a pipe, and despite NO_COLOR)'
+never\t'Never'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand completions" -s v -l verbose -d 'Say more about what happens (repeat for more detail); secrets are never shown'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand completions" -s q -l quiet -d 'Print only errors and warnings'
-complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and not __fish_seen_subcommand_from status rotate-secret stop serve lease help" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
+always\t'Always (even into a pipe, and despite NO_COLOR)'
+never\t'Never'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and not __fish_seen_subcommand_from status rotate-secret stop serve lease help" -s v -l verbose -d 'Say more about what happens (repeat for more detail); secrets are never shown'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and not __fish_seen_subcommand_from status rotate-secret stop serve lease help" -s q -l quiet -d 'Print only errors and warnings'
-complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and not __fish_seen_subcommand_from status rotate-secret stop serve lease help" -s h -l help -d 'Print help'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and not __fish_seen_subcommand_from status rotate-secret stop serve lease help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and not __fish_seen_subcommand_from status rotate-secret stop serve lease help" -f -a "status" -d 'Show whether the proxy runs, its URL base and its caches'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and not __fish_seen_subcommand_from status rotate-secret stop serve lease help" -f -a "rotate-secret" -d 'Make a new URL secret (the old URLs stop working)'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and not __fish_seen_subcommand_from status rotate-secret stop serve lease help" -f -a "stop" -d 'Stop a running proxy'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and not __fish_seen_subcommand_from status rotate-secret stop serve lease help" -f -a "serve" -d 'Run the proxy in the foreground (started by `exec`; not for direct use)'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and not __fish_seen_subcommand_from status rotate-secret stop serve lease help" -f -a "lease" -d 'Hold a lease on the proxy with credentials read from stdin (for tests and debugging)'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and not __fish_seen_subcommand_from status rotate-secret stop serve lease help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and __fish_seen_subcommand_from status" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
+always\t'Always (even into a pipe, and despite NO_COLOR)'
+never\t'Never'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and __fish_seen_subcommand_from status" -s v -l verbose -d 'Say more about what happens (repeat for more detail); secrets are never shown'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print only errors and warnings'
-complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and __fish_seen_subcommand_from rotate-secret" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
+always\t'Always (even into a pipe, and despite NO_COLOR)'
+never\t'Never'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and __fish_seen_subcommand_from rotate-secret" -s v -l verbose -d 'Say more about what happens (repeat for more detail); secrets are never shown'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and __fish_seen_subcommand_from rotate-secret" -s q -l quiet -d 'Print only errors and warnings'
-complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and __fish_seen_subcommand_from rotate-secret" -s h -l help -d 'Print help'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and __fish_seen_subcommand_from rotate-secret" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and __fish_seen_subcommand_from stop" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
+always\t'Always (even into a pipe, and despite NO_COLOR)'
+never\t'Never'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and __fish_seen_subcommand_from stop" -s v -l verbose -d 'Say more about what happens (repeat for more detail); secrets are never shown'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and __fish_seen_subcommand_from stop" -s q -l quiet -d 'Print only errors and warnings'
-complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and __fish_seen_subcommand_from stop" -s h -l help -d 'Print help'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and __fish_seen_subcommand_from stop" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and __fish_seen_subcommand_from serve" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
+always\t'Always (even into a pipe, and despite NO_COLOR)'
+never\t'Never'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and __fish_seen_subcommand_from serve" -s v -l verbose -d 'Say more about what happens (repeat for more detail); secrets are never shown'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and __fish_seen_subcommand_from serve" -s q -l quiet -d 'Print only errors and warnings'
-complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and __fish_seen_subcommand_from serve" -s h -l help -d 'Print help'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and __fish_seen_subcommand_from serve" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and __fish_seen_subcommand_from lease" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
+always\t'Always (even into a pipe, and despite NO_COLOR)'
+never\t'Never'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and __fish_seen_subcommand_from lease" -s v -l verbose -d 'Say more about what happens (repeat for more detail); secrets are never shown'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and __fish_seen_subcommand_from lease" -s q -l quiet -d 'Print only errors and warnings'
-complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and __fish_seen_subcommand_from lease" -s h -l help -d 'Print help'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and __fish_seen_subcommand_from lease" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and __fish_seen_subcommand_from help" -f -a "status" -d 'Show whether the proxy runs, its URL base and its caches'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and __fish_seen_subcommand_from help" -f -a "rotate-secret" -d 'Make a new URL secret (the old URLs stop working)'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand proxy; and __fish_seen_subcommand_from help" -f -a "stop" -d 'Stop a running proxy'

@@ -150,9 +150,10 @@ pub fn parse_url(input: &str) -> Result<CacheKind> {
     match url.scheme() {
         "https" | "http" => {
             if !url.username().is_empty() || url.password().is_some() {
-                bail!(
-                    "the URL carries a login or password; pass the URL without it and give the token with --token-stdin (or --token-env VAR), so that it never appears in argv or shell history"
-                );
+                return Err(crate::ui::error_with_help(
+                    "the URL carries a login or password",
+                    "pass the URL without it and give the token with --token-stdin (or --token-env VAR), so that it never appears in argv or shell history",
+                ));
             }
             if url.host_str().is_none() {
                 bail!("the cache URL {input:?} has no host");
@@ -349,7 +350,8 @@ mod tests {
     #[test]
     fn credentials_in_url_are_refused() {
         let err = parse_url("https://u:p@cache.example.org").unwrap_err();
-        assert!(format!("{err}").contains("--token-stdin"));
+        assert!(format!("{err}").contains("login or password"));
+        assert!(crate::ui::help_of(&err).unwrap().contains("--token-stdin"));
     }
 
     #[test]

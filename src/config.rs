@@ -92,13 +92,14 @@ impl Config {
             .map(|c| c.name)
             .collect();
         if known.is_empty() {
-            anyhow::anyhow!(
-                "unknown cache {arg:?}: no cache is recorded yet; pass its URL (https://... or s3://...)"
+            crate::ui::error_with_help(
+                format!("unknown cache {arg:?}: no cache is recorded yet"),
+                "pass its URL (https://... or s3://...)",
             )
         } else {
-            anyhow::anyhow!(
-                "unknown cache {arg:?}; recorded caches: {} (or pass a URL)",
-                known.join(", ")
+            crate::ui::error_with_help(
+                format!("unknown cache {arg:?}"),
+                format!("recorded caches: {} (or pass a URL)", known.join(", ")),
             )
         }
     }
@@ -109,7 +110,7 @@ impl Config {
             .with_context(|| format!("{} is not valid TOML", path.display()))?;
         let cfg = Config { doc };
         // Validate every cache now so that commands fail early, naming the file and the key.
-        cfg.caches().with_context(|| path.display().to_string())?;
+        cfg.caches().map_err(|e| at_place(path.display(), e))?;
         Ok(cfg)
     }
 
@@ -260,7 +261,7 @@ fn read_cache(name: &str, item: &Item) -> Result<CacheEntry> {
             key => format!("caches.{shown}.{key}"),
         }
     };
-    cache::validate_name(name).with_context(|| at(""))?;
+    cache::validate_name(name).map_err(|e| at_place(at(""), e))?;
     let t = item
         .as_table_like()
         .with_context(|| format!("{}: must be a table", at("")))?;
@@ -274,7 +275,7 @@ fn read_cache(name: &str, item: &Item) -> Result<CacheEntry> {
         }
     };
     let url = str_of("url")?.with_context(|| format!("{}: missing", at("url")))?;
-    let kind = cache::parse_url(url).with_context(|| at("url"))?;
+    let kind = cache::parse_url(url).map_err(|e| at_place(at("url"), e))?;
     let public_keys = match t.get("public-keys") {
         None => Vec::new(),
         Some(v) => {
@@ -286,14 +287,14 @@ fn read_cache(name: &str, item: &Item) -> Result<CacheEntry> {
                 let k = k.as_str().with_context(|| {
                     format!("{}: must be an array of strings", at("public-keys"))
                 })?;
-                cache::validate_public_key(k).with_context(|| at("public-keys"))?;
+                cache::validate_public_key(k).map_err(|e| at_place(at("public-keys"), e))?;
                 out.push(k.to_string());
             }
             out
         }
     };
     let login = str_of("login")?.unwrap_or(DEFAULT_LOGIN);
-    cache::validate_login(login).with_context(|| at("login"))?;
+    cache::validate_login(login).map_err(|e| at_place(at("login"), e))?;
     let secret_store = match str_of("secret-store")? {
         None | Some("netrc") => SecretStore::Netrc,
         Some("keyring") => SecretStore::Keyring,
@@ -334,6 +335,11 @@ pub fn same_cache(a: &CacheKind, b: &CacheKind) -> bool {
         (CacheKind::S3(x), CacheKind::S3(y)) => x.bucket == y.bucket && x.prefix == y.prefix,
         _ => false,
     }
+}
+
+/// `PLACE: why` as one message: a file and a key lead to the reason, they are not causes.
+fn at_place(place: impl std::fmt::Display, e: anyhow::Error) -> anyhow::Error {
+    anyhow::anyhow!("{place}: {e:#}")
 }
 
 #[cfg(test)]

@@ -144,20 +144,22 @@ pub fn private_dir(dir: &Path) -> Result<()> {
     let meta =
         fs::symlink_metadata(dir).with_context(|| format!("cannot stat {}", dir.display()))?;
     if !meta.is_dir() {
-        bail!(
-            "{} is not a directory (a symlink?); remove it so that nixstore-auth can make its private directory there",
-            dir.display()
-        );
+        return Err(crate::ui::error_with_help(
+            format!("{} is not a directory (a symlink?)", dir.display()),
+            "remove it so that nixstore-auth can make its private directory there",
+        ));
     }
     // SAFETY: getuid has no preconditions.
     let me = unsafe { libc::getuid() };
     if meta.uid() != me {
-        bail!(
-            "{} belongs to uid {}, not to you (uid {}); remove it or set XDG_RUNTIME_DIR",
-            dir.display(),
-            meta.uid(),
-            me
-        );
+        return Err(crate::ui::error_with_help(
+            format!(
+                "{} belongs to uid {}, not to you (uid {me})",
+                dir.display(),
+                meta.uid()
+            ),
+            "remove it (and find out who made it), or set XDG_RUNTIME_DIR",
+        ));
     }
     if meta.mode() & 0o077 != 0 {
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))

@@ -175,7 +175,7 @@ fn report_spawn_error(program: &OsString, err: &std::io::Error) -> i32 {
     };
     eprintln!(
         "{} {name}: {what}",
-        crate::ui::paint("nixstore-auth:", console::Color::Red)
+        crate::ui::Ui::default().paint("nixstore-auth:", console::Color::Red)
     );
     code
 }

@@ -142,10 +142,10 @@ fn run_mfa_process(cmd: &str, profile: &str, ui: &Ui) -> Result<Zeroizing<String
         .output()
         .with_context(|| format!("cannot run mfa_process of profile {profile:?}"))?;
     if !out.status.success() {
-        bail!(
-            "mfa_process of profile {profile:?} failed ({}); fix it or pass --mfa-code",
-            out.status
-        );
+        return Err(crate::ui::error_with_help(
+            format!("mfa_process of profile {profile:?} failed ({})", out.status),
+            "fix it, or pass --mfa-code",
+        ));
     }
     let text = Zeroizing::new(String::from_utf8_lossy(&out.stdout).into_owned());
     let code = text
@@ -187,7 +187,9 @@ mod tests {
         let mut bad = MfaCodes::new("arn:mfa", "p", None, Some("echo nope"), &ui);
         assert!(format!("{:#}", bad.first().unwrap_err()).contains("did not print"));
         let mut fail = MfaCodes::new("arn:mfa", "p", None, Some("exit 3"), &ui);
-        assert!(format!("{:#}", fail.first().unwrap_err()).contains("--mfa-code"));
+        let err = fail.first().unwrap_err();
+        assert!(format!("{err:#}").contains("failed"));
+        assert!(crate::ui::help_of(&err).unwrap().contains("--mfa-code"));
         assert!(check_shape("12a456").is_err());
     }
 }

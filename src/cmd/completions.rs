@@ -8,8 +8,8 @@ use super::{Cli, CompletionsArgs, Run};
 use crate::ui::Ui;
 
 impl Run for CompletionsArgs {
-    fn run(self, _ui: &Ui) -> Result<i32> {
-        print!("{}", completion_script(self.shell));
+    fn run(self, ui: &Ui) -> Result<i32> {
+        ui.out(format_args!("{}", completion_script(self.shell)))?;
         Ok(0)
     }
 }

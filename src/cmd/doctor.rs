@@ -10,7 +10,7 @@ use super::{DoctorArgs, Run};
 use crate::cache::CacheKind;
 use crate::config::{CacheEntry, Config, Dirs, SecretStore};
 use crate::nix::setup::{self, NixSetup, SettingsView, Trust, Version};
-use crate::ui::{self, Ui};
+use crate::ui::Ui;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -53,7 +53,7 @@ impl Report {
 }
 
 impl Run for DoctorArgs {
-    fn run(self, _ui: &Ui) -> Result<i32> {
+    fn run(self, ui: &Ui) -> Result<i32> {
         let dirs = Dirs::new()?;
         let mut report = Report::default();
         let config = match Config::load(&dirs.config_file()) {
@@ -105,9 +105,12 @@ impl Run for DoctorArgs {
 
         let failed = report.checks.iter().any(|c| c.status == Status::Fail);
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&report.checks)?);
+            ui.outln(format_args!(
+                "{}",
+                serde_json::to_string_pretty(&report.checks)?
+            ))?;
         } else {
-            print_report(&report);
+            print_report(&report, ui)?;
         }
         Ok(if failed { 1 } else { 0 })
     }
@@ -122,24 +125,28 @@ fn spinner(json: bool) -> Option<indicatif::ProgressBar> {
     Some(pb)
 }
 
-fn print_report(report: &Report) {
+fn print_report(report: &Report, ui: &Ui) -> Result<()> {
     let mut section = "";
     for c in &report.checks {
         if c.section != section {
             section = &c.section;
-            println!("{}", ui::paint_out(section, console::Color::White));
+            ui.outln(format_args!(
+                "{}",
+                ui.paint_out(section, console::Color::White)
+            ))?;
         }
         let mark = match c.status {
-            Status::Ok => ui::paint_out("  ok  ", console::Color::Green),
-            Status::Info => ui::paint_out("  ..  ", console::Color::Cyan),
-            Status::Warn => ui::paint_out("  warn", console::Color::Yellow),
-            Status::Fail => ui::paint_out("  FAIL", console::Color::Red),
+            Status::Ok => ui.paint_out("  ok  ", console::Color::Green),
+            Status::Info => ui.paint_out("  ..  ", console::Color::Cyan),
+            Status::Warn => ui.paint_out("  warn", console::Color::Yellow),
+            Status::Fail => ui.paint_out("  FAIL", console::Color::Red),
         };
-        println!("{mark} {}", c.summary);
+        ui.outln(format_args!("{mark} {}", c.summary))?;
         if let Some(fix) = &c.fix {
-            println!("        fix: {fix}");
+            ui.outln(format_args!("        fix: {fix}"))?;
         }
     }
+    Ok(())
 }
 
 fn nix_checks(r: &mut Report, setup: &NixSetup, user_view: &SettingsView) {
@@ -393,10 +400,7 @@ fn s3_checks(
         cache: Some(c.name.clone()),
         ..Default::default()
     };
-    let quiet = Ui {
-        verbose: 0,
-        quiet: true,
-    };
+    let quiet = Ui::silent();
     let session = match crate::aws::session::cached_only(&req, &quiet) {
         Ok(Some(s)) => s,
         Ok(None) => {

@@ -3,7 +3,6 @@
 use super::{EnvArgs, EnvFormat, Run, SessionArgs};
 use crate::aws::session::{self, SessionRequest};
 use crate::ui::Ui;
-use std::io::Write;
 use zeroize::Zeroizing;
 
 pub(super) fn request(s: &SessionArgs) -> SessionRequest {
@@ -34,9 +33,7 @@ impl Run for EnvArgs {
             ),
             EnvFormat::Json => json(&s)?,
         };
-        let mut out = std::io::stdout().lock();
-        out.write_all(text.as_bytes())?;
-        out.flush()?;
+        ui.out(text.as_str())?;
         Ok(0)
     }
 }

@@ -88,7 +88,7 @@ impl Run for ListArgs {
                     })
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            ui.outln(format_args!("{}", serde_json::to_string_pretty(&v)?))?;
             return Ok(0);
         }
         if rows.is_empty() {
@@ -96,19 +96,19 @@ impl Run for ListArgs {
             return Ok(0);
         }
         let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
-        println!(
+        ui.outln(format_args!(
             "{:w$}  {:5}  {:40}  {:30}  CREDENTIAL",
             "NAME", "KIND", "URL", "CONFIGURED IN"
-        );
+        ))?;
         for r in &rows {
-            println!(
+            ui.outln(format_args!(
                 "{:w$}  {:5}  {:40}  {:30}  {}",
                 r.name,
                 r.kind,
                 r.url,
                 r.configured_in.as_deref().unwrap_or("-"),
                 r.credential
-            );
+            ))?;
         }
         Ok(0)
     }

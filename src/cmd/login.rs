@@ -11,19 +11,21 @@ impl Run for LoginArgs {
         req.force_refresh = true;
         let s = session::resolve(&req, ui)?;
         let id = session::caller_identity(&s)?;
-        println!(
+        ui.outln(format_args!(
             "Profile:  {}",
             s.profile.as_deref().unwrap_or("(environment)")
-        );
-        println!("Account:  {}", id.account);
-        println!("ARN:      {}", id.arn);
+        ))?;
+        ui.outln(format_args!("Account:  {}", id.account))?;
+        ui.outln(format_args!("ARN:      {}", id.arn))?;
         match s.credentials.expiration {
-            Some(e) => println!(
+            Some(e) => ui.outln(format_args!(
                 "Expires:  {} (in {} min)",
                 crate::time::rfc3339(e),
                 (e - crate::time::now()).max(0) / 60
-            ),
-            None => println!("Expires:  never (long-term keys; no session to cache)"),
+            ))?,
+            None => ui.outln(format_args!(
+                "Expires:  never (long-term keys; no session to cache)"
+            ))?,
         }
         Ok(0)
     }

@@ -52,6 +52,10 @@ pub struct Cli {
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
 
+    /// When to colour output (NO_COLOR set: never, unless `always`)
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t)]
+    pub color: crate::ui::ColorChoice,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -479,6 +483,7 @@ pub fn main() -> i32 {
     let ui = Ui {
         verbose: cli.verbose,
         quiet: cli.quiet,
+        color: cli.color,
     };
     let result = match cli.command {
         Command::Use(a) => a.run(&ui),
@@ -498,13 +503,11 @@ pub fn main() -> i32 {
     };
     match result {
         Ok(code) => code,
+        // Its reader went away (`| head`): nothing more to say.
+        Err(err) if err.chain().any(|c| c.is::<crate::ui::StdoutClosed>()) => error::EXIT_OK,
         Err(err) => {
-            let code = error::exit_code(&err);
-            eprintln!(
-                "{} {err:#}",
-                crate::ui::paint("error:", console::Color::Red)
-            );
-            code
+            ui.error(&err);
+            error::exit_code(&err)
         }
     }
 }

@@ -3,12 +3,12 @@ use super::{ProxyAction, ProxyArgs, Run};
 use crate::proxy;
 use crate::ui::Ui;
 use anyhow::{Context, Result};
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 
 impl Run for ProxyArgs {
     fn run(self, ui: &Ui) -> Result<i32> {
         match self.action {
-            ProxyAction::Status => status(),
+            ProxyAction::Status => status(ui),
             ProxyAction::RotateSecret => {
                 let (file, told) = proxy::rotate_secret()?;
                 ui.info(format!("wrote a new proxy secret to {}", file.display()));
@@ -31,24 +31,24 @@ impl Run for ProxyArgs {
     }
 }
 
-fn status() -> Result<i32> {
+fn status(ui: &Ui) -> Result<i32> {
     let (port, secret_file, log) = proxy::describe()?;
-    let mut out = std::io::stdout().lock();
     match proxy::status()? {
         None => {
-            writeln!(
-                out,
+            ui.outln(format_args!(
                 "proxy: not running (it starts with `nixstore-auth exec`)"
-            )?;
-            writeln!(out, "url:   http://127.0.0.1:{port}/<secret>/NAME")?;
+            ))?;
+            ui.outln(format_args!("url:   http://127.0.0.1:{port}/<secret>/NAME"))?;
         }
         Some(st) => {
-            writeln!(
-                out,
+            ui.outln(format_args!(
                 "proxy: running, pid {}, {} client(s)",
                 st.pid, st.leases
-            )?;
-            writeln!(out, "url:   http://127.0.0.1:{}/<secret>/NAME", st.port)?;
+            ))?;
+            ui.outln(format_args!(
+                "url:   http://127.0.0.1:{}/<secret>/NAME",
+                st.port
+            ))?;
             for m in &st.mounts {
                 let exp = m
                     .expiration
@@ -64,17 +64,16 @@ fn status() -> Result<i32> {
                 } else {
                     ""
                 };
-                writeln!(
-                    out,
+                ui.outln(format_args!(
                     "cache: {} -> {} (session {}{exp}{nars}{daemon})",
                     m.name, m.url, m.session
-                )?;
+                ))?;
             }
         }
     }
-    writeln!(out, "access: {}", proxy::access_summary())?;
-    writeln!(out, "secret file: {}", secret_file.display())?;
-    writeln!(out, "log:   {}", log.display())?;
+    ui.outln(format_args!("access: {}", proxy::access_summary()))?;
+    ui.outln(format_args!("secret file: {}", secret_file.display()))?;
+    ui.outln(format_args!("log:   {}", log.display()))?;
     Ok(0)
 }
 
@@ -132,11 +131,10 @@ fn lease(ui: &Ui) -> Result<i32> {
     }
     let mut lease = proxy::ensure_running(&input.creds.into_credentials(), &mounts, ui)?;
     let base = lease.url_for("");
-    println!(
+    ui.outln(format_args!(
         "{}",
         serde_json::json!({"base": base.trim_end_matches('/'), "pid": lease.proxy_pid()})
-    );
-    std::io::stdout().flush()?;
+    ))?;
     loop {
         line.clear();
         if lines.read_line(&mut line)? == 0 {
@@ -148,8 +146,7 @@ fn lease(ui: &Ui) -> Result<i32> {
         let creds: LeaseCreds =
             serde_json::from_str(&line).context("stdin: malformed credentials")?;
         lease.refresh(&creds.into_credentials())?;
-        println!("{{\"refreshed\":true}}");
-        std::io::stdout().flush()?;
+        ui.outln(format_args!("{{\"refreshed\":true}}"))?;
     }
     Ok(0)
 }

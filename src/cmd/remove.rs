@@ -51,13 +51,13 @@ impl Run for RemoveArgs {
                     // An untrusted user has nothing of ours in the daemon's file to remove.
                     Target::NeedsAdmin => None,
                     Target::Print | Target::NixosModule => {
-                        println!("# remove from your Nix configuration:");
-                        println!("extra-substituters = {url}");
+                        ui.outln(format_args!("# remove from your Nix configuration:"))?;
+                        ui.outln(format_args!("extra-substituters = {url}"))?;
                         if !entry.public_keys.is_empty() {
-                            println!(
+                            ui.outln(format_args!(
                                 "extra-trusted-public-keys = {}",
                                 entry.public_keys.join(" ")
-                            );
+                            ))?;
                         }
                         return Ok(0);
                     }
@@ -141,7 +141,7 @@ impl Run for RemoveArgs {
             });
         }
         if self.dry_run {
-            print!("{}", plan.preview()?);
+            ui.out(format_args!("{}", plan.preview()?))?;
             ui.info("dry run: nothing was changed");
             return Ok(0);
         }

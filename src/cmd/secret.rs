@@ -114,7 +114,7 @@ impl Run for SecretArgs {
                     }
                 }
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                    ui.outln(format_args!("{}", serde_json::to_string_pretty(&rows)?))?;
                 } else if rows.is_empty() {
                     ui.info("no caches or keys recorded");
                 } else {
@@ -132,7 +132,7 @@ impl Run for SecretArgs {
                         if let Some(exp) = r.get("expires").and_then(|v| v.as_str()) {
                             line.push_str(&format!(", session expires {exp}"));
                         }
-                        println!("{line}");
+                        ui.outln(format_args!("{line}"))?;
                     }
                 }
                 Ok(0)

@@ -9,8 +9,8 @@ use super::{InitShell, Run, ShellInitArgs};
 use crate::ui::Ui;
 
 impl Run for ShellInitArgs {
-    fn run(self, _ui: &Ui) -> Result<i32> {
-        print!("{}", render(self.shell, &self.commands)?);
+    fn run(self, ui: &Ui) -> Result<i32> {
+        ui.out(format_args!("{}", render(self.shell, &self.commands)?))?;
         Ok(0)
     }
 }

@@ -200,10 +200,13 @@ fn read_port_file(path: &Path) -> Result<Option<u16>> {
     };
     match text.trim().parse::<u16>() {
         Ok(p) if p >= 1024 => Ok(Some(p)),
-        _ => bail!(
-            "{} does not hold a port number (1024 to 65535); remove it so that the proxy picks one again",
-            path.display()
-        ),
+        _ => Err(crate::ui::error_with_help(
+            format!(
+                "{} does not hold a port number (1024 to 65535)",
+                path.display()
+            ),
+            "remove it so that the proxy picks one again",
+        )),
     }
 }
 
@@ -247,10 +250,13 @@ pub fn read_secret(path: &Path) -> Result<Option<Zeroizing<String>>> {
     }
     let s = Zeroizing::new(text.trim().to_string());
     if !valid_secret(&s) {
-        bail!(
-            "{} does not hold a proxy secret (64 hex digits); run `nixstore-auth proxy rotate-secret` to make a new one",
-            path.display()
-        );
+        return Err(crate::ui::error_with_help(
+            format!(
+                "{} does not hold a proxy secret (64 hex digits)",
+                path.display()
+            ),
+            "run `nixstore-auth proxy rotate-secret` to make a new one",
+        ));
     }
     Ok(Some(s))
 }
@@ -384,6 +390,7 @@ mod tests {
         assert_eq!(*read_secret(&p).unwrap().unwrap(), *b);
         fs::write(&p, "short\n").unwrap();
         let err = read_secret(&p).unwrap_err();
-        assert!(format!("{err:#}").contains("rotate-secret"));
+        assert!(format!("{err:#}").contains("does not hold a proxy secret"));
+        assert!(crate::ui::help_of(&err).unwrap().contains("rotate-secret"));
     }
 }
