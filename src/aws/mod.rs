@@ -26,7 +26,10 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+pub mod environment;
+mod keys;
 pub mod mfa;
 pub mod profile;
 pub mod session;
 pub mod session_cache;
+mod sts;

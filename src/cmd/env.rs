@@ -45,10 +45,11 @@ fn shell(
     unset: impl Fn(&str) -> String,
 ) -> Zeroizing<String> {
     let mut text = Zeroizing::new(String::new());
-    for name in session::session_unset(s) {
+    let delta = session::EnvDelta::for_session(s);
+    for name in delta.unset {
         text.push_str(&unset(name));
     }
-    for (k, v) in session::session_env(s) {
+    for (k, v) in delta.set {
         let q = Zeroizing::new(quote(&v));
         text.push_str(&Zeroizing::new(set(&k, &q)));
     }

@@ -93,11 +93,9 @@ impl Run for ExecArgs {
             sessions.push((profile, s));
         }
         if let Some((_, s)) = sessions.first() {
-            launch.set.extend(session::session_env(s));
-            launch.unset = session::session_unset(s)
-                .into_iter()
-                .map(String::from)
-                .collect();
+            let delta = session::EnvDelta::for_session(s);
+            launch.set.extend(delta.set);
+            launch.unset = delta.unset.into_iter().map(String::from).collect();
         }
 
         let mut settings: Vec<Setting> = Vec::new();
@@ -183,7 +181,8 @@ impl Run for ExecArgs {
             let Some((_, s)) = sessions.first() else {
                 bail!("--builder-env needs an AWS session: pass --profile or record an S3 cache");
             };
-            let pairs: Vec<String> = session::session_env(s)
+            let pairs: Vec<String> = session::EnvDelta::for_session(s)
+                .set
                 .into_iter()
                 .filter(|(k, _)| k.starts_with("AWS_"))
                 .map(|(k, v)| format!("{k}={}", v.as_str()))

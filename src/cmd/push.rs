@@ -101,7 +101,9 @@ impl Run for PushArgs {
             "NIX_CONFIG".into(),
             Zeroizing::new(forward::nix_config(existing.as_deref(), &settings)),
         ));
-        launch.set.extend(session::session_env(&s));
+        let delta = session::EnvDelta::for_session(&s);
+        launch.set.extend(delta.set);
+        launch.unset = delta.unset.into_iter().map(String::from).collect();
         ui.info(format!(
             "uploading {} path(s) and their closure to {}{}",
             paths.len(),
