@@ -54,11 +54,11 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
             [CompletionResult]::new('--public-key', '--public-key', [CompletionResultType]::ParameterName, 'A public key `name:base64` that signs the cache (repeatable)')
             [CompletionResult]::new('--token-env', '--token-env', [CompletionResultType]::ParameterName, 'Read the token from this environment variable')
             [CompletionResult]::new('--login', '--login', [CompletionResultType]::ParameterName, 'The netrc login to write with the token')
-            [CompletionResult]::new('--mode', '--mode', [CompletionResultType]::ParameterName, 'Where to write')
+            [CompletionResult]::new('--mode', '--mode', [CompletionResultType]::ParameterName, 'Which files to edit (auto: decided from the installed Nix)')
+            [CompletionResult]::new('--nix-conf', '--nix-conf', [CompletionResultType]::ParameterName, 'Edit this nix.conf instead of the one the mode picks')
+            [CompletionResult]::new('--netrc', '--netrc', [CompletionResultType]::ParameterName, 'Edit this netrc file instead of the one in force')
             [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'The shape of printed configuration')
             [CompletionResult]::new('--secret-store', '--secret-store', [CompletionResultType]::ParameterName, 'Where to keep the token')
-            [CompletionResult]::new('--nix-conf', '--nix-conf', [CompletionResultType]::ParameterName, 'Edit this nix.conf instead of the one the mode picks')
-            [CompletionResult]::new('--netrc', '--netrc', [CompletionResultType]::ParameterName, 'Write the credential into this netrc file instead of the one in force')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour output (NO_COLOR set: never, unless `always`)')
             [CompletionResult]::new('--token-stdin', '--token-stdin', [CompletionResultType]::ParameterName, 'Read the token from standard input')
             [CompletionResult]::new('--no-token', '--no-token', [CompletionResultType]::ParameterName, 'The cache needs no token (a public cache signed with your own key)')
@@ -75,13 +75,13 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
             break
         }
         'nixstore-auth;remove' {
-            [CompletionResult]::new('--mode', '--mode', [CompletionResultType]::ParameterName, 'Where to remove from')
+            [CompletionResult]::new('--mode', '--mode', [CompletionResultType]::ParameterName, 'Which files to edit (auto: decided from the installed Nix)')
             [CompletionResult]::new('--nix-conf', '--nix-conf', [CompletionResultType]::ParameterName, 'Edit this nix.conf instead of the one the mode picks')
             [CompletionResult]::new('--netrc', '--netrc', [CompletionResultType]::ParameterName, 'Edit this netrc file instead of the one in force')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour output (NO_COLOR set: never, unless `always`)')
             [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Show a diff of every file that would change, and change none')
-            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Answer yes to questions')
-            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Answer yes to questions')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Answer yes to questions (hiding /etc/nix/netrc, moving a token)')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Answer yes to questions (hiding /etc/nix/netrc, moving a token)')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and warnings')
@@ -91,13 +91,13 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
             break
         }
         'nixstore-auth;rm' {
-            [CompletionResult]::new('--mode', '--mode', [CompletionResultType]::ParameterName, 'Where to remove from')
+            [CompletionResult]::new('--mode', '--mode', [CompletionResultType]::ParameterName, 'Which files to edit (auto: decided from the installed Nix)')
             [CompletionResult]::new('--nix-conf', '--nix-conf', [CompletionResultType]::ParameterName, 'Edit this nix.conf instead of the one the mode picks')
             [CompletionResult]::new('--netrc', '--netrc', [CompletionResultType]::ParameterName, 'Edit this netrc file instead of the one in force')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour output (NO_COLOR set: never, unless `always`)')
             [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Show a diff of every file that would change, and change none')
-            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Answer yes to questions')
-            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Answer yes to questions')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Answer yes to questions (hiding /etc/nix/netrc, moving a token)')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Answer yes to questions (hiding /etc/nix/netrc, moving a token)')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and warnings')

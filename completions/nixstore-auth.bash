@@ -1327,7 +1327,7 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__use)
-            opts="-y -v -q -h --name --public-key --token-stdin --token-env --no-token --login --mode --format --secret-store --nix-conf --netrc --dry-run --yes --restart-daemon --verbose --quiet --color --help"
+            opts="-y -v -q -h --name --public-key --token-stdin --token-env --no-token --login --mode --nix-conf --netrc --dry-run --yes --format --secret-store --restart-daemon --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1353,20 +1353,20 @@ _nixstore__auth() {
                     COMPREPLY=($(compgen -W "auto user system print" -- "${cur}"))
                     return 0
                     ;;
-                --format)
-                    COMPREPLY=($(compgen -W "nix-conf nixos home-manager" -- "${cur}"))
-                    return 0
-                    ;;
-                --secret-store)
-                    COMPREPLY=($(compgen -W "netrc keyring" -- "${cur}"))
-                    return 0
-                    ;;
                 --nix-conf)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --netrc)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "nix-conf nixos home-manager" -- "${cur}"))
+                    return 0
+                    ;;
+                --secret-store)
+                    COMPREPLY=($(compgen -W "netrc keyring" -- "${cur}"))
                     return 0
                     ;;
                 --color)

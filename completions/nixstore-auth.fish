@@ -52,17 +52,17 @@ complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -l name
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -l public-key -d 'A public key `name:base64` that signs the cache (repeatable)' -r
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -l token-env -d 'Read the token from this environment variable' -r
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -l login -d 'The netrc login to write with the token' -r
-complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -l mode -d 'Where to write' -r -f -a "auto\t'Decide from the installed Nix: root, single-user, trusted or untrusted user, NixOS'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -l mode -d 'Which files to edit (auto: decided from the installed Nix)' -r -f -a "auto\t'Decide from the installed Nix: root, single-user, trusted or untrusted user, NixOS'
 user\t'The user\'s nix.conf and netrc'
 system\t'/etc/nix/nix.conf and the daemon\'s netrc (root only)'
 print\t'Print the configuration and write nothing'"
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -l nix-conf -d 'Edit this nix.conf instead of the one the mode picks' -r -F
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -l netrc -d 'Edit this netrc file instead of the one in force' -r -F
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -l format -d 'The shape of printed configuration' -r -f -a "nix-conf\t'nix.conf lines'
 nixos\t'A NixOS module (`nix.settings`)'
 home-manager\t'A home-manager module (`nix.settings`)'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -l secret-store -d 'Where to keep the token' -r -f -a "netrc\t'A netrc file that Nix reads directly: plain `nix build` works'
 keyring\t'The OS keyring: only `nixstore-auth exec` (and the shell wrappers) reach the cache'"
-complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -l nix-conf -d 'Edit this nix.conf instead of the one the mode picks' -r -F
-complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -l netrc -d 'Write the credential into this netrc file instead of the one in force' -r -F
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
 always\t'Always (even into a pipe, and despite NO_COLOR)'
 never\t'Never'"
@@ -74,7 +74,7 @@ complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -l rest
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -s v -l verbose -d 'Say more about what happens (repeat for more detail); secrets are never shown'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -s q -l quiet -d 'Print only errors and warnings'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand remove" -l mode -d 'Where to remove from' -r -f -a "auto\t'Decide from the installed Nix: root, single-user, trusted or untrusted user, NixOS'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand remove" -l mode -d 'Which files to edit (auto: decided from the installed Nix)' -r -f -a "auto\t'Decide from the installed Nix: root, single-user, trusted or untrusted user, NixOS'
 user\t'The user\'s nix.conf and netrc'
 system\t'/etc/nix/nix.conf and the daemon\'s netrc (root only)'
 print\t'Print the configuration and write nothing'"
@@ -84,11 +84,11 @@ complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand remove" -l c
 always\t'Always (even into a pipe, and despite NO_COLOR)'
 never\t'Never'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand remove" -l dry-run -d 'Show a diff of every file that would change, and change none'
-complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand remove" -s y -l yes -d 'Answer yes to questions'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand remove" -s y -l yes -d 'Answer yes to questions (hiding /etc/nix/netrc, moving a token)'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand remove" -s v -l verbose -d 'Say more about what happens (repeat for more detail); secrets are never shown'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand remove" -s q -l quiet -d 'Print only errors and warnings'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand remove" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand rm" -l mode -d 'Where to remove from' -r -f -a "auto\t'Decide from the installed Nix: root, single-user, trusted or untrusted user, NixOS'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand rm" -l mode -d 'Which files to edit (auto: decided from the installed Nix)' -r -f -a "auto\t'Decide from the installed Nix: root, single-user, trusted or untrusted user, NixOS'
 user\t'The user\'s nix.conf and netrc'
 system\t'/etc/nix/nix.conf and the daemon\'s netrc (root only)'
 print\t'Print the configuration and write nothing'"
@@ -98,7 +98,7 @@ complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand rm" -l color
 always\t'Always (even into a pipe, and despite NO_COLOR)'
 never\t'Never'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand rm" -l dry-run -d 'Show a diff of every file that would change, and change none'
-complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand rm" -s y -l yes -d 'Answer yes to questions'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand rm" -s y -l yes -d 'Answer yes to questions (hiding /etc/nix/netrc, moving a token)'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand rm" -s v -l verbose -d 'Say more about what happens (repeat for more detail); secrets are never shown'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand rm" -s q -l quiet -d 'Print only errors and warnings'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand rm" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -127,27 +127,14 @@ pub struct UseArgs {
     /// Default: the login the cache was recorded with, else nixstore-auth.
     #[arg(long)]
     pub login: Option<String>,
-    /// Where to write
-    #[arg(long, value_enum, default_value_t)]
-    pub mode: Mode,
+    #[command(flatten)]
+    pub edit: EditArgs,
     /// The shape of printed configuration
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
     /// Where to keep the token
     #[arg(long, value_enum, default_value_t)]
     pub secret_store: SecretStore,
-    /// Edit this nix.conf instead of the one the mode picks
-    #[arg(long, value_name = "PATH")]
-    pub nix_conf: Option<PathBuf>,
-    /// Write the credential into this netrc file instead of the one in force
-    #[arg(long, value_name = "PATH")]
-    pub netrc: Option<PathBuf>,
-    /// Show a diff of every file that would change, and change none
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Answer yes to questions (hiding /etc/nix/netrc, moving a token)
-    #[arg(long, short = 'y')]
-    pub yes: bool,
     /// Restart the nix-daemon after writing the system nix.conf (systemd or launchd)
     #[arg(long)]
     pub restart_daemon: bool,
@@ -161,7 +148,14 @@ pub struct RemoveArgs {
     /// The cache's name or URL
     #[arg(add = ArgValueCompleter::new(complete_cache_names))]
     pub cache: String,
-    /// Where to remove from
+    #[command(flatten)]
+    pub edit: EditArgs,
+}
+
+/// What `use` and `remove` both take: where to edit, and how carefully.
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    /// Which files to edit (auto: decided from the installed Nix)
     #[arg(long, value_enum, default_value_t)]
     pub mode: Mode,
     /// Edit this nix.conf instead of the one the mode picks
@@ -173,7 +167,7 @@ pub struct RemoveArgs {
     /// Show a diff of every file that would change, and change none
     #[arg(long)]
     pub dry_run: bool,
-    /// Answer yes to questions
+    /// Answer yes to questions (hiding /etc/nix/netrc, moving a token)
     #[arg(long, short = 'y')]
     pub yes: bool,
 }

@@ -41,12 +41,12 @@ impl Run for RemoveArgs {
         let others: Vec<&CacheEntry> = all.iter().filter(|c| c.name != entry.name).collect();
         let url = entry.kind.url();
 
-        let conf_path = match (&self.nix_conf, &entry.nix_conf) {
+        let conf_path = match (&self.edit.nix_conf, &entry.nix_conf) {
             (Some(p), _) => Some(p.clone()),
-            (None, Some(p)) if self.mode == Mode::Auto => Some(p.clone()),
+            (None, Some(p)) if self.edit.mode == Mode::Auto => Some(p.clone()),
             _ => {
                 let setup = setup::probe()?;
-                match target::decide(self.mode, &setup, &url, None) {
+                match target::decide(self.edit.mode, &setup, &url, None) {
                     Target::Write { conf, .. } | Target::SubstituterOnly { conf } => Some(conf),
                     // An untrusted user has nothing of ours in the daemon's file to remove.
                     Target::NeedsAdmin => None,
@@ -140,7 +140,7 @@ impl Run for RemoveArgs {
                 Ok(cfg.to_text())
             });
         }
-        if self.dry_run {
+        if self.edit.dry_run {
             ui.out(format_args!("{}", plan.preview()?))?;
             ui.info("dry run: nothing was changed");
             return Ok(0);

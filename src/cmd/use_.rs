@@ -134,7 +134,7 @@ fn use_https(
         setup.user_conf.display(),
         setup.system_conf.display()
     ));
-    let target = target::decide(args.mode, &setup, &url, args.nix_conf.as_ref());
+    let target = target::decide(args.edit.mode, &setup, &url, args.edit.nix_conf.as_ref());
     let (conf_path, system, substituter_only) = match target {
         Target::Print => {
             ui.out(format_args!(
@@ -186,14 +186,14 @@ fn use_https(
         None
     } else if system {
         let in_force = setup.system_netrc();
-        let path = args.netrc.clone().unwrap_or_else(|| in_force.clone());
+        let path = args.edit.netrc.clone().unwrap_or_else(|| in_force.clone());
         if path != in_force {
             netrc_line = Some(path.clone());
         }
         Some(path)
     } else {
         let configured = conf.get("netrc-file").map(PathBuf::from);
-        match (&configured, &args.netrc) {
+        match (&configured, &args.edit.netrc) {
             (Some(c), Some(wanted)) if c != wanted => bail!(
                 "{} already sets netrc-file = {}; drop --netrc to add the entry there, or change that line yourself",
                 conf_path.display(),
@@ -203,7 +203,7 @@ fn use_https(
         }
         let path = configured
             .clone()
-            .or_else(|| args.netrc.clone())
+            .or_else(|| args.edit.netrc.clone())
             .unwrap_or_else(|| conf_path.parent().unwrap_or(Path::new(".")).join("netrc"));
         if configured.as_ref() != Some(&path) {
             netrc_line = Some(path.clone());
@@ -342,7 +342,7 @@ fn use_https(
     };
     record(&mut plan, config_path, &entry, netrc_line_change);
 
-    if args.dry_run {
+    if args.edit.dry_run {
         ui.out(format_args!("{}", plan.preview()?))?;
         if keyring && token.is_some() {
             ui.info(format!(
@@ -409,7 +409,7 @@ fn use_s3(args: &UseArgs, mut entry: CacheEntry, config_path: &Path, ui: &Ui) ->
     let url = entry.kind.url();
     // The daemon sees the proxy's stable URL, not the s3:// one.
     let proxy_url = crate::proxy::stable_url_for(&entry.name)?;
-    let target = target::decide(args.mode, &setup, &proxy_url, args.nix_conf.as_ref());
+    let target = target::decide(args.edit.mode, &setup, &proxy_url, args.edit.nix_conf.as_ref());
     let mut plan = Plan::new();
     match target {
         Target::Write { conf, .. } if !entry.public_keys.is_empty() => {
@@ -452,7 +452,7 @@ fn use_s3(args: &UseArgs, mut entry: CacheEntry, config_path: &Path, ui: &Ui) ->
                     "the nix-daemon already fetches {url} through your proxy's URL (an administrator listed it in a file only root reads)"
                 ));
                 record(&mut plan, config_path, &entry, None);
-                if !args.dry_run {
+                if !args.edit.dry_run {
                     plan.apply()?;
                 }
                 return Ok(0);
@@ -464,7 +464,7 @@ fn use_s3(args: &UseArgs, mut entry: CacheEntry, config_path: &Path, ui: &Ui) ->
                     "the nix-daemon does not trust user {:?}: it ignores the substituters that `exec` forwards to it",
                     setup.user
                 ));
-                let recorded = if args.dry_run {
+                let recorded = if args.edit.dry_run {
                     "dry run: the cache was not recorded"
                 } else {
                     "the cache is recorded"
@@ -489,7 +489,7 @@ fn use_s3(args: &UseArgs, mut entry: CacheEntry, config_path: &Path, ui: &Ui) ->
             if target != Target::Print {
                 // Record the cache anyway so that `exec` serves it once the administrator acted.
                 record(&mut plan, config_path, &entry, None);
-                if !args.dry_run {
+                if !args.edit.dry_run {
                     plan.apply()?;
                 }
                 return Ok(EXIT_NEEDS_ADMIN);
@@ -498,7 +498,7 @@ fn use_s3(args: &UseArgs, mut entry: CacheEntry, config_path: &Path, ui: &Ui) ->
         }
     }
     record(&mut plan, config_path, &entry, None);
-    if args.dry_run {
+    if args.edit.dry_run {
         ui.out(format_args!("{}", plan.preview()?))?;
         ui.info("dry run: nothing was changed");
         return Ok(0);
@@ -585,7 +585,7 @@ fn confirm_hiding(args: &UseArgs, ui: &Ui, hidden: &Path) -> Result<()> {
         "{} exists: a netrc-file in your nix.conf replaces it for your commands, so caches an administrator set up there lose their credentials for you",
         hidden.display()
     );
-    if args.yes || args.dry_run {
+    if args.edit.yes || args.edit.dry_run {
         ui.warn(msg);
         return Ok(());
     }
