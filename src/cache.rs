@@ -97,6 +97,12 @@ impl CacheKind {
     }
 }
 
+/// Whether two substituter URLs name the same cache: the one comparison rule (Nix treats
+/// `https://c.org` and `https://c.org/` alike).
+pub fn same_url(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
 /// Lowercases and maps every character outside `[a-z0-9-]` to `-`.
 pub fn sanitize_name(raw: &str) -> String {
     let s: String = raw

@@ -257,7 +257,6 @@ fn nix_checks(r: &mut Report, setup: &NixSetup, user_view: &SettingsView) {
 fn cache_checks(r: &mut Report, c: &CacheEntry, setup: &NixSetup, user_view: &SettingsView) {
     let section = format!("cache {} ({})", c.name, c.kind.url());
     let url = c.kind.url();
-    let norm = |s: &String| s.trim_end_matches('/').to_string();
     // Public keys: those in the user's files count only when the downloader honours them.
     let system_keys = setup.system.list("trusted-public-keys");
     let user_keys = user_view.list("trusted-public-keys");
@@ -298,17 +297,17 @@ fn cache_checks(r: &mut Report, c: &CacheEntry, setup: &NixSetup, user_view: &Se
             let listed_user = user_view
                 .list("substituters")
                 .iter()
-                .any(|s| norm(s) == url);
+                .any(|s| crate::cache::same_url(s, &url));
             let listed_sys = setup
                 .system
                 .list("substituters")
                 .iter()
-                .any(|s| norm(s) == url);
+                .any(|s| crate::cache::same_url(s, &url));
             let trusted_sub = setup
                 .system
                 .list("trusted-substituters")
                 .iter()
-                .any(|s| norm(s) == url);
+                .any(|s| crate::cache::same_url(s, &url));
             if c.secret_store == SecretStore::Keyring {
                 r.add(&section, Status::Info, "token in the keyring: reached through `nixstore-auth exec` (or the shell wrappers)", None);
             } else if listed_sys || (listed_user && (setup.user_settings_honoured() || trusted_sub))
@@ -482,7 +481,7 @@ fn s3_checks(
                 .system
                 .list("trusted-substituters")
                 .iter()
-                .any(|t| t.trim_end_matches('/') == u)
+                .any(|t| crate::cache::same_url(t, &u))
         });
         // The administrator may have listed the URL in a file only root reads (so that it is
         // in no world-readable file): then only the proxy can tell whether the daemon uses it.

@@ -361,11 +361,7 @@ fn warn_if_daemon_ignores(settings: &[Setting], ui: &Ui) {
     let ignored = settings
         .iter()
         .filter(|s| s.name == "extra-substituters")
-        .any(|s| {
-            !trusted
-                .iter()
-                .any(|t| t.trim_end_matches('/') == s.value.trim_end_matches('/'))
-        });
+        .any(|s| !trusted.iter().any(|t| crate::cache::same_url(t, &s.value)));
     // The URL may be listed in a file only root reads (the administrator keeps it out of
     // world-readable files): then the client cannot tell, and a warning would be wrong.
     if ignored && !setup.system.unreadable.is_empty() {

@@ -166,7 +166,7 @@ impl Run for RemoveArgs {
             let text = crate::fs::read_optional(conf_path)?.unwrap_or_default();
             if let Ok(c) = NixConf::parse(&text) {
                 for o in c.occurrences("substituters") {
-                    if o.values.iter().any(|v| v.trim_end_matches('/') == url) {
+                    if o.values.iter().any(|v| crate::cache::same_url(v, &url)) {
                         ui.warn(format!(
                             "{}:{} still lists {url} in `{}`, a line nixstore-auth did not write; left alone",
                             conf_path.display(),

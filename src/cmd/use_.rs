@@ -409,7 +409,12 @@ fn use_s3(args: &UseArgs, mut entry: CacheEntry, config_path: &Path, ui: &Ui) ->
     let url = entry.kind.url();
     // The daemon sees the proxy's stable URL, not the s3:// one.
     let proxy_url = crate::proxy::stable_url_for(&entry.name)?;
-    let target = target::decide(args.edit.mode, &setup, &proxy_url, args.edit.nix_conf.as_ref());
+    let target = target::decide(
+        args.edit.mode,
+        &setup,
+        &proxy_url,
+        args.edit.nix_conf.as_ref(),
+    );
     let mut plan = Plan::new();
     match target {
         Target::Write { conf, .. } if !entry.public_keys.is_empty() => {
@@ -611,7 +616,7 @@ fn report_includes(ui: &Ui, conf: &NixConf, path: &Path, url: &str) {
         if view
             .list("substituters")
             .iter()
-            .any(|s| s.trim_end_matches('/') == url)
+            .any(|s| crate::cache::same_url(s, url))
         {
             ui.info(format!(
                 "{url} is already listed in {} (included from {}); that file is left alone",

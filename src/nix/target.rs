@@ -61,8 +61,7 @@ pub fn decide(mode: Mode, setup: &NixSetup, url: &str, nix_conf: Option<&PathBuf
         Mode::Auto if setup.user_settings_honoured() => user,
         Mode::Auto => {
             let trusted_subs = setup.system.list("trusted-substituters");
-            let norm = |s: &str| s.trim_end_matches('/').to_string();
-            if trusted_subs.iter().any(|s| norm(s) == norm(url)) {
+            if trusted_subs.iter().any(|s| crate::cache::same_url(s, url)) {
                 Target::SubstituterOnly {
                     conf: nix_conf.cloned().unwrap_or_else(|| setup.user_conf.clone()),
                 }
