@@ -10,6 +10,7 @@ use crate::cache::{self, CacheKind};
 use crate::config::{CacheEntry, Config, DEFAULT_LOGIN, Dirs, SecretStore};
 use crate::error::EXIT_NEEDS_ADMIN;
 use crate::nix::conf::NixConf;
+use crate::nix::credential_plan::{self, TokenSource};
 use crate::nix::netrc::Netrc;
 use crate::nix::setup::{self, NixSetup};
 use crate::nix::snippet::{NetrcHint, PrivateFile, Snippet};
@@ -181,35 +182,17 @@ fn use_https(
     report_includes(ui, &conf, &conf_path, &url);
 
     // Which netrc file Nix will read, and whether nix.conf must point to it.
-    let mut netrc_line: Option<PathBuf> = None;
-    let netrc_path = if substituter_only {
-        None
-    } else if system {
-        let in_force = setup.system_netrc();
-        let path = args.edit.netrc.clone().unwrap_or_else(|| in_force.clone());
-        if path != in_force {
-            netrc_line = Some(path.clone());
-        }
-        Some(path)
-    } else {
-        let configured = conf.get("netrc-file").map(PathBuf::from);
-        match (&configured, &args.edit.netrc) {
-            (Some(c), Some(wanted)) if c != wanted => bail!(
-                "{} already sets netrc-file = {}; drop --netrc to add the entry there, or change that line yourself",
-                conf_path.display(),
-                c.display()
-            ),
-            _ => {}
-        }
-        let path = configured
-            .clone()
-            .or_else(|| args.edit.netrc.clone())
-            .unwrap_or_else(|| conf_path.parent().unwrap_or(Path::new(".")).join("netrc"));
-        if configured.as_ref() != Some(&path) {
-            netrc_line = Some(path.clone());
-        }
-        Some(path)
-    };
+    let system_netrc = setup.system_netrc();
+    let configured = conf.get("netrc-file").map(PathBuf::from);
+    let target = credential_plan::netrc_target(credential_plan::NetrcFacts {
+        substituter_only,
+        system,
+        system_netrc: &system_netrc,
+        conf_path: &conf_path,
+        configured: configured.as_deref(),
+        wanted: args.edit.netrc.as_deref(),
+    })?;
+    let netrc_path = target.path;
 
     let existing: Option<Zeroizing<String>> = netrc_path
         .as_deref()
@@ -217,9 +200,10 @@ fn use_https(
         .and_then(|n| n.password(&machine));
     let keyring = entry.secret_store == SecretStore::Keyring;
     // A token kept in the keyring so far (a cache moving back to netrc takes it along).
+    let config = Config::load(config_path)?;
     let store = if keyring || recorded_keyring {
         Some(crate::secret::SecretStore::open(
-            &Config::load(config_path)?,
+            &config,
             &Dirs::new()?,
             ui,
         )?)
@@ -231,45 +215,41 @@ fn use_https(
         Some(st) if recorded_keyring => st.get(&account)?,
         _ => None,
     };
-    let mut token = if netrc_path.is_some() || keyring {
+    let given = if netrc_path.is_some() || keyring {
         read_token(args, &machine, existing.is_some() || in_keyring.is_some())?
     } else {
         None
     };
-    // Migration: the token moves between netrc and keyring when no new one is given. It must
-    // pass the same rule, or `exec` would refuse it later.
-    if token.is_none() && keyring && !recorded_keyring {
-        token = existing
-            .clone()
-            .map(Token::new)
-            .transpose()
-            .context("cannot move the netrc entry's token into the keyring")?;
-    }
-    if token.is_none() && !keyring && recorded_keyring {
-        token = in_keyring
-            .clone()
-            .map(Token::new)
-            .transpose()
-            .context("cannot move the keyring's token into netrc")?;
-    }
-    let remove_netrc_entry = keyring && existing.is_some();
-    let writes_netrc = token.is_some() && !keyring;
-    if keyring || (!writes_netrc && existing.is_none()) {
-        // Nothing to point nix.conf at.
-        netrc_line = None;
-    }
-    if netrc_line.is_some() && !system {
-        let hidden = setup.system_netrc();
-        if hidden.exists() {
-            confirm_hiding(args, ui, &hidden)?;
-        }
+    let tp = credential_plan::token_plan(credential_plan::TokenFacts {
+        keyring,
+        recorded_keyring,
+        given: given.is_some(),
+        in_netrc: existing.is_some(),
+        in_keyring: in_keyring.is_some(),
+        netrc_file: netrc_path.is_some(),
+    });
+    // A moved token must pass the same rule as a given one, or `exec` would refuse it later.
+    let token = match tp.source {
+        Some(TokenSource::Given) => given,
+        Some(TokenSource::FromNetrc) => Some(
+            Token::new(existing.clone().unwrap_or_default())
+                .context("cannot move the netrc entry's token into the keyring")?,
+        ),
+        Some(TokenSource::FromKeyring) => Some(
+            Token::new(in_keyring.clone().unwrap_or_default())
+                .context("cannot move the keyring's token into netrc")?,
+        ),
+        None => None,
+    };
+    let netrc_line = target.line.filter(|_| tp.keep_netrc_line);
+    if netrc_line.is_some() && !system && system_netrc.exists() {
+        confirm_hiding(args, ui, &system_netrc)?;
     }
 
     // Moving the last token out of a netrc whose `netrc-file` line `use` added: the line goes
     // too, or it would keep hiding /etc/nix/netrc for nothing.
-    let drop_netrc_line = match (&netrc_path, remove_netrc_entry) {
-        (Some(path), true) => {
-            let config = Config::load(config_path)?;
+    let drop_netrc_line = match &netrc_path {
+        Some(path) if tp.remove_netrc_entry => {
             let ours = config
                 .cache(&entry.name)?
                 .is_some_and(|c| c.added_netrc_line);
@@ -281,7 +261,7 @@ fn use_https(
                 n.remove(&machine);
                 n.entries().is_empty()
             });
-            ours && !shared && emptied
+            credential_plan::drop_netrc_line(&tp, ours, shared, emptied)
         }
         _ => false,
     };
@@ -312,7 +292,7 @@ fn use_https(
             Ok(c.to_text())
         });
     }
-    if let (Some(path), Some(token), true) = (&netrc_path, &token, writes_netrc) {
+    if let (Some(path), Some(token), true) = (&netrc_path, &token, tp.write_netrc) {
         let machine = machine.clone();
         let login = entry.login.clone();
         let token = token.clone();
@@ -322,7 +302,7 @@ fn use_https(
             Ok(n.to_text())
         });
     }
-    if let (Some(path), true) = (&netrc_path, remove_netrc_entry) {
+    if let (Some(path), true) = (&netrc_path, tp.remove_netrc_entry) {
         let machine = machine.clone();
         plan.edit(path, 0o600, true, move |text| {
             let mut n = Netrc::parse(text)?;
@@ -331,10 +311,8 @@ fn use_https(
         });
     }
     entry.nix_conf = Some(conf_path.clone());
-    entry.netrc = netrc_path
-        .clone()
-        .filter(|_| !keyring && (writes_netrc || existing.is_some()));
-    entry.has_token = token.is_some() || existing.is_some() || in_keyring.is_some();
+    entry.netrc = netrc_path.clone().filter(|_| tp.keep_netrc_line);
+    entry.has_token = tp.has_token;
     let netrc_line_change = if drop_netrc_line {
         Some(false)
     } else {
@@ -344,7 +322,7 @@ fn use_https(
 
     if args.edit.dry_run {
         ui.out(format_args!("{}", plan.preview()?))?;
-        if keyring && token.is_some() {
+        if tp.store_in_keyring {
             ui.info(format!(
                 "would store the token for {machine} in the keyring"
             ));
@@ -353,7 +331,7 @@ fn use_https(
         return Ok(0);
     }
     // The secret goes first: if the keyring refuses it, no file has changed yet.
-    if let (Some(st), Some(t), true) = (&store, &token, keyring) {
+    if let (Some(st), Some(t), true) = (&store, &token, tp.store_in_keyring) {
         st.set(&account, t.as_str())?;
         ui.info(format!(
             "stored the token for {machine} in {}",
@@ -361,12 +339,10 @@ fn use_https(
         ));
     }
     let changed = plan.apply()?;
-    if let (Some(st), false, true) = (&store, keyring, recorded_keyring)
-        && writes_netrc
-    {
+    if let (Some(st), true) = (&store, tp.delete_from_keyring) {
         st.delete(&account)?;
     }
-    if let (true, Some(st)) = (remove_netrc_entry, &store) {
+    if let (true, Some(st)) = (tp.remove_netrc_entry, &store) {
         ui.info(format!(
             "moved the token for {machine} out of the plaintext netrc into {}",
             st.describe()

@@ -2,6 +2,7 @@
 
 pub mod client_cache;
 pub mod conf;
+pub mod credential_plan;
 pub mod forward;
 pub mod netrc;
 pub mod setup;
