@@ -4,13 +4,14 @@
 use anyhow::{Result, bail};
 use std::path::PathBuf;
 
-use super::{Mode, RemoveArgs, Run};
+use super::{RemoveArgs, Run};
 use crate::cache::{self, CacheKind};
 use crate::config::{CacheEntry, Config, Dirs, SecretStore, same_cache};
 use crate::nix::conf::NixConf;
 use crate::nix::netrc::Netrc;
 use crate::nix::setup;
-use crate::nix::target::{self, Target};
+use crate::nix::snippet::{Format, Snippet};
+use crate::nix::target::{self, RemoveFrom};
 use crate::plan::Plan;
 use crate::ui::Ui;
 
@@ -41,27 +42,22 @@ impl Run for RemoveArgs {
         let others: Vec<&CacheEntry> = all.iter().filter(|c| c.name != entry.name).collect();
         let url = entry.kind.url();
 
-        let conf_path = match (&self.edit.nix_conf, &entry.nix_conf) {
-            (Some(p), _) => Some(p.clone()),
-            (None, Some(p)) if self.edit.mode == Mode::Auto => Some(p.clone()),
-            _ => {
-                let setup = setup::probe()?;
-                match target::decide(self.edit.mode, &setup, &url, None) {
-                    Target::Write { conf, .. } | Target::SubstituterOnly { conf } => Some(conf),
-                    // An untrusted user has nothing of ours in the daemon's file to remove.
-                    Target::NeedsAdmin => None,
-                    Target::Print | Target::NixosModule => {
-                        ui.outln(format_args!("# remove from your Nix configuration:"))?;
-                        ui.outln(format_args!("extra-substituters = {url}"))?;
-                        if !entry.public_keys.is_empty() {
-                            ui.outln(format_args!(
-                                "extra-trusted-public-keys = {}",
-                                entry.public_keys.join(" ")
-                            ))?;
-                        }
-                        return Ok(0);
-                    }
-                }
+        let from = target::remove_from(
+            self.edit.nix_conf.as_deref(),
+            entry.nix_conf.as_deref(),
+            self.edit.mode,
+            || Ok(target::decide(self.edit.mode, &setup::probe()?, &url, None)),
+        )?;
+        let conf_path = match from {
+            RemoveFrom::Conf(p) => Some(p),
+            RemoveFrom::Nothing => None,
+            RemoveFrom::Print { nixos } => {
+                let mut snippet = Snippet::default();
+                snippet.push("extra-substituters", vec![url.clone()]);
+                snippet.push("extra-trusted-public-keys", entry.public_keys.clone());
+                ui.outln("# remove from your Nix configuration:")?;
+                ui.out(snippet.render(Format::NixConf.on_nixos(nixos)))?;
+                return Ok(0);
             }
         };
 

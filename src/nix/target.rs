@@ -72,9 +72,87 @@ pub fn decide(mode: Mode, setup: &NixSetup, url: &str, nix_conf: Option<&PathBuf
     }
 }
 
+/// Where `remove` takes a cache's lines from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoveFrom {
+    /// This nix.conf.
+    Conf(PathBuf),
+    /// Nowhere: an untrusted user has nothing of ours in the daemon's file.
+    Nothing,
+    /// Nothing can be edited (`--mode print`, NixOS): print what to remove.
+    Print { nixos: bool },
+}
+
+/// `remove`'s target: `--nix-conf`, else the file `use` recorded (in auto mode), else what
+/// [`decide`] says for the mode (`decide_now` probes Nix, only when needed).
+pub fn remove_from(
+    explicit: Option<&std::path::Path>,
+    recorded: Option<&std::path::Path>,
+    mode: Mode,
+    decide_now: impl FnOnce() -> anyhow::Result<Target>,
+) -> anyhow::Result<RemoveFrom> {
+    if let Some(p) = explicit {
+        return Ok(RemoveFrom::Conf(p.to_path_buf()));
+    }
+    if let (Some(p), Mode::Auto) = (recorded, mode) {
+        return Ok(RemoveFrom::Conf(p.to_path_buf()));
+    }
+    Ok(match decide_now()? {
+        Target::Write { conf, .. } | Target::SubstituterOnly { conf } => RemoveFrom::Conf(conf),
+        Target::NeedsAdmin => RemoveFrom::Nothing,
+        Target::Print => RemoveFrom::Print { nixos: false },
+        Target::NixosModule => RemoveFrom::Print { nixos: true },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remove_takes_the_explicit_then_the_recorded_file_then_decides() {
+        use std::path::Path;
+        let (e, r) = (Path::new("/e.conf"), Path::new("/r.conf"));
+        let write = || {
+            Ok(Target::Write {
+                conf: PathBuf::from("/d.conf"),
+                system: false,
+            })
+        };
+        let never = || -> anyhow::Result<Target> { panic!("probed Nix needlessly") };
+        let conf = |p: &str| RemoveFrom::Conf(PathBuf::from(p));
+        assert_eq!(
+            remove_from(Some(e), Some(r), Mode::User, never).unwrap(),
+            conf("/e.conf")
+        );
+        assert_eq!(
+            remove_from(None, Some(r), Mode::Auto, never).unwrap(),
+            conf("/r.conf")
+        );
+        assert_eq!(
+            remove_from(None, Some(r), Mode::User, write).unwrap(),
+            conf("/d.conf")
+        );
+        assert_eq!(
+            remove_from(None, None, Mode::Auto, write).unwrap(),
+            conf("/d.conf")
+        );
+        let table = [
+            (Target::NeedsAdmin, RemoveFrom::Nothing),
+            (Target::Print, RemoveFrom::Print { nixos: false }),
+            (Target::NixosModule, RemoveFrom::Print { nixos: true }),
+            (
+                Target::SubstituterOnly {
+                    conf: PathBuf::from("/s.conf"),
+                },
+                conf("/s.conf"),
+            ),
+        ];
+        for (decided, want) in table {
+            let got = remove_from(None, None, Mode::Auto, || Ok(decided.clone())).unwrap();
+            assert_eq!(got, want);
+        }
+    }
     use crate::nix::setup::{SettingsView, Trust};
 
     fn setup(root: bool, daemon: bool, trust: Trust, nixos: bool) -> NixSetup {
