@@ -16,6 +16,7 @@ pub mod plan;
 pub mod proxy;
 pub mod secret;
 pub mod ui;
+pub mod user;
 
 /// Runs the program and returns the process exit code.
 pub fn main() -> i32 {
