@@ -69,7 +69,8 @@ impl Run for DoctorArgs {
                 Config::default()
             }
         };
-        let setup = setup::probe()?;
+        // Not from the probe cache: doctor reports what is true now (and refreshes the cache).
+        let setup = setup::probe_with(setup::Reuse::Fresh)?;
         let user_view = setup::load_view(&setup.user_conf);
         nix_checks(&mut report, &setup, &user_view);
         let caches: Vec<CacheEntry> = config

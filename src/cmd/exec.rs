@@ -106,6 +106,16 @@ impl Run for ExecArgs {
                 .collect();
         }
 
+        // What the installed Nix is and knows: probed at most once per command (and then
+        // from the probe cache while nothing changed), only when settings will be forwarded.
+        let nix = if !s3.is_empty() || !keyring.is_empty() || self.builder_env {
+            setup::probe()
+                .map_err(|e| ui.debug(format!("cannot probe the installed Nix: {e:#}")))
+                .ok()
+        } else {
+            None
+        };
+
         let mut settings: Vec<Setting> = Vec::new();
         // 2. S3 caches through the proxy.
         let mut leases = Vec::new();
@@ -147,7 +157,9 @@ impl Run for ExecArgs {
                 }
                 leases.push(lease);
             }
-            warn_if_daemon_ignores(&settings, ui);
+            if let Some(nix) = &nix {
+                warn_if_daemon_ignores(&settings, nix, ui);
+            }
             let keys: Vec<String> = s3.iter().flat_map(|c| c.public_keys.clone()).collect();
             if !keys.is_empty() {
                 settings.push(Setting::new(
@@ -169,7 +181,10 @@ impl Run for ExecArgs {
                 file.path().display().to_string(),
                 false,
             ));
-            let system_netrc = setup::daemon_netrc();
+            let system_netrc = match &nix {
+                Some(nix) => nix.system_netrc(),
+                None => setup::daemon_netrc(),
+            };
             if system_netrc.exists() {
                 ui.warn(format!(
                     "forwarding a netrc-file hides {} for this command: caches configured only there lose their credentials",
@@ -201,10 +216,10 @@ impl Run for ExecArgs {
         if !settings.is_empty() {
             // Misses remembered from attempts without credentials must not block this one.
             settings.push(Setting::new("narinfo-cache-negative-ttl", "0", false));
-            let version = setup::nix_version();
-            match forward::known_settings(version, &dirs.cache) {
-                Ok(known) => {
-                    let (keep, dropped) = forward::known_only(settings, &known);
+            let version = nix.as_ref().and_then(|n| n.version);
+            match nix.as_ref().and_then(|n| n.known_settings.as_ref()) {
+                Some(known) => {
+                    let (keep, dropped) = forward::known_only(settings, known);
                     if dropped.iter().any(|d| d == "impure-env") {
                         bail!(
                             "--builder-env needs Nix >= 2.19 with the experimental feature configurable-impure-env; the installed Nix{} does not know `impure-env`",
@@ -218,9 +233,7 @@ impl Run for ExecArgs {
                     }
                     settings = keep;
                 }
-                Err(e) => ui.debug(format!(
-                    "cannot list the settings Nix knows ({e:#}); forwarding all"
-                )),
+                None => ui.debug("cannot list the settings Nix knows; forwarding all"),
             }
             let existing = std::env::var("NIX_CONFIG").ok();
             launch.set.push((
@@ -350,8 +363,7 @@ fn ephemeral_netrc(
 /// An untrusted user's forwarded substituters reach the daemon only when the administrator
 /// listed them in `trusted-substituters`: say so up front instead of letting Nix print
 /// "ignoring untrusted substituter" deep in its output.
-fn warn_if_daemon_ignores(settings: &[Setting], ui: &Ui) {
-    let Ok(setup) = setup::probe() else { return };
+fn warn_if_daemon_ignores(settings: &[Setting], setup: &setup::NixSetup, ui: &Ui) {
     if setup.user_settings_honoured() {
         return;
     }
