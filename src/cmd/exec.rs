@@ -12,6 +12,7 @@
 //!   its status is passed on; otherwise this process becomes CMD.
 
 use anyhow::{Result, bail};
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use zeroize::Zeroizing;
 
@@ -106,14 +107,17 @@ impl Run for ExecArgs {
                 .collect();
         }
 
-        // What the installed Nix is and knows: probed at most once per command (and then
-        // from the probe cache while nothing changed), only when settings will be forwarded.
-        let nix = if !s3.is_empty() || !keyring.is_empty() || self.builder_env {
-            setup::probe()
-                .map_err(|e| ui.debug(format!("cannot probe the installed Nix: {e:#}")))
-                .ok()
-        } else {
-            None
+        // What the installed Nix is and knows: probed when first needed, at most once per
+        // command (and answered from the probe cache while nothing changed).
+        let nix_cell = OnceCell::new();
+        let nix = || {
+            nix_cell
+                .get_or_init(|| {
+                    setup::probe()
+                        .map_err(|e| ui.debug(format!("cannot probe the installed Nix: {e:#}")))
+                        .ok()
+                })
+                .as_ref()
         };
 
         let mut settings: Vec<Setting> = Vec::new();
@@ -157,7 +161,7 @@ impl Run for ExecArgs {
                 }
                 leases.push(lease);
             }
-            if let Some(nix) = &nix {
+            if let Some(nix) = nix() {
                 warn_if_daemon_ignores(&settings, nix, ui);
             }
             let keys: Vec<String> = s3.iter().flat_map(|c| c.public_keys.clone()).collect();
@@ -181,7 +185,7 @@ impl Run for ExecArgs {
                 file.path().display().to_string(),
                 false,
             ));
-            let system_netrc = match &nix {
+            let system_netrc = match nix() {
                 Some(nix) => nix.system_netrc(),
                 None => setup::daemon_netrc(),
             };
@@ -216,8 +220,8 @@ impl Run for ExecArgs {
         if !settings.is_empty() {
             // Misses remembered from attempts without credentials must not block this one.
             settings.push(Setting::new("narinfo-cache-negative-ttl", "0", false));
-            let version = nix.as_ref().and_then(|n| n.version);
-            match nix.as_ref().and_then(|n| n.known_settings.as_ref()) {
+            let version = nix().and_then(|n| n.version);
+            match nix().and_then(|n| n.known_settings.as_ref()) {
                 Some(known) => {
                     let (keep, dropped) = forward::known_only(settings, known);
                     if dropped.iter().any(|d| d == "impure-env") {
