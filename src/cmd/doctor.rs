@@ -10,7 +10,7 @@ use super::use_::netrc_machine;
 use super::{DoctorArgs, Run};
 use crate::cache::CacheKind;
 use crate::config::{CacheEntry, Config, Dirs, SecretStore};
-use crate::nix::setup::{self, NixSetup, SettingsView, Trust, Version};
+use crate::nix::setup::{self, NixSetup, ProbeCache, SettingsView, Trust, Version};
 use crate::ui::{self, Ui};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -69,8 +69,7 @@ impl Run for DoctorArgs {
                 Config::default()
             }
         };
-        // Not from the probe cache: doctor reports what is true now (and refreshes the cache).
-        let setup = setup::probe_with(setup::Reuse::Fresh)?;
+        let setup = setup::probe(ProbeCache::Off)?;
         let user_view = setup::load_view(&setup.user_conf);
         nix_checks(&mut report, &setup, &user_view);
         let caches: Vec<CacheEntry> = config

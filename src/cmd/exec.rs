@@ -26,7 +26,7 @@ use crate::launch::Launch;
 use crate::nix::conf::NixConf;
 use crate::nix::forward::{self, Setting};
 use crate::nix::netrc::Netrc;
-use crate::nix::setup;
+use crate::nix::setup::{self, ProbeCache};
 use crate::proxy;
 use crate::secret::SecretStore;
 use crate::ui::Ui;
@@ -113,7 +113,7 @@ impl Run for ExecArgs {
         let nix = || {
             nix_cell
                 .get_or_init(|| {
-                    setup::probe()
+                    setup::probe(ProbeCache::ReadWrite)
                         .map_err(|e| ui.debug(format!("cannot probe the installed Nix: {e:#}")))
                         .ok()
                 })

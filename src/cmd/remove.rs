@@ -10,7 +10,7 @@ use crate::cache::{self, CacheKind};
 use crate::config::{CacheEntry, Config, Dirs, SecretStore, same_cache};
 use crate::nix::conf::NixConf;
 use crate::nix::netrc::Netrc;
-use crate::nix::setup;
+use crate::nix::setup::{self, ProbeCache};
 use crate::nix::target::{self, Target};
 use crate::plan::Plan;
 use crate::ui::Ui;
@@ -46,7 +46,7 @@ impl Run for RemoveArgs {
             (Some(p), _) => Some(p.clone()),
             (None, Some(p)) if self.mode == Mode::Auto => Some(p.clone()),
             _ => {
-                let setup = setup::probe()?;
+                let setup = setup::probe(ProbeCache::ReadOnly)?;
                 match target::decide(self.mode, &setup, &url, None) {
                     Target::Write { conf, .. } | Target::SubstituterOnly { conf } => Some(conf),
                     // An untrusted user has nothing of ours in the daemon's file to remove.

@@ -11,7 +11,7 @@ use crate::config::{CacheEntry, Config, Dirs, SecretStore};
 use crate::error::EXIT_NEEDS_ADMIN;
 use crate::nix::conf::NixConf;
 use crate::nix::netrc::Netrc;
-use crate::nix::setup::{self, NixSetup};
+use crate::nix::setup::{self, NixSetup, ProbeCache};
 use crate::nix::snippet::{NetrcHint, Snippet};
 use crate::nix::target::{self, Target};
 use crate::plan::Plan;
@@ -147,7 +147,7 @@ fn use_https(
 ) -> Result<i32> {
     let url = entry.kind.url();
     let machine = netrc_machine(&entry.kind).context("the cache URL has no host")?;
-    let setup = setup::probe()?;
+    let setup = setup::probe(ProbeCache::ReadOnly)?;
     ui.debug(format!(
         "nix {}; daemon: {}; root: {}; trust: {:?}; user file {}; system file {}",
         setup
@@ -422,7 +422,7 @@ fn use_s3(args: &UseArgs, mut entry: CacheEntry, config_path: &Path, ui: &Ui) ->
             "S3 caches take no token: credentials come from your AWS session (see `nixstore-auth login`)"
         );
     }
-    let setup = setup::probe()?;
+    let setup = setup::probe(ProbeCache::ReadOnly)?;
     let url = entry.kind.url();
     // The daemon sees the proxy's stable URL, not the s3:// one.
     let proxy_url = crate::proxy::stable_url_for(&entry.name)?;

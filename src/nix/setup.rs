@@ -314,21 +314,19 @@ fn access_writable(path: &Path) -> bool {
     unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
 }
 
-/// Whether `probe` may answer from what an earlier command's probe stored.
+/// How `probe` uses the probe cache (see `probe_cache`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reuse {
-    /// While the stored answers' key still holds (every command but `doctor`).
-    Stored,
-    /// Run `nix` again (and store the answers): `doctor` reports what is true now.
-    Fresh,
+pub enum ProbeCache {
+    /// Answer from it while its key holds, and store a new probe: `exec`, on every Nix command.
+    ReadWrite,
+    /// Answer from it, never write: `use` and `remove` change only the files they report.
+    ReadOnly,
+    /// Run `nix` and leave the cache alone: `doctor` reports what is true now.
+    Off,
 }
 
-/// Probes the machine, reusing a stored probe of the same setup.
-pub fn probe() -> Result<NixSetup> {
-    probe_with(Reuse::Stored)
-}
-
-pub fn probe_with(reuse: Reuse) -> Result<NixSetup> {
+/// Probes the machine.
+pub fn probe(cache: ProbeCache) -> Result<NixSetup> {
     let home = home_dir()?;
     let system_conf = system_conf_file(&real_env);
     let user_files = user_conf_files(&real_env, &home);
@@ -343,7 +341,7 @@ pub fn probe_with(reuse: Reuse) -> Result<NixSetup> {
     for f in &user_files {
         conf_files.extend(load_view(f).consulted);
     }
-    let facts = nix_facts(&conf_files, &me, daemon, trusted_by_files, reuse);
+    let facts = nix_facts(&conf_files, &me, daemon, trusted_by_files, cache);
     let trust = match facts.daemon_trust {
         Some(true) => Trust::Trusted,
         Some(false) => Trust::Untrusted,
@@ -368,13 +366,13 @@ pub fn probe_with(reuse: Reuse) -> Result<NixSetup> {
 }
 
 /// What only running `nix` tells: from the probe cache while its key holds, else from `nix`
-/// (at most one run of each subcommand), stored for the next command.
+/// (at most one run of each subcommand), stored for the next command where `cache` allows.
 fn nix_facts(
     conf_files: &[PathBuf],
     me: &crate::user::Identity,
     daemon: bool,
     trusted_by_files: bool,
-    reuse: Reuse,
+    cache: ProbeCache,
 ) -> Facts {
     let Some(nix) = probe_cache::resolve_program("nix", real_env("PATH").as_deref()) else {
         // No Nix to run; nothing stored, so that installing one is noticed.
@@ -384,7 +382,7 @@ fn nix_facts(
     let key = probe_cache::KeyInputs::gather(&nix, conf_files, &real_env, me.uid, &me.gids, daemon)
         .map(|k| probe_cache::key(&k));
     let stored = match (&cache_dir, &key) {
-        (Some(dir), Some(key)) if reuse == Reuse::Stored => probe_cache::load(dir, key),
+        (Some(dir), Some(key)) if cache != ProbeCache::Off => probe_cache::load(dir, key),
         _ => None,
     };
     if let Some(facts) = stored {
@@ -401,6 +399,7 @@ fn nix_facts(
         },
     };
     if let (Some(dir), Some(key)) = (&cache_dir, &key)
+        && cache == ProbeCache::ReadWrite
         && probe_cache::cacheable(&facts, daemon, trusted_by_files)
     {
         // A cache that cannot be written costs a probe next time, nothing more.
