@@ -192,15 +192,15 @@ pub fn stamp(path: &Path) -> Option<Stamp> {
     })
 }
 
-/// The program `name` as `execvp` finds it in `path_var`, with symlinks resolved.
+/// The program `name` as `execvp` finds it in `path_var` (glibc's default without PATH). Not
+/// canonicalized: `nix` picks its personality from argv[0], so it must run under this name.
 pub fn resolve_program(name: &str, path_var: Option<&str>) -> Option<PathBuf> {
-    let path_var = path_var.unwrap_or("/usr/local/bin:/usr/bin:/bin");
     path_var
+        .unwrap_or("/bin:/usr/bin")
         .split(':')
         .map(|d| if d.is_empty() { "." } else { d })
         .map(|d| Path::new(d).join(name))
         .find(|p| is_executable_file(p))
-        .and_then(|p| std::fs::canonicalize(p).ok())
 }
 
 fn is_executable_file(p: &Path) -> bool {
@@ -213,7 +213,8 @@ fn is_executable_file(p: &Path) -> bool {
 }
 
 impl KeyInputs {
-    /// Stats `nix` and the nix.conf files, and reads the [`KEY_ENV`] variables.
+    /// Resolves `nix`'s symlinks (a profile switch retargets them), stats it and the nix.conf
+    /// files, and reads the [`KEY_ENV`] variables.
     pub fn gather(
         nix: &Path,
         conf_files: &[PathBuf],
@@ -222,9 +223,10 @@ impl KeyInputs {
         gids: &[u32],
         daemon: bool,
     ) -> Option<KeyInputs> {
+        let nix = std::fs::canonicalize(nix).ok()?;
         Some(KeyInputs {
-            nix: nix.to_path_buf(),
-            nix_stamp: stamp(nix)?,
+            nix_stamp: stamp(&nix)?,
+            nix,
             conf: conf_files.iter().map(|p| (p.clone(), stamp(p))).collect(),
             env: KEY_ENV.iter().map(|name| env(name)).collect(),
             uid,
@@ -507,10 +509,11 @@ mod tests {
         std::fs::create_dir_all(&first).unwrap();
         std::fs::write(first.join("nix"), "").unwrap();
         let path = format!("{}:{}", first.display(), bin.display());
-        assert_eq!(
-            resolve_program("nix", Some(&path)),
-            Some(std::fs::canonicalize(&target).unwrap())
-        );
+        let found = resolve_program("nix", Some(&path)).unwrap();
+        assert_eq!(found, bin.join("nix"));
+        // The key names the file the link points to.
+        let k = KeyInputs::gather(&found, &[], &|_| None, 0, &[], false).unwrap();
+        assert_eq!(k.nix, std::fs::canonicalize(&target).unwrap());
         assert_eq!(
             resolve_program("nix", Some(&first.display().to_string())),
             None
