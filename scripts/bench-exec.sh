@@ -203,14 +203,16 @@ json.dump({"rows": rows}, open(sys.argv[1], "w"))
 PY
 echo "nixstore-auth exec overhead ($(nproc) cores, $(nix --version), median of paired runs: direct -> through exec)"
 python3 "$work/pairs.py" "$work/spec.json" "$work/results.json"
-# BENCH_TRACE=1: the programs each warm row's exec runs besides `true` (strace -f), to check that
-# the warm path spawns nothing.
+# BENCH_TRACE=1: the programs each warm row's exec runs (strace -f), to check that the warm path
+# spawns nothing but the command, and the Unix sockets it connects to (D-Bus, the proxy).
 if [ -n "${BENCH_TRACE:-}" ]; then
     for h in s3 s3kr httpskr none; do
-        in_home "$h" strace -f -qq -e trace=execve -o "$work/trace.$h" "$bin" exec -- true
+        in_home "$h" strace -f -qq -e trace=execve,connect -o "$work/trace.$h" "$bin" exec -- true
         # Successful execve calls only (the PATH search tries several directories first).
         progs=$(grep 'execve(' "$work/trace.$h" | grep ' = 0$' | grep -o 'execve("[^"]*"' | cut -d'"' -f2 | tr '\n' ' ')
+        conns=$(grep 'connect(' "$work/trace.$h" | grep -o 'sun_path="[^"]*"' | cut -d'"' -f2 | sort | uniq -c | awk '{printf "%s x%s  ", $2, $1}' || true)
         echo "  programs run by exec -- true ($h): $progs"
+        echo "    unix sockets it connects to: ${conns:-none}"
     done
 fi
 EOF
