@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use base64::Engine;
+use percent_encoding::{AsciiSet, utf8_percent_encode};
 use url::Url;
 
 /// An S3 cache in Nix's own URL form: `s3://bucket[/prefix]?region=R&endpoint=E&profile=P`.
@@ -17,7 +18,10 @@ pub struct S3Ref {
 }
 
 impl S3Ref {
-    /// The `s3://` URL Nix would use for this cache.
+    /// The `s3://` URL Nix would use for this cache. Parameter values are percent-encoded just
+    /// enough that [`parse_url`] reads the same values back: `&`, `=`, `%`, `#` and `+` (a raw
+    /// `+` would decode as a space). Everything else stays readable
+    /// (`endpoint=http://127.0.0.1:5000`).
     pub fn to_url(&self) -> String {
         let mut s = format!("s3://{}", self.bucket);
         if let Some(p) = &self.prefix {
@@ -25,14 +29,14 @@ impl S3Ref {
             s.push_str(p);
         }
         let mut query = Vec::new();
-        if let Some(r) = &self.region {
-            query.push(format!("region={r}"));
-        }
-        if let Some(e) = &self.endpoint {
-            query.push(format!("endpoint={e}"));
-        }
-        if let Some(p) = &self.profile {
-            query.push(format!("profile={p}"));
+        for (key, value) in [
+            ("region", &self.region),
+            ("endpoint", &self.endpoint),
+            ("profile", &self.profile),
+        ] {
+            if let Some(v) = value {
+                query.push(format!("{key}={}", utf8_percent_encode(v, QUERY_VALUE)));
+            }
         }
         if !query.is_empty() {
             s.push('?');
@@ -41,6 +45,14 @@ impl S3Ref {
         s
     }
 }
+
+/// The characters that would change how a query value parses.
+const QUERY_VALUE: &AsciiSet = &AsciiSet::EMPTY
+    .add(b'&')
+    .add(b'=')
+    .add(b'%')
+    .add(b'#')
+    .add(b'+');
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CacheKind {
@@ -61,6 +73,17 @@ impl CacheKind {
         match self {
             CacheKind::Https { url } => url.as_str().trim_end_matches('/').to_string(),
             CacheKind::S3(s3) => s3.to_url(),
+        }
+    }
+
+    /// The host a netrc entry must name (curl matches on the host only, never the port); `None`
+    /// for S3 caches, which take no netrc.
+    pub fn netrc_machine(&self) -> Option<String> {
+        match self {
+            CacheKind::Https { url } => url
+                .host_str()
+                .map(|h| h.trim_matches(['[', ']']).to_string()),
+            CacheKind::S3(_) => None,
         }
     }
 
@@ -107,6 +130,14 @@ pub fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks a netrc login (`--login`, or recorded in config.toml) with netrc's one rule.
+pub fn validate_login(login: &str) -> Result<()> {
+    if let Some(why) = crate::nix::netrc::word_problem(login, false) {
+        bail!("the login {login:?} {why}");
+    }
+    Ok(())
+}
+
 /// Does `s` look like a URL rather than a recorded cache's name?
 pub fn looks_like_url(s: &str) -> bool {
     s.contains("://")
@@ -149,33 +180,40 @@ fn parse_s3(url: &Url) -> Result<S3Ref> {
     let prefix = url.path().trim_matches('/');
     let prefix = (!prefix.is_empty()).then(|| prefix.to_string());
     let (mut region, mut endpoint, mut profile, mut scheme) = (None, None, None, None);
+    // query_pairs percent-decodes each value exactly once; the values are checked decoded.
     for (k, v) in url.query_pairs() {
-        let v = v.to_string();
-        match k.as_ref() {
-            "region" => region = Some(v),
-            "endpoint" => endpoint = Some(v),
-            "profile" => profile = Some(v),
-            "scheme" => scheme = Some(v),
+        let slot = match k.as_ref() {
+            "region" => &mut region,
+            "endpoint" => &mut endpoint,
+            "profile" => &mut profile,
+            "scheme" => &mut scheme,
             // Nix knows more parameters (compression, parallel-compression, ...): they do not
             // change how we reach the bucket.
-            _ => {}
+            _ => continue,
+        };
+        // Readers disagree on which of a repeated parameter counts: refuse rather than guess.
+        if slot.replace(v.into_owned()).is_some() {
+            bail!("the S3 URL gives the parameter {k:?} more than once");
         }
+    }
+    if let Some(r) = &region {
+        validate_region(r)?;
+    }
+    if let Some(p) = &profile {
+        validate_profile(p)?;
     }
     let endpoint = match endpoint {
         None => None,
-        Some(e) if e.contains("://") => Some(e.trim_end_matches('/').to_string()),
+        Some(e) if e.contains("://") => Some(validate_endpoint(&e)?),
         Some(e) => {
             // Older Nix writes `endpoint=host:port&scheme=http`.
             let scheme = scheme.as_deref().unwrap_or("https");
             if scheme != "http" && scheme != "https" {
                 bail!("unsupported S3 scheme {scheme:?}: use http or https");
             }
-            Some(format!("{scheme}://{}", e.trim_end_matches('/')))
+            Some(validate_endpoint(&format!("{scheme}://{e}"))?)
         }
     };
-    if let Some(e) = &endpoint {
-        Url::parse(e).with_context(|| format!("the S3 endpoint {e:?} is not a valid URL"))?;
-    }
     Ok(S3Ref {
         bucket,
         prefix,
@@ -183,6 +221,61 @@ fn parse_s3(url: &Url) -> Result<S3Ref> {
         endpoint,
         profile,
     })
+}
+
+/// Checks an S3 region: `[a-z0-9-]+`. The proxy builds the AWS host name
+/// `s3.REGION.amazonaws.com` from it, so anything else could point signed requests elsewhere.
+pub fn validate_region(region: &str) -> Result<()> {
+    if region.is_empty()
+        || !region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        bail!(
+            "invalid S3 region {region:?}: a region is made of a-z, 0-9 and '-' (e.g. eu-west-1)"
+        );
+    }
+    Ok(())
+}
+
+/// Checks an AWS profile name with the rule of aws-config, which reads the profiles: ASCII
+/// letters, digits and `_-/.%@:+` (a profile named otherwise cannot be loaded at all).
+pub fn validate_profile(profile: &str) -> Result<()> {
+    if profile.is_empty()
+        || !profile
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-/.%@:+".contains(c))
+    {
+        bail!(
+            "invalid AWS profile name {profile:?}: use letters, digits and the characters _-/.%@:+"
+        );
+    }
+    Ok(())
+}
+
+/// Checks an S3 endpoint and returns it normalised (no trailing slash): an http(s) URL with a
+/// host and neither login, query nor fragment. The normalised form is what the proxy uses, so
+/// what was checked is what is reached.
+pub fn validate_endpoint(endpoint: &str) -> Result<String> {
+    // Before parsing: the URL parser silently drops tabs and newlines.
+    reject_unsafe_chars(endpoint, "S3 endpoint")?;
+    let url = Url::parse(endpoint)
+        .with_context(|| format!("the S3 endpoint {endpoint:?} is not a valid URL"))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        bail!("the S3 endpoint {endpoint:?} must be an http:// or https:// URL");
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        bail!("the S3 endpoint {endpoint:?} has no host");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        bail!(
+            "the S3 endpoint {endpoint:?} carries a login or password; credentials come from your AWS session"
+        );
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        bail!("the S3 endpoint {endpoint:?} has a query or fragment; give the endpoint's base URL");
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
 /// Validates a Nix public key `name:base64` (an ed25519 key, 32 bytes once decoded).
@@ -236,6 +329,14 @@ pub fn describe_char(c: char) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn netrc_machine_is_the_host_without_port() {
+        let k = parse_url("https://127.0.0.1:8443/x").unwrap();
+        assert_eq!(k.netrc_machine().as_deref(), Some("127.0.0.1"));
+        let k = parse_url("http://[::1]:80").unwrap();
+        assert_eq!(k.netrc_machine().as_deref(), Some("::1"));
+    }
+
     const KEY: &str = "cache.example.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=";
 
     #[test]
@@ -279,6 +380,141 @@ mod tests {
         assert!(validate_public_key("k:AAAA").is_err());
         let injected = format!("{KEY}\nsubstituters = http://evil");
         assert!(format!("{:#}", validate_public_key(&injected).unwrap_err()).contains("newline"));
+    }
+
+    fn s3(url: &str) -> Result<S3Ref> {
+        match parse_url(url)? {
+            CacheKind::S3(s3) => Ok(s3),
+            other => panic!("not s3: {other:?}"),
+        }
+    }
+
+    /// region, endpoint, profile; or a piece of the error.
+    type Expected = Result<
+        (
+            Option<&'static str>,
+            Option<&'static str>,
+            Option<&'static str>,
+        ),
+        &'static str,
+    >;
+
+    #[test]
+    fn s3_parameters_are_decoded_once_then_validated() {
+        // The proof case: a region that decodes to `...&endpoint=...` must not gain an endpoint.
+        let err = s3("s3://b?region=eu-west-1%26endpoint%3Dhttps%3A%2F%2Fother.host").unwrap_err();
+        assert!(format!("{err:#}").contains("invalid S3 region"), "{err:#}");
+        let cases: &[(&str, Expected)] = &[
+            ("s3://b", Ok((None, None, None))),
+            (
+                "s3://b?region=eu-west-1",
+                Ok((Some("eu-west-1"), None, None)),
+            ),
+            ("s3://b?region=EU-west-1", Err("invalid S3 region")),
+            ("s3://b?region=", Err("invalid S3 region")),
+            ("s3://b?region=a.b", Err("invalid S3 region")),
+            ("s3://b?region=a%2Fb", Err("invalid S3 region")),
+            ("s3://b?region=a+b", Err("invalid S3 region")),
+            ("s3://b?region=a&region=b", Err("more than once")),
+            ("s3://b?profile=work", Ok((None, None, Some("work")))),
+            // A raw `+` decodes to a space.
+            ("s3://b?profile=a.b@c+d", Err("invalid AWS profile")),
+            (
+                "s3://b?profile=a.b@c:d/e%25",
+                Ok((None, None, Some("a.b@c:d/e%"))),
+            ),
+            ("s3://b?profile=a%2Bb", Ok((None, None, Some("a+b")))),
+            ("s3://b?profile=", Err("invalid AWS profile")),
+            ("s3://b?profile=a%0Ab", Err("invalid AWS profile")),
+            ("s3://b?profile=a%23b", Err("invalid AWS profile")),
+            ("s3://b?profile=a%26b%3Dc", Err("invalid AWS profile")),
+            (
+                "s3://b?endpoint=http://127.0.0.1:5000/",
+                Ok((None, Some("http://127.0.0.1:5000"), None)),
+            ),
+            (
+                "s3://b?endpoint=http%3A%2F%2FMinio.Local%3A9000",
+                Ok((None, Some("http://minio.local:9000"), None)),
+            ),
+            (
+                "s3://b?endpoint=minio.local:9000&scheme=http",
+                Ok((None, Some("http://minio.local:9000"), None)),
+            ),
+            ("s3://b?endpoint=ftp://h", Err("http:// or https://")),
+            ("s3://b?endpoint=h&scheme=ftp", Err("unsupported S3 scheme")),
+            ("s3://b?endpoint=http://u:p@h", Err("login or password")),
+            ("s3://b?endpoint=u@h", Err("login or password")),
+            ("s3://b?endpoint=http://h/%3Fx=1", Err("query or fragment")),
+            ("s3://b?endpoint=http://h/%23x", Err("'#'")),
+            ("s3://b?endpoint=http://h%0A.evil", Err("a newline")),
+            ("s3://b?endpoint=http://", Err("S3 endpoint")),
+            ("s3://b?endpoint=", Err("S3 endpoint")),
+        ];
+        for (url, want) in cases {
+            let got = s3(url);
+            match (want, &got) {
+                (Ok((r, e, p)), Ok(got)) => {
+                    assert_eq!(
+                        (
+                            got.region.as_deref(),
+                            got.endpoint.as_deref(),
+                            got.profile.as_deref()
+                        ),
+                        (*r, *e, *p),
+                        "{url}"
+                    );
+                }
+                (Err(needle), Err(e)) => {
+                    assert!(format!("{e:#}").contains(needle), "{url}: {e:#}");
+                }
+                _ => panic!("{url}: want {want:?}, got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn s3_urls_are_re_encoded_only_where_the_query_would_change() {
+        let r = S3Ref {
+            bucket: "b".into(),
+            prefix: Some("p/q".into()),
+            region: Some("eu-west-1".into()),
+            endpoint: Some("http://127.0.0.1:5000/x&y=z+w%41".into()),
+            profile: Some("me+you@work".into()),
+        };
+        let url = r.to_url();
+        assert_eq!(
+            url,
+            "s3://b/p/q?region=eu-west-1&endpoint=http://127.0.0.1:5000/x%26y%3Dz%2Bw%2541&profile=me%2Byou@work"
+        );
+        assert_eq!(s3(&url).unwrap(), r);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn s3_urls_round_trip(
+            bucket in "[A-Za-z0-9][A-Za-z0-9_.-]{0,20}",
+            // No `.` or `..` segments: the URL parser resolves those in the path.
+            prefix in proptest::option::of("[A-Za-z0-9_-][A-Za-z0-9_.-]{0,7}(/[A-Za-z0-9_-][A-Za-z0-9_.-]{0,7}){0,2}"),
+            region in proptest::option::of("[a-z0-9-]{1,16}"),
+            endpoint in proptest::option::of(
+                "https?://[a-z0-9.-]{1,12}[a-z0-9](:[0-9]{1,4})?(/[A-Za-z0-9&=+%._~-]{0,10}){0,2}"
+            ),
+            profile in proptest::option::of("[A-Za-z0-9_/.%@:+-]{1,16}"),
+        ) {
+            // Generated endpoints are stored in their normalised form, as parse_s3 would.
+            let endpoint = match endpoint {
+                Some(e) => match validate_endpoint(&e) {
+                    Ok(e) => Some(e),
+                    Err(_) => return Ok(()),
+                },
+                None => None,
+            };
+            let r = S3Ref { bucket, prefix, region, endpoint, profile };
+            let url = r.to_url();
+            let again = s3(&url).map_err(|e| proptest::test_runner::TestCaseError::fail(format!("{url}: {e:#}")))?;
+            proptest::prop_assert_eq!(&again, &r, "{}", url);
+            proptest::prop_assert_eq!(again.to_url(), url);
+        }
     }
 
     #[test]

@@ -14,6 +14,9 @@ pub struct Dirs {
     pub config: PathBuf,
     pub cache: PathBuf,
     pub data: PathBuf,
+    /// `$XDG_STATE_HOME/nixstore-auth` (`~/.local/state/nixstore-auth`): what the tool
+    /// remembers between runs and must keep, like the proxy's port.
+    pub state: PathBuf,
     /// `$XDG_RUNTIME_DIR/nixstore-auth` when the session has one.
     pub runtime: Option<PathBuf>,
 }
@@ -26,6 +29,7 @@ impl Dirs {
             config: p.config_dir().to_path_buf(),
             cache: p.cache_dir().to_path_buf(),
             data: p.data_dir().to_path_buf(),
+            state: p.state_dir().unwrap_or_else(|| p.data_dir()).to_path_buf(),
             runtime: p.runtime_dir().map(Path::to_path_buf),
         })
     }
@@ -35,10 +39,13 @@ impl Dirs {
     }
 }
 
-/// Where a cache's secret lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a cache's token is kept (`use --secret-store`, recorded in config.toml).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
 pub enum SecretStore {
+    /// A netrc file that Nix reads directly: plain `nix build` works
+    #[default]
     Netrc,
+    /// The OS keyring: only `nixstore-auth exec` (and the shell wrappers) reach the cache
     Keyring,
 }
 
@@ -76,14 +83,33 @@ pub struct Config {
 }
 
 impl Config {
+    /// The error for a cache name that is not recorded, listing the ones that are.
+    pub fn unknown_cache(&self, arg: &str) -> anyhow::Error {
+        let known: Vec<String> = self
+            .caches()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        if known.is_empty() {
+            anyhow::anyhow!(
+                "unknown cache {arg:?}: no cache is recorded yet; pass its URL (https://... or s3://...)"
+            )
+        } else {
+            anyhow::anyhow!(
+                "unknown cache {arg:?}; recorded caches: {} (or pass a URL)",
+                known.join(", ")
+            )
+        }
+    }
+
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
         let doc: DocumentMut = text
             .parse()
             .with_context(|| format!("{} is not valid TOML", path.display()))?;
         let cfg = Config { doc };
-        // Validate every cache now so that commands fail early with the file's name.
-        cfg.caches()
-            .with_context(|| format!("in {}", path.display()))?;
+        // Validate every cache now so that commands fail early, naming the file and the key.
+        cfg.caches().with_context(|| path.display().to_string())?;
         Ok(cfg)
     }
 
@@ -122,59 +148,20 @@ impl Config {
         }
     }
 
+    /// The recorded caches, each checked with the rules the command line uses (config.toml can
+    /// be edited by hand, and its values reach nix.conf, netrc and `NIX_CONFIG`). An error names
+    /// the key: `caches.NAME.public-keys: ...`.
     pub fn caches(&self) -> Result<Vec<CacheEntry>> {
         let Some(item) = self.doc.get("caches") else {
             return Ok(Vec::new());
         };
         let table = item
             .as_table_like()
-            .context("`caches` must be a table of [caches.NAME] sections")?;
-        let mut out = Vec::new();
-        for (name, item) in table.iter() {
-            let t = item
-                .as_table_like()
-                .with_context(|| format!("[caches.{name}] must be a table"))?;
-            let url = t
-                .get("url")
-                .and_then(Item::as_str)
-                .with_context(|| format!("[caches.{name}] has no url"))?;
-            let kind = cache::parse_url(url).with_context(|| format!("[caches.{name}]"))?;
-            let public_keys = t
-                .get("public-keys")
-                .and_then(Item::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let secret_store = match t.get("secret-store").and_then(Item::as_str) {
-                None | Some("netrc") => SecretStore::Netrc,
-                Some("keyring") => SecretStore::Keyring,
-                Some(other) => {
-                    bail!("[caches.{name}] secret-store = {other:?}: use \"netrc\" or \"keyring\"")
-                }
-            };
-            out.push(CacheEntry {
-                name: name.to_string(),
-                kind,
-                public_keys,
-                login: t
-                    .get("login")
-                    .and_then(Item::as_str)
-                    .unwrap_or("nixstore-auth")
-                    .to_string(),
-                secret_store,
-                nix_conf: t.get("nix-conf").and_then(Item::as_str).map(PathBuf::from),
-                netrc: t.get("netrc").and_then(Item::as_str).map(PathBuf::from),
-                has_token: t.get("token").and_then(Item::as_bool).unwrap_or(false),
-                added_netrc_line: t
-                    .get("added-netrc-file")
-                    .and_then(Item::as_bool)
-                    .unwrap_or(false),
-            });
-        }
-        Ok(out)
+            .context("caches: must be a table of [caches.NAME] sections")?;
+        table
+            .iter()
+            .map(|(name, item)| read_cache(name, item))
+            .collect()
     }
 
     pub fn cache(&self, name: &str) -> Result<Option<CacheEntry>> {
@@ -259,6 +246,81 @@ impl Config {
     }
 }
 
+/// One `[caches.NAME]` section. Pure: a TOML item in, a checked entry or an error naming the key.
+fn read_cache(name: &str, item: &Item) -> Result<CacheEntry> {
+    // A name that is not a valid one is shown quoted, so that it cannot garble the message.
+    let at = |key: &str| {
+        let shown = if cache::validate_name(name).is_ok() {
+            name.to_string()
+        } else {
+            format!("{name:?}")
+        };
+        match key {
+            "" => format!("caches.{shown}"),
+            key => format!("caches.{shown}.{key}"),
+        }
+    };
+    cache::validate_name(name).with_context(|| at(""))?;
+    let t = item
+        .as_table_like()
+        .with_context(|| format!("{}: must be a table", at("")))?;
+    let str_of = |key: &str| -> Result<Option<&str>> {
+        match t.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_str()
+                .map(Some)
+                .with_context(|| format!("{}: must be a string", at(key))),
+        }
+    };
+    let url = str_of("url")?.with_context(|| format!("{}: missing", at("url")))?;
+    let kind = cache::parse_url(url).with_context(|| at("url"))?;
+    let public_keys = match t.get("public-keys") {
+        None => Vec::new(),
+        Some(v) => {
+            let keys = v
+                .as_array()
+                .with_context(|| format!("{}: must be an array of strings", at("public-keys")))?;
+            let mut out = Vec::new();
+            for k in keys {
+                let k = k.as_str().with_context(|| {
+                    format!("{}: must be an array of strings", at("public-keys"))
+                })?;
+                cache::validate_public_key(k).with_context(|| at("public-keys"))?;
+                out.push(k.to_string());
+            }
+            out
+        }
+    };
+    let login = str_of("login")?.unwrap_or(DEFAULT_LOGIN);
+    cache::validate_login(login).with_context(|| at("login"))?;
+    let secret_store = match str_of("secret-store")? {
+        None | Some("netrc") => SecretStore::Netrc,
+        Some("keyring") => SecretStore::Keyring,
+        Some(other) => bail!(
+            "{}: {other:?} is not known: use \"netrc\" or \"keyring\"",
+            at("secret-store")
+        ),
+    };
+    Ok(CacheEntry {
+        name: name.to_string(),
+        kind,
+        public_keys,
+        login: login.to_string(),
+        secret_store,
+        nix_conf: t.get("nix-conf").and_then(Item::as_str).map(PathBuf::from),
+        netrc: t.get("netrc").and_then(Item::as_str).map(PathBuf::from),
+        has_token: t.get("token").and_then(Item::as_bool).unwrap_or(false),
+        added_netrc_line: t
+            .get("added-netrc-file")
+            .and_then(Item::as_bool)
+            .unwrap_or(false),
+    })
+}
+
+/// The netrc login when neither `--login` nor config.toml gives one.
+pub const DEFAULT_LOGIN: &str = "nixstore-auth";
+
 fn set_if_changed(t: &mut Table, key: &str, v: &str) {
     if t.get(key).and_then(Item::as_str) != Some(v) {
         t.insert(key, value(v));
@@ -319,6 +381,81 @@ mod tests {
         assert!(again.remove_cache("cache-example-org"));
         assert!(again.caches().unwrap().is_empty());
         assert!(again.to_text().starts_with(text));
+    }
+
+    #[test]
+    fn recorded_values_follow_the_command_line_rules_and_errors_name_file_and_key() {
+        const KEY: &str = "k-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=";
+        let good = format!("[caches.c]\nurl = \"https://c.org\"\npublic-keys = [\"{KEY}\"]\n");
+        Config::parse(&good, Path::new("/c.toml")).unwrap();
+        let cases = [
+            // Each would put a second setting into nix.conf or NIX_CONFIG.
+            (
+                format!("[caches.c]\nurl = \"https://c.org\"\npublic-keys = [\"{KEY}\\nsubstituters = http://evil\"]\n"),
+                "caches.c.public-keys: the public key contains a newline",
+            ),
+            (
+                format!("[caches.c]\nurl = \"https://c.org\"\npublic-keys = [\"{KEY} #x\"]\n"),
+                "caches.c.public-keys: the public key contains a space",
+            ),
+            (
+                "[caches.c]\nurl = \"https://c.org\"\npublic-keys = \"k\"\n".into(),
+                "caches.c.public-keys: must be an array of strings",
+            ),
+            (
+                "[caches.c]\nurl = \"https://c.org\"\npublic-keys = [1]\n".into(),
+                "caches.c.public-keys: must be an array of strings",
+            ),
+            (
+                "[caches.c]\nurl = \"https://c.org/\\nx = y\"\n".into(),
+                "caches.c.url: the cache URL contains a newline",
+            ),
+            (
+                "[caches.c]\nurl = \"s3://b?region=eu-west-1%26endpoint%3Dhttps%3A%2F%2Fother.host\"\n".into(),
+                "caches.c.url: invalid S3 region",
+            ),
+            (
+                "[caches.c]\nurl = \"s3://b?profile=a%0Ab\"\n".into(),
+                "caches.c.url: invalid AWS profile name",
+            ),
+            (
+                "[caches.c]\nurl = \"s3://b?endpoint=http://u@h\"\n".into(),
+                "caches.c.url: the S3 endpoint",
+            ),
+            (
+                "[caches.c]\nurl = \"https://c.org\"\nlogin = \"a b\"\n".into(),
+                "caches.c.login: the login \"a b\" contains whitespace",
+            ),
+            (
+                "[caches.c]\nurl = \"https://c.org\"\nlogin = \"\\\"x\"\n".into(),
+                "caches.c.login: the login \"\\\"x\" contains a double quote",
+            ),
+            (
+                "[caches.c]\nurl = \"https://c.org\"\nlogin = 3\n".into(),
+                "caches.c.login: must be a string",
+            ),
+            (
+                "[caches.\"a\\nb\"]\nurl = \"https://c.org\"\n".into(),
+                "caches.\"a\\nb\": invalid cache name",
+            ),
+            (
+                "[caches.Big]\nurl = \"https://c.org\"\n".into(),
+                "caches.\"Big\": invalid cache name",
+            ),
+            ("[caches.c]\n".into(), "caches.c.url: missing"),
+            (
+                "[caches.c]\nurl = \"https://c.org\"\nsecret-store = \"vault\"\n".into(),
+                "caches.c.secret-store: \"vault\" is not known",
+            ),
+        ];
+        for (text, needle) in cases {
+            let err = format!(
+                "{:#}",
+                Config::parse(&text, Path::new("/c.toml")).unwrap_err()
+            );
+            assert!(err.starts_with("/c.toml: "), "{text}: {err}");
+            assert!(err.contains(needle), "{text}: {err}");
+        }
     }
 
     #[test]

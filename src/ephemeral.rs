@@ -25,7 +25,7 @@ impl EphemeralFile {
     pub fn create(dirs: &Dirs, stem: &str, contents: &[u8]) -> Result<EphemeralFile> {
         let (dir, own_dir) = match &dirs.runtime {
             Some(rt) => {
-                crate::fs::private_dir(rt, 0o700)?;
+                crate::fs::private_dir(rt)?;
                 (rt.clone(), None)
             }
             None => {
@@ -83,6 +83,7 @@ mod tests {
             config: tmp.path().join("c"),
             cache: tmp.path().join("k"),
             data: tmp.path().join("d"),
+            state: tmp.path().join("s"),
             runtime: Some(tmp.path().join("run")),
         };
         let f = EphemeralFile::create(&dirs, "netrc", b"machine a password b\n").unwrap();

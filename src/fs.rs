@@ -3,7 +3,7 @@
 use anyhow::{Context, Result, bail};
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Reads a text file; a missing file reads as empty (`None`).
@@ -122,20 +122,48 @@ pub fn lock_dir(dir: &Path) -> Result<FileLock> {
         .custom_flags(libc::O_DIRECTORY)
         .open(dir)
         .with_context(|| format!("cannot open {} to lock it", dir.display()))?;
-    // SAFETY: flock on a valid, owned descriptor.
-    let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&handle), libc::LOCK_EX) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("cannot lock {}", dir.display()));
-    }
+    handle
+        .lock()
+        .with_context(|| format!("cannot lock {}", dir.display()))?;
     Ok(FileLock { _dir: handle })
 }
 
-/// Creates a directory (and parents) and sets it to `mode` (e.g. 0700 for private dirs).
-pub fn private_dir(path: &Path, mode: u32) -> Result<()> {
-    fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .with_context(|| format!("cannot set the mode of {}", path.display()))
+/// The one private directory rule: creates `dir` 0700 if missing (its parents with the usual
+/// modes), tightens one open to others; refuses one that is a symlink, belongs to someone else, or is
+/// open to others (in /tmp anyone could have made it first).
+pub fn private_dir(dir: &Path) -> Result<()> {
+    if let Some(parent) = dir.parent() {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
+    }
+    let meta =
+        fs::symlink_metadata(dir).with_context(|| format!("cannot stat {}", dir.display()))?;
+    if !meta.is_dir() {
+        bail!(
+            "{} is not a directory (a symlink?); remove it so that nixstore-auth can make its private directory there",
+            dir.display()
+        );
+    }
+    // SAFETY: getuid has no preconditions.
+    let me = unsafe { libc::getuid() };
+    if meta.uid() != me {
+        bail!(
+            "{} belongs to uid {}, not to you (uid {}); remove it or set XDG_RUNTIME_DIR",
+            dir.display(),
+            meta.uid(),
+            me
+        );
+    }
+    if meta.mode() & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make {} private (0700)", dir.display()))?;
+    }
+    Ok(())
 }
 
 /// A unified diff of `old` to `new`, labelled with `path`; empty when they are equal.
@@ -154,6 +182,20 @@ pub fn unified_diff(path: &Path, old: &str, new: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_dir_is_tightened_and_symlinks_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("rt");
+        private_dir(&d).unwrap();
+        assert_eq!(fs::metadata(&d).unwrap().mode() & 0o777, 0o700);
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
+        private_dir(&d).unwrap();
+        assert_eq!(fs::metadata(&d).unwrap().mode() & 0o777, 0o700);
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&d, &link).unwrap();
+        assert!(private_dir(&link).is_err());
+    }
 
     #[test]
     fn atomic_write_keeps_mode_and_refuses_symlinks() {

@@ -15,6 +15,7 @@ pub mod nix;
 pub mod plan;
 pub mod proxy;
 pub mod secret;
+pub mod time;
 pub mod ui;
 pub mod user;
 

@@ -13,7 +13,78 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use zeroize::Zeroizing;
 
 use crate::config::{Config, Dirs};
+use crate::nix::netrc;
 use crate::ui::Ui;
+
+/// What a stored secret is for: its account name in the store. The one definition of the
+/// names, so that what one command stores another finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Account<'a> {
+    /// A cache's token (`cache-token:NAME`).
+    CacheToken(&'a str),
+    /// A profile's long-term AWS key from `aws add-key` (`aws-key:PROFILE`), JSON
+    /// `{"AccessKeyId": "...", "SecretAccessKey": "..."}`.
+    AwsKey(&'a str),
+    /// A cached AWS session (`aws-session:HASH`, the hash of profile, role and MFA device).
+    AwsSession(&'a str),
+}
+
+impl<'a> Account<'a> {
+    const CACHE_TOKEN: &'static str = "cache-token:";
+    const AWS_KEY: &'static str = "aws-key:";
+    const AWS_SESSION: &'static str = "aws-session:";
+
+    /// Reads an account name as the store lists it; `None` for names that are not ours.
+    pub fn parse(name: &'a str) -> Option<Account<'a>> {
+        None.or_else(|| {
+            name.strip_prefix(Self::CACHE_TOKEN)
+                .map(Account::CacheToken)
+        })
+        .or_else(|| name.strip_prefix(Self::AWS_KEY).map(Account::AwsKey))
+        .or_else(|| {
+            name.strip_prefix(Self::AWS_SESSION)
+                .map(Account::AwsSession)
+        })
+    }
+}
+
+impl std::fmt::Display for Account<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (prefix, rest) = match self {
+            Account::CacheToken(n) => (Self::CACHE_TOKEN, n),
+            Account::AwsKey(p) => (Self::AWS_KEY, p),
+            Account::AwsSession(h) => (Self::AWS_SESSION, h),
+        };
+        write!(f, "{prefix}{rest}")
+    }
+}
+
+/// A cache's token, valid by construction: one netrc word that curl reads back unchanged
+/// ([`netrc::word_problem`]), since a token ends up in a netrc file either way (the user's, or
+/// the ephemeral one `exec` writes from the keyring). `use`, `secret set` and `exec` all build
+/// it with [`Token::new`], so what one accepts the others accept too.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(Zeroizing<String>);
+
+impl Token {
+    /// Checks `value`; the error says what is wrong without showing the token.
+    pub fn new(value: Zeroizing<String>) -> Result<Token> {
+        if let Some(why) = netrc::word_problem(&value, true) {
+            bail!("the token {why}; refusing it");
+        }
+        Ok(Token(value))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
 
 /// The keyring service every entry of ours lives under.
 pub const SERVICE: &str = "nixstore-auth";
@@ -224,9 +295,9 @@ fn ensure_private_dirs(dir: &Path) -> Result<()> {
     if let Some(parent) = dir.parent()
         && !parent.exists()
     {
-        crate::fs::private_dir(parent, 0o700)?;
+        crate::fs::private_dir(parent)?;
     }
-    crate::fs::private_dir(dir, 0o700)
+    crate::fs::private_dir(dir)
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<()> {
@@ -239,6 +310,47 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn account_names_round_trip() {
+        for a in [
+            Account::CacheToken("c"),
+            Account::AwsKey("work"),
+            Account::AwsSession("00ff"),
+        ] {
+            assert_eq!(Account::parse(&a.to_string()), Some(a));
+        }
+        assert_eq!(Account::CacheToken("a/b").to_string(), "cache-token:a/b");
+        assert_eq!(Account::parse("other:x"), None);
+    }
+
+    #[test]
+    fn tokens_follow_the_netrc_rule_and_errors_never_show_them() {
+        let ok = ["s3cr3t", "a#b", "eyJhbGciOi.J9-_x+/=", "ünïcode", "machine"];
+        for t in ok {
+            assert_eq!(Token::new(Zeroizing::new(t.into())).unwrap().as_str(), t);
+        }
+        let bad = [
+            ("", "is empty"),
+            ("SEC RET", "whitespace"),
+            ("SEC\tRET", "whitespace"),
+            ("SEC\nRET", "whitespace"),
+            ("SEC\u{1}RET", "control character"),
+            ("SEC\"RET", "double quote"),
+            ("#SECRET", "starts with '#'"),
+            ("SEC\u{a0}RET", "whitespace"),
+        ];
+        for (t, needle) in bad {
+            let err = format!("{:#}", Token::new(Zeroizing::new(t.into())).unwrap_err());
+            assert!(
+                err.starts_with("the token ") && err.contains(needle),
+                "{t:?}: {err}"
+            );
+            assert!(!err.contains("SEC") && !err.contains("U+"), "{err}");
+        }
+        let t = Token::new(Zeroizing::new("s3cr3t".into())).unwrap();
+        assert!(!format!("{t:?}").contains("s3cr3t"));
+    }
 
     #[test]
     fn file_store_round_trip_is_private() {
@@ -274,6 +386,7 @@ mod tests {
             config: tmp.path().join("c"),
             cache: tmp.path().join("k"),
             data: tmp.path().join("d"),
+            state: tmp.path().join("s"),
             runtime: None,
         };
         let s = SecretStore::open(&cfg, &dirs, &Ui::default()).unwrap();

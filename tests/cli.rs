@@ -503,3 +503,127 @@ fn moving_a_token_to_the_keyring_takes_back_the_netrc_file_line() {
         "the token was deleted"
     );
 }
+
+fn config_toml(s: &Sandbox) -> PathBuf {
+    s.home().join(".config/nixstore-auth/config.toml")
+}
+
+#[test]
+fn an_s3_region_hiding_an_endpoint_is_refused_before_anything_is_written() {
+    let s = Sandbox::new();
+    let o = s.run(
+        &[
+            "use",
+            "s3://b?region=eu-west-1%26endpoint%3Dhttps%3A%2F%2Fother.host",
+            "--public-key",
+            KEY,
+            "--mode",
+            "user",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("invalid S3 region \"eu-west-1&endpoint=https://other.host\""),
+        "{}",
+        text(&o)
+    );
+    assert!(!config_toml(&s).exists());
+    assert!(!s.user_conf().exists());
+}
+
+#[test]
+fn an_edited_config_toml_cannot_inject_settings() {
+    let key_with = |tail: &str| format!("{KEY}{tail}");
+    let cases = [
+        (
+            format!(
+                "[caches.c]\nurl = \"https://c.example.org\"\npublic-keys = [{:?}]\n",
+                key_with("\nsubstituters = http://evil")
+            ),
+            "caches.c.public-keys: the public key contains a newline",
+        ),
+        (
+            format!(
+                "[caches.c]\nurl = \"https://c.example.org\"\npublic-keys = [{:?}]\n",
+                key_with("#x")
+            ),
+            "caches.c.public-keys: the public key contains '#'",
+        ),
+        (
+            "[caches.c]\nurl = \"s3://b?region=eu-west-1%26endpoint%3Dhttps%3A%2F%2Fother.host\"\n"
+                .to_string(),
+            "caches.c.url: invalid S3 region",
+        ),
+    ];
+    for (toml, needle) in cases {
+        let s = Sandbox::new();
+        std::fs::create_dir_all(config_toml(&s).parent().unwrap()).unwrap();
+        std::fs::write(config_toml(&s), &toml).unwrap();
+        let file = config_toml(&s).display().to_string();
+        for args in [&["list"][..], &["exec", "--", "true"], &["doctor", "c"]] {
+            let o = s.run(args, None);
+            assert_eq!(o.status.code(), Some(1), "{args:?}: {}", text(&o));
+            let out = text(&o);
+            assert!(
+                out.contains(&format!("{file}: {needle}")),
+                "{args:?} with {toml:?}: {out}"
+            );
+        }
+        assert_eq!(read(&config_toml(&s)), toml, "nothing rewrote the file");
+    }
+}
+
+#[test]
+fn a_token_netrc_cannot_hold_is_refused_alike_by_use_secret_set_and_exec() {
+    const REFUSED: &str = "the token contains a double quote";
+    let s = Sandbox::new();
+    std::fs::create_dir_all(config_toml(&s).parent().unwrap()).unwrap();
+    std::fs::write(config_toml(&s), "keyring-backend = \"file\"\n").unwrap();
+    let keyring_use = |token: &str| {
+        s.run(
+            &[
+                "use",
+                "https://cache.example.org",
+                "--public-key",
+                KEY,
+                "--token-stdin",
+                "--secret-store",
+                "keyring",
+                "--mode",
+                "user",
+            ],
+            Some(token),
+        )
+    };
+    // Refused before anything is written.
+    let o = keyring_use("tok\"en");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains(REFUSED), "{}", text(&o));
+    assert!(!text(&o).contains("tok\"en"), "{}", text(&o));
+    assert_eq!(read(&config_toml(&s)), "keyring-backend = \"file\"\n");
+    let store = s.home().join(".local/share/nixstore-auth/secrets");
+    assert!(!store.exists());
+
+    let o = keyring_use(TOKEN);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = s.run(
+        &["secret", "set", "cache-example-org", "--token-stdin"],
+        Some("tok\"en"),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains(REFUSED), "{}", text(&o));
+    let files: Vec<_> = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(read(&files[0]), TOKEN, "the stored token is unchanged");
+
+    // A token put into the store by other means meets the same rule in exec.
+    std::fs::write(&files[0], "tok\"en").unwrap();
+    let o = s.run(&["exec", "--", "true"], None);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains(REFUSED), "{}", text(&o));
+    assert!(!text(&o).contains("tok\"en"), "{}", text(&o));
+}

@@ -13,535 +13,10 @@
 mod support;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use support::*;
-
-/// The name `use --name` records the cache under (also the proxy's mount name).
-const NAME: &str = "s3cache";
-/// The role profile in the user's ~/.aws/config (role_arn + source_profile + mfa_serial).
-const PROFILE: &str = "cache";
-/// moto accepts any MFA code; the flag still proves the code reaches AssumeRole without a prompt.
-const MFA_CODE: &str = "123456";
-/// The proxy's idle grace period in these tests.
-const GRACE_SECS: u64 = 2;
-
-/// boto3 against moto: `setup` (IAM user, key, role, bucket; prints JSON), `upload DIR` (proves
-/// that a wrong secret gets 403 first, then uploads DIR's files with the user's keys), `get KEY`
-/// (prints an object, exit 3 when missing). The user's keys come in the environment.
-const MOTO_PY: &str = r#"
-import json, os, sys, pathlib
-import boto3, botocore.exceptions
-from botocore.config import Config
-
-mode, endpoint, bucket = sys.argv[1], sys.argv[2], sys.argv[3]
-cfg = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1})
-
-def client(service, key="test", secret="test"):
-    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1",
-                        aws_access_key_id=key, aws_secret_access_key=secret, config=cfg)
-
-if mode == "setup":
-    allow = json.dumps({"Version": "2012-10-17",
-                        "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
-    iam = client("iam")
-    user_arn = iam.create_user(UserName="nix")["User"]["Arn"]
-    policy = iam.create_policy(PolicyName="all", PolicyDocument=allow)["Policy"]["Arn"]
-    iam.attach_user_policy(UserName="nix", PolicyArn=policy)
-    key = iam.create_access_key(UserName="nix")["AccessKey"]
-    trust = json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"AWS": user_arn}, "Action": "sts:AssumeRole"}]})
-    role = iam.create_role(RoleName="cache-reader", AssumeRolePolicyDocument=trust)["Role"]
-    iam.attach_role_policy(RoleName="cache-reader", PolicyArn=policy)
-    client("s3").create_bucket(Bucket=bucket)
-    print(json.dumps({"key_id": key["AccessKeyId"], "secret": key["SecretAccessKey"],
-                      "role_arn": role["Arn"], "user_arn": user_arn}))
-    sys.exit(0)
-
-kid, secret = os.environ["E2E_KEY_ID"], os.environ["E2E_SECRET"]
-if mode == "upload":
-    try:
-        client("s3", kid, secret + "x").head_bucket(Bucket=bucket)
-        if os.environ.get("E2E_AUTH") != "off":
-            sys.exit("moto accepted a wrong secret: authentication is not on")
-    except botocore.exceptions.ClientError as e:
-        assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 403, e.response
-    s3 = client("s3", kid, secret)
-    root = pathlib.Path(sys.argv[4])
-    for f in sorted(root.rglob("*")):
-        if f.is_file():
-            s3.put_object(Bucket=bucket, Key=str(f.relative_to(root)), Body=f.read_bytes())
-elif mode == "get":
-    try:
-        body = client("s3", kid, secret).get_object(Bucket=bucket, Key=sys.argv[4])["Body"].read()
-    except botocore.exceptions.ClientError as e:
-        print(e, file=sys.stderr)
-        sys.exit(3)
-    sys.stdout.buffer.write(body)
-else:
-    sys.exit("unknown mode " + mode)
-"#;
-
-/// Kills, by pid, every process still running as the test user (the proxy that `exec` started
-/// in its own session, a stray CMD): they would block `userdel` and outlive the test.
-struct UserProcs(u32);
-
-impl Drop for UserProcs {
-    fn drop(&mut self) {
-        for pid in user_pids(self.0) {
-            // SAFETY: kill(2) on a pid of a process our test started as its own user.
-            unsafe {
-                libc::kill(pid as i32, libc::SIGKILL);
-            }
-        }
-        let _ = fs::remove_dir_all(runtime_dir(self.0));
-    }
-}
-
-/// The user's `XDG_RUNTIME_DIR`: short, like `/run/user/UID` (the proxy's Unix socket path
-/// must fit in `sun_path`; the test's directory name is too long for it). Removed on Drop.
-fn runtime_dir(uid: u32) -> PathBuf {
-    PathBuf::from(format!("/tmp/nixstore-auth-e2e-run-{uid}"))
-}
-
-/// Live processes whose real uid is `uid`.
-fn user_pids(uid: u32) -> Vec<u32> {
-    processes(|p| proc_uid(p.pid) == Some(uid))
-        .into_iter()
-        .map(|p| p.pid)
-        .collect()
-}
-
-fn proc_uid(pid: u32) -> Option<u32> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// A NUL-separated /proc file as text with spaces.
-fn proc_text(pid: u32, file: &str) -> String {
-    let bytes = fs::read(format!("/proc/{pid}/{file}")).unwrap_or_default();
-    String::from_utf8_lossy(&bytes).replace('\0', " ")
-}
-
-/// The user's proxy processes (`nixstore-auth proxy serve`).
-fn proxy_pids(uid: u32) -> Vec<u32> {
-    user_pids(uid)
-        .into_iter()
-        .filter(|&pid| proc_text(pid, "cmdline").contains("proxy serve"))
-        .collect()
-}
-
-/// Everything the S3 tests share: the user, moto with the bucket, the daemon.
-struct Bed<'a> {
-    e2e: &'a E2e,
-    // Fields drop in this order: the user's processes first, the user last.
-    _procs: UserProcs,
-    daemon: NixDaemon,
-    moto: Moto,
-    user: TestUser,
-    bucket: String,
-    /// `s3://BUCKET?region=...&endpoint=...&profile=...`
-    url: String,
-    /// The proxy's port (config.toml `[proxy] port`).
-    port: u16,
-    key_id: String,
-    secret: String,
-    script: PathBuf,
-    /// Whether moto checks signatures.
-    auth: bool,
-}
-
-impl<'a> Bed<'a> {
-    /// The bed with a user in the daemon's `trusted-users`.
-    fn new(e2e: &'a E2e) -> Bed<'a> {
-        Bed::with_trust(e2e, true)
-    }
-
-    /// The bed; `trusted`: whether the user is in `trusted-users` (always in `nix-users`).
-    fn with_trust(e2e: &'a E2e, trusted: bool) -> Bed<'a> {
-        Bed::with_options(e2e, trusted, true)
-    }
-
-    /// The bed; `auth`: whether moto checks signatures (it then cannot serve presigned URLs:
-    /// it answers them 500, so the proxy streams NARs itself).
-    fn with_options(e2e: &'a E2e, trusted: bool, auth: bool) -> Bed<'a> {
-        let user = TestUser::create(e2e, "s");
-        let procs = UserProcs(user.uid);
-        let conf = if trusted {
-            NixConf::new().trusted_user(&user.name)
-        } else {
-            NixConf::new()
-        };
-        let daemon = NixDaemon::start(e2e, &conf);
-        let moto = Moto::start(e2e, 1000);
-        let script = e2e.dir.join("moto_s3.py");
-        fs::write(&script, MOTO_PY).unwrap();
-        let bucket = "nix-cache".to_string();
-        let out = run(
-            Command::new(venv_bin("python"))
-                .arg(&script)
-                .args(["setup", &moto.url(), &bucket]),
-            None,
-            DEFAULT_TIMEOUT,
-        );
-        out.assert_success("moto setup");
-        let keys: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
-        let s = |k: &str| keys[k].as_str().unwrap().to_string();
-        if auth {
-            moto.enforce_auth();
-        }
-        let port = free_port();
-        let url = format!(
-            "s3://{bucket}?region=us-east-1&endpoint={}&profile={PROFILE}",
-            moto.url()
-        );
-        let bed = Bed {
-            e2e,
-            _procs: procs,
-            daemon,
-            user,
-            bucket,
-            url,
-            port,
-            key_id: s("key_id"),
-            secret: s("secret"),
-            script,
-            moto,
-            auth,
-        };
-        bed.write_home(&s("role_arn"));
-        bed
-    }
-
-    /// ~/.aws/config (role profile with MFA over a source profile), ~/.aws/credentials (the IAM
-    /// user's keys), our config.toml (proxy port, file secret store), a private runtime dir.
-    fn write_home(&self, role_arn: &str) {
-        let account = role_arn.split(':').nth(4).unwrap();
-        self.write_user_file(
-            ".aws/config",
-            &format!(
-                "[profile {PROFILE}]\nrole_arn = {role_arn}\nsource_profile = base\n\
-                 mfa_serial = arn:aws:iam::{account}:mfa/nix\nregion = us-east-1\n\n\
-                 [profile base]\nregion = us-east-1\n"
-            ),
-        );
-        self.write_user_file(
-            ".aws/credentials",
-            &format!(
-                "[base]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
-                self.key_id, self.secret
-            ),
-        );
-        self.write_user_file(
-            ".config/nixstore-auth/config.toml",
-            &format!(
-                "keyring-backend = \"file\"\n\n[proxy]\nport = {}\n",
-                self.port
-            ),
-        );
-        let run = self.runtime_dir();
-        let _ = fs::remove_dir_all(&run);
-        fs::create_dir_all(&run).unwrap();
-        fs::set_permissions(&run, fs::Permissions::from_mode(0o700)).unwrap();
-        std::os::unix::fs::chown(&run, Some(self.user.uid), Some(self.user.uid)).unwrap();
-    }
-
-    /// Writes a 0600 file below the user's HOME, owned by the user (directories too).
-    fn write_user_file(&self, rel: &str, text: &str) {
-        let path = self.user.home.join(rel);
-        let mut dir = self.user.home.clone();
-        for part in Path::new(rel).parent().unwrap().components() {
-            dir.push(part);
-            if !dir.exists() {
-                fs::create_dir(&dir).unwrap();
-                fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
-                std::os::unix::fs::chown(&dir, Some(self.user.uid), Some(self.user.uid)).unwrap();
-            }
-        }
-        fs::write(&path, text).unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-        std::os::unix::fs::chown(&path, Some(self.user.uid), Some(self.user.uid)).unwrap();
-    }
-
-    /// The environment a real user would have: the AWS endpoint (moto), a runtime dir, a short
-    /// grace period for the proxy.
-    fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ENDPOINT_URL", self.moto.url()),
-            ("AWS_EC2_METADATA_DISABLED", "true".into()),
-            ("XDG_RUNTIME_DIR", self.runtime_dir().display().to_string()),
-            ("NIXSTORE_AUTH_PROXY_IDLE_SECS", GRACE_SECS.to_string()),
-            ("NO_COLOR", "1".into()),
-        ]
-    }
-
-    fn runtime_dir(&self) -> PathBuf {
-        runtime_dir(self.user.uid)
-    }
-
-    /// A command run as the user with [`Bed::env`].
-    fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> UserCmd<'_> {
-        let mut cmd = self.user.cmd(program);
-        for (k, v) in self.env() {
-            cmd = cmd.env(k, v);
-        }
-        cmd
-    }
-
-    /// `nixstore-auth ARGS` as the user.
-    fn nsa<I, S>(&self, args: I) -> UserCmd<'_>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<std::ffi::OsStr>,
-    {
-        self.cmd(&self.e2e.bin).args(args)
-    }
-
-    /// `nixstore-auth -v exec --mfa-code CODE -- CMD...` as the user.
-    fn exec(&self, cmd: &[&str]) -> Output {
-        self.nsa(["-v", "exec", "--mfa-code", MFA_CODE, "--"])
-            .args(cmd)
-            .run()
-    }
-
-    /// Runs the boto3 script in `mode` with the IAM user's keys (in the environment).
-    fn boto(&self, mode: &str, args: &[&str]) -> Output {
-        run(
-            Command::new(venv_bin("python"))
-                .arg(&self.script)
-                .args([mode, &self.moto.url(), &self.bucket])
-                .args(args)
-                .env("E2E_KEY_ID", &self.key_id)
-                .env("E2E_SECRET", &self.secret)
-                .env("E2E_AUTH", if self.auth { "on" } else { "off" }),
-            None,
-            DEFAULT_TIMEOUT,
-        )
-    }
-
-    /// Uploads a `file://` binary cache directory to the bucket's root.
-    fn upload(&self, dir: &Path) {
-        self.boto("upload", &[dir.to_str().unwrap()])
-            .assert_success("upload the cache to moto");
-    }
-
-    /// `use s3://... --name NAME --public-key KEY` as the user; checks what it wrote.
-    fn use_cache(&self, public_key: &str) {
-        let out = self
-            .nsa(["use", &self.url, "--name", NAME, "--public-key", public_key])
-            .run();
-        out.assert_success("use s3://");
-        assert!(
-            out.all().contains("exec"),
-            "use should say how to use the cache:\n{out}"
-        );
-        let conf = self.user.read(".config/nix/nix.conf");
-        assert!(
-            conf.lines()
-                .any(|l| l.starts_with("extra-trusted-public-keys") && l.contains(public_key)),
-            "use did not add the public key to nix.conf:\n{conf}"
-        );
-        assert!(
-            !conf.contains("s3://") && !conf.contains("substituters ="),
-            "use added a substituter the daemon cannot use:\n{conf}"
-        );
-    }
-
-    /// moto's log (its stdout and stderr: one line per request).
-    fn moto_log(&self) -> String {
-        fs::read_to_string(&self.moto.service.log).unwrap_or_default()
-    }
-
-    /// The proxy's log.
-    fn proxy_log(&self) -> String {
-        self.user.read(".cache/nixstore-auth/proxy.log")
-    }
-
-    /// The proxy URL's secret (made on first use).
-    fn url_secret(&self) -> String {
-        self.user
-            .read(".local/share/nixstore-auth/proxy-secret")
-            .trim()
-            .to_string()
-    }
-
-    /// The cached AWS session (file secret store): its path and JSON.
-    fn session_entry(&self) -> (PathBuf, serde_json::Value) {
-        let dir = self.user.home.join(".local/share/nixstore-auth/secrets");
-        for entry in fs::read_dir(&dir).unwrap().flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(hex_name) = name.strip_suffix(".secret") else {
-                continue;
-            };
-            let account = String::from_utf8(hex::decode(hex_name).unwrap()).unwrap();
-            if account.starts_with("aws-session:") {
-                let text = fs::read_to_string(entry.path()).unwrap();
-                return (entry.path(), serde_json::from_str(&text).unwrap());
-            }
-        }
-        panic!("no cached AWS session in {}", dir.display());
-    }
-
-    /// Every secret that must never show: the IAM user's secret key, the session's secret key
-    /// and token, the proxy URL's secret.
-    fn secrets(&self) -> Vec<String> {
-        let (_, s) = self.session_entry();
-        let mut v = vec![
-            self.secret.clone(),
-            s["secret_access_key"].as_str().unwrap().to_string(),
-            self.url_secret(),
-        ];
-        if let Some(t) = s["session_token"].as_str() {
-            v.push(t.to_string());
-        }
-        assert!(v.iter().all(|s| s.len() >= 16), "a secret is too short");
-        v
-    }
-
-    /// Panics if `text` (from `what`) holds any secret.
-    #[track_caller]
-    fn assert_no_secret(&self, what: &str, text: &str) {
-        for s in self.secrets() {
-            assert!(
-                !text.contains(&s),
-                "{what} shows a secret ({}...):\n{text}",
-                &s[..4]
-            );
-        }
-    }
-
-    /// Requests moto answered with 200 for a GET of an object whose key matches `pred`, from
-    /// moto log lines after byte offset `from`.
-    fn moto_gets(&self, from: usize, pred: impl Fn(&str) -> bool) -> usize {
-        let log = self.moto_log();
-        log[from.min(log.len())..]
-            .lines()
-            .filter(|l| {
-                let Some((_, req)) = l.split_once("\"GET /") else {
-                    return false;
-                };
-                let Some((path, rest)) = req.split_once(' ') else {
-                    return false;
-                };
-                let key = path
-                    .strip_prefix(&format!("{}/", self.bucket))
-                    .unwrap_or("");
-                rest.contains("\" 200 ") && pred(key)
-            })
-            .count()
-    }
-
-    /// Waits until no proxy process of the user remains (the grace period plus slack).
-    fn assert_proxy_exits(&self) {
-        wait_until(
-            "the proxy to exit after its grace period",
-            Duration::from_secs(GRACE_SECS + 10),
-            || proxy_pids(self.user.uid).is_empty(),
-        );
-        assert!(
-            !self.runtime_dir().join("nixstore-auth/proxy.sock").exists(),
-            "the proxy left its socket behind"
-        );
-    }
-}
-
-impl Drop for Bed<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            note(&format!(
-                "--- proxy log ---\n{}\n--- nix-daemon log ---\n{}",
-                tail(&self.user.home.join(".cache/nixstore-auth/proxy.log"), 30),
-                tail(&self.daemon.log, 30)
-            ));
-        }
-    }
-}
-
-/// Store paths made for a test, signed with a cache's key and copied to a `file://` directory,
-/// deleted from the local store (now and on Drop).
-struct ExtraPaths {
-    dir: PathBuf,
-    paths: Vec<String>,
-    e2e_dir: PathBuf,
-}
-
-/// `n` new store paths with unique contents (named `nixstore-auth-e2e-TAG-I`).
-fn add_paths(e2e: &E2e, tag: &str, n: usize) -> Vec<String> {
-    let work = e2e.private_dir(&format!("paths-{tag}"));
-    let unique = unique_tag();
-    let files: Vec<String> = (0..n)
-        .map(|i| {
-            let f = work.join(format!("nixstore-auth-e2e-{tag}-{i}"));
-            fs::write(&f, format!("{} {tag} {i} {unique}\n", e2e.name)).unwrap();
-            f.display().to_string()
-        })
-        .collect();
-    let mut args = vec!["--add"];
-    args.extend(files.iter().map(String::as_str));
-    let out = root_nix(e2e, "nix-store", &args, None);
-    out.assert_success("nix-store --add");
-    let paths: Vec<String> = out.stdout.lines().map(str::to_string).collect();
-    assert_eq!(paths.len(), n, "{out}");
-    paths
-}
-
-/// The secret key file of a [`SignedCache`] made with `tag` (root-only).
-fn cache_secret_key(e2e: &E2e, tag: &str) -> PathBuf {
-    e2e.dir.join(format!("cache-{tag}-work/secret-key"))
-}
-
-impl ExtraPaths {
-    /// `n` paths signed with `secret_key`, copied to a new cache directory, deleted locally.
-    fn create(e2e: &E2e, tag: &str, n: usize, secret_key: &Path) -> ExtraPaths {
-        let paths = add_paths(e2e, tag, n);
-        let mut sign = vec!["store", "sign", "--key-file", secret_key.to_str().unwrap()];
-        sign.extend(paths.iter().map(String::as_str));
-        root_nix(e2e, "nix", &sign, None).assert_success("nix store sign");
-        let dir = e2e.dir.join(format!("cache-{tag}"));
-        let to = format!("file://{}", dir.display());
-        let mut copy = vec!["copy", "--to", &to];
-        copy.extend(paths.iter().map(String::as_str));
-        root_nix(e2e, "nix", &copy, None).assert_success("nix copy --to file://");
-        let extra = ExtraPaths {
-            dir,
-            paths,
-            e2e_dir: e2e.dir.clone(),
-        };
-        extra.delete_local(e2e);
-        extra
-    }
-
-    fn delete_local(&self, e2e: &E2e) {
-        let mut args = vec!["--delete"];
-        args.extend(self.paths.iter().map(String::as_str));
-        root_nix(e2e, "nix-store", &args, None).assert_success("nix-store --delete");
-    }
-
-    fn valid(&self, e2e: &E2e) -> usize {
-        self.paths
-            .iter()
-            .filter(|p| root_nix(e2e, "nix-store", &["--check-validity", p], None).success())
-            .count()
-    }
-}
-
-impl Drop for ExtraPaths {
-    fn drop(&mut self) {
-        let _ = Command::new("nix-store")
-            .arg("--delete")
-            .args(&self.paths)
-            .env("HOME", &self.e2e_dir)
-            .output();
-    }
-}
 
 /// Proof 1 and 2: `use s3://...` then `exec -- nix-store -r PATH` substitutes through the daemon
 /// (moto served the narinfo and the NAR to signed requests), the same without `exec` fails, and
@@ -701,52 +176,6 @@ fn nars_bypass_the_proxy_by_presigned_redirect_where_s3_takes_them() {
     );
 }
 
-/// `out` without Nix's own progress lines. Nix names the substituter in them ("copying path
-/// '...' from 'http://127.0.0.1:PORT/SECRET/NAME'"), so the URL secret shows there, in the
-/// user's own output, as with any credential embedded in a URL; everything else (what
-/// nixstore-auth prints, the child's argv) must be clean. The AWS secrets never reach Nix.
-fn without_nix_progress(out: &Output) -> String {
-    let text = out.all();
-    let secrets_in_progress = text
-        .lines()
-        .filter(|l| l.starts_with("copying path '"))
-        .all(|l| !l.contains("AWS") && !l.contains("secret-key"));
-    assert!(secrets_in_progress, "{out}");
-    text.lines()
-        .filter(|l| !l.starts_with("copying path '"))
-        .map(|l| format!("{l}\n"))
-        .collect()
-}
-
-/// `(status, body)` of a plain GET with curl.
-fn curl_status(url: &str) -> (u16, String) {
-    curl_status_as("root", url)
-}
-
-/// `curl_status` as another local user (through runuser).
-fn curl_status_as(user: &str, url: &str) -> (u16, String) {
-    let out = run_root(
-        "runuser",
-        [
-            "-u",
-            user,
-            "--",
-            "curl",
-            "-s",
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code}",
-            "--max-time",
-            "30",
-            url,
-        ],
-        None,
-    );
-    let (body, code) = out.stdout.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
-}
-
 /// Proof 3: `push CACHE PATH --secret-key SK` uploads a new path through the proxy, signed (its
 /// narinfo in the bucket has a `Sig:` line by that key); deleted locally, `exec` substitutes it
 /// back through the daemon.
@@ -895,6 +324,16 @@ fn refused_session_gives_503_then_login_fixes_it_at_the_same_url() {
         "the proxy URL did not reach nix-store through NIX_CONFIG"
     );
 
+    // After a run that ended in 503, another local user finds no secret in a file, even with
+    // the user's home at 0755.
+    bed.user.open_home();
+    let bob = TestUser::create(&e2e, "b");
+    let found = readable_files_holding(&e2e, &bob, &good, &[]);
+    assert!(
+        found.is_empty(),
+        "after a 503 run: bob reads a secret in {found:?}"
+    );
+
     // login replaces the cached session; the same stable URL now works at once.
     let out = bed.nsa(["login", NAME, "--mfa-code", MFA_CODE]).run();
     out.assert_success("login");
@@ -995,15 +434,16 @@ fn proxy_is_private_shared_and_exits_when_idle() {
         "{status}"
     );
     let (probes, foreign) = probes;
+    // Another local user is closed at connect: no HTTP answer at all, not even a 401.
     assert_eq!(
-        foreign.0, 401,
-        "another user with the right URL: {}",
-        foreign.1
+        foreign,
+        (0, String::new()),
+        "another user with the right URL got an answer"
     );
     assert!(
-        foreign.1.contains("only the user who runs it"),
-        "{}",
-        foreign.1
+        bed.proxy_log().contains("refused a connection from uid"),
+        "the proxy did not log the refused user:\n{}",
+        bed.proxy_log()
     );
     for (i, (code, body)) in probes[..3].iter().enumerate() {
         assert_eq!(*code, 401, "request {i} without the right secret: {body}");
@@ -1246,22 +686,36 @@ fn untrusted_user_substitutes_once_the_admin_lists_the_proxy_url() {
         cache.public_key.as_str(),
     ];
 
-    // 1. use: the administrator's snippet on stdout, exit 3, the cache recorded.
+    // 1. use: the administrator's snippet on stdout, exit 3, the cache recorded. The URL (it
+    // holds the proxy's secret) goes to a root-only file that /etc/nix/nix.conf `!include`s.
     let out = bed.nsa(use_args).run();
     out.assert_code(3, "use s3:// by an untrusted user");
     let proxy_url = format!("http://127.0.0.1:{}/{}/{NAME}", bed.port, bed.url_secret());
-    let snippet: Vec<&str> = out.stdout.lines().filter(|l| !l.is_empty()).collect();
+    let admin = AdminSnippet::parse(&out.stdout);
     assert_eq!(
-        snippet,
+        admin.private_file,
+        PathBuf::from(format!(
+            "/etc/nix/nixstore-auth-{}-{NAME}.conf",
+            bed.user.name
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        admin.private_lines,
+        [format!("extra-trusted-substituters = {proxy_url}")],
+        "the root-only file's lines:\n{out}"
+    );
+    assert_eq!(
+        admin.conf_lines,
         [
-            format!("extra-trusted-substituters = {proxy_url}"),
+            format!("!include {}", admin.private_file.display()),
             format!("extra-trusted-public-keys = {}", cache.public_key),
         ],
-        "the administrator's snippet:\n{out}"
+        "the lines for /etc/nix/nix.conf hold no secret:\n{out}"
     );
     assert!(
-        out.stderr.contains("readable by every local user"),
-        "use did not warn that the URL becomes world-readable:\n{out}"
+        out.stderr.contains("readable by every local user") && out.stderr.contains("0600"),
+        "use did not warn to keep the URL out of world-readable files:\n{out}"
     );
     assert!(
         !out.stderr.contains(&bed.url_secret()),
@@ -1307,15 +761,10 @@ fn untrusted_user_substitutes_once_the_admin_lists_the_proxy_url() {
         assert!(!out.all().contains(s.as_str()), "exec shows an AWS secret");
     }
 
-    // 3. The administrator appends the two printed lines verbatim and restarts the daemon.
-    bed.daemon.append_conf(&snippet.join("\n"));
+    // 3. The administrator applies the snippet verbatim: the root-only file (0600) and the two
+    // lines in /etc/nix/nix.conf, then restarts the daemon. The client cannot read the file.
+    let _private = admin.apply(&bed.daemon);
     bed.daemon.restart();
-    let out = bed.nsa(use_args).run();
-    out.assert_success("use s3:// after the administrator listed the proxy URL");
-    assert!(
-        !out.stdout.contains("extra-trusted-substituters"),
-        "use printed the snippet again:\n{out}"
-    );
     let moto_from = bed.moto_log().len();
     let out = bed.exec(&["nix-store", "-r", &cache.store_path]);
     out.assert_success("exec after the administrator listed the proxy URL");
@@ -1340,4 +789,23 @@ fn untrusted_user_substitutes_once_the_admin_lists_the_proxy_url() {
     for s in aws_secrets.iter().filter(|s| **s != bed.url_secret()) {
         assert!(!out.all().contains(s.as_str()), "exec shows an AWS secret");
     }
+    // Nobody else finds the URL secret in a file, /etc/nix included, even with a 0755 home
+    // (as `useradd` makes it).
+    bed.user.open_home();
+    let bob = TestUser::create(&e2e, "b");
+    let found = readable_files_holding(&e2e, &bob, &[bed.url_secret()], &[Path::new("/etc/nix")]);
+    assert!(
+        found.is_empty(),
+        "another user can read the URL secret in {found:?}"
+    );
+    // Only the proxy can tell that the daemon uses the URL: doctor must not call it broken.
+    let doctor = bed.nsa(["doctor", NAME]).run();
+    assert!(
+        !doctor.all().contains("will ignore the proxy URL"),
+        "doctor calls a URL listed in a root-only file ignored:\n{doctor}"
+    );
+    assert!(
+        doctor.all().contains("only the nix-daemon can read it"),
+        "doctor does not list the root-only include as such:\n{doctor}"
+    );
 }

@@ -35,7 +35,7 @@ use super::mfa::{CodeSource, MfaCodes};
 use super::profile::{self, Base, Plan};
 use super::session_cache;
 use crate::config::{Config, Dirs};
-use crate::secret::SecretStore;
+use crate::secret::{Account, SecretStore};
 use crate::ui::Ui;
 
 /// Marker set in `exec`'s child: the profile whose session the environment holds.
@@ -154,30 +154,6 @@ fn env_nonempty(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|s| !s.is_empty())
 }
 
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// RFC 3339 (`2024-01-02T03:04:05Z`), the form AWS tools read.
-pub fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
-fn parse_rfc3339(s: &str) -> Option<i64> {
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|t| t.unix_timestamp())
-}
-
 fn env_region() -> Option<String> {
     env_nonempty("AWS_REGION").or_else(|| env_nonempty("AWS_DEFAULT_REGION"))
 }
@@ -200,8 +176,9 @@ fn from_environment(t: &Target, ui: &Ui) -> Option<Session> {
         ));
         return None;
     }
-    let expiration = env_nonempty("AWS_CREDENTIAL_EXPIRATION").and_then(|s| parse_rfc3339(&s));
-    if expiration.is_some_and(|e| e <= now()) {
+    let expiration =
+        env_nonempty("AWS_CREDENTIAL_EXPIRATION").and_then(|s| crate::time::parse_rfc3339(&s));
+    if expiration.is_some_and(|e| e <= crate::time::now()) {
         ui.debug("the AWS credentials in the environment have expired; not using them");
         return None;
     }
@@ -317,7 +294,8 @@ pub fn resolve(req: &SessionRequest, ui: &Ui) -> Result<Session> {
     let store = SecretStore::open(&ctx.cfg, &ctx.dirs, ui)?;
     let account = session_cache::account(&plan.profile, plan.role_arn(), plan.mfa_serial());
     if !req.force_refresh
-        && let Some(hit) = session_cache::lookup(&store, &account, now(), ctx.margin(), ui)?
+        && let Some(hit) =
+            session_cache::lookup(&store, &account, crate::time::now(), ctx.margin(), ui)?
     {
         ui.debug(format!(
             "using the cached session of profile {:?} ({})",
@@ -439,7 +417,7 @@ pub fn cached_only(req: &SessionRequest, ui: &Ui) -> Result<Option<Session>> {
     }
     let account = session_cache::account(&plan.profile, plan.role_arn(), plan.mfa_serial());
     Ok(
-        session_cache::lookup(&store, &account, now(), 0, ui)?.map(|hit| Session {
+        session_cache::lookup(&store, &account, crate::time::now(), 0, ui)?.map(|hit| Session {
             credentials: hit.credentials,
             profile: Some(t.profile),
             region: region.or(hit.region),
@@ -468,7 +446,7 @@ pub fn session_env(s: &Session) -> Vec<(String, Zeroizing<String>)> {
     if let Some(e) = c.expiration {
         v.push((
             "AWS_CREDENTIAL_EXPIRATION".to_string(),
-            Zeroizing::new(rfc3339(e)),
+            Zeroizing::new(crate::time::rfc3339(e)),
         ));
     }
     if let Some(r) = &s.region {
@@ -553,14 +531,8 @@ fn static_keys(set: &aws_config::profile::ProfileSet, name: &str) -> Result<Cred
     })
 }
 
-/// The account `aws add-key` stores a profile's long-term key under; the value is JSON
-/// `{"AccessKeyId": "...", "SecretAccessKey": "..."}`.
-pub fn key_account(profile: &str) -> String {
-    format!("aws-key:{profile}")
-}
-
 fn stored_key(store: &SecretStore, profile: &str) -> Result<Option<Credentials>> {
-    let Some(text) = store.get(&key_account(profile))? else {
+    let Some(text) = store.get(&Account::AwsKey(profile).to_string())? else {
         return Ok(None);
     };
     #[derive(serde::Deserialize)]
@@ -629,11 +601,7 @@ async fn delegated(profile: &str, region: Option<&str>) -> Result<Credentials> {
         access_key_id: c.access_key_id().to_string(),
         secret_access_key: Zeroizing::new(c.secret_access_key().to_string()),
         session_token: c.session_token().map(|t| Zeroizing::new(t.to_string())),
-        expiration: c.expiry().map(|t| {
-            t.duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0)
-        }),
+        expiration: c.expiry().map(crate::time::epoch),
     })
 }
 
@@ -753,7 +721,7 @@ async fn run_sts(
         let session_name = hop
             .session_name
             .clone()
-            .unwrap_or_else(|| format!("nixstore-auth-{}", now()));
+            .unwrap_or_else(|| format!("nixstore-auth-{}", crate::time::now()));
         let dur = if last {
             duration.or(hop.duration_seconds).or(plan.duration_seconds)
         } else {
@@ -818,7 +786,7 @@ mod tests {
         assert!(unset.contains(&"AWS_SESSION_TOKEN"));
         assert!(unset.contains(&"AWS_PROFILE"));
         assert!(!format!("{s:?}").contains("sec\""));
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(parse_rfc3339("1970-01-01T00:01:00Z"), Some(60));
+        assert_eq!(crate::time::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(crate::time::parse_rfc3339("1970-01-01T00:01:00Z"), Some(60));
     }
 }

@@ -10,7 +10,6 @@ use super::Credentials;
 use crate::secret::SecretStore;
 use crate::ui::Ui;
 
-pub const ACCOUNT_PREFIX: &str = "aws-session:";
 /// Default for config key `session-refresh-margin`: reuse a session until this many seconds remain.
 pub const DEFAULT_REFRESH_MARGIN: i64 = 300;
 
@@ -55,7 +54,7 @@ pub fn account(profile: &str, role_arn: Option<&str>, mfa_serial: Option<&str>) 
         h.update(p.as_bytes());
         h.update([part.is_some() as u8]);
     }
-    format!("{ACCOUNT_PREFIX}{}", &hex::encode(h.finalize())[..32])
+    crate::secret::Account::AwsSession(&hex::encode(h.finalize())[..32]).to_string()
 }
 
 /// A usable cached session: more than `margin` seconds left. Expired or nearly expired entries
@@ -135,7 +134,10 @@ pub fn save(
 pub fn forget(store: &SecretStore, profile: Option<&str>) -> Result<usize> {
     let mut n = 0;
     for account in store.list()? {
-        if !account.starts_with(ACCOUNT_PREFIX) {
+        if !matches!(
+            crate::secret::Account::parse(&account),
+            Some(crate::secret::Account::AwsSession(_))
+        ) {
             continue;
         }
         let matches = match profile {

@@ -7,9 +7,9 @@ use std::io::BufRead;
 use zeroize::Zeroizing;
 
 use super::{AwsAction, AwsArgs, Run};
-use crate::aws::session::key_account;
 use crate::aws::{profile, session_cache};
 use crate::config::{Config, Dirs};
+use crate::secret::Account;
 use crate::secret::SecretStore;
 use crate::ui::{self, Ui};
 
@@ -30,7 +30,7 @@ impl Run for AwsArgs {
                     serde_json::json!({ "AccessKeyId": id, "SecretAccessKey": secret.as_str() })
                         .to_string(),
                 );
-                store.set(&key_account(&profile), &value)?;
+                store.set(&Account::AwsKey(&profile).to_string(), &value)?;
                 ui.info(format!(
                     "stored the access key {id} of profile {profile:?} in {}",
                     store.describe()
@@ -44,7 +44,7 @@ impl Run for AwsArgs {
             }
             AwsAction::RemoveKey { profile } => {
                 let store = SecretStore::open(&cfg, &dirs, ui)?;
-                if store.delete(&key_account(&profile))? {
+                if store.delete(&Account::AwsKey(&profile).to_string())? {
                     ui.info(format!(
                         "deleted the stored access key of profile {profile:?}"
                     ));

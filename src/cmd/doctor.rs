@@ -6,7 +6,6 @@ use serde::Serialize;
 use std::path::Path;
 use std::time::Duration;
 
-use super::use_::netrc_machine;
 use super::{DoctorArgs, Run};
 use crate::cache::CacheKind;
 use crate::config::{CacheEntry, Config, Dirs, SecretStore};
@@ -183,6 +182,15 @@ fn nix_checks(r: &mut Report, setup: &NixSetup, user_view: &SettingsView) {
         .map(|p| p.display().to_string())
         .collect();
     files.extend(user_view.files.iter().map(|p| p.display().to_string()));
+    // Readable only by root (the daemon reads them): listed, never a problem.
+    files.extend(
+        setup
+            .system
+            .unreadable
+            .iter()
+            .chain(&user_view.unreadable)
+            .map(|p| format!("{} (only the nix-daemon can read it)", p.display())),
+    );
     r.add(
         "nix",
         Status::Info,
@@ -342,6 +350,16 @@ fn s3_checks(
         .or_else(|| std::env::var("AWS_PROFILE").ok())
         .unwrap_or_else(|| "default".into());
     let login = format!("nixstore-auth login {}", c.name);
+    r.add(
+        section,
+        if crate::proxy::PEER_CHECK {
+            Status::Info
+        } else {
+            Status::Warn
+        },
+        format!("proxy access: {}", crate::proxy::access_summary()),
+        None,
+    );
     match crate::aws::profile::load_profiles()
         .and_then(|set| crate::aws::profile::plan(&set, &profile))
     {
@@ -397,7 +415,7 @@ fn s3_checks(
     };
     match session.credentials.expiration {
         Some(exp) => {
-            let left = exp - crate::aws::session::now();
+            let left = exp - crate::time::now();
             let status = if left < 300 { Status::Warn } else { Status::Ok };
             r.add(
                 section,
@@ -462,7 +480,39 @@ fn s3_checks(
                 .iter()
                 .any(|t| t.trim_end_matches('/') == u)
         });
-        if !listed {
+        // The administrator may have listed the URL in a file only root reads (so that it is
+        // in no world-readable file): then only the proxy can tell whether the daemon uses it.
+        let used = crate::proxy::status()
+            .ok()
+            .flatten()
+            .is_some_and(|st| st.mounts.iter().any(|m| m.name == c.name && m.daemon_used));
+        if !listed && used {
+            r.add(
+                section,
+                Status::Ok,
+                "the nix-daemon fetches through the proxy URL (seen by the running proxy)",
+                None,
+            );
+        } else if !listed && !setup.system.unreadable.is_empty() {
+            let files: Vec<String> = setup
+                .system
+                .unreadable
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            r.add(
+                section,
+                Status::Info,
+                format!(
+                    "whether the nix-daemon accepts the proxy URL cannot be checked from your side: {} is readable only by root",
+                    files.join(", ")
+                ),
+                Some(format!(
+                    "run `nixstore-auth exec -- nix-store -r PATH` once, then `nixstore-auth doctor {}` again: the proxy sees the daemon's requests",
+                    c.name
+                )),
+            );
+        } else if !listed {
             r.add(
                 section,
                 Status::Fail,
@@ -506,7 +556,7 @@ fn https_probe(
     ca_file: Option<&Path>,
 ) {
     let url = format!("{}/nix-cache-info", c.kind.url());
-    let machine = netrc_machine(&c.kind).unwrap_or_default();
+    let machine = c.kind.netrc_machine().unwrap_or_default();
     let credential = c
         .netrc
         .as_deref()

@@ -70,7 +70,7 @@ fn json(s: &session::Session) -> anyhow::Result<Zeroizing<String>> {
         v["SessionToken"] = t.as_str().into();
     }
     if let Some(e) = c.expiration {
-        v["Expiration"] = session::rfc3339(e).into();
+        v["Expiration"] = crate::time::rfc3339(e).into();
     }
     let mut text = Zeroizing::new(serde_json::to_string_pretty(&v)?);
     text.push('\n');

@@ -11,12 +11,11 @@
 //!   command line). While a proxy lease or an ephemeral file must live, CMD runs as a child and
 //!   its status is passed on; otherwise this process becomes CMD.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use zeroize::Zeroizing;
 
-use super::use_::netrc_machine;
 use super::{ExecArgs, Run, Via};
 use crate::aws::session::{self, Session, SessionRequest};
 use crate::cache::CacheKind;
@@ -28,16 +27,11 @@ use crate::nix::forward::{self, Setting};
 use crate::nix::netrc::Netrc;
 use crate::nix::setup::{self, ProbeCache};
 use crate::proxy;
-use crate::secret::SecretStore;
+use crate::secret::{SecretStore, Token};
 use crate::ui::Ui;
 
 /// Set in the environment of every command `exec` runs.
 pub const EXEC_MARKER: &str = "NIXSTORE_AUTH_EXEC";
-
-/// The keyring account of an HTTPS cache's token.
-pub fn token_account(cache: &str) -> String {
-    format!("cache-token:{cache}")
-}
 
 impl Run for ExecArgs {
     fn run(self, ui: &Ui) -> Result<i32> {
@@ -160,6 +154,11 @@ impl Run for ExecArgs {
                     ));
                 }
                 leases.push(lease);
+            }
+            // A Nix client that opens the proxy's URL itself (single-user, `nix copy`)
+            // records it, secret included, in its cache database: keep that private.
+            if let Err(e) = crate::nix::client_cache::protect() {
+                ui.warn(format!("{e:#}"));
             }
             if let Some(nix) = nix() {
                 warn_if_daemon_ignores(&settings, nix, ui);
@@ -344,13 +343,17 @@ fn ephemeral_netrc(
         Netrc::default()
     });
     for c in caches {
-        let Some(machine) = netrc_machine(&c.kind) else {
+        let Some(machine) = c.kind.netrc_machine() else {
             continue;
         };
-        match store.get(&token_account(&c.name))? {
+        match store.get(&crate::secret::Account::CacheToken(&c.name).to_string())? {
             Some(token) => {
+                // What `use` and `secret set` store passes; anything else was put there by hand.
+                let token = Token::new(token).with_context(|| {
+                    format!("cache {}: the token in {}", c.name, store.describe())
+                })?;
                 netrc
-                    .upsert(&machine, &c.login, &token)
+                    .upsert(&machine, &c.login, token.as_str())
                     .map_err(|e| anyhow::anyhow!("cache {}: {e}", c.name))?;
             }
             None => ui.warn(format!(
@@ -380,7 +383,20 @@ fn warn_if_daemon_ignores(settings: &[Setting], setup: &setup::NixSetup, ui: &Ui
                 .iter()
                 .any(|t| t.trim_end_matches('/') == s.value.trim_end_matches('/'))
         });
-    if ignored {
+    // The URL may be listed in a file only root reads (the administrator keeps it out of
+    // world-readable files): then the client cannot tell, and a warning would be wrong.
+    if ignored && !setup.system.unreadable.is_empty() {
+        ui.debug(format!(
+            "cannot check whether the nix-daemon accepts the proxy's URL: {} is readable only by root",
+            setup
+                .system
+                .unreadable
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    } else if ignored {
         ui.warn(
             "the nix-daemon does not trust you and will ignore the proxy's URL; `nixstore-auth use CACHE --mode print` shows what your administrator can add",
         );

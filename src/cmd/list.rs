@@ -4,7 +4,6 @@
 use anyhow::Result;
 use serde_json::json;
 
-use super::use_::netrc_machine;
 use super::{ListArgs, Run};
 use crate::cache::CacheKind;
 use crate::config::{CacheEntry, Config, Dirs, SecretStore};
@@ -44,7 +43,7 @@ fn describe(c: &CacheEntry) -> Row {
             true,
         ),
         (CacheKind::Https { .. }, SecretStore::Keyring) => ("keyring".to_string(), c.has_token),
-        (CacheKind::Https { .. }, SecretStore::Netrc) => match (&c.netrc, netrc_machine(&c.kind)) {
+        (CacheKind::Https { .. }, SecretStore::Netrc) => match (&c.netrc, c.kind.netrc_machine()) {
             (Some(path), Some(machine)) => {
                 let present = crate::nix::read_netrc(path)
                     .ok()

@@ -20,8 +20,8 @@ impl Run for LoginArgs {
         match s.credentials.expiration {
             Some(e) => println!(
                 "Expires:  {} (in {} min)",
-                session::rfc3339(e),
-                (e - session::now()).max(0) / 60
+                crate::time::rfc3339(e),
+                (e - crate::time::now()).max(0) / 60
             ),
             None => println!("Expires:  never (long-term keys; no session to cache)"),
         }

@@ -90,52 +90,9 @@ pub enum Command {
     Proxy(ProxyArgs),
 }
 
-/// Where `use` and `remove` write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum Mode {
-    /// Decide from the installed Nix: root, single-user, trusted or untrusted user, NixOS
-    #[default]
-    Auto,
-    /// The user's nix.conf and netrc
-    User,
-    /// /etc/nix/nix.conf and the daemon's netrc (root only)
-    System,
-    /// Print the configuration and write nothing
-    Print,
-}
-
-/// The shape of printed configuration (`--mode print`, NixOS, untrusted users).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum Format {
-    /// nix.conf lines
-    #[default]
-    NixConf,
-    /// A NixOS module (`nix.settings`)
-    Nixos,
-    /// A home-manager module (`nix.settings`)
-    HomeManager,
-}
-
-impl Format {
-    /// On NixOS nix.conf lines are of no use: the default becomes a NixOS module.
-    pub fn on_nixos(self, nixos: bool) -> Format {
-        if nixos && self == Format::NixConf {
-            Format::Nixos
-        } else {
-            self
-        }
-    }
-}
-
-/// Where a cache's token is kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum SecretStore {
-    /// A netrc file that Nix reads directly: plain `nix build` works
-    #[default]
-    Netrc,
-    /// The OS keyring: only `nixstore-auth exec` (and the shell wrappers) reach the cache
-    Keyring,
-}
+pub use crate::config::SecretStore;
+pub use crate::nix::snippet::Format;
+pub use crate::nix::target::Mode;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:

@@ -59,14 +59,20 @@ fn status() -> Result<i32> {
                     "stream" => ", NARs streamed",
                     _ => "",
                 };
+                let daemon = if m.daemon_used {
+                    ", used by the nix-daemon"
+                } else {
+                    ""
+                };
                 writeln!(
                     out,
-                    "cache: {} -> {} (session {}{exp}{nars})",
+                    "cache: {} -> {} (session {}{exp}{nars}{daemon})",
                     m.name, m.url, m.session
                 )?;
             }
         }
     }
+    writeln!(out, "access: {}", proxy::access_summary())?;
     writeln!(out, "secret file: {}", secret_file.display())?;
     writeln!(out, "log:   {}", log.display())?;
     Ok(0)

@@ -8,7 +8,6 @@
 use anyhow::{Context, Result, bail};
 use zeroize::Zeroizing;
 
-use super::use_::unknown_cache;
 use super::{PushArgs, Run};
 use crate::aws::session::{self, SessionRequest};
 use crate::cache::{CacheKind, reject_unsafe_chars};
@@ -24,7 +23,7 @@ impl Run for PushArgs {
         let cfg = Config::load(&dirs.config_file())?;
         let entry = cfg
             .find(&self.cache)?
-            .ok_or_else(|| unknown_cache(&cfg, &self.cache))?;
+            .ok_or_else(|| cfg.unknown_cache(&self.cache))?;
         let CacheKind::S3(s3) = &entry.kind else {
             bail!(
                 "{} is an HTTPS cache: upload with `nix copy --to {}` (its netrc credential applies)",
@@ -73,6 +72,8 @@ impl Run for PushArgs {
             }],
             ui,
         )?;
+        // `nix copy` records the store URL (with the proxy's secret) in Nix's cache database.
+        crate::nix::client_cache::protect()?;
         let mut store = lease.url_for(&entry.name);
         if let Some(k) = &key {
             store.push_str("?secret-key=");

@@ -4,7 +4,6 @@
 use anyhow::{Result, bail};
 use std::path::PathBuf;
 
-use super::use_::{netrc_machine, unknown_cache};
 use super::{Mode, RemoveArgs, Run};
 use crate::cache::{self, CacheKind};
 use crate::config::{CacheEntry, Config, Dirs, SecretStore, same_cache};
@@ -37,7 +36,7 @@ impl Run for RemoveArgs {
                     added_netrc_line: false,
                 }
             }
-            None => return Err(unknown_cache(&config, &self.cache)),
+            None => return Err(config.unknown_cache(&self.cache)),
         };
         let others: Vec<&CacheEntry> = all.iter().filter(|c| c.name != entry.name).collect();
         let url = entry.kind.url();
@@ -112,10 +111,10 @@ impl Run for RemoveArgs {
                 Ok(c.to_text())
             });
         }
-        if let (Some(netrc_path), Some(machine)) = (&entry.netrc, netrc_machine(&entry.kind)) {
+        if let (Some(netrc_path), Some(machine)) = (&entry.netrc, entry.kind.netrc_machine()) {
             let shared = others.iter().any(|o| {
                 o.netrc.as_ref() == Some(netrc_path)
-                    && netrc_machine(&o.kind).as_deref() == Some(machine.as_str())
+                    && o.kind.netrc_machine().as_deref() == Some(machine.as_str())
             });
             if shared {
                 ui.info(format!(
@@ -149,7 +148,7 @@ impl Run for RemoveArgs {
         let changed = plan.apply()?;
         if entry.secret_store == SecretStore::Keyring && recorded {
             let store = crate::secret::SecretStore::open(&config, &dirs, ui)?;
-            if store.delete(&super::exec::token_account(&entry.name))? {
+            if store.delete(&crate::secret::Account::CacheToken(&entry.name).to_string())? {
                 ui.info(format!(
                     "deleted the token of {} from {}",
                     entry.name,

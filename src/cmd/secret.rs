@@ -6,15 +6,14 @@ use serde_json::json;
 use std::io::Read;
 use zeroize::Zeroizing;
 
-use super::exec::token_account;
-use super::use_::{netrc_machine, unknown_cache};
 use super::{Run, SecretAction, SecretArgs};
 use crate::aws::session::{self, SessionRequest};
 use crate::cache::CacheKind;
 use crate::config::{CacheEntry, Config, Dirs, SecretStore as Store};
 use crate::nix::netrc::Netrc;
 use crate::plan::Plan;
-use crate::secret::SecretStore;
+use crate::secret::Account;
+use crate::secret::{SecretStore, Token};
 use crate::ui::{self, Ui};
 
 impl Run for SecretArgs {
@@ -23,7 +22,7 @@ impl Run for SecretArgs {
         let config_path = dirs.config_file();
         let cfg = Config::load(&config_path)?;
         let find = |name: &str| -> Result<CacheEntry> {
-            cfg.find(name)?.ok_or_else(|| unknown_cache(&cfg, name))
+            cfg.find(name)?.ok_or_else(|| cfg.unknown_cache(name))
         };
         match self.action {
             SecretAction::Set { cache, token_stdin } => {
@@ -32,7 +31,10 @@ impl Run for SecretArgs {
                 match entry.secret_store {
                     Store::Keyring => {
                         let store = SecretStore::open(&cfg, &dirs, ui)?;
-                        store.set(&token_account(&entry.name), &token)?;
+                        store.set(
+                            &Account::CacheToken(&entry.name).to_string(),
+                            token.as_str(),
+                        )?;
                         ui.info(format!(
                             "stored a new token for {} in {}",
                             entry.name,
@@ -43,13 +45,15 @@ impl Run for SecretArgs {
                         let path = entry.netrc.clone().context(
                             "this cache has no netrc file recorded: run `nixstore-auth use` with --token-stdin",
                         )?;
-                        let machine =
-                            netrc_machine(&entry.kind).context("the cache URL has no host")?;
+                        let machine = entry
+                            .kind
+                            .netrc_machine()
+                            .context("the cache URL has no host")?;
                         let login = entry.login.clone();
                         let mut plan = Plan::new();
                         plan.edit(&path, 0o600, true, move |text| {
                             let mut n = Netrc::parse(text)?;
-                            n.upsert(&machine, &login, &token)?;
+                            n.upsert(&machine, &login, token.as_str())?;
                             Ok(n.to_text())
                         });
                         plan.apply()?;
@@ -66,10 +70,9 @@ impl Run for SecretArgs {
             SecretAction::Delete { cache } => {
                 let entry = https_only(find(&cache)?)?;
                 let deleted = match entry.secret_store {
-                    Store::Keyring => {
-                        SecretStore::open(&cfg, &dirs, ui)?.delete(&token_account(&entry.name))?
-                    }
-                    Store::Netrc => match (&entry.netrc, netrc_machine(&entry.kind)) {
+                    Store::Keyring => SecretStore::open(&cfg, &dirs, ui)?
+                        .delete(&Account::CacheToken(&entry.name).to_string())?,
+                    Store::Netrc => match (&entry.netrc, entry.kind.netrc_machine()) {
                         (Some(path), Some(machine)) => {
                             let mut plan = Plan::new();
                             plan.edit(path, 0o600, true, move |text| {
@@ -101,9 +104,9 @@ impl Run for SecretArgs {
                     rows.push(status_row(e, &store, ui)?);
                 }
                 for account in store.list().unwrap_or_default() {
-                    if let Some(profile) = account.strip_prefix("aws-key:") {
+                    if let Some(Account::AwsKey(_)) = Account::parse(&account) {
                         rows.push(json!({
-                            "name": format!("aws-key:{profile}"),
+                            "name": account,
                             "kind": "aws-key",
                             "where": store.describe(),
                             "present": true,
@@ -148,7 +151,7 @@ fn https_only(entry: CacheEntry) -> Result<CacheEntry> {
     Ok(entry)
 }
 
-fn read_token(token_stdin: bool, entry: &CacheEntry) -> Result<Zeroizing<String>> {
+fn read_token(token_stdin: bool, entry: &CacheEntry) -> Result<Token> {
     let token = if token_stdin || !ui::has_tty() {
         if !token_stdin {
             bail!("no terminal to ask on: pipe the token with --token-stdin");
@@ -169,7 +172,7 @@ fn read_token(token_stdin: bool, entry: &CacheEntry) -> Result<Zeroizing<String>
     if token.is_empty() {
         bail!("the token is empty");
     }
-    Ok(token)
+    Token::new(token)
 }
 
 fn mark_token(config_path: &std::path::Path, name: &str, present: bool) -> Result<()> {
@@ -198,7 +201,7 @@ fn status_row(e: &CacheEntry, store: &SecretStore, ui: &Ui) -> Result<serde_json
             let expires = cached
                 .as_ref()
                 .and_then(|s| s.credentials.expiration)
-                .map(session::rfc3339);
+                .map(crate::time::rfc3339);
             json!({
                 "name": e.name,
                 "kind": "s3",
@@ -211,10 +214,10 @@ fn status_row(e: &CacheEntry, store: &SecretStore, ui: &Ui) -> Result<serde_json
             "name": e.name,
             "kind": "https",
             "where": store.describe(),
-            "present": store.get(&token_account(&e.name))?.is_some(),
+            "present": store.get(&Account::CacheToken(&e.name).to_string())?.is_some(),
         }),
         (CacheKind::Https { .. }, Store::Netrc) => {
-            let present = match (&e.netrc, netrc_machine(&e.kind)) {
+            let present = match (&e.netrc, e.kind.netrc_machine()) {
                 (Some(p), Some(m)) => crate::nix::read_netrc(p)?
                     .and_then(|n| n.get(&m))
                     .is_some_and(|x| x.has_password),

@@ -7,14 +7,15 @@ use zeroize::Zeroizing;
 
 use super::{Run, UseArgs};
 use crate::cache::{self, CacheKind};
-use crate::config::{CacheEntry, Config, Dirs, SecretStore};
+use crate::config::{CacheEntry, Config, DEFAULT_LOGIN, Dirs, SecretStore};
 use crate::error::EXIT_NEEDS_ADMIN;
 use crate::nix::conf::NixConf;
 use crate::nix::netrc::Netrc;
 use crate::nix::setup::{self, NixSetup, ProbeCache};
-use crate::nix::snippet::{NetrcHint, Snippet};
+use crate::nix::snippet::{NetrcHint, PrivateFile, Snippet};
 use crate::nix::target::{self, Target};
 use crate::plan::Plan;
+use crate::secret::Token;
 use crate::ui::{self, Ui};
 
 impl Run for UseArgs {
@@ -67,15 +68,14 @@ impl Run for UseArgs {
                 .or_else(|| recorded.as_ref().map(|r| r.login.clone()))
                 .filter(|l| !l.is_empty())
                 .unwrap_or_else(|| DEFAULT_LOGIN.to_string()),
-            secret_store: match self.secret_store {
-                super::SecretStore::Netrc => SecretStore::Netrc,
-                super::SecretStore::Keyring => SecretStore::Keyring,
-            },
+            secret_store: self.secret_store,
             nix_conf: None,
             netrc: None,
             added_netrc_line: false,
             has_token: recorded.as_ref().is_some_and(|r| r.has_token),
         };
+        // Checked now, not when netrc is written: a keyring cache records it for `exec`.
+        cache::validate_login(&entry.login)?;
         if entry.secret_store == SecretStore::Keyring && matches!(entry.kind, CacheKind::S3(_)) {
             bail!(
                 "--secret-store applies to HTTPS caches; S3 caches use your AWS session (see `nixstore-auth aws add-key`)"
@@ -93,9 +93,6 @@ impl Run for UseArgs {
     }
 }
 
-/// The netrc login when neither --login nor a recorded cache gives one.
-const DEFAULT_LOGIN: &str = "nixstore-auth";
-
 /// Finds the cache named on the command line: a URL (maybe already recorded) or a recorded name.
 pub(crate) fn resolve_cache(config: &Config, arg: &str) -> Result<(CacheKind, Option<CacheEntry>)> {
     if cache::looks_like_url(arg) {
@@ -105,36 +102,7 @@ pub(crate) fn resolve_cache(config: &Config, arg: &str) -> Result<(CacheKind, Op
     }
     match config.cache(arg)? {
         Some(e) => Ok((e.kind.clone(), Some(e))),
-        None => Err(unknown_cache(config, arg)),
-    }
-}
-
-pub(crate) fn unknown_cache(config: &Config, arg: &str) -> anyhow::Error {
-    let known: Vec<String> = config
-        .caches()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
-    if known.is_empty() {
-        anyhow::anyhow!(
-            "unknown cache {arg:?}: no cache is recorded yet; pass its URL (https://... or s3://...)"
-        )
-    } else {
-        anyhow::anyhow!(
-            "unknown cache {arg:?}; recorded caches: {} (or pass a URL)",
-            known.join(", ")
-        )
-    }
-}
-
-/// The host a netrc entry must name: curl matches on the host only, never the port.
-pub(crate) fn netrc_machine(kind: &CacheKind) -> Option<String> {
-    match kind {
-        CacheKind::Https { url } => url
-            .host_str()
-            .map(|h| h.trim_matches(['[', ']']).to_string()),
-        CacheKind::S3(_) => None,
+        None => Err(config.unknown_cache(arg)),
     }
 }
 
@@ -146,7 +114,10 @@ fn use_https(
     ui: &Ui,
 ) -> Result<i32> {
     let url = entry.kind.url();
-    let machine = netrc_machine(&entry.kind).context("the cache URL has no host")?;
+    let machine = entry
+        .kind
+        .netrc_machine()
+        .context("the cache URL has no host")?;
     let setup = setup::probe(ProbeCache::ReadOnly)?;
     ui.debug(format!(
         "nix {}; daemon: {}; root: {}; trust: {:?}; user file {}; system file {}",
@@ -252,7 +223,7 @@ fn use_https(
     } else {
         None
     };
-    let account = super::exec::token_account(&entry.name);
+    let account = crate::secret::Account::CacheToken(&entry.name).to_string();
     let in_keyring = match &store {
         Some(st) if recorded_keyring => st.get(&account)?,
         _ => None,
@@ -262,12 +233,21 @@ fn use_https(
     } else {
         None
     };
-    // Migration: the token moves between netrc and keyring when no new one is given.
+    // Migration: the token moves between netrc and keyring when no new one is given. It must
+    // pass the same rule, or `exec` would refuse it later.
     if token.is_none() && keyring && !recorded_keyring {
-        token = existing.clone();
+        token = existing
+            .clone()
+            .map(Token::new)
+            .transpose()
+            .context("cannot move the netrc entry's token into the keyring")?;
     }
     if token.is_none() && !keyring && recorded_keyring {
-        token = in_keyring.clone();
+        token = in_keyring
+            .clone()
+            .map(Token::new)
+            .transpose()
+            .context("cannot move the keyring's token into netrc")?;
     }
     let remove_netrc_entry = keyring && existing.is_some();
     let writes_netrc = token.is_some() && !keyring;
@@ -335,7 +315,7 @@ fn use_https(
         let token = token.clone();
         plan.edit(path, 0o600, true, move |text| {
             let mut n = Netrc::parse(text)?;
-            n.upsert(&machine, &login, &token)?;
+            n.upsert(&machine, &login, token.as_str())?;
             Ok(n.to_text())
         });
     }
@@ -371,7 +351,7 @@ fn use_https(
     }
     // The secret goes first: if the keyring refuses it, no file has changed yet.
     if let (Some(st), Some(t), true) = (&store, &token, keyring) {
-        st.set(&account, t)?;
+        st.set(&account, t.as_str())?;
         ui.info(format!(
             "stored the token for {machine} in {}",
             st.describe()
@@ -445,10 +425,35 @@ fn use_s3(args: &UseArgs, mut entry: CacheEntry, config_path: &Path, ui: &Ui) ->
         }
         Target::Write { .. } | Target::SubstituterOnly { .. } => {}
         Target::Print | Target::NeedsAdmin | Target::NixosModule => {
-            let mut snippet = Snippet::default();
-            snippet.push("extra-trusted-substituters", vec![proxy_url.clone()]);
+            let conf_dir = setup.system_conf.parent().unwrap_or(Path::new("/etc/nix"));
+            let private = conf_dir.join(format!(
+                "nixstore-auth-{}-{}.conf",
+                crate::cache::sanitize_name(&setup.user),
+                entry.name
+            ));
+            let mut snippet = Snippet {
+                private: Some(PrivateFile {
+                    path: private.display().to_string(),
+                    settings: vec![(
+                        "extra-trusted-substituters".to_string(),
+                        vec![proxy_url.clone()],
+                    )],
+                }),
+                ..Snippet::default()
+            };
             snippet.push("extra-trusted-public-keys", entry.public_keys.clone());
             let format = args.format.on_nixos(target == Target::NixosModule);
+            if target == Target::NeedsAdmin && daemon_uses_proxy(&entry.name) {
+                // Listed in a file we cannot read, and the running proxy has seen the daemon.
+                ui.info(format!(
+                    "the nix-daemon already fetches {url} through your proxy's URL (an administrator listed it in a file only root reads)"
+                ));
+                record(&mut plan, config_path, &entry, None);
+                if !args.dry_run {
+                    plan.apply()?;
+                }
+                return Ok(0);
+            }
             if target == Target::NeedsAdmin {
                 // Not explain_untrusted: for S3 the cache is recorded, and no later `use`
                 // edits the user's nix.conf (exec forwards the URL).
@@ -462,12 +467,19 @@ fn use_s3(args: &UseArgs, mut entry: CacheEntry, config_path: &Path, ui: &Ui) ->
                     "the cache is recorded"
                 };
                 ui.info(format!(
-                    "{recorded}. An administrator can either allow your proxy's URL without trusting you (the lines below, in {}, then restart the nix-daemon; afterwards `nixstore-auth exec -- nix build ...` substitutes from it), or add you to `trusted-users` (which makes you effectively root).",
-                    setup.system_conf.display()
+                    "{recorded}. An administrator can either allow your proxy's URL without trusting you (the lines below, then restart the nix-daemon; afterwards `nixstore-auth exec -- nix build ...` substitutes from it), or add you to `trusted-users` (which makes you effectively root).",
                 ));
+                if !setup.system.unreadable.is_empty() {
+                    ui.info(format!(
+                        "{} cannot be read by you, so whether it already lists your proxy's URL cannot be checked from here; after a first `nixstore-auth exec`, `nixstore-auth doctor {}` tells",
+                        setup.system.unreadable.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+                        entry.name
+                    ));
+                }
             }
             ui.warn(format!(
-                "the URL below contains your proxy's secret; in {} it is readable by every local user, who could then read the bucket through your proxy while it runs. Rotate it with `nixstore-auth proxy rotate-secret` if it leaks.",
+                "the URL below contains your proxy's secret: keep it in {} (root-only, 0600) as shown, never in {}, which is readable by every local user (who could then read the bucket through your proxy while it runs). Rotate it with `nixstore-auth proxy rotate-secret` if it leaks.",
+                private.display(),
                 setup.system_conf.display()
             ));
             print!("{}", snippet.render(format));
@@ -519,7 +531,7 @@ fn record(plan: &mut Plan<'_>, config_path: &Path, entry: &CacheEntry, netrc_lin
     });
 }
 
-fn read_token(args: &UseArgs, machine: &str, existing: bool) -> Result<Option<Zeroizing<String>>> {
+fn read_token(args: &UseArgs, machine: &str, existing: bool) -> Result<Option<Token>> {
     if args.no_token {
         return Ok(None);
     }
@@ -532,8 +544,7 @@ fn read_token(args: &UseArgs, machine: &str, existing: bool) -> Result<Option<Ze
         if token.is_empty() {
             bail!("--token-stdin: standard input was empty");
         }
-        check_token(&token)?;
-        return Ok(Some(token));
+        return Token::new(token).map(Some);
     }
     if let Some(var) = &args.token_env {
         let value = std::env::var(var)
@@ -541,8 +552,7 @@ fn read_token(args: &UseArgs, machine: &str, existing: bool) -> Result<Option<Ze
         if value.is_empty() {
             bail!("--token-env {var}: the variable is empty");
         }
-        check_token(&value)?;
-        return Ok(Some(Zeroizing::new(value)));
+        return Token::new(Zeroizing::new(value)).map(Some);
     }
     if ui::has_tty() {
         let term = console::Term::stderr();
@@ -554,8 +564,10 @@ fn read_token(args: &UseArgs, machine: &str, existing: bool) -> Result<Option<Ze
             .interact_on(&term)
             .context("cannot read the token from the terminal")?;
         let token = Zeroizing::new(token);
-        check_token(&token)?;
-        return Ok((!token.is_empty()).then_some(token));
+        if token.is_empty() {
+            return Ok(None);
+        }
+        return Token::new(token).map(Some);
     }
     if existing {
         return Ok(None);
@@ -563,17 +575,6 @@ fn read_token(args: &UseArgs, machine: &str, existing: bool) -> Result<Option<Ze
     bail!(
         "no token given and no terminal to ask on: pipe it with --token-stdin, name a variable with --token-env VAR, or pass --no-token for a cache that needs none"
     )
-}
-
-/// A netrc token is one word: whitespace or a control character would split it into more
-/// entries (an injection). The message never repeats the token.
-fn check_token(token: &str) -> Result<()> {
-    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        bail!(
-            "the token contains whitespace or a control character (only its last line break is dropped); refusing it"
-        );
-    }
-    Ok(())
 }
 
 fn confirm_hiding(args: &UseArgs, ui: &Ui, hidden: &Path) -> Result<()> {
@@ -616,6 +617,14 @@ fn report_includes(ui: &Ui, conf: &NixConf, path: &Path, url: &str) {
             ));
         }
     }
+}
+
+/// Whether the running proxy has seen root (the nix-daemon) fetch this cache through its URL.
+fn daemon_uses_proxy(name: &str) -> bool {
+    crate::proxy::status()
+        .ok()
+        .flatten()
+        .is_some_and(|st| st.mounts.iter().any(|m| m.name == name && m.daemon_used))
 }
 
 fn explain_untrusted(ui: &Ui, setup: &NixSetup, url: &str) {
@@ -674,17 +683,4 @@ pub(crate) fn restart_daemon(ui: &Ui) -> Result<()> {
     }
     ui.info("restarted the nix-daemon");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn netrc_machine_is_the_host_without_port() {
-        let k = cache::parse_url("https://127.0.0.1:8443/x").unwrap();
-        assert_eq!(netrc_machine(&k).as_deref(), Some("127.0.0.1"));
-        let k = cache::parse_url("http://[::1]:80").unwrap();
-        assert_eq!(netrc_machine(&k).as_deref(), Some("::1"));
-    }
 }

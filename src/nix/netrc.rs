@@ -287,12 +287,21 @@ fn scan(text: &str) -> Result<Scan, NetrcError> {
 
 /// Refuses a machine, login or password that curl would not read back as one plain token.
 fn validate(what: &str, value: &str, secret: bool) -> Result<(), NetrcError> {
-    let fail = |why: String| Err(NetrcError::new(0, format!("the {what} {why}")));
+    match word_problem(value, secret) {
+        Some(why) => Err(NetrcError::new(0, format!("the {what} {why}"))),
+        None => Ok(()),
+    }
+}
+
+/// Why `value` cannot be written as one plain netrc token that curl reads back unchanged
+/// (`None`: it can), phrased to follow "the login", "the token", ... This is the one rule for
+/// netrc values; a `secret` value's offending character is never named.
+pub fn word_problem(value: &str, secret: bool) -> Option<String> {
     if value.is_empty() {
-        return fail("is empty".into());
+        return Some("is empty".into());
     }
     if value.starts_with('#') {
-        return fail("starts with '#', which curl reads as the start of a comment".into());
+        return Some("starts with '#', which curl reads as the start of a comment".into());
     }
     for c in value.chars() {
         // A password's characters are not named, not even the offending one.
@@ -304,26 +313,26 @@ fn validate(what: &str, value: &str, secret: bool) -> Result<(), NetrcError> {
             }
         };
         if c.is_whitespace() {
-            return fail(format!(
+            return Some(format!(
                 "contains whitespace{}, which would split it into several netrc tokens",
                 which()
             ));
         }
         if c.is_control() {
-            return fail(format!(
+            return Some(format!(
                 "contains a control character{}, which netrc cannot hold",
                 which()
             ));
         }
         if c == '"' {
-            return fail(
+            return Some(
                 "contains a double quote (\"), which curl reads as a quoted token and older \
                  curl versions keep literally"
                     .into(),
             );
         }
     }
-    Ok(())
+    None
 }
 
 /// A parsed netrc that can be edited without disturbing the bytes it does not change.

@@ -246,7 +246,7 @@ pub fn load(cache_dir: &Path, key: &str) -> Option<Facts> {
 /// probe next time, so errors are returned for a debug line, not for the user.
 pub fn save(cache_dir: &Path, key: &str, facts: &Facts) -> anyhow::Result<()> {
     let file = cache_dir.join(FILE_NAME);
-    crate::fs::private_dir(cache_dir, 0o700)?;
+    crate::fs::private_dir(cache_dir)?;
     let old = crate::fs::read_optional(&file).ok().flatten();
     crate::fs::atomic_write(
         &file,

@@ -91,6 +91,10 @@ pub struct SettingsView {
     pub consulted: Vec<PathBuf>,
     /// `include`d files that are missing (an error for Nix) and problems reading files.
     pub problems: Vec<String>,
+    /// Files that exist but this user may not read: Nix clients skip them silently and the
+    /// root daemon reads them (an administrator keeps a setting private that way, e.g. an
+    /// untrusted user's proxy URL). Not a problem; their settings cannot be seen from here.
+    pub unreadable: Vec<PathBuf>,
 }
 
 /// Canonical name of a setting (legacy aliases mapped), and whether the form appends.
@@ -162,6 +166,13 @@ fn load_into(path: &Path, view: &mut SettingsView, depth: usize) {
     let text = match crate::fs::read_optional(path) {
         Ok(Some(t)) => t,
         Ok(None) => return,
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied) =>
+        {
+            view.unreadable.push(path.to_path_buf());
+            return;
+        }
         Err(e) => {
             view.problems.push(format!("{e:#}"));
             return;

@@ -4,7 +4,21 @@
 use std::path::PathBuf;
 
 use super::setup::NixSetup;
-use crate::cmd::Mode;
+use clap::ValueEnum;
+
+/// Where `use` and `remove` write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Mode {
+    /// Decide from the installed Nix: root, single-user, trusted or untrusted user, NixOS
+    #[default]
+    Auto,
+    /// The user's nix.conf and netrc
+    User,
+    /// /etc/nix/nix.conf and the daemon's netrc (root only)
+    System,
+    /// Print the configuration and write nothing
+    Print,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {

@@ -38,11 +38,17 @@
 //!   then get 503 until a client brings a fresh one.
 
 mod control;
+mod listen;
+mod log;
 mod paths;
 mod peer;
 mod probe;
+mod respond;
+mod route;
 mod server;
 mod sign;
+mod state;
+mod upstream;
 
 use anyhow::{Context, Result, bail};
 use std::io::{BufRead, BufReader, ErrorKind, Write};
@@ -53,6 +59,9 @@ use zeroize::Zeroizing;
 
 pub use control::{MountStatus, Reply as Status};
 pub use paths::{GRACE_ENV, default_port};
+/// Whether the proxy can tell which local user a connection comes from (Linux). Elsewhere it
+/// relies on the URL secret alone.
+pub const PEER_CHECK: bool = peer::SUPPORTED;
 pub use probe::{Probe, probe};
 
 use control::{Request, WireMount};
@@ -118,7 +127,7 @@ pub fn ensure_running(
     mounts: &[Mount],
     ui: &crate::ui::Ui,
 ) -> Result<Lease> {
-    let layout = Layout::load()?;
+    let mut layout = Layout::load()?;
     let secret = paths::read_or_create_secret(&layout.secret_file())?;
     let rundir = layout.runtime_dir()?;
     let sock = rundir.join("proxy.sock");
@@ -130,9 +139,12 @@ pub fn ensure_running(
     let _start = paths::lock_start(&rundir, true)?;
     let mut last_err = None;
     for _attempt in 0..2 {
-        let stream = match UnixStream::connect(&sock) {
-            Ok(s) => s,
-            Err(_) => spawn(&layout, &sock, ui)?,
+        let stream = match connect_control(&sock)? {
+            Some(s) => s,
+            None => {
+                layout.settle_port(None)?;
+                spawn(&layout, &sock, ui)?
+            }
         };
         let req = Request::Lease {
             creds: creds.into(),
@@ -140,6 +152,8 @@ pub fn ensure_running(
         };
         match exchange(&stream, &req) {
             Ok(reply) => {
+                // A proxy started before ports were remembered: its port is the stable one.
+                layout.settle_port(Some(reply.port))?;
                 if reply.port != layout.port {
                     ui.warn(format!(
                         "the running proxy listens on port {} but the configuration says {}; `nixstore-auth proxy stop` makes the next run use the new port",
@@ -167,10 +181,29 @@ pub fn ensure_running(
     Err(last_err.expect("two attempts failed")).context("cannot reach the nixstore-auth proxy")
 }
 
+/// Who the proxy serves, in a sentence for `proxy status` and `doctor`.
+pub fn access_summary() -> String {
+    if PEER_CHECK {
+        format!(
+            "only uid {} and root (the nix-daemon) can connect, only uid {} can upload; other local users are refused at connect, even with the URL",
+            paths::uid(),
+            paths::uid()
+        )
+    } else {
+        "this platform cannot tell which local user a connection comes from: the proxy relies on the URL secret alone".into()
+    }
+}
+
 /// The URL `ensure_running` would give for `name`, without starting anything.
 pub fn stable_url_for(name: &str) -> Result<String> {
     crate::cache::validate_name(name)?;
-    let layout = Layout::load()?;
+    let mut layout = Layout::load()?;
+    // Shown URLs may be listed by an administrator: fix the port now, not at the first start.
+    let running = match connect_control(&layout.socket_path()?)? {
+        Some(s) => Some(exchange(&s, &Request::Status)?.port),
+        None => None,
+    };
+    layout.settle_port(running)?;
     let secret = paths::read_or_create_secret(&layout.secret_file())?;
     Ok(format!(
         "http://127.0.0.1:{}/{}/{name}",
@@ -183,9 +216,9 @@ pub fn stable_url_for(name: &str) -> Result<String> {
 pub fn status() -> Result<Option<Status>> {
     let layout = Layout::load()?;
     let sock = layout.socket_path()?;
-    match UnixStream::connect(&sock) {
-        Ok(s) => exchange(&s, &Request::Status).map(Some),
-        Err(_) => Ok(None),
+    match connect_control(&sock)? {
+        Some(s) => exchange(&s, &Request::Status).map(Some),
+        None => Ok(None),
     }
 }
 
@@ -193,7 +226,7 @@ pub fn status() -> Result<Option<Status>> {
 pub fn stop() -> Result<bool> {
     let layout = Layout::load()?;
     let sock = layout.socket_path()?;
-    let Ok(s) = UnixStream::connect(&sock) else {
+    let Some(s) = connect_control(&sock)? else {
         return Ok(false);
     };
     exchange(&s, &Request::Stop)?;
@@ -211,12 +244,12 @@ pub fn rotate_secret() -> Result<(PathBuf, bool)> {
     let file = layout.secret_file();
     paths::rotate_secret(&file)?;
     let sock = layout.socket_path()?;
-    let told = match UnixStream::connect(&sock) {
-        Ok(s) => {
+    let told = match connect_control(&sock)? {
+        Some(s) => {
             exchange(&s, &Request::ReloadSecret)?;
             true
         }
-        Err(_) => false,
+        None => false,
     };
     Ok((file, told))
 }
@@ -243,6 +276,8 @@ pub fn serve(ui: &crate::ui::Ui) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    log::cap_at(&layout.log_file());
+    listen::raise_file_limit();
     let secret = paths::read_or_create_secret(&layout.secret_file())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -253,6 +288,73 @@ pub fn serve(ui: &crate::ui::Ui) -> Result<()> {
         server::log(format!("error: {e:#}"));
     }
     result
+}
+
+/// Connects to the proxy's control socket; `None` when nothing listens there. A socket served
+/// by another user is an error, before anything (credentials above all) is sent to it.
+fn connect_control(sock: &Path) -> Result<Option<UnixStream>> {
+    let stream = match UnixStream::connect(sock) {
+        Ok(s) => s,
+        // No socket, or a stale one that nothing listens on: no proxy runs.
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "cannot connect to the proxy's socket {}; nothing was sent to it",
+                    sock.display()
+                )
+            });
+        }
+    };
+    let owner = socket_peer_uid(&stream)
+        .with_context(|| format!("cannot tell who serves {}", sock.display()))?;
+    if owner != paths::uid() {
+        bail!(
+            "{} is served by uid {owner}, not by you (uid {}); nothing was sent to it. Remove it (and find out how another user got a socket into your runtime directory)",
+            sock.display(),
+            paths::uid()
+        );
+    }
+    Ok(Some(stream))
+}
+
+/// The uid of the process that listens on the other end of `s`.
+fn socket_peer_uid(s: &UnixStream) -> std::io::Result<u32> {
+    use std::os::fd::AsRawFd;
+    #[cfg(target_os = "linux")]
+    {
+        let mut cred = libc::ucred {
+            pid: 0,
+            uid: 0,
+            gid: 0,
+        };
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        // SAFETY: SO_PEERCRED fills a ucred we own, of the length we pass.
+        let rc = unsafe {
+            libc::getsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                (&mut cred as *mut libc::ucred).cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(cred.uid)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let (mut uid, mut gid) = (0, 0);
+        // SAFETY: getpeereid writes two ids we own.
+        if unsafe { libc::getpeereid(s.as_raw_fd(), &mut uid, &mut gid) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(uid)
+    }
 }
 
 /// Sends one request line and reads the reply line.
@@ -344,7 +446,7 @@ fn spawn(layout: &Layout, sock: &Path, ui: &crate::ui::Ui) -> Result<UnixStream>
     ));
     let deadline = Instant::now() + Duration::from_secs(10);
     let stream = loop {
-        if let Ok(s) = UnixStream::connect(sock) {
+        if let Some(s) = connect_control(sock)? {
             break s;
         }
         if let Some(status) = child.try_wait()? {

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result, bail};
 use std::fs;
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
@@ -26,17 +26,42 @@ pub fn default_port(uid: u32) -> u16 {
     20000 + (uid % 10000) as u16
 }
 
+/// Where the proxy's port came from: it decides what a taken port means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortOrigin {
+    /// `[proxy] port` in config.toml.
+    Config,
+    /// Chosen when the proxy first started and kept in the state file, so the URL stays stable.
+    Remembered,
+    /// The default, not yet remembered: nothing has started a proxy or shown its URL.
+    Default,
+}
+
 /// Everything the proxy and its clients agree on, resolved once.
 #[derive(Debug, Clone)]
 pub struct Layout {
     pub dirs: Dirs,
     pub port: u16,
-    /// Whether `port` came from config.toml (for error messages).
-    pub port_from_config: bool,
+    pub port_origin: PortOrigin,
     pub grace_secs: u64,
     /// Whether NAR downloads may be answered with a redirect to a presigned S3 URL
     /// (`[proxy] redirect-nars`, default true), so that their bytes bypass the proxy.
     pub redirect_nars: bool,
+}
+
+/// The lowest and highest port the proxy picks by itself: below Linux's ephemeral range.
+const PORT_RANGE: std::ops::RangeInclusive<u16> = 20000..=32767;
+
+/// The port to remember when the default is taken the first time: the first free one after
+/// it in [`PORT_RANGE`], wrapping around; `None` when every one is taken.
+pub fn choose_port(default: u16, free: impl Fn(u16) -> bool) -> Option<u16> {
+    let (lo, hi) = (*PORT_RANGE.start(), *PORT_RANGE.end());
+    let start = default.clamp(lo, hi);
+    (start..=hi).chain(lo..start).find(|&p| free(p))
+}
+
+fn port_is_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
 impl Layout {
@@ -44,13 +69,17 @@ impl Layout {
         let dirs = Dirs::new()?;
         let cfg_path = dirs.config_file();
         let cfg = Config::load(&cfg_path)?;
-        let (port, port_from_config) = match cfg.get_int(Some("proxy"), "port") {
-            Some(p) if (1024..=65535).contains(&p) => (p as u16, true),
+        let port_file = dirs.state.join(PORT_FILE);
+        let (port, port_origin) = match cfg.get_int(Some("proxy"), "port") {
+            Some(p) if (1024..=65535).contains(&p) => (p as u16, PortOrigin::Config),
             Some(p) => bail!(
                 "{PORT_KEY} = {p} in {} is not a usable port: pick one between 1024 and 65535",
                 cfg_path.display()
             ),
-            None => (default_port(uid()), false),
+            None => match read_port_file(&port_file)? {
+                Some(p) => (p, PortOrigin::Remembered),
+                None => (default_port(uid()), PortOrigin::Default),
+            },
         };
         let grace_secs = match std::env::var(GRACE_ENV) {
             Ok(v) => v
@@ -73,10 +102,49 @@ impl Layout {
         Ok(Layout {
             dirs,
             port,
-            port_from_config,
+            port_origin,
             grace_secs,
             redirect_nars,
         })
+    }
+
+    /// The file that remembers the port chosen when the proxy first started.
+    pub fn port_file(&self) -> PathBuf {
+        self.dirs.state.join(PORT_FILE)
+    }
+
+    /// Fixes the port for good the first time it matters (a proxy starts, or its URL is shown):
+    /// `running` (a proxy that already listens), else the default if free, else the next free
+    /// port; remembered in the state file. Later a taken port is an error, never a silent
+    /// move: an administrator may have listed the URL.
+    pub fn settle_port(&mut self, running: Option<u16>) -> Result<()> {
+        if self.port_origin != PortOrigin::Default {
+            return Ok(());
+        }
+        let file = self.port_file();
+        crate::fs::private_dir(&self.dirs.state)?;
+        let _lock = crate::fs::lock(&file)?;
+        // Another command may have settled it while we waited for the lock.
+        if let Some(p) = read_port_file(&file)? {
+            self.port = p;
+            self.port_origin = PortOrigin::Remembered;
+            return Ok(());
+        }
+        let port = match running {
+            Some(p) => p,
+            None => choose_port(self.port, port_is_free).with_context(|| {
+                format!(
+                    "no free port for the proxy on 127.0.0.1 between {} and {}; set one with `{PORT_KEY} = NUMBER` in {}",
+                    PORT_RANGE.start(),
+                    PORT_RANGE.end(),
+                    self.dirs.config_file().display()
+                )
+            })?,
+        };
+        crate::fs::atomic_write(&file, format!("{port}\n").as_bytes(), 0o600)?;
+        self.port = port;
+        self.port_origin = PortOrigin::Remembered;
+        Ok(())
     }
 
     pub fn secret_file(&self) -> PathBuf {
@@ -95,7 +163,7 @@ impl Layout {
             Some(d) if d.join("proxy.sock").as_os_str().len() < 100 => d.clone(),
             _ => PathBuf::from(format!("/tmp/nixstore-auth-{}", uid())),
         };
-        ensure_private_dir(&dir)?;
+        crate::fs::private_dir(&dir)?;
         Ok(dir)
     }
 
@@ -105,52 +173,38 @@ impl Layout {
 
     /// What to tell the user when the port is taken by another program.
     pub fn port_taken_message(&self) -> String {
-        let origin = if self.port_from_config {
-            format!("set by {PORT_KEY}")
-        } else {
-            format!("the default for uid {}", uid())
-        };
-        format!(
-            "port {} on 127.0.0.1 ({origin}) is in use by another program; choose a free one with `{PORT_KEY} = NUMBER` in {} (under a [proxy] table)",
-            self.port,
-            self.dirs.config_file().display()
-        )
+        let cfg = self.dirs.config_file();
+        match self.port_origin {
+            PortOrigin::Config => format!(
+                "port {} on 127.0.0.1 (set by {PORT_KEY} in {}) is in use by another program; nothing was sent to it. Free it, or choose another with `{PORT_KEY} = NUMBER`",
+                self.port,
+                cfg.display()
+            ),
+            PortOrigin::Remembered | PortOrigin::Default => format!(
+                "port {} on 127.0.0.1, the proxy's port since it first started (remembered in {}), is in use by another program; nothing was sent to it. The port is kept so that the proxy's URL stays the same (an administrator may have listed it): free the port, or move with `{PORT_KEY} = NUMBER` in {} (the URL changes)",
+                self.port,
+                self.port_file().display(),
+                cfg.display()
+            ),
+        }
     }
 }
 
-/// Creates `dir` 0700 if missing; refuses one that is a symlink, belongs to someone else, or is
-/// open to others (in /tmp anyone could have made it first).
-pub fn ensure_private_dir(dir: &Path) -> Result<()> {
-    if let Some(parent) = dir.parent() {
-        fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
+/// The state file's name for the remembered port.
+const PORT_FILE: &str = "proxy-port";
+
+/// The remembered port, if any; an unusable file is an error naming it.
+fn read_port_file(path: &Path) -> Result<Option<u16>> {
+    let Some(text) = crate::fs::read_optional(path)? else {
+        return Ok(None);
+    };
+    match text.trim().parse::<u16>() {
+        Ok(p) if p >= 1024 => Ok(Some(p)),
+        _ => bail!(
+            "{} does not hold a port number (1024 to 65535); remove it so that the proxy picks one again",
+            path.display()
+        ),
     }
-    match fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
-    }
-    let meta =
-        fs::symlink_metadata(dir).with_context(|| format!("cannot stat {}", dir.display()))?;
-    if !meta.is_dir() {
-        bail!(
-            "{} is not a directory (a symlink?); remove it so that nixstore-auth can make its private directory there",
-            dir.display()
-        );
-    }
-    if meta.uid() != uid() {
-        bail!(
-            "{} belongs to uid {}, not to you (uid {}); remove it or set XDG_RUNTIME_DIR",
-            dir.display(),
-            meta.uid(),
-            uid()
-        );
-    }
-    if meta.mode() & 0o077 != 0 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot make {} private (0700)", dir.display()))?;
-    }
-    Ok(())
 }
 
 /// 256 random bits, hex: URL-safe and easy to check.
@@ -211,30 +265,27 @@ pub fn rotate_secret(path: &Path) -> Result<Zeroizing<String>> {
 
 fn write_secret(path: &Path, s: &str) -> Result<()> {
     if let Some(dir) = path.parent() {
-        crate::fs::private_dir(dir, 0o700)?;
+        crate::fs::private_dir(dir)?;
     }
     let mut text = Zeroizing::new(s.to_string());
     text.push('\n');
     crate::fs::atomic_write(path, text.as_bytes(), 0o600)
 }
 
-/// Opens the proxy's log for appending (0600), starting afresh when it has grown large.
+/// Opens the proxy's log for appending (0600, never through a symlink, in a private
+/// directory), starting afresh when it has grown large.
 pub fn open_log(path: &Path) -> Result<fs::File> {
     if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        crate::fs::private_dir(dir)?;
     }
-    if fs::metadata(path)
-        .map(|m| m.len() > 4 << 20)
+    if fs::symlink_metadata(path)
+        .map(|m| m.is_file() && m.len() > super::log::CAP)
         .unwrap_or(false)
     {
         let _ = fs::rename(path, path.with_extension("log.1"));
     }
-    let mut f = fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot open the proxy log {}", path.display()))?;
+    let mut f = super::log::open(path)
+        .with_context(|| format!("cannot open the proxy log {} (a symlink?)", path.display()))?;
     f.set_permissions(fs::Permissions::from_mode(0o600))?;
     f.flush()?;
     Ok(f)
@@ -247,7 +298,7 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// An exclusive `flock` held until dropped.
+/// An exclusive lock on a file, held until dropped.
 pub struct Flock(#[allow(dead_code)] fs::File);
 
 fn open_lock(path: &Path) -> Result<fs::File> {
@@ -264,21 +315,12 @@ fn open_lock(path: &Path) -> Result<fs::File> {
 /// Takes `path`'s lock without waiting; `None` when someone else holds it.
 pub fn try_lock(path: &Path) -> Result<Option<Flock>> {
     let f = open_lock(path)?;
-    // SAFETY: flock on a valid, owned descriptor.
-    let rc = unsafe {
-        libc::flock(
-            std::os::fd::AsRawFd::as_raw_fd(&f),
-            libc::LOCK_EX | libc::LOCK_NB,
-        )
-    };
-    if rc == 0 {
-        return Ok(Some(Flock(f)));
-    }
-    let e = std::io::Error::last_os_error();
-    if e.kind() == ErrorKind::WouldBlock {
-        Ok(None)
-    } else {
-        Err(e).with_context(|| format!("cannot lock {}", path.display()))
+    match f.try_lock() {
+        Ok(()) => Ok(Some(Flock(f))),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
     }
 }
 
@@ -291,18 +333,35 @@ pub fn lock_start(rundir: &Path, wait: bool) -> Result<Option<Flock>> {
         return try_lock(&path);
     }
     let f = open_lock(&path)?;
-    // SAFETY: flock on a valid, owned descriptor.
-    let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("cannot lock {}", path.display()));
-    }
+    f.lock()
+        .with_context(|| format!("cannot lock {}", path.display()))?;
     Ok(Some(Flock(f)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_taken_default_port_moves_to_the_next_free_one_wrapping_around() {
+        let free_above = |n: u16| move |p: u16| p >= n;
+        assert_eq!(choose_port(21000, |_| true), Some(21000));
+        assert_eq!(choose_port(21000, free_above(21003)), Some(21003));
+        assert_eq!(choose_port(32767, |p| p != 32767), Some(20000));
+        assert_eq!(choose_port(21000, |p| p == 20500), Some(20500));
+        assert_eq!(choose_port(21000, |_| false), None);
+    }
+
+    #[test]
+    fn the_remembered_port_is_read_back_and_garbage_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("proxy-port");
+        assert_eq!(read_port_file(&p).unwrap(), None);
+        fs::write(&p, "23456\n").unwrap();
+        assert_eq!(read_port_file(&p).unwrap(), Some(23456));
+        fs::write(&p, "80\n").unwrap();
+        assert!(format!("{:#}", read_port_file(&p).unwrap_err()).contains("proxy-port"));
+    }
 
     #[test]
     fn default_port_is_below_the_ephemeral_range_and_per_user() {
@@ -326,19 +385,5 @@ mod tests {
         fs::write(&p, "short\n").unwrap();
         let err = read_secret(&p).unwrap_err();
         assert!(format!("{err:#}").contains("rotate-secret"));
-    }
-
-    #[test]
-    fn private_dir_is_tightened_and_symlinks_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().join("rt");
-        ensure_private_dir(&d).unwrap();
-        assert_eq!(fs::metadata(&d).unwrap().mode() & 0o777, 0o700);
-        fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
-        ensure_private_dir(&d).unwrap();
-        assert_eq!(fs::metadata(&d).unwrap().mode() & 0o777, 0o700);
-        let link = dir.path().join("link");
-        std::os::unix::fs::symlink(&d, &link).unwrap();
-        assert!(ensure_private_dir(&link).is_err());
     }
 }

@@ -25,8 +25,11 @@ pub enum Probe {
 /// Signs and sends `GET nix-cache-info` for the cache.
 pub fn probe(creds: &Credentials, s3: &S3Ref) -> Probe {
     let session = sign::Session::new(creds);
-    let url = sign::object_url(s3, "nix-cache-info");
-    let headers = match sign::signed_headers(&session, sign::region(s3), "GET", &url) {
+    let (region, url) = match sign::upstream(s3, "nix-cache-info") {
+        Ok(target) => target,
+        Err(e) => return Probe::Unreachable(format!("{e:#}")),
+    };
+    let headers = match sign::signed_headers(&session, region, "GET", &url) {
         Ok(h) => h,
         Err(e) => return Probe::Unreachable(format!("{e:#}")),
     };

@@ -7,7 +7,7 @@ use aws_sigv4::http_request::{
 };
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use crate::aws::Credentials;
 use crate::cache::S3Ref;
@@ -22,9 +22,7 @@ pub struct Session {
 
 impl Session {
     pub fn new(c: &Credentials) -> Session {
-        let expiry = c
-            .expiration
-            .map(|e| UNIX_EPOCH + Duration::from_secs(e.max(0) as u64));
+        let expiry = c.expiration.map(crate::time::system_time);
         let creds = aws_credential_types::Credentials::new(
             c.access_key_id.as_str(),
             c.secret_access_key.as_str(),
@@ -58,13 +56,6 @@ pub fn fresher(new: Option<i64>, old: Option<i64>) -> bool {
     }
 }
 
-pub fn now_epoch() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// S3's own characters that need no escaping in a key.
 fn encode_segment(seg: &str, out: &mut String) {
     for b in seg.bytes() {
@@ -86,8 +77,18 @@ fn virtual_host_ok(bucket: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-pub fn region(s3: &S3Ref) -> &str {
-    s3.region.as_deref().unwrap_or("us-east-1")
+/// The region to sign for (and, on AWS, to put in the host name). Checked again here although
+/// `cache::parse_url` checks it: an `S3Ref` can be built elsewhere (the control socket), and a
+/// region outside `[a-z0-9-]+` could name another host.
+pub fn region(s3: &S3Ref) -> Result<&str> {
+    let region = s3.region.as_deref().unwrap_or("us-east-1");
+    crate::cache::validate_region(region)?;
+    Ok(region)
+}
+
+/// The region to sign for and the object URL of `key`, or why there are none.
+pub fn upstream<'a>(s3: &'a S3Ref, key: &str) -> Result<(&'a str, String)> {
+    Ok((region(s3)?, object_url(s3, key)?))
 }
 
 /// The object URL for `key` (already decoded) in the cache `s3`.
@@ -96,7 +97,8 @@ pub fn region(s3: &S3Ref) -> &str {
 /// which all of them understand. AWS itself gets virtual-hosted style
 /// `https://BUCKET.s3.REGION.amazonaws.com/PREFIX/KEY` (AWS is retiring path-style), except for
 /// bucket names with dots, which would break TLS there and use path-style instead.
-pub fn object_url(s3: &S3Ref, key: &str) -> String {
+pub fn object_url(s3: &S3Ref, key: &str) -> Result<String> {
+    let region = region(s3)?;
     let mut path = String::new();
     let segments = s3
         .prefix
@@ -108,25 +110,21 @@ pub fn object_url(s3: &S3Ref, key: &str) -> String {
         path.push('/');
         encode_segment(seg, &mut path);
     }
-    match &s3.endpoint {
+    Ok(match &s3.endpoint {
         Some(e) => {
             let mut b = String::new();
             encode_segment(&s3.bucket, &mut b);
             format!("{}/{b}{path}", e.trim_end_matches('/'))
         }
         None if virtual_host_ok(&s3.bucket) => {
-            format!(
-                "https://{}.s3.{}.amazonaws.com{path}",
-                s3.bucket,
-                region(s3)
-            )
+            format!("https://{}.s3.{region}.amazonaws.com{path}", s3.bucket)
         }
         None => {
             let mut b = String::new();
             encode_segment(&s3.bucket, &mut b);
-            format!("https://s3.{}.amazonaws.com/{b}{path}", region(s3))
+            format!("https://s3.{region}.amazonaws.com/{b}{path}")
         }
-    }
+    })
 }
 
 /// The headers that sign `method url` with `session`: `authorization`, `x-amz-date`,
@@ -189,6 +187,8 @@ fn sign_s3(
     settings: SigningSettings,
     time: SystemTime,
 ) -> Result<Signature> {
+    // The region goes into the signature's scope: the same rule as everywhere.
+    crate::cache::validate_region(region)?;
     let params = v4::SigningParams::builder()
         .identity(&session.identity)
         .region(region)
@@ -299,16 +299,52 @@ mod tests {
             object_url(
                 &s3("b", Some("p/q"), Some("http://127.0.0.1:9000/")),
                 "nar/x.nar.xz"
-            ),
+            )
+            .unwrap(),
             "http://127.0.0.1:9000/b/p/q/nar/x.nar.xz"
         );
         assert_eq!(
-            object_url(&s3("b", None, None), "abc.narinfo"),
+            object_url(&s3("b", None, None), "abc.narinfo").unwrap(),
             "https://b.s3.eu-west-1.amazonaws.com/abc.narinfo"
         );
         assert_eq!(
-            object_url(&s3("my.bucket", None, None), "log/a+b=c.drv"),
+            object_url(&s3("my.bucket", None, None), "log/a+b=c.drv").unwrap(),
             "https://s3.eu-west-1.amazonaws.com/my.bucket/log/a%2Bb%3Dc.drv"
+        );
+    }
+
+    #[test]
+    fn a_region_outside_the_rule_is_an_error_not_a_host_name() {
+        let c = Credentials {
+            access_key_id: "ASIAEXAMPLE".into(),
+            secret_access_key: zeroize::Zeroizing::new("s3cr3t".into()),
+            session_token: None,
+            expiration: None,
+        };
+        for bad in [
+            "evil.host/x",
+            "eu-west-1&endpoint=https://other.host",
+            "",
+            "EU",
+        ] {
+            let mut r = s3("b", None, None);
+            r.region = Some(bad.into());
+            let err = object_url(&r, "nix-cache-info").unwrap_err();
+            assert!(
+                err.to_string().contains("invalid S3 region"),
+                "{bad:?}: {err}"
+            );
+            assert!(region(&r).is_err(), "{bad:?}");
+            let signed = signed_headers(&Session::new(&c), bad, "GET", "http://127.0.0.1:1/b/k");
+            assert!(signed.is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            region(&S3Ref {
+                region: None,
+                ..s3("b", None, None)
+            })
+            .unwrap(),
+            "us-east-1"
         );
     }
 
@@ -347,7 +383,7 @@ mod tests {
             session_token: None,
             expiration: None,
         };
-        let at = UNIX_EPOCH + Duration::from_secs(1_369_353_600); // 2013-05-24T00:00:00Z
+        let at = crate::time::system_time(1_369_353_600); // 2013-05-24T00:00:00Z
         let url = presigned_get(
             &Session::new(&c),
             "us-east-1",

@@ -33,11 +33,13 @@
 
 mod nginx;
 mod nix;
+mod s3;
 mod service;
 mod users;
 
 pub use nginx::{AccessEntry, Nginx, NginxOptions, Tls};
 pub use nix::{NixConf, NixDaemon, SignedCache, root_nix};
+pub use s3::*;
 pub use service::{Moto, ProcStat, Service, port_open, processes, venv_bin};
 pub use users::{TestUser, UserCmd};
 

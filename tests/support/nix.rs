@@ -270,7 +270,8 @@ fn end_leftover_daemon() {
     // A daemon that is just exiting gets a moment; one somebody else runs does not go away.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let others = processes(|p| p.comm == "nix-daemon");
+        // A daemon in a chroot (another Nix under test) has its own store and /etc/nix.
+        let others = processes(|p| p.comm == "nix-daemon" && in_our_root(p.pid));
         if others.is_empty() {
             break;
         }
@@ -286,6 +287,12 @@ fn end_leftover_daemon() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Whether process `pid` sees the same root directory as we do (not a chroot's).
+fn in_our_root(pid: u32) -> bool {
+    let ours = fs::canonicalize("/proc/self/root").ok();
+    fs::canonicalize(format!("/proc/{pid}/root")).ok() == ours
 }
 
 /// A root `nix`/`nix-store` command on the local store (no daemon), HOME in the test's directory

@@ -71,6 +71,12 @@ impl TestUser {
         self.home.join(".config/nix/nix.conf")
     }
 
+    /// Makes HOME 0755, as `useradd -m` and many systems do (Debian's `adduser` makes 0700):
+    /// other users may then read whatever the user leaves world-readable.
+    pub fn open_home(&self) {
+        fs::set_permissions(&self.home, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
     /// Reads a file below HOME ("" when it does not exist).
     pub fn read(&self, rel: impl AsRef<Path>) -> String {
         fs::read_to_string(self.home.join(rel)).unwrap_or_default()

@@ -1,0 +1,434 @@
+//! The way to S3: the pooled HTTPS client, signing, presigned redirects for NARs, streaming
+//! both ways, and S3's answers mapped to statuses Nix will not remember as misses.
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Frame, Incoming};
+use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, SystemTime};
+
+use super::respond::{Body, BoxError, empty, redirect, text};
+use super::route::Target;
+use super::server::log;
+use super::sign::{self, Verdict};
+use super::state::{InFlight, MountEntry, State};
+
+pub(super) type Upstream = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Body,
+>;
+
+/// The longest wait for S3's answer or for the next piece of its body.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// hyper's read buffer for S3's answers. With its default (~400 KiB) the proxy spent about a
+/// quarter more CPU per byte on large NARs (bench-proxy.sh); 2 MiB saved a little more but
+/// cost 7 MiB more peak RSS. It bounds memory per transfer, never by the object's size.
+const UPSTREAM_READ_BUF: usize = 1024 * 1024;
+
+const REQUEST_HEADERS: &[HeaderName] = &[
+    header::RANGE,
+    header::IF_MATCH,
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_UNMODIFIED_SINCE,
+    header::CONTENT_TYPE,
+    header::CONTENT_ENCODING,
+    header::CONTENT_LENGTH,
+    header::CACHE_CONTROL,
+];
+
+const RESPONSE_HEADERS: &[HeaderName] = &[
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::CONTENT_ENCODING,
+    header::CONTENT_RANGE,
+    header::ACCEPT_RANGES,
+    header::ETAG,
+    header::LAST_MODIFIED,
+    header::CACHE_CONTROL,
+    header::EXPIRES,
+];
+
+/// Forwards a routed request to S3 (or answers a NAR with a presigned redirect) and maps the
+/// answer; `guard` keeps the request in flight until the body is done.
+pub(super) async fn forward(
+    state: &State,
+    target: Target,
+    req: Request<Incoming>,
+    guard: InFlight,
+) -> Response<Body> {
+    let what = target.what();
+    let Target {
+        name,
+        key,
+        method,
+        mount,
+        session,
+        peer_uid,
+    } = target;
+    let (region, url) = match sign::upstream(&mount.s3, &key) {
+        Ok(target) => target,
+        Err(e) => {
+            log(format!("{what}: {e:#} (502)"));
+            return text(
+                StatusCode::BAD_GATEWAY,
+                "the cache's S3 settings are invalid; see the proxy log",
+            );
+        }
+    };
+    // NARs are most of the bytes: where S3 takes presigned URLs, Nix gets one and downloads
+    // straight from S3 (curl, and so Nix, follows redirects), and the proxy copies nothing.
+    if method == Method::GET
+        && key.starts_with("nar/")
+        && state.redirect_nars
+        && presign_works(state, &mount, &session, &name).await
+    {
+        match sign::presigned_get(&session, region, &url, PRESIGNED_FOR, SystemTime::now()) {
+            Ok(location) => match HeaderValue::from_str(&location) {
+                Ok(location) => {
+                    if state.verbose {
+                        log(format!("{what}: 307 to a presigned S3 URL"));
+                    }
+                    return redirect(location);
+                }
+                Err(_) => log(format!("{what}: the presigned URL is no header; streaming")),
+            },
+            Err(e) => log(format!("{what}: cannot presign ({e:#}); streaming")),
+        }
+    }
+    let signed = match sign::signed_headers(&session, region, method.as_str(), &url) {
+        Ok(h) => h,
+        Err(e) => {
+            log(format!("{what}: cannot sign: {e:#} (502)"));
+            return text(StatusCode::BAD_GATEWAY, "cannot sign the upstream request");
+        }
+    };
+    let (parts, body) = req.into_parts();
+    let progress = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
+    let up_body: Body = if method == Method::PUT {
+        // Streamed through; S3 needs Content-Length on PUT, which Nix (curl) always sends.
+        let progress = progress.clone();
+        body.map_err(|e| Box::new(e) as BoxError)
+            .map_frame(move |f| {
+                *progress.lock().unwrap_or_else(|e| e.into_inner()) = tokio::time::Instant::now();
+                f
+            })
+            .boxed_unsync()
+    } else {
+        empty()
+    };
+    let mut up = Request::builder()
+        .method(method.clone())
+        .uri(&url)
+        .header(header::USER_AGENT, USER_AGENT);
+    for (k, v) in signed {
+        up = up.header(k, v);
+    }
+    for h in REQUEST_HEADERS {
+        if let Some(v) = parts.headers.get(h) {
+            up = up.header(h, v);
+        }
+    }
+    let up = match up.body(up_body) {
+        Ok(r) => r,
+        Err(e) => {
+            log(format!(
+                "{what}: cannot build the upstream request: {e} (502)"
+            ));
+            return text(StatusCode::BAD_GATEWAY, "cannot build the upstream request");
+        }
+    };
+    let failed = |kind: &str, detail: String| {
+        // No URL in the message: hyper's errors do not carry it.
+        log(format!("{what}: upstream {kind}: {detail} (502)"));
+        text(
+            StatusCode::BAD_GATEWAY,
+            &format!("the S3 endpoint {kind}; see the proxy log"),
+        )
+    };
+    let resp = match answer_in_time(state.client.request(up), &progress).await {
+        Some(Ok(r)) => r,
+        Some(Err(e)) if is_timeout(&e) => return failed("timed out", error_chain(&e)),
+        Some(Err(e)) if e.is_connect() => return failed("cannot connect", error_chain(&e)),
+        Some(Err(e)) => return failed("failed", error_chain(&e)),
+        None => return failed("timed out", "no answer in time".into()),
+    };
+    let status = resp.status().as_u16();
+    if (200..300).contains(&status) || matches!(status, 304 | 412 | 416) {
+        if peer_uid == 0 && key == "nix-cache-info" {
+            state
+                .daemon_used
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(name.clone());
+        }
+        if state.verbose {
+            log(format!("{what}: {status}"));
+        }
+        return pass(resp, guard);
+    }
+    // An error: S3 explains it in a small XML body (none for HEAD).
+    let body = read_limited(resp, 64 * 1024).await;
+    let (code, message) = sign::error_code(&body);
+    let verdict = sign::classify(status, code.as_deref());
+    let reason = format!(
+        "upstream {status} {}{}",
+        code.as_deref().unwrap_or("(no error code)"),
+        message.map(|m| format!(": {m}")).unwrap_or_default()
+    );
+    match verdict {
+        Verdict::Pass => unreachable!("handled above"),
+        Verdict::NotFound => {
+            if state.verbose {
+                log(format!("{what}: 404"));
+            }
+            text(StatusCode::NOT_FOUND, "no such object in the cache")
+        }
+        Verdict::CredentialsRefused => {
+            session.refused.store(true, Ordering::Relaxed);
+            let hint = if code.as_deref() == Some("AccessDenied") || code.is_none() {
+                " (if the key is merely missing, S3 says AccessDenied unless the policy grants s3:ListBucket)"
+            } else {
+                ""
+            };
+            log(format!(
+                "{what}: S3 refused the AWS session: {reason}{hint} (503)"
+            ));
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!(
+                    "S3 refused the AWS session for cache {name:?} ({}); run `nixstore-auth login` or start the command through `nixstore-auth exec` again",
+                    code.as_deref().unwrap_or("403")
+                ),
+            )
+        }
+        Verdict::Upstream(s) => {
+            log(format!("{what}: {reason} ({s})"));
+            text(
+                StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_GATEWAY),
+                &format!(
+                    "S3 answered {status} {}; see the proxy log",
+                    code.as_deref().unwrap_or("")
+                ),
+            )
+        }
+    }
+}
+
+/// How long a presigned NAR URL stays valid. Nix follows it at once; S3 checks it only when
+/// the download starts, so a long NAR outlives it safely.
+const PRESIGNED_FOR: Duration = Duration::from_secs(300);
+
+/// Whether S3 accepts presigned GETs from `session` for this mount, found once per mount entry
+/// (every lease brings a new one) with a presigned GET of `nix-cache-info`. Anything but a 2xx
+/// (moto with authentication on answers 500, a store may not support them, a firewall may
+/// differ) keeps NARs streaming through the proxy, which always works.
+async fn presign_works(
+    state: &State,
+    mount: &MountEntry,
+    session: &sign::Session,
+    name: &str,
+) -> bool {
+    *mount
+        .presign
+        .get_or_init(|| async {
+            let answer = presigned_probe(state, mount, session).await;
+            let ok = matches!(&answer, Ok(s) if s.is_success());
+            log(match (&answer, ok) {
+                (_, true) => format!(
+                    "cache {name}: S3 takes presigned URLs; NAR downloads go straight to S3 (307)"
+                ),
+                (Ok(s), false) => format!(
+                    "cache {name}: a presigned GET got {}; NARs stream through the proxy",
+                    s.as_u16()
+                ),
+                (Err(e), false) => format!(
+                    "cache {name}: a presigned GET failed ({e}); NARs stream through the proxy"
+                ),
+            });
+            ok
+        })
+        .await
+}
+
+/// S3's status for a presigned GET of the mount's `nix-cache-info`, or why there is none.
+async fn presigned_probe(
+    state: &State,
+    mount: &MountEntry,
+    session: &sign::Session,
+) -> Result<StatusCode, String> {
+    let (region, url) =
+        sign::upstream(&mount.s3, "nix-cache-info").map_err(|e| format!("{e:#}"))?;
+    let url = sign::presigned_get(session, region, &url, PRESIGNED_FOR, SystemTime::now())
+        .map_err(|e| format!("{e:#}"))?;
+    let req = Request::get(url)
+        .header(header::USER_AGENT, USER_AGENT)
+        .body(empty())
+        .map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(PROBE_TIMEOUT, state.client.request(req))
+        .await
+        .map_err(|_| "no answer in time".to_string())?
+        .map_err(|e| error_chain(&e))?;
+    let status = resp.status();
+    let _ = read_limited(resp, 64 * 1024).await;
+    Ok(status)
+}
+
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Waits for S3's answer until `READ_TIMEOUT` passes with no progress: none since `last` (set
+/// when the request started and at every piece of an upload, which S3 answers only once it
+/// has all of it). None when the time ran out.
+async fn answer_in_time<F: std::future::Future>(
+    fut: F,
+    last: &std::sync::Mutex<tokio::time::Instant>,
+) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        let since = *last.lock().unwrap_or_else(|e| e.into_inner());
+        match tokio::time::timeout_at(since + READ_TIMEOUT, &mut fut).await {
+            Ok(out) => return Some(out),
+            Err(_) if *last.lock().unwrap_or_else(|e| e.into_inner()) == since => return None,
+            Err(_) => {}
+        }
+    }
+}
+
+const USER_AGENT: &str = concat!("nixstore-auth-proxy/", env!("CARGO_PKG_VERSION"));
+
+fn is_timeout(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = src {
+        if s.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        src = s.source();
+    }
+    false
+}
+
+/// The error with its causes, "a: b: c" (hyper's top-level messages alone say little).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
+}
+
+/// S3's response body on its way to Nix: fails when S3 sends nothing for `READ_TIMEOUT`, and
+/// holds the in-flight count until done.
+struct Relay {
+    inner: Incoming,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    _guard: InFlight,
+}
+
+impl hyper::body::Body for Relay {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(f) => {
+                let next = tokio::time::Instant::now() + READ_TIMEOUT;
+                self.deadline.as_mut().reset(next);
+                Poll::Ready(f.map(|r| r.map_err(|e| Box::new(e) as BoxError)))
+            }
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err("the S3 endpoint stopped sending".into()))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Passes S3's answer on, streaming its body; the request counts as in flight until it is done.
+fn pass(resp: Response<Incoming>, guard: InFlight) -> Response<Body> {
+    let (parts, body) = resp.into_parts();
+    let body = Relay {
+        inner: body,
+        deadline: Box::pin(tokio::time::sleep(READ_TIMEOUT)),
+        _guard: guard,
+    }
+    .boxed_unsync();
+    let mut out = Response::new(body);
+    *out.status_mut() = parts.status;
+    for h in RESPONSE_HEADERS {
+        if let Some(v) = parts.headers.get(h) {
+            out.headers_mut().insert(h.clone(), v.clone());
+        }
+    }
+    out
+}
+
+async fn read_limited(resp: Response<Incoming>, limit: usize) -> String {
+    let mut body = resp.into_body();
+    let mut buf = Vec::new();
+    while let Ok(Ok(Some(Ok(frame)))) = tokio::time::timeout(READ_TIMEOUT, body.frame())
+        .await
+        .map(Ok::<_, ()>)
+    {
+        if let Ok(chunk) = frame.into_data() {
+            buf.extend_from_slice(&chunk);
+        }
+        if buf.len() >= limit {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// The client for S3: HTTP/1.1, HTTPS with the system's roots, pooled connections, no
+/// redirects (S3's redirects are errors to report, not to follow).
+pub(super) fn upstream_client() -> Upstream {
+    use hyper_util::client::legacy::connect::HttpConnector;
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(10)));
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(provider.clone())
+        .unwrap_or_else(|e| {
+            // Plain-HTTP endpoints still work; HTTPS ones then fail with a certificate error.
+            log(format!(
+                "no system CA certificates ({e}); HTTPS endpoints will fail"
+            ));
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("aws-lc-rs supports the default TLS versions")
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
+        })
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .http1_max_buf_size(UPSTREAM_READ_BUF)
+        .build(tls)
+}
