@@ -17,6 +17,7 @@ pub mod proxy;
 pub mod secret;
 pub mod time;
 pub mod ui;
+pub mod user;
 
 /// Runs the program and returns the process exit code.
 pub fn main() -> i32 {

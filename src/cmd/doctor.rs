@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::{DoctorArgs, Run};
 use crate::cache::CacheKind;
 use crate::config::{CacheEntry, Config, Dirs, SecretStore};
-use crate::nix::setup::{self, NixSetup, SettingsView, Trust, Version};
+use crate::nix::setup::{self, NixSetup, ProbeCache, SettingsView, Trust, Version};
 use crate::ui::Ui;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -68,7 +68,7 @@ impl Run for DoctorArgs {
                 Config::default()
             }
         };
-        let setup = setup::probe()?;
+        let setup = setup::probe(ProbeCache::Off)?;
         let user_view = setup::load_view(&setup.user_conf);
         nix_checks(&mut report, &setup, &user_view);
         let caches: Vec<CacheEntry> = config

@@ -12,6 +12,7 @@
 //!   its status is passed on; otherwise this process becomes CMD.
 
 use anyhow::{Context, Result, bail};
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use zeroize::Zeroizing;
 
@@ -24,7 +25,7 @@ use crate::launch::Launch;
 use crate::nix::conf::NixConf;
 use crate::nix::forward::{self, Setting};
 use crate::nix::netrc::Netrc;
-use crate::nix::setup;
+use crate::nix::setup::{self, ProbeCache};
 use crate::proxy;
 use crate::secret::{SecretStore, Token};
 use crate::ui::Ui;
@@ -98,6 +99,19 @@ impl Run for ExecArgs {
             launch.unset = delta.unset.into_iter().map(String::from).collect();
         }
 
+        // What the installed Nix is and knows: probed when first needed, at most once per
+        // command (and answered from the probe cache while nothing changed).
+        let nix_cell = OnceCell::new();
+        let nix = || {
+            nix_cell
+                .get_or_init(|| {
+                    setup::probe(ProbeCache::ReadWrite)
+                        .map_err(|e| ui.debug(format!("cannot probe the installed Nix: {e:#}")))
+                        .ok()
+                })
+                .as_ref()
+        };
+
         let mut settings: Vec<Setting> = Vec::new();
         // 2. S3 caches through the proxy.
         let mut leases = Vec::new();
@@ -144,7 +158,9 @@ impl Run for ExecArgs {
             if let Err(e) = crate::nix::client_cache::protect() {
                 ui.warn(format!("{e:#}"));
             }
-            warn_if_daemon_ignores(&settings, ui);
+            if let Some(nix) = nix() {
+                warn_if_daemon_ignores(&settings, nix, ui);
+            }
             let keys: Vec<String> = s3.iter().flat_map(|c| c.public_keys.clone()).collect();
             if !keys.is_empty() {
                 settings.push(Setting::new(
@@ -166,7 +182,10 @@ impl Run for ExecArgs {
                 file.path().display().to_string(),
                 false,
             ));
-            let system_netrc = setup::daemon_netrc();
+            let system_netrc = match nix() {
+                Some(nix) => nix.system_netrc(),
+                None => setup::daemon_netrc(),
+            };
             if system_netrc.exists() {
                 ui.warn(format!(
                     "forwarding a netrc-file hides {} for this command: caches configured only there lose their credentials",
@@ -199,10 +218,10 @@ impl Run for ExecArgs {
         if !settings.is_empty() {
             // Misses remembered from attempts without credentials must not block this one.
             settings.push(Setting::new("narinfo-cache-negative-ttl", "0", false));
-            let version = setup::nix_version();
-            match forward::known_settings(version, &dirs.cache) {
-                Ok(known) => {
-                    let (keep, dropped) = forward::known_only(settings, &known);
+            let version = nix().and_then(|n| n.version);
+            match nix().and_then(|n| n.known_settings.as_ref()) {
+                Some(known) => {
+                    let (keep, dropped) = forward::known_only(settings, known);
                     if dropped.iter().any(|d| d == "impure-env") {
                         bail!(
                             "--builder-env needs Nix >= 2.19 with the experimental feature configurable-impure-env; the installed Nix{} does not know `impure-env`",
@@ -216,9 +235,7 @@ impl Run for ExecArgs {
                     }
                     settings = keep;
                 }
-                Err(e) => ui.debug(format!(
-                    "cannot list the settings Nix knows ({e:#}); forwarding all"
-                )),
+                None => ui.debug("cannot list the settings Nix knows; forwarding all"),
             }
             let existing = std::env::var("NIX_CONFIG").ok();
             launch.set.push((
@@ -352,8 +369,7 @@ fn ephemeral_netrc(
 /// An untrusted user's forwarded substituters reach the daemon only when the administrator
 /// listed them in `trusted-substituters`: say so up front instead of letting Nix print
 /// "ignoring untrusted substituter" deep in its output.
-fn warn_if_daemon_ignores(settings: &[Setting], ui: &Ui) {
-    let Ok(setup) = setup::probe() else { return };
+fn warn_if_daemon_ignores(settings: &[Setting], setup: &setup::NixSetup, ui: &Ui) {
     if setup.user_settings_honoured() {
         return;
     }

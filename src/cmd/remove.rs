@@ -9,7 +9,7 @@ use crate::cache::{self, CacheKind};
 use crate::config::{CacheEntry, Config, Dirs, SecretStore, same_cache};
 use crate::nix::conf::NixConf;
 use crate::nix::netrc::Netrc;
-use crate::nix::setup;
+use crate::nix::setup::{self, ProbeCache};
 use crate::nix::snippet::{Format, Snippet};
 use crate::nix::target::{self, RemoveFrom};
 use crate::plan::Plan;
@@ -46,7 +46,14 @@ impl Run for RemoveArgs {
             self.edit.nix_conf.as_deref(),
             entry.nix_conf.as_deref(),
             self.edit.mode,
-            || Ok(target::decide(self.edit.mode, &setup::probe()?, &url, None)),
+            || {
+                Ok(target::decide(
+                    self.edit.mode,
+                    &setup::probe(ProbeCache::ReadOnly)?,
+                    &url,
+                    None,
+                ))
+            },
         )?;
         let conf_path = match from {
             RemoveFrom::Conf(p) => Some(p),

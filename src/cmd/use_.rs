@@ -12,7 +12,7 @@ use crate::error::EXIT_NEEDS_ADMIN;
 use crate::nix::conf::NixConf;
 use crate::nix::credential_plan::{self, TokenSource};
 use crate::nix::netrc::Netrc;
-use crate::nix::setup::{self, NixSetup};
+use crate::nix::setup::{self, NixSetup, ProbeCache};
 use crate::nix::snippet::{NetrcHint, PrivateFile, Snippet};
 use crate::nix::target::{self, Target};
 use crate::plan::Plan;
@@ -122,7 +122,7 @@ fn use_https(
         .kind
         .netrc_machine()
         .context("the cache URL has no host")?;
-    let setup = setup::probe()?;
+    let setup = setup::probe(ProbeCache::ReadOnly)?;
     ui.debug(format!(
         "nix {}; daemon: {}; root: {}; trust: {:?}; user file {}; system file {}",
         setup
@@ -381,7 +381,7 @@ fn use_s3(args: &UseArgs, mut entry: CacheEntry, config_path: &Path, ui: &Ui) ->
             "S3 caches take no token: credentials come from your AWS session (see `nixstore-auth login`)"
         );
     }
-    let setup = setup::probe()?;
+    let setup = setup::probe(ProbeCache::ReadOnly)?;
     let url = entry.kind.url();
     // The daemon sees the proxy's stable URL, not the s3:// one.
     let proxy_url = crate::proxy::stable_url_for(&entry.name)?;

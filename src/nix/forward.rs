@@ -3,13 +3,9 @@
 //! command line. The Nix client drops settings it does not know before talking to the daemon,
 //! so only settings the installed client knows are forwarded.
 
-use anyhow::{Context, Result};
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::path::Path;
-use std::process::Command;
-
-use super::setup::Version;
 
 /// One setting to forward.
 #[derive(Clone, PartialEq, Eq)]
@@ -115,68 +111,6 @@ pub fn known_only(settings: Vec<Setting>, known: &BTreeSet<String>) -> (Vec<Sett
     (keep, dropped)
 }
 
-/// Parses `nix show-config --json` / `nix config show --json`: the setting names.
-pub fn parse_known(json: &str) -> Result<BTreeSet<String>> {
-    let v: serde_json::Value = serde_json::from_str(json).context("not JSON")?;
-    let obj = v.as_object().context("not a JSON object")?;
-    let mut names: BTreeSet<String> = obj.keys().cloned().collect();
-    // Aliases are accepted too (e.g. binary-caches).
-    for entry in obj.values() {
-        if let Some(aliases) = entry.get("aliases").and_then(|a| a.as_array()) {
-            names.extend(aliases.iter().filter_map(|a| a.as_str().map(String::from)));
-        }
-    }
-    Ok(names)
-}
-
-/// The settings the installed Nix client knows, probed once per Nix version and cached under
-/// the XDG cache dir.
-pub fn known_settings(version: Option<Version>, cache_dir: &Path) -> Result<BTreeSet<String>> {
-    let tag = version
-        .map(|v| v.to_string())
-        .unwrap_or_else(|| "unknown".into());
-    let file = cache_dir.join(format!("nix-settings-{tag}.json"));
-    if let Ok(Some(text)) = crate::fs::read_optional(&file)
-        && let Ok(set) = serde_json::from_str::<BTreeSet<String>>(&text)
-    {
-        return Ok(set);
-    }
-    let new_cli = version.is_some_and(|v| v >= Version(2, 20, 0));
-    let args: &[&str] = if new_cli {
-        &[
-            "--extra-experimental-features",
-            "nix-command",
-            "config",
-            "show",
-            "--json",
-        ]
-    } else {
-        &[
-            "--extra-experimental-features",
-            "nix-command",
-            "show-config",
-            "--json",
-        ]
-    };
-    let out = Command::new("nix")
-        .args(args)
-        .output()
-        .context("cannot run `nix` to learn which settings it knows")?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "`nix {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let set = parse_known(&String::from_utf8_lossy(&out.stdout))?;
-    if version.is_some() {
-        let _ = crate::fs::private_dir(cache_dir);
-        let _ = crate::fs::atomic_write(&file, serde_json::to_string(&set)?.as_bytes(), 0o600);
-    }
-    Ok(set)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,10 +177,7 @@ mod tests {
 
     #[test]
     fn unknown_settings_are_dropped() {
-        let known =
-            parse_known(r#"{"substituters":{"aliases":["binary-caches"]},"netrc-file":{}}"#)
-                .unwrap();
-        assert!(known.contains("binary-caches"));
+        let known = BTreeSet::from(["substituters".to_string(), "netrc-file".to_string()]);
         let (keep, dropped) = known_only(
             vec![
                 Setting::new("extra-substituters", "x", true),

@@ -5,6 +5,7 @@ pub mod conf;
 pub mod credential_plan;
 pub mod forward;
 pub mod netrc;
+pub mod probe_cache;
 pub mod setup;
 pub mod snippet;
 pub mod target;

@@ -3,13 +3,17 @@
 //! above it are pure so that every case can be tested without a daemon.
 
 use anyhow::{Context, Result};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::conf::NixConf;
+use super::probe_cache::{self, Facts, TRUST_LINE_SINCE};
 
 /// A Nix version, compared numerically.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Version(pub u32, pub u32, pub u32);
 
 impl Version {
@@ -59,6 +63,8 @@ pub struct NixSetup {
     /// The daemon's view: settings from the system file and its includes.
     pub system: SettingsView,
     pub trust: Trust,
+    /// Setting names the installed client knows (`None`: no `nix`, or it would not say).
+    pub known_settings: Option<BTreeSet<String>>,
 }
 
 impl NixSetup {
@@ -81,6 +87,8 @@ pub struct SettingsView {
     pub assignments: Vec<(String, Vec<String>, PathBuf)>,
     /// Files that were read (for `doctor` and messages).
     pub files: Vec<PathBuf>,
+    /// Every file looked at, also missing and unreadable ones (what the probe cache stats).
+    pub consulted: Vec<PathBuf>,
     /// `include`d files that are missing (an error for Nix) and problems reading files.
     pub problems: Vec<String>,
     /// Files that exist but this user may not read: Nix clients skip them silently and the
@@ -154,6 +162,7 @@ fn load_into(path: &Path, view: &mut SettingsView, depth: usize) {
             .push(format!("{}: includes nested too deeply", path.display()));
         return;
     }
+    view.consulted.push(path.to_path_buf());
     let text = match crate::fs::read_optional(path) {
         Ok(Some(t)) => t,
         Ok(None) => return,
@@ -200,12 +209,16 @@ fn load_into(path: &Path, view: &mut SettingsView, depth: usize) {
                 let target = path.parent().unwrap_or(Path::new("/")).join(&p);
                 if target.exists() {
                     load_into(&target, view, depth + 1);
-                } else if !optional {
-                    view.problems.push(format!(
-                        "{} includes {}, which does not exist (Nix refuses to start with it)",
-                        path.display(),
-                        target.display()
-                    ));
+                } else {
+                    // Creating it later changes what Nix reads: the probe cache stats it too.
+                    view.consulted.push(target.clone());
+                    if !optional {
+                        view.problems.push(format!(
+                            "{} includes {}, which does not exist (Nix refuses to start with it)",
+                            path.display(),
+                            target.display()
+                        ));
+                    }
                 }
             }
         }
@@ -312,29 +325,110 @@ fn access_writable(path: &Path) -> bool {
     unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
 }
 
-/// The installed Nix's version, from `nix --version`.
-pub fn nix_version() -> Option<Version> {
-    let out = Command::new("nix").arg("--version").output().ok()?;
+/// How `probe` uses the probe cache (see `probe_cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeCache {
+    /// Answer from it while its key holds, and store a new probe: `exec`, on every Nix command.
+    ReadWrite,
+    /// Answer from it, never write: `use` and `remove` change only the files they report.
+    ReadOnly,
+    /// Run `nix` and leave the cache alone: `doctor` reports what is true now.
+    Off,
+}
+
+/// Probes the machine.
+pub fn probe(cache: ProbeCache) -> Result<NixSetup> {
+    let home = home_dir()?;
+    let system_conf = system_conf_file(&real_env);
+    let user_files = user_conf_files(&real_env, &home);
+    let user_conf = user_conf()?;
+    let system = load_view(&system_conf);
+    let is_root = crate::fs::is_root();
+    let me = crate::user::current();
+    let daemon = !is_root && uses_daemon(real_env("NIX_REMOTE").as_deref());
+    let trusted_by_files =
+        is_root || is_trusted(&system.list("trusted-users"), &me.name, &me.groups);
+    let mut conf_files = system.consulted.clone();
+    for f in &user_files {
+        conf_files.extend(load_view(f).consulted);
+    }
+    let facts = nix_facts(&conf_files, &me, daemon, trusted_by_files, cache);
+    let trust = match facts.daemon_trust {
+        Some(true) => Trust::Trusted,
+        Some(false) => Trust::Untrusted,
+        None if trusted_by_files => Trust::Trusted,
+        None => Trust::Untrusted,
+    };
+    let nixos =
+        Path::new("/run/current-system/nixos-version").exists() || Path::new("/etc/NIXOS").exists();
+    Ok(NixSetup {
+        version: facts.version,
+        daemon,
+        is_root,
+        nixos,
+        user: me.name,
+        groups: me.groups,
+        system_conf,
+        user_conf,
+        system,
+        trust,
+        known_settings: facts.known_settings,
+    })
+}
+
+/// What only running `nix` tells: from the probe cache while its key holds, else from `nix`
+/// (at most one run of each subcommand), stored for the next command where `cache` allows.
+fn nix_facts(
+    conf_files: &[PathBuf],
+    me: &crate::user::Identity,
+    daemon: bool,
+    trusted_by_files: bool,
+    cache: ProbeCache,
+) -> Facts {
+    let Some(nix) = probe_cache::resolve_program("nix", real_env("PATH").as_deref()) else {
+        // No Nix to run; nothing stored, so that installing one is noticed.
+        return Facts::default();
+    };
+    let cache_dir = crate::config::Dirs::new().ok().map(|d| d.cache);
+    let key = probe_cache::KeyInputs::gather(&nix, conf_files, &real_env, me.uid, &me.gids, daemon)
+        .map(|k| probe_cache::key(&k));
+    let stored = match (&cache_dir, &key) {
+        (Some(dir), Some(key)) if cache != ProbeCache::Off => probe_cache::load(dir, key),
+        _ => None,
+    };
+    if let Some(facts) = stored {
+        return facts;
+    }
+    let version = nix_version(&nix);
+    let facts = Facts {
+        version,
+        known_settings: version.and_then(|v| known_settings(&nix, v).ok()),
+        daemon_trust: if daemon {
+            daemon_says_trusted(&nix, version)
+        } else {
+            None
+        },
+    };
+    if let (Some(dir), Some(key)) = (&cache_dir, &key)
+        && cache == ProbeCache::ReadWrite
+        && probe_cache::cacheable(&facts, daemon, trusted_by_files)
+    {
+        // A cache that cannot be written costs a probe next time, nothing more.
+        let _ = probe_cache::save(dir, key, &facts);
+    }
+    facts
+}
+
+/// The version `nix --version` prints.
+fn nix_version(nix: &Path) -> Option<Version> {
+    let out = Command::new(nix).arg("--version").output().ok()?;
     Version::parse(&String::from_utf8_lossy(&out.stdout))
 }
 
-fn id_output(flag: &str) -> Vec<String> {
-    Command::new("id")
-        .arg(flag)
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .split_whitespace()
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Asks a Nix ≥ 2.15 daemon whether it trusts us (`Trusted: 1`); older ones print nothing.
-fn daemon_says_trusted(version: Option<Version>) -> Option<bool> {
+fn daemon_says_trusted(nix: &Path, version: Option<Version>) -> Option<bool> {
     let v = version?;
-    if v < Version(2, 15, 0) {
+    if v < TRUST_LINE_SINCE {
         return None;
     }
     let sub = if v >= Version(2, 19, 0) {
@@ -342,7 +436,7 @@ fn daemon_says_trusted(version: Option<Version>) -> Option<bool> {
     } else {
         "ping"
     };
-    let out = Command::new("nix")
+    let out = Command::new(nix)
         .args([
             "--extra-experimental-features",
             "nix-command",
@@ -361,38 +455,41 @@ fn daemon_says_trusted(version: Option<Version>) -> Option<bool> {
     })
 }
 
-/// Probes the machine.
-pub fn probe() -> Result<NixSetup> {
-    let system_conf = system_conf_file(&real_env);
-    let user_conf = user_conf()?;
-    let system = load_view(&system_conf);
-    let is_root = crate::fs::is_root();
-    let user = id_output("-un").into_iter().next().unwrap_or_default();
-    let groups = id_output("-Gn");
-    let version = nix_version();
-    let daemon = !is_root && uses_daemon(std::env::var("NIX_REMOTE").ok().as_deref());
-    let trust = match daemon_says_trusted(version) {
-        Some(true) => Trust::Trusted,
-        Some(false) => Trust::Untrusted,
-        None if is_root || is_trusted(&system.list("trusted-users"), &user, &groups) => {
-            Trust::Trusted
+/// Parses `nix show-config --json` / `nix config show --json`: the setting names.
+pub fn parse_known(json: &str) -> Result<BTreeSet<String>> {
+    let v: serde_json::Value = serde_json::from_str(json).context("not JSON")?;
+    let obj = v.as_object().context("not a JSON object")?;
+    let mut names: BTreeSet<String> = obj.keys().cloned().collect();
+    // Aliases are accepted too (e.g. binary-caches).
+    for entry in obj.values() {
+        if let Some(aliases) = entry.get("aliases").and_then(|a| a.as_array()) {
+            names.extend(aliases.iter().filter_map(|a| a.as_str().map(String::from)));
         }
-        None => Trust::Untrusted,
+    }
+    Ok(names)
+}
+
+/// The settings the client knows, from `nix show-config --json` (`nix config show` since 2.20).
+fn known_settings(nix: &Path, version: Version) -> Result<BTreeSet<String>> {
+    let show: &[&str] = if version >= Version(2, 20, 0) {
+        &["config", "show"]
+    } else {
+        &["show-config"]
     };
-    let nixos =
-        Path::new("/run/current-system/nixos-version").exists() || Path::new("/etc/NIXOS").exists();
-    Ok(NixSetup {
-        version,
-        daemon,
-        is_root,
-        nixos,
-        user,
-        groups,
-        system_conf,
-        user_conf,
-        system,
-        trust,
-    })
+    let out = Command::new(nix)
+        .args(["--extra-experimental-features", "nix-command"])
+        .args(show)
+        .arg("--json")
+        .output()
+        .context("cannot run `nix` to learn which settings it knows")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "`nix {} --json` failed: {}",
+            show.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    parse_known(&String::from_utf8_lossy(&out.stdout))
 }
 
 #[cfg(test)]
@@ -412,6 +509,16 @@ mod tests {
         );
         assert_eq!(Version::parse("garbage"), None);
         assert!(Version(2, 15, 0) > Version(2, 8, 1));
+    }
+
+    #[test]
+    fn settings_listings_parse_with_aliases() {
+        let known =
+            parse_known(r#"{"substituters":{"aliases":["binary-caches"]},"netrc-file":{}}"#)
+                .unwrap();
+        assert!(known.contains("binary-caches"));
+        assert!(known.contains("netrc-file"));
+        assert!(parse_known("[]").is_err());
     }
 
     #[test]
@@ -472,6 +579,15 @@ mod tests {
         assert_eq!(view.list("trusted-users"), vec!["root", "bob", "@wheel"]);
         assert_eq!(view.scalar("netrc-file").as_deref(), Some("/inc/netrc"));
         assert!(view.problems.is_empty(), "{:?}", view.problems);
+        // The missing optional include counts as consulted: creating it must be noticed.
+        assert_eq!(
+            view.consulted,
+            vec![
+                main.clone(),
+                dir.path().join("inc.conf"),
+                dir.path().join("missing.conf")
+            ]
+        );
         std::fs::write(
             &main,
             "include nope.conf\nbinary-caches = a\nextra-substituters = b\n",

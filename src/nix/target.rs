@@ -167,6 +167,7 @@ mod tests {
             user_conf: "/home/alice/.config/nix/nix.conf".into(),
             system: SettingsView::default(),
             trust,
+            known_settings: None,
         }
     }
 
