@@ -15,8 +15,8 @@ use crate::ui::Ui;
 
 /// Opens the secret store only if the plan might need it (a delegated base may have a key
 /// stored by `aws add-key`); long-term keys in the files need no store at all.
-pub(super) fn lazy_store(ctx: &Ctx, ui: &Ui) -> Option<SecretStore> {
-    match SecretStore::open(&ctx.cfg, &ctx.dirs, ui) {
+pub(super) fn lazy_store(ctx: Ctx, ui: &Ui) -> Option<SecretStore> {
+    match SecretStore::open(ctx.cfg, ctx.dirs, ui) {
         Ok(s) => Some(s),
         Err(e) => {
             ui.debug(format!("secret store unavailable: {e:#}"));

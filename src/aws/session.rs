@@ -2,7 +2,7 @@
 //!
 //! # API for other commands (exec, push, doctor)
 //!
-//! - [`resolve`]`(&SessionRequest, &Ui) -> Result<Session>`: the session to use now. Order:
+//! - [`resolve`]`(&SessionRequest, Ctx, &Ui) -> Result<Session>`: the session to use now. Order:
 //!   1. credentials already in the environment (`AWS_ACCESS_KEY_ID`, ...), unless an explicit
 //!      profile (`--profile` or the cache ref's `profile=`) differs from the marker
 //!      `NIXSTORE_AUTH_PROFILE` an outer `exec` left (so a nested `exec` reuses the outer session);
@@ -59,6 +59,36 @@ pub struct SessionRequest {
     pub duration: Option<u32>,
     /// Get a new session even if a cached one is still good (`login`).
     pub force_refresh: bool,
+}
+
+impl SessionRequest {
+    /// A session for `profile` if one is named (it wins), else for the S3 cache `cache` (its
+    /// `profile=` and `region=` apply), else for `AWS_PROFILE` or `default`.
+    pub fn new(profile: Option<String>, cache: Option<String>) -> SessionRequest {
+        SessionRequest {
+            cache: if profile.is_some() { None } else { cache },
+            profile,
+            ..SessionRequest::default()
+        }
+    }
+
+    /// The MFA code to use instead of asking (`--mfa-code`, NIXSTORE_AUTH_MFA_CODE).
+    pub fn mfa_code(mut self, code: Option<String>) -> SessionRequest {
+        self.mfa_code = code;
+        self
+    }
+
+    /// The role session's length in seconds (`login --duration`).
+    pub fn duration(mut self, seconds: Option<u32>) -> SessionRequest {
+        self.duration = seconds;
+        self
+    }
+
+    /// A new session even if the cached one is still good (`login`).
+    pub fn force_refresh(mut self) -> SessionRequest {
+        self.force_refresh = true;
+        self
+    }
 }
 
 /// Where a session came from.
@@ -142,17 +172,17 @@ fn target(req: &SessionRequest, cfg: &Config) -> Result<Target> {
     })
 }
 
-/// Everything resolve needs besides the request.
-pub(super) struct Ctx {
-    pub(super) cfg: Config,
-    pub(super) dirs: Dirs,
+/// Everything resolving needs besides the request: our config (the secret store's backend,
+/// `session-refresh-margin`) and directories. The command loads them, once.
+#[derive(Clone, Copy)]
+pub struct Ctx<'a> {
+    pub cfg: &'a Config,
+    pub dirs: &'a Dirs,
 }
 
-impl Ctx {
-    fn load() -> Result<Ctx> {
-        let dirs = Dirs::new()?;
-        let cfg = Config::load(&dirs.config_file())?;
-        Ok(Ctx { cfg, dirs })
+impl<'a> Ctx<'a> {
+    pub fn new(cfg: &'a Config, dirs: &'a Dirs) -> Ctx<'a> {
+        Ctx { cfg, dirs }
     }
 
     fn margin(&self) -> i64 {
@@ -183,9 +213,8 @@ fn planned(
 }
 
 /// The session to use now: environment, cache, or a fresh STS session (prompting for MFA).
-pub fn resolve(req: &SessionRequest, ui: &Ui) -> Result<Session> {
-    let ctx = Ctx::load()?;
-    let t = target(req, &ctx.cfg)?;
+pub fn resolve(req: &SessionRequest, ctx: Ctx, ui: &Ui) -> Result<Session> {
+    let t = target(req, ctx.cfg)?;
     if !req.force_refresh
         && let Some(s) = from_environment(&t, ui)
     {
@@ -198,7 +227,7 @@ pub fn resolve(req: &SessionRequest, ui: &Ui) -> Result<Session> {
     }
 
     if !plan.needs_sts() {
-        let store = lazy_store(&ctx, ui);
+        let store = lazy_store(ctx, ui);
         let creds = base_credentials(&set, &plan, &store, region.as_deref(), ui)?;
         return Ok(Session {
             credentials: creds,
@@ -209,7 +238,7 @@ pub fn resolve(req: &SessionRequest, ui: &Ui) -> Result<Session> {
         });
     }
 
-    let store = SecretStore::open(&ctx.cfg, &ctx.dirs, ui)?;
+    let store = SecretStore::open(ctx.cfg, ctx.dirs, ui)?;
     let account = session_cache::account(&plan.profile, plan.role_arn(), plan.mfa_serial());
     if !req.force_refresh
         && let Some(hit) =
@@ -310,14 +339,13 @@ pub fn resolve(req: &SessionRequest, ui: &Ui) -> Result<Session> {
 
 /// A session without prompting, STS or SSO: the environment, long-term keys, or a cached
 /// session that has not expired. `None` when only a login would give one.
-pub fn cached_only(req: &SessionRequest, ui: &Ui) -> Result<Option<Session>> {
-    let ctx = Ctx::load()?;
-    let t = target(req, &ctx.cfg)?;
+pub fn cached_only(req: &SessionRequest, ctx: Ctx, ui: &Ui) -> Result<Option<Session>> {
+    let t = target(req, ctx.cfg)?;
     if let Some(s) = from_environment(&t, ui) {
         return Ok(Some(s));
     }
     let (set, plan, region, endpoint) = planned(&t)?;
-    let store = SecretStore::open(&ctx.cfg, &ctx.dirs, ui)?;
+    let store = SecretStore::open(ctx.cfg, ctx.dirs, ui)?;
     if !plan.needs_sts() {
         // Long-term keys from the credentials file or the keyring (`aws add-key`); SSO and
         // credential_process would need the network or a prompt, so they count as "no session".

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{DoctorArgs, Run};
+use crate::aws::session;
 use crate::cache::CacheKind;
 use crate::config::{CacheEntry, Config, Dirs, SecretStore};
 use crate::nix::setup::{self, NixSetup, ProbeCache, SettingsView, Trust, Version};
@@ -96,7 +97,13 @@ impl Run for DoctorArgs {
             if let Some(s) = &spinner {
                 s.set_message(format!("checking {}", c.name));
             }
-            cache_checks(&mut report, c, &setup, &user_view);
+            cache_checks(
+                &mut report,
+                c,
+                &setup,
+                &user_view,
+                session::Ctx::new(&config, &dirs),
+            );
         }
         if let Some(s) = spinner {
             s.finish_and_clear();
@@ -254,7 +261,13 @@ fn nix_checks(r: &mut Report, setup: &NixSetup, user_view: &SettingsView) {
     }
 }
 
-fn cache_checks(r: &mut Report, c: &CacheEntry, setup: &NixSetup, user_view: &SettingsView) {
+fn cache_checks(
+    r: &mut Report,
+    c: &CacheEntry,
+    setup: &NixSetup,
+    user_view: &SettingsView,
+    ctx: session::Ctx,
+) {
     let section = format!("cache {} ({})", c.name, c.kind.url());
     let url = c.kind.url();
     // Public keys: those in the user's files count only when the downloader honours them.
@@ -336,7 +349,7 @@ fn cache_checks(r: &mut Report, c: &CacheEntry, setup: &NixSetup, user_view: &Se
                 nix_ca_file(setup, user_view).as_deref(),
             );
         }
-        CacheKind::S3(s3) => s3_checks(r, &section, c, s3, setup),
+        CacheKind::S3(s3) => s3_checks(r, &section, c, s3, setup, ctx),
     }
 }
 
@@ -348,6 +361,7 @@ fn s3_checks(
     c: &CacheEntry,
     s3: &crate::cache::S3Ref,
     setup: &NixSetup,
+    ctx: session::Ctx,
 ) {
     use crate::proxy::Probe;
     let profile = s3
@@ -395,12 +409,9 @@ fn s3_checks(
             return;
         }
     }
-    let req = crate::aws::session::SessionRequest {
-        cache: Some(c.name.clone()),
-        ..Default::default()
-    };
+    let req = crate::aws::session::SessionRequest::new(None, Some(c.name.clone()));
     let quiet = Ui::silent();
-    let session = match crate::aws::session::cached_only(&req, &quiet) {
+    let session = match session::cached_only(&req, ctx, &quiet) {
         Ok(Some(s)) => s,
         Ok(None) => {
             r.add(
@@ -476,7 +487,10 @@ fn s3_checks(
         ),
     }
     if setup.daemon && setup.trust == Trust::Untrusted {
-        let listed = crate::proxy::stable_url_for(&c.name).is_ok_and(|u| {
+        let Ok(layout) = crate::proxy::Layout::new(ctx.dirs, ctx.cfg) else {
+            return;
+        };
+        let listed = crate::proxy::stable_url_for(&layout, &c.name).is_ok_and(|u| {
             setup
                 .system
                 .list("trusted-substituters")
@@ -485,7 +499,7 @@ fn s3_checks(
         });
         // The administrator may have listed the URL in a file only root reads (so that it is
         // in no world-readable file): then only the proxy can tell whether the daemon uses it.
-        let used = crate::proxy::status()
+        let used = crate::proxy::status(&layout)
             .ok()
             .flatten()
             .is_some_and(|st| st.mounts.iter().any(|m| m.name == c.name && m.daemon_used));

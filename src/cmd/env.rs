@@ -6,18 +6,14 @@ use crate::ui::Ui;
 use zeroize::Zeroizing;
 
 pub(super) fn request(s: &SessionArgs) -> SessionRequest {
-    SessionRequest {
-        profile: s.profile.clone(),
-        cache: s.cache.clone(),
-        mfa_code: s.mfa_code.clone(),
-        duration: None,
-        force_refresh: false,
-    }
+    SessionRequest::new(s.profile.clone(), s.cache.clone()).mfa_code(s.mfa_code.clone())
 }
 
 impl Run for EnvArgs {
     fn run(self, ui: &Ui) -> anyhow::Result<i32> {
-        let s = session::resolve(&request(&self.session), ui)?;
+        let dirs = crate::config::Dirs::new()?;
+        let cfg = crate::config::Config::load(&dirs.config_file())?;
+        let s = session::resolve(&request(&self.session), session::Ctx::new(&cfg, &dirs), ui)?;
         let text = match self.format {
             EnvFormat::Sh => shell(
                 &s,

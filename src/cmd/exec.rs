@@ -74,18 +74,12 @@ impl Run for ExecArgs {
             p
         };
         for profile in profiles {
-            let req = SessionRequest {
-                profile: profile.clone().or_else(|| self.profile.clone()),
-                cache: if profile.is_none() && self.profile.is_none() {
-                    s3.first().map(|c| c.name.clone())
-                } else {
-                    None
-                },
-                mfa_code: self.mfa_code.clone(),
-                duration: None,
-                force_refresh: false,
-            };
-            let s = session::resolve(&req, ui)?;
+            let req = SessionRequest::new(
+                profile.clone().or_else(|| self.profile.clone()),
+                s3.first().map(|c| c.name.clone()),
+            )
+            .mfa_code(self.mfa_code.clone());
+            let s = session::resolve(&req, session::Ctx::new(&cfg, &dirs), ui)?;
             ui.debug(format!(
                 "session of profile {:?} from {}",
                 s.profile.as_deref().unwrap_or("-"),
@@ -136,6 +130,7 @@ impl Run for ExecArgs {
                     s3: s3ref.clone(),
                 });
             }
+            let layout = proxy::Layout::new(&dirs, &cfg)?;
             for (profile, mounts) in groups {
                 let session = sessions
                     .iter()
@@ -143,7 +138,7 @@ impl Run for ExecArgs {
                     .or(sessions.first())
                     .map(|(_, s)| s)
                     .expect("a session was resolved for every S3 profile");
-                let lease = proxy::ensure_running(&session.credentials, &mounts, ui)?;
+                let lease = proxy::ensure_running(&layout, &session.credentials, &mounts, ui)?;
                 for m in &mounts {
                     settings.push(Setting::new(
                         "extra-substituters",
@@ -251,7 +246,7 @@ impl Run for ExecArgs {
         }
         let code = launch.run_supervised();
         if code != 0 && !leases.is_empty() {
-            explain_proxy_failure(ui);
+            explain_proxy_failure(&proxy::Layout::new(&dirs, &cfg)?, ui);
         }
         drop(netrc_file);
         drop(leases);
@@ -400,8 +395,8 @@ fn warn_if_daemon_ignores(settings: &[Setting], setup: &setup::NixSetup, ui: &Ui
 
 /// After a failed command: if the proxy could not authenticate, say so (Nix itself only saw a
 /// 503 and reports a missing path).
-fn explain_proxy_failure(ui: &Ui) {
-    let Ok(Some(status)) = proxy::status() else {
+fn explain_proxy_failure(layout: &proxy::Layout, ui: &Ui) {
+    let Ok(Some(status)) = proxy::status(layout) else {
         return;
     };
     for m in status.mounts {

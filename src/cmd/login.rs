@@ -6,10 +6,12 @@ use crate::ui::Ui;
 
 impl Run for LoginArgs {
     fn run(self, ui: &Ui) -> anyhow::Result<i32> {
-        let mut req = super::env::request(&self.session);
-        req.duration = self.duration;
-        req.force_refresh = true;
-        let s = session::resolve(&req, ui)?;
+        let req = super::env::request(&self.session)
+            .duration(self.duration)
+            .force_refresh();
+        let dirs = crate::config::Dirs::new()?;
+        let cfg = crate::config::Config::load(&dirs.config_file())?;
+        let s = session::resolve(&req, session::Ctx::new(&cfg, &dirs), ui)?;
         let id = session::caller_identity(&s)?;
         ui.outln(format_args!(
             "Profile:  {}",

@@ -7,10 +7,13 @@ use std::io::BufRead;
 
 impl Run for ProxyArgs {
     fn run(self, ui: &Ui) -> Result<i32> {
+        let dirs = crate::config::Dirs::new()?;
+        let cfg = crate::config::Config::load(&dirs.config_file())?;
+        let layout = proxy::Layout::new(&dirs, &cfg)?;
         match self.action {
-            ProxyAction::Status => status(ui),
+            ProxyAction::Status => status(&layout, ui),
             ProxyAction::RotateSecret => {
-                let (file, told) = proxy::rotate_secret()?;
+                let (file, told) = proxy::rotate_secret(&layout)?;
                 ui.info(format!("wrote a new proxy secret to {}", file.display()));
                 if told {
                     ui.info("the running proxy uses it now; commands started before with the old URL get 401 until they are run through `nixstore-auth exec` again");
@@ -18,22 +21,22 @@ impl Run for ProxyArgs {
                 Ok(0)
             }
             ProxyAction::Stop => {
-                if proxy::stop()? {
+                if proxy::stop(&layout)? {
                     ui.info("stopped the proxy");
                 } else {
                     ui.info("no proxy was running");
                 }
                 Ok(0)
             }
-            ProxyAction::Serve => proxy::serve(ui).map(|()| 0),
-            ProxyAction::Lease => lease(ui),
+            ProxyAction::Serve => proxy::serve(layout, ui).map(|()| 0),
+            ProxyAction::Lease => lease(&layout, ui),
         }
     }
 }
 
-fn status(ui: &Ui) -> Result<i32> {
-    let (port, secret_file, log) = proxy::describe()?;
-    match proxy::status()? {
+fn status(layout: &proxy::Layout, ui: &Ui) -> Result<i32> {
+    let (port, secret_file, log) = proxy::describe(layout)?;
+    match proxy::status(layout)? {
         None => {
             ui.outln(format_args!(
                 "proxy: not running (it starts with `nixstore-auth exec`)"
@@ -115,7 +118,7 @@ struct LeaseMount {
 /// Hidden `proxy lease`, for tests and debugging: reads `{"creds":{...},"mounts":[{"name",
 /// "url":"s3://..."}]}` from stdin (never argv), holds a lease, prints `{"base","pid"}`, takes
 /// further lines as fresher credentials, and releases the lease at end of input.
-fn lease(ui: &Ui) -> Result<i32> {
+fn lease(layout: &proxy::Layout, ui: &Ui) -> Result<i32> {
     let stdin = std::io::stdin();
     let mut lines = stdin.lock();
     let mut line = zeroize::Zeroizing::new(String::new());
@@ -129,7 +132,7 @@ fn lease(ui: &Ui) -> Result<i32> {
             _ => anyhow::bail!("{}: not an s3:// URL", m.url),
         }
     }
-    let mut lease = proxy::ensure_running(&input.creds.into_credentials(), &mounts, ui)?;
+    let mut lease = proxy::ensure_running(layout, &input.creds.into_credentials(), &mounts, ui)?;
     let base = lease.url_for("");
     ui.outln(format_args!(
         "{}",

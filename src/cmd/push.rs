@@ -52,19 +52,11 @@ impl Run for PushArgs {
             .iter()
             .map(|p| p.to_string_lossy().into_owned())
             .collect();
-        let req = SessionRequest {
-            profile: self.profile.clone(),
-            cache: if self.profile.is_none() {
-                Some(entry.name.clone())
-            } else {
-                None
-            },
-            mfa_code: self.mfa_code.clone(),
-            duration: None,
-            force_refresh: false,
-        };
-        let s = session::resolve(&req, ui)?;
+        let req = SessionRequest::new(self.profile.clone(), Some(entry.name.clone()))
+            .mfa_code(self.mfa_code.clone());
+        let s = session::resolve(&req, session::Ctx::new(&cfg, &dirs), ui)?;
         let lease = proxy::ensure_running(
+            &proxy::Layout::new(&dirs, &cfg)?,
             &s.credentials,
             &[proxy::Mount {
                 name: entry.name.clone(),

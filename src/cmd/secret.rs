@@ -101,7 +101,7 @@ impl Run for SecretArgs {
                 let store = SecretStore::open(&cfg, &dirs, ui)?;
                 let mut rows = Vec::new();
                 for e in &entries {
-                    rows.push(status_row(e, &store, ui)?);
+                    rows.push(status_row(e, &store, session::Ctx::new(&cfg, &dirs), ui)?);
                 }
                 for account in store.list().unwrap_or_default() {
                     if let Some(Account::AwsKey(_)) = Account::parse(&account) {
@@ -190,14 +190,16 @@ fn mark_token(config_path: &std::path::Path, name: &str, present: bool) -> Resul
     plan.apply().map(drop)
 }
 
-fn status_row(e: &CacheEntry, store: &SecretStore, ui: &Ui) -> Result<serde_json::Value> {
+fn status_row(
+    e: &CacheEntry,
+    store: &SecretStore,
+    ctx: session::Ctx,
+    ui: &Ui,
+) -> Result<serde_json::Value> {
     Ok(match (&e.kind, e.secret_store) {
         (CacheKind::S3(s3), _) => {
-            let req = SessionRequest {
-                cache: Some(e.name.clone()),
-                ..SessionRequest::default()
-            };
-            let cached = session::cached_only(&req, ui).ok().flatten();
+            let req = SessionRequest::new(None, Some(e.name.clone()));
+            let cached = session::cached_only(&req, ctx, ui).ok().flatten();
             let expires = cached
                 .as_ref()
                 .and_then(|s| s.credentials.expiration)

@@ -92,7 +92,10 @@ impl Run for UseArgs {
                     .is_some_and(|r| r.secret_store == SecretStore::Keyring);
                 use_https(&self, entry, was_keyring, &config_path, ui)
             }
-            CacheKind::S3(_) => use_s3(&self, entry, &config_path, ui),
+            CacheKind::S3(_) => {
+                let layout = crate::proxy::Layout::new(&dirs, &config)?;
+                use_s3(&self, entry, &config_path, &layout, ui)
+            }
         }
     }
 }
@@ -375,7 +378,13 @@ fn use_https(
     Ok(0)
 }
 
-fn use_s3(args: &UseArgs, mut entry: CacheEntry, config_path: &Path, ui: &Ui) -> Result<i32> {
+fn use_s3(
+    args: &UseArgs,
+    mut entry: CacheEntry,
+    config_path: &Path,
+    layout: &crate::proxy::Layout,
+    ui: &Ui,
+) -> Result<i32> {
     if args.token_stdin || args.token_env.is_some() {
         bail!(
             "S3 caches take no token: credentials come from your AWS session (see `nixstore-auth login`)"
@@ -384,7 +393,7 @@ fn use_s3(args: &UseArgs, mut entry: CacheEntry, config_path: &Path, ui: &Ui) ->
     let setup = setup::probe(ProbeCache::ReadOnly)?;
     let url = entry.kind.url();
     // The daemon sees the proxy's stable URL, not the s3:// one.
-    let proxy_url = crate::proxy::stable_url_for(&entry.name)?;
+    let proxy_url = crate::proxy::stable_url_for(layout, &entry.name)?;
     let target = target::decide(
         args.edit.mode,
         &setup,
@@ -427,7 +436,7 @@ fn use_s3(args: &UseArgs, mut entry: CacheEntry, config_path: &Path, ui: &Ui) ->
             };
             snippet.push("extra-trusted-public-keys", entry.public_keys.clone());
             let format = args.format.on_nixos(target == Target::NixosModule);
-            if target == Target::NeedsAdmin && daemon_uses_proxy(&entry.name) {
+            if target == Target::NeedsAdmin && daemon_uses_proxy(layout, &entry.name) {
                 // Listed in a file we cannot read, and the running proxy has seen the daemon.
                 ui.info(format!(
                     "the nix-daemon already fetches {url} through your proxy's URL (an administrator listed it in a file only root reads)"
@@ -604,8 +613,8 @@ fn report_includes(ui: &Ui, conf: &NixConf, path: &Path, url: &str) {
 }
 
 /// Whether the running proxy has seen root (the nix-daemon) fetch this cache through its URL.
-fn daemon_uses_proxy(name: &str) -> bool {
-    crate::proxy::status()
+fn daemon_uses_proxy(layout: &crate::proxy::Layout, name: &str) -> bool {
+    crate::proxy::status(layout)
         .ok()
         .flatten()
         .is_some_and(|st| st.mounts.iter().any(|m| m.name == name && m.daemon_used))

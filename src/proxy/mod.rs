@@ -65,7 +65,7 @@ pub const PEER_CHECK: bool = peer::SUPPORTED;
 pub use probe::{Probe, probe};
 
 use control::{Request, WireMount};
-use paths::Layout;
+pub use paths::Layout;
 
 /// An S3 cache to serve under `NAME`.
 #[derive(Debug, Clone)]
@@ -123,11 +123,12 @@ impl Lease {
 /// Starts or reuses the user's proxy, hands it `creds` (kept if fresher than what it has) and
 /// the mounts, and returns once the proxy serves them.
 pub fn ensure_running(
+    layout: &Layout,
     creds: &crate::aws::Credentials,
     mounts: &[Mount],
     ui: &crate::ui::Ui,
 ) -> Result<Lease> {
-    let mut layout = Layout::load()?;
+    let mut layout = layout.clone();
     let secret = paths::read_or_create_secret(&layout.secret_file())?;
     let rundir = layout.runtime_dir()?;
     let sock = rundir.join("proxy.sock");
@@ -195,9 +196,9 @@ pub fn access_summary() -> String {
 }
 
 /// The URL `ensure_running` would give for `name`, without starting anything.
-pub fn stable_url_for(name: &str) -> Result<String> {
+pub fn stable_url_for(layout: &Layout, name: &str) -> Result<String> {
     crate::cache::validate_name(name)?;
-    let mut layout = Layout::load()?;
+    let mut layout = layout.clone();
     // Shown URLs may be listed by an administrator: fix the port now, not at the first start.
     let running = match connect_control(&layout.socket_path()?)? {
         Some(s) => Some(exchange(&s, &Request::Status)?.port),
@@ -213,8 +214,7 @@ pub fn stable_url_for(name: &str) -> Result<String> {
 }
 
 /// The running proxy's state, or `None` when none runs.
-pub fn status() -> Result<Option<Status>> {
-    let layout = Layout::load()?;
+pub fn status(layout: &Layout) -> Result<Option<Status>> {
     let sock = layout.socket_path()?;
     match connect_control(&sock)? {
         Some(s) => exchange(&s, &Request::Status).map(Some),
@@ -223,8 +223,7 @@ pub fn status() -> Result<Option<Status>> {
 }
 
 /// Stops the running proxy; `false` when none ran.
-pub fn stop() -> Result<bool> {
-    let layout = Layout::load()?;
+pub fn stop(layout: &Layout) -> Result<bool> {
     let sock = layout.socket_path()?;
     let Some(s) = connect_control(&sock)? else {
         return Ok(false);
@@ -239,8 +238,7 @@ pub fn stop() -> Result<bool> {
 
 /// Makes a new URL secret; a running proxy switches to it at once. Returns the secret file
 /// and whether a running proxy took it.
-pub fn rotate_secret() -> Result<(PathBuf, bool)> {
-    let layout = Layout::load()?;
+pub fn rotate_secret(layout: &Layout) -> Result<(PathBuf, bool)> {
     let file = layout.secret_file();
     paths::rotate_secret(&file)?;
     let sock = layout.socket_path()?;
@@ -255,14 +253,12 @@ pub fn rotate_secret() -> Result<(PathBuf, bool)> {
 }
 
 /// Facts for `proxy status` when nothing runs: the port and where files are.
-pub fn describe() -> Result<(u16, PathBuf, PathBuf)> {
-    let layout = Layout::load()?;
+pub fn describe(layout: &Layout) -> Result<(u16, PathBuf, PathBuf)> {
     Ok((layout.port, layout.secret_file(), layout.log_file()))
 }
 
 /// The body of the hidden `proxy serve`: runs the proxy in the foreground until it is idle.
-pub fn serve(ui: &crate::ui::Ui) -> Result<()> {
-    let layout = Layout::load()?;
+pub fn serve(layout: Layout, ui: &crate::ui::Ui) -> Result<()> {
     let rundir = layout.runtime_dir()?;
     // One proxy per user. A previous one may still be finishing its exit: wait a little.
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -65,10 +65,10 @@ fn port_is_free(port: u16) -> bool {
 }
 
 impl Layout {
-    pub fn load() -> Result<Layout> {
-        let dirs = Dirs::new()?;
+    /// Resolves the layout from our directories and config.toml (and `NIXSTORE_AUTH_PROXY_IDLE_SECS`).
+    pub fn new(dirs: &Dirs, cfg: &Config) -> Result<Layout> {
+        let dirs = dirs.clone();
         let cfg_path = dirs.config_file();
-        let cfg = Config::load(&cfg_path)?;
         let port_file = dirs.state.join(PORT_FILE);
         let (port, port_origin) = match cfg.get_int(Some("proxy"), "port") {
             Some(p) if (1024..=65535).contains(&p) => (p as u16, PortOrigin::Config),
