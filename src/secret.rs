@@ -306,6 +306,65 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
         .with_context(|| format!("cannot set the mode of {}", path.display()))
 }
 
+/// Where an HTTPS cache's credential is, and whether it is there: the one presence check for
+/// `list`, `secret status` and `doctor`.
+pub struct CacheCredential {
+    /// Where it lives, for people: `netrc (PATH)`, the store's description, or "none".
+    pub place: String,
+    /// The netrc login (the recorded login for keyring tokens).
+    pub login: String,
+    /// The token, when it could be read (`None`: missing, or a keyring not asked).
+    pub token: Option<Zeroizing<String>>,
+    /// Whether a token is there (for a keyring not asked: what `use` recorded).
+    pub present: bool,
+}
+
+impl CacheCredential {
+    /// Looks up `entry`'s credential: its netrc entry, or its keyring token when `store` is
+    /// given (without one, the presence `use` recorded stands in: `list` opens no keyring).
+    pub fn of(entry: &crate::config::CacheEntry, store: Option<&SecretStore>) -> Result<Self> {
+        use crate::config::SecretStore as Where;
+        let machine = entry.kind.netrc_machine();
+        Ok(match (entry.secret_store, &entry.netrc, machine) {
+            (Where::Keyring, _, _) => {
+                let token = match store {
+                    Some(st) => st.get(&Account::CacheToken(&entry.name).to_string())?,
+                    None => None,
+                };
+                CacheCredential {
+                    place: store
+                        .map(SecretStore::describe)
+                        .unwrap_or_else(|| "keyring".into()),
+                    login: entry.login.clone(),
+                    present: if store.is_some() {
+                        token.is_some()
+                    } else {
+                        entry.has_token
+                    },
+                    token,
+                }
+            }
+            (Where::Netrc, Some(path), Some(machine)) => {
+                let netrc = crate::nix::read_netrc(path)?;
+                let found = netrc.as_ref().and_then(|n| n.get(&machine));
+                let token = netrc.as_ref().and_then(|n| n.password(&machine));
+                CacheCredential {
+                    place: format!("netrc ({})", path.display()),
+                    login: found.and_then(|e| e.login).unwrap_or_default(),
+                    present: token.is_some(),
+                    token,
+                }
+            }
+            (Where::Netrc, _, _) => CacheCredential {
+                place: "none".into(),
+                login: String::new(),
+                token: None,
+                present: false,
+            },
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

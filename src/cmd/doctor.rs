@@ -347,6 +347,7 @@ fn cache_checks(
                 c,
                 setup,
                 nix_ca_file(setup, user_view).as_deref(),
+                ctx,
             );
         }
         CacheKind::S3(s3) => s3_checks(r, &section, c, s3, setup, ctx),
@@ -571,19 +572,17 @@ fn https_probe(
     c: &CacheEntry,
     setup: &NixSetup,
     ca_file: Option<&Path>,
+    ctx: session::Ctx,
 ) {
     let url = format!("{}/nix-cache-info", c.kind.url());
     let machine = c.kind.netrc_machine().unwrap_or_default();
-    let credential = c
-        .netrc
-        .as_deref()
-        .and_then(|p| crate::nix::read_netrc(p).ok().flatten())
-        .and_then(|n| {
-            Some((
-                n.get(&machine)?.login.unwrap_or_default(),
-                n.password(&machine)?,
-            ))
-        });
+    // The keyring is asked for keyring caches: that is where `exec` takes the token from.
+    let store = (c.secret_store == SecretStore::Keyring)
+        .then(|| crate::secret::SecretStore::open(ctx.cfg, ctx.dirs, &Ui::silent()).ok())
+        .flatten();
+    let credential = crate::secret::CacheCredential::of(c, store.as_ref())
+        .ok()
+        .and_then(|cred| Some((cred.login, cred.token?)));
     if c.has_token && credential.is_none() && c.secret_store == SecretStore::Netrc {
         r.add(
             section,

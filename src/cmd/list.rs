@@ -42,21 +42,16 @@ fn describe(c: &CacheEntry) -> Row {
             ),
             true,
         ),
-        (CacheKind::Https { .. }, SecretStore::Keyring) => ("keyring".to_string(), c.has_token),
-        (CacheKind::Https { .. }, SecretStore::Netrc) => match (&c.netrc, c.kind.netrc_machine()) {
-            (Some(path), Some(machine)) => {
-                let present = crate::nix::read_netrc(path)
-                    .ok()
-                    .flatten()
-                    .and_then(|n| n.get(&machine))
-                    .is_some_and(|e| e.has_password);
-                if present {
-                    (format!("netrc ({})", path.display()), true)
-                } else {
+        // No keyring is opened for a listing: the presence `use` recorded stands in.
+        (CacheKind::Https { .. }, _) => match crate::secret::CacheCredential::of(c, None) {
+            Ok(cred) if cred.present => (cred.place, true),
+            Ok(cred) => match (&c.netrc, c.secret_store) {
+                (Some(path), SecretStore::Netrc) => {
                     (format!("missing from {}", path.display()), false)
                 }
-            }
-            _ => ("none".to_string(), false),
+                _ => (cred.place, false),
+            },
+            Err(e) => (format!("unreadable: {e:#}"), false),
         },
     };
     Row {

@@ -212,24 +212,13 @@ fn status_row(
                 "expires": expires,
             })
         }
-        (CacheKind::Https { .. }, Store::Keyring) => json!({
-            "name": e.name,
-            "kind": "https",
-            "where": store.describe(),
-            "present": store.get(&Account::CacheToken(&e.name).to_string())?.is_some(),
-        }),
-        (CacheKind::Https { .. }, Store::Netrc) => {
-            let present = match (&e.netrc, e.kind.netrc_machine()) {
-                (Some(p), Some(m)) => crate::nix::read_netrc(p)?
-                    .and_then(|n| n.get(&m))
-                    .is_some_and(|x| x.has_password),
-                _ => false,
-            };
+        (CacheKind::Https { .. }, _) => {
+            let cred = crate::secret::CacheCredential::of(e, Some(store))?;
             json!({
                 "name": e.name,
                 "kind": "https",
-                "where": e.netrc.as_ref().map(|p| format!("netrc {}", p.display())).unwrap_or_else(|| "none".into()),
-                "present": present,
+                "where": cred.place,
+                "present": cred.present,
             })
         }
     })
