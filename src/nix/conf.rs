@@ -1,4 +1,5 @@
-//! nix.conf parsing and editing that keeps every byte it does not change.
+//! nix.conf parsing and editing that keeps every byte it does not change (the line model it
+//! edits with is in `lines.rs`, setting names and aliases in `names.rs`).
 //!
 //! The reader mirrors Nix's own (libutil `applyConfig`): the file is split on `\n`, a `#` anywhere
 //! starts a comment, the rest is split on space, tab and CR; an empty result is ignored,
@@ -9,6 +10,9 @@
 //! Edits work on whole lines of the original text: unedited lines (comments, blank lines,
 //! trailing whitespace, CRLF, a missing final newline) come back byte for byte, and an appended
 //! line can be removed again to give the original bytes back.
+
+use super::lines::{LineEdit, LineSpan, append_line, rebuild, split_lines};
+use super::names::{Form, canonical_name, form_of};
 
 /// An error about a nix.conf text or a value meant for it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,188 +53,7 @@ pub struct Occurrence {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Line model shared with the netrc editor: byte offsets into the original text.
-
-/// One line of a text: `start..end` is its content, `end..next` its line ending
-/// (`"\n"`, `"\r\n"`, or empty for a last line without a final newline).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct LineSpan {
-    pub start: usize,
-    pub end: usize,
-    pub next: usize,
-}
-
-impl LineSpan {
-    pub(crate) fn has_eol(&self) -> bool {
-        self.next > self.end
-    }
-}
-
-/// Splits `text` into lines. A `\r` directly before `\n` belongs to the line ending, so CRLF
-/// files edit cleanly; a lone `\r` stays in the content.
-pub(crate) fn split_lines(text: &str) -> Vec<LineSpan> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::new();
-    let mut start = 0;
-    while start < bytes.len() {
-        match bytes[start..].iter().position(|&b| b == b'\n') {
-            Some(i) => {
-                let nl = start + i;
-                let end = if nl > start && bytes[nl - 1] == b'\r' {
-                    nl - 1
-                } else {
-                    nl
-                };
-                out.push(LineSpan {
-                    start,
-                    end,
-                    next: nl + 1,
-                });
-                start = nl + 1;
-            }
-            None => {
-                out.push(LineSpan {
-                    start,
-                    end: bytes.len(),
-                    next: bytes.len(),
-                });
-                break;
-            }
-        }
-    }
-    out
-}
-
-/// The line ending a new line should get: the file's first one, `\n` for a file without any.
-pub(crate) fn eol_style<'a>(text: &'a str, lines: &[LineSpan]) -> &'a str {
-    lines
-        .iter()
-        .find(|l| l.has_eol())
-        .map(|l| &text[l.end..l.next])
-        .unwrap_or("\n")
-}
-
-/// What to do with a range of lines.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum LineEdit {
-    /// Remove the lines with their line endings. Removing the last line of a file that lacks a
-    /// final newline also removes the line ending before it, so the file again ends without one
-    /// (the inverse of [`append_line`]).
-    Delete,
-    /// Replace the lines' content by this text, keeping the line ending of the last one.
-    Replace(String),
-}
-
-/// Applies edits given as `(first line, last line, edit)`, sorted and not overlapping.
-pub(crate) fn rebuild(
-    text: &str,
-    lines: &[LineSpan],
-    edits: &[(usize, usize, LineEdit)],
-) -> String {
-    let mut out = String::with_capacity(text.len() + 64);
-    let mut pos = 0; // byte offset in `text` copied so far
-    for (first, last, edit) in edits {
-        let (Some(f), Some(l)) = (lines.get(*first), lines.get(*last)) else {
-            continue;
-        };
-        if f.start < pos || l.next < f.start {
-            continue; // overlapping or reversed: ignore rather than corrupt the text
-        }
-        out.push_str(&text[pos..f.start]);
-        match edit {
-            LineEdit::Replace(content) => {
-                out.push_str(content);
-                out.push_str(&text[l.end..l.next]);
-            }
-            LineEdit::Delete => {
-                if !l.has_eol() {
-                    if out.ends_with("\r\n") {
-                        out.truncate(out.len() - 2);
-                    } else if out.ends_with('\n') {
-                        out.truncate(out.len() - 1);
-                    }
-                }
-            }
-        }
-        pos = l.next;
-    }
-    out.push_str(&text[pos..]);
-    out
-}
-
-/// Appends `line` as a line of its own. A file that ends in a newline gets `line` plus a
-/// newline; a file without a final newline gets a newline and then `line` without one, so that
-/// [`LineEdit::Delete`] of that line restores the original bytes (also after a re-parse).
-pub(crate) fn append_line(text: &str, line: &str) -> String {
-    let lines = split_lines(text);
-    let style = eol_style(text, &lines);
-    let mut out = String::with_capacity(text.len() + line.len() + 2);
-    out.push_str(text);
-    match lines.last() {
-        None => {
-            out.push_str(line);
-            out.push_str(style);
-        }
-        Some(last) if last.has_eol() => {
-            out.push_str(line);
-            out.push_str(&text[last.end..last.next]);
-        }
-        Some(_) => {
-            // A lone trailing `\r` must become part of a CRLF ending; otherwise removing the new
-            // line after a re-parse would take the `\r` with it.
-            let eol = if style == "\r\n" || text.ends_with('\r') {
-                "\r\n"
-            } else {
-                "\n"
-            };
-            out.push_str(eol);
-            out.push_str(line);
-        }
-    }
-    out
-}
-
-// ---------------------------------------------------------------------------------------------
 // Settings: names, aliases, validation.
-
-/// Legacy names Nix still accepts, as (canonical, alias).
-const ALIASES: &[(&str, &str)] = &[
-    ("substituters", "binary-caches"),
-    ("trusted-public-keys", "binary-cache-public-keys"),
-    ("trusted-substituters", "trusted-binary-caches"),
-];
-
-/// Maps a legacy alias to its canonical name; other names are returned unchanged.
-fn unalias(name: &str) -> &str {
-    ALIASES
-        .iter()
-        .find(|(_, alias)| *alias == name)
-        .map(|(canonical, _)| *canonical)
-        .unwrap_or(name)
-}
-
-/// The canonical setting a caller means: `extra-binary-caches`, `binary-caches` and
-/// `substituters` all mean `substituters`.
-pub fn canonical_name(name: &str) -> &str {
-    unalias(name.strip_prefix("extra-").unwrap_or(name))
-}
-
-/// How a key relates to a canonical setting name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Form {
-    /// `name` or a legacy alias: replaces the value.
-    Plain,
-    /// `extra-name` or `extra-alias`: appends.
-    Extra,
-}
-
-fn form_of(key: &str, canonical: &str) -> Option<Form> {
-    let (form, base) = match key.strip_prefix("extra-") {
-        Some(base) => (Form::Extra, base),
-        None => (Form::Plain, key),
-    };
-    (unalias(base) == canonical).then_some(form)
-}
 
 fn describe_char(c: char) -> String {
     match c {
@@ -1110,32 +933,6 @@ mod tests {
         let mut c = conf("a = 1\nb = 2\r\nnetrc-file = /x");
         assert!(c.unset("netrc-file"));
         assert_eq!(c.to_text(), "a = 1\nb = 2");
-    }
-
-    #[test]
-    fn line_helpers_round_trip() {
-        for text in [
-            "",
-            "a",
-            "a\n",
-            "a\r\n",
-            "a\r",
-            "\n\n",
-            "a\nb\r\nc",
-            "x\r\r\n",
-        ] {
-            let lines = split_lines(text);
-            assert_eq!(rebuild(text, &lines, &[]), text);
-            let appended = append_line(text, "NEW");
-            let re = split_lines(&appended);
-            let last = re.len() - 1;
-            assert_eq!(&appended[re[last].start..re[last].end], "NEW", "{text:?}");
-            assert_eq!(
-                rebuild(&appended, &re, &[(last, last, LineEdit::Delete)]),
-                text,
-                "{text:?}"
-            );
-        }
     }
 
     // ---- property tests ----

@@ -4,6 +4,8 @@ pub mod client_cache;
 pub mod conf;
 pub mod credential_plan;
 pub mod forward;
+pub mod lines;
+pub mod names;
 pub mod netrc;
 pub mod probe_cache;
 pub mod setup;

@@ -14,7 +14,7 @@ use std::fmt;
 
 use zeroize::{Zeroize, Zeroizing};
 
-use super::conf::{LineEdit, LineSpan, append_line, eol_style, rebuild, split_lines};
+use super::lines::{LineEdit, LineSpan, append_line, eol_style, rebuild, split_lines};
 
 /// An error about a netrc text or a value meant for it. Never contains a password.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -97,28 +97,12 @@ pub struct SettingsView {
     pub unreadable: Vec<PathBuf>,
 }
 
-/// Canonical name of a setting (legacy aliases mapped), and whether the form appends.
-pub fn canonical(key: &str) -> (String, bool) {
-    let (base, extra) = match key.strip_prefix("extra-") {
-        Some(b) => (b, true),
-        None => (key, false),
-    };
-    let base = match base {
-        "binary-caches" => "substituters",
-        "binary-cache-public-keys" => "trusted-public-keys",
-        "trusted-binary-caches" => "trusted-substituters",
-        "build-users-group" => "build-users-group",
-        other => other,
-    };
-    (base.to_string(), extra)
-}
-
 impl SettingsView {
     /// The list value of a setting after every file: plain lines replace, `extra-` lines append.
     pub fn list(&self, name: &str) -> Vec<String> {
         let mut out = Vec::new();
         for (key, values, _) in &self.assignments {
-            let (base, extra) = canonical(key);
+            let (base, extra) = super::names::split_key(key);
             if base == name {
                 if !extra {
                     out.clear();
@@ -134,7 +118,7 @@ impl SettingsView {
         self.assignments
             .iter()
             .rev()
-            .find(|(k, _, _)| canonical(k) == (name.to_string(), false))
+            .find(|(k, _, _)| super::names::split_key(k) == (name, false))
             .map(|(_, v, _)| v.join(" "))
     }
 
@@ -142,7 +126,7 @@ impl SettingsView {
     pub fn sources(&self, name: &str) -> Vec<(PathBuf, Vec<String>)> {
         self.assignments
             .iter()
-            .filter(|(k, _, _)| canonical(k).0 == name)
+            .filter(|(k, _, _)| super::names::split_key(k).0 == name)
             .map(|(_, v, f)| (f.clone(), v.clone()))
             .collect()
     }
