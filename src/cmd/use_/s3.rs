@@ -1,0 +1,137 @@
+//! `use` for an S3 cache: the public key, the recorded cache, and for an untrusted user the
+//! administrator's snippet with the proxy's URL in a root-only file.
+
+use super::*;
+
+pub(super) fn use_s3(
+    args: &UseArgs,
+    mut entry: CacheEntry,
+    config_path: &Path,
+    layout: &crate::proxy::Layout,
+    ui: &Ui,
+) -> Result<i32> {
+    if args.token_stdin || args.token_env.is_some() {
+        bail!(
+            "S3 caches take no token: credentials come from your AWS session (see `nixstore-auth login`)"
+        );
+    }
+    let setup = setup::probe(ProbeCache::ReadOnly)?;
+    let url = entry.kind.url();
+    // The daemon sees the proxy's stable URL, not the s3:// one.
+    let proxy_url = crate::proxy::stable_url_for(layout, &entry.name)?;
+    let target = target::decide(
+        args.edit.mode,
+        &setup,
+        &proxy_url,
+        args.edit.nix_conf.as_ref(),
+    );
+    let mut plan = Plan::new();
+    match target {
+        Target::Write { conf, .. } if !entry.public_keys.is_empty() => {
+            if let Some(why) = crate::fs::edit_blocker(&conf) {
+                bail!("cannot edit {}: {why}", conf.display());
+            }
+            let keys = entry.public_keys.clone();
+            plan.edit(&conf, 0o644, false, move |text| {
+                let mut c = NixConf::parse(text)?;
+                for k in &keys {
+                    c.add_value("trusted-public-keys", k)?;
+                }
+                Ok(c.to_text())
+            });
+            entry.nix_conf = Some(conf);
+        }
+        Target::Write { .. } | Target::SubstituterOnly { .. } => {}
+        Target::Print | Target::NeedsAdmin | Target::NixosModule => {
+            let conf_dir = setup.system_conf.parent().unwrap_or(Path::new("/etc/nix"));
+            let private = conf_dir.join(format!(
+                "nixstore-auth-{}-{}.conf",
+                crate::cache::sanitize_name(&setup.user),
+                entry.name
+            ));
+            let mut snippet = Snippet {
+                private: Some(PrivateFile {
+                    path: private.display().to_string(),
+                    settings: vec![(
+                        "extra-trusted-substituters".to_string(),
+                        vec![proxy_url.clone()],
+                    )],
+                }),
+                ..Snippet::default()
+            };
+            snippet.push("extra-trusted-public-keys", entry.public_keys.clone());
+            let format = args.format.on_nixos(target == Target::NixosModule);
+            if target == Target::NeedsAdmin && daemon_uses_proxy(layout, &entry.name) {
+                // Listed in a file we cannot read, and the running proxy has seen the daemon.
+                ui.info(format!(
+                    "the nix-daemon already fetches {url} through your proxy's URL (an administrator listed it in a file only root reads)"
+                ));
+                record(&mut plan, config_path, &entry, None);
+                if !args.edit.dry_run {
+                    plan.apply()?;
+                }
+                return Ok(0);
+            }
+            if target == Target::NeedsAdmin {
+                // Not explain_untrusted: for S3 the cache is recorded, and no later `use`
+                // edits the user's nix.conf (exec forwards the URL).
+                ui.warn(format!(
+                    "the nix-daemon does not trust user {:?}: it ignores the substituters that `exec` forwards to it",
+                    setup.user
+                ));
+                let recorded = if args.edit.dry_run {
+                    "dry run: the cache was not recorded"
+                } else {
+                    "the cache is recorded"
+                };
+                ui.info(format!(
+                    "{recorded}. An administrator can either allow your proxy's URL without trusting you (the lines below, then restart the nix-daemon; afterwards `nixstore-auth exec -- nix build ...` substitutes from it), or add you to `trusted-users` (which makes you effectively root).",
+                ));
+                if !setup.system.unreadable.is_empty() {
+                    ui.info(format!(
+                        "{} cannot be read by you, so whether it already lists your proxy's URL cannot be checked from here; after a first `nixstore-auth exec`, `nixstore-auth doctor {}` tells",
+                        setup.system.unreadable.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+                        entry.name
+                    ));
+                }
+            }
+            ui.warn(format!(
+                "the URL below contains your proxy's secret: keep it in {} (root-only, 0600) as shown, never in {}, which is readable by every local user (who could then read the bucket through your proxy while it runs). Rotate it with `nixstore-auth proxy rotate-secret` if it leaks.",
+                private.display(),
+                setup.system_conf.display()
+            ));
+            ui.out(format_args!("{}", snippet.render(format)))?;
+            if target != Target::Print {
+                // Record the cache anyway so that `exec` serves it once the administrator acted.
+                record(&mut plan, config_path, &entry, None);
+                if !args.edit.dry_run {
+                    plan.apply()?;
+                }
+                return Ok(EXIT_NEEDS_ADMIN);
+            }
+            return Ok(0);
+        }
+    }
+    record(&mut plan, config_path, &entry, None);
+    if args.edit.dry_run {
+        ui.out(format_args!("{}", plan.preview()?))?;
+        ui.info("dry run: nothing was changed");
+        return Ok(0);
+    }
+    for p in plan.apply()? {
+        ui.info(format!("updated {}", p.display()));
+    }
+    ui.info(format!(
+        "recorded {} as {:?}. No s3:// substituter was added to nix.conf: the nix-daemon cannot sign requests with your session. Run Nix through `nixstore-auth exec -- nix build ...` (or `eval \"$(nixstore-auth shell-init bash)\"`) to use it.",
+        url, entry.name
+    ));
+    Ok(0)
+}
+
+/// Whether the running proxy has seen root (the nix-daemon) fetch this cache through its URL.
+fn daemon_uses_proxy(layout: &crate::proxy::Layout, name: &str) -> bool {
+    crate::proxy::status(layout)
+        .ok()
+        .flatten()
+        .is_some_and(|st| st.mounts.iter().any(|m| m.name == name && m.daemon_used))
+}
