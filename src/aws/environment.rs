@@ -7,7 +7,7 @@ use zeroize::Zeroizing;
 
 use super::Credentials;
 use super::profile::Plan;
-use super::session::{Origin, Session, Target};
+use super::request::{Origin, Session, Target};
 use crate::ui::Ui;
 
 /// Marker set in `exec`'s child: the profile whose session the environment holds.

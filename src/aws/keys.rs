@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 
 use super::Credentials;
 use super::profile::{Base, Plan};
-use super::session::Ctx;
+use super::request::Ctx;
 use super::sts::io_runtime;
 use crate::secret::{Account, SecretStore};
 use crate::ui::Ui;

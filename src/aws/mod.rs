@@ -30,6 +30,7 @@ pub mod environment;
 mod keys;
 pub mod mfa;
 pub mod profile;
+mod request;
 pub mod session;
 pub mod session_cache;
 mod sts;

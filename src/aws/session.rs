@@ -28,9 +28,8 @@
 //!
 //! Nothing here prints or logs a secret: messages carry profile names, ARNs and key ids only.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
-use super::Credentials;
 use super::environment::{
     check_recursion, env_region, from_environment, mark_resolving, sts_endpoint,
 };
@@ -39,158 +38,13 @@ use super::mfa::{CodeSource, MfaCodes};
 use super::profile::{self, Base, Plan};
 use super::session_cache;
 use super::sts::{StsFailure, io_runtime, run_sts};
-use crate::config::{Config, Dirs};
 use crate::secret::SecretStore;
 use crate::ui::Ui;
 
 pub use super::environment::{EnvDelta, MARKER, RESOLVING, UNSET_VARS};
+pub use super::request::{Ctx, Origin, Session, SessionRequest};
+use super::request::{Target, target};
 pub use super::sts::{Identity, caller_identity};
-
-/// What the caller wants a session for.
-#[derive(Debug, Clone, Default)]
-pub struct SessionRequest {
-    /// `--profile`.
-    pub profile: Option<String>,
-    /// A recorded cache name or an `s3://` URL whose `profile=` and `region=` apply.
-    pub cache: Option<String>,
-    /// `--mfa-code` / NIXSTORE_AUTH_MFA_CODE.
-    pub mfa_code: Option<String>,
-    /// `--duration`: session length in seconds.
-    pub duration: Option<u32>,
-    /// Get a new session even if a cached one is still good (`login`).
-    pub force_refresh: bool,
-}
-
-impl SessionRequest {
-    /// A session for `profile` if one is named (it wins), else for the S3 cache `cache` (its
-    /// `profile=` and `region=` apply), else for `AWS_PROFILE` or `default`.
-    pub fn new(profile: Option<String>, cache: Option<String>) -> SessionRequest {
-        SessionRequest {
-            cache: if profile.is_some() { None } else { cache },
-            profile,
-            ..SessionRequest::default()
-        }
-    }
-
-    /// The MFA code to use instead of asking (`--mfa-code`, NIXSTORE_AUTH_MFA_CODE).
-    pub fn mfa_code(mut self, code: Option<String>) -> SessionRequest {
-        self.mfa_code = code;
-        self
-    }
-
-    /// The role session's length in seconds (`login --duration`).
-    pub fn duration(mut self, seconds: Option<u32>) -> SessionRequest {
-        self.duration = seconds;
-        self
-    }
-
-    /// A new session even if the cached one is still good (`login`).
-    pub fn force_refresh(mut self) -> SessionRequest {
-        self.force_refresh = true;
-        self
-    }
-}
-
-/// Where a session came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    /// The caller's environment (CI, `aws sso` exports, an outer `exec`).
-    Environment,
-    /// The session cache.
-    Cache,
-    /// A new STS session, now cached.
-    Fresh,
-    /// The profile's own credentials: long-term keys or aws-config's chain (not cached by us).
-    Profile,
-}
-
-impl Origin {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Origin::Environment => "environment",
-            Origin::Cache => "cache",
-            Origin::Fresh => "fresh",
-            Origin::Profile => "profile",
-        }
-    }
-}
-
-/// A resolved session. `Debug` shows no secret (see [`Credentials`]).
-#[derive(Debug, Clone)]
-pub struct Session {
-    pub credentials: Credentials,
-    /// The profile, `None` for credentials taken from the environment without a marker.
-    pub profile: Option<String>,
-    pub region: Option<String>,
-    pub origin: Origin,
-    /// The STS endpoint override in force, if any.
-    pub sts_endpoint: Option<String>,
-}
-
-/// Which profile and region a request means.
-pub(super) struct Target {
-    pub(super) profile: String,
-    /// Named by `--profile` or a cache ref (not just `AWS_PROFILE` or the default).
-    pub(super) explicit: bool,
-    pub(super) region: Option<String>,
-}
-
-fn target(req: &SessionRequest, cfg: &Config) -> Result<Target> {
-    let mut region = None;
-    let mut cache_profile = None;
-    if let Some(c) = &req.cache {
-        let kind = if crate::cache::looks_like_url(c) {
-            crate::cache::parse_url(c)?
-        } else {
-            cfg.find(c)?
-                .with_context(|| {
-                    format!("no cache named {c:?} is recorded: see `nixstore-auth list`")
-                })?
-                .kind
-        };
-        let crate::cache::CacheKind::S3(s3) = kind else {
-            bail!("{c:?} is not an S3 cache: AWS sessions are for s3:// caches");
-        };
-        region = s3.region;
-        cache_profile = s3.profile;
-    }
-    if let Some(p) = req.profile.clone().or(cache_profile) {
-        return Ok(Target {
-            profile: p,
-            explicit: true,
-            region,
-        });
-    }
-    let profile = std::env::var("AWS_PROFILE")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "default".to_string());
-    Ok(Target {
-        profile,
-        explicit: false,
-        region,
-    })
-}
-
-/// Everything resolving needs besides the request: our config (the secret store's backend,
-/// `session-refresh-margin`) and directories. The command loads them, once.
-#[derive(Clone, Copy)]
-pub struct Ctx<'a> {
-    pub cfg: &'a Config,
-    pub dirs: &'a Dirs,
-}
-
-impl<'a> Ctx<'a> {
-    pub fn new(cfg: &'a Config, dirs: &'a Dirs) -> Ctx<'a> {
-        Ctx { cfg, dirs }
-    }
-
-    fn margin(&self) -> i64 {
-        self.cfg
-            .get_int(None, "session-refresh-margin")
-            .unwrap_or(session_cache::DEFAULT_REFRESH_MARGIN)
-    }
-}
 
 /// The profiles, the target's plan, and the region and STS endpoint in force for it.
 fn planned(

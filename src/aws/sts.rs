@@ -7,7 +7,7 @@ use zeroize::Zeroizing;
 
 use super::Credentials;
 use super::profile::Plan;
-use super::session::Session;
+use super::request::Session;
 use crate::ui::Ui;
 
 /// Who a session belongs to.

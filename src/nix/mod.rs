@@ -11,6 +11,7 @@ pub mod probe_cache;
 pub mod setup;
 pub mod snippet;
 pub mod target;
+pub mod version;
 
 /// The netrc file at `path`: `None` when it is missing or does not parse (callers that edit it
 /// go through a `Plan`, which reports parse errors with the line).

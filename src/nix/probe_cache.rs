@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::setup::Version;
+use super::version::Version;
 
 /// Name of the cache file under the user's cache dir (the format is in the name).
 pub const FILE_NAME: &str = "nix-probe-v1.json";

@@ -7,7 +7,10 @@
 //! connection), and at most [`MAX_CONNECTIONS`] are open at once.
 
 use anyhow::{Context, Result};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -15,8 +18,8 @@ use tokio::net::TcpListener;
 use super::log::Refusals;
 use super::paths::{self, Layout};
 use super::peer;
-use super::server::handle;
-use super::state::State;
+use super::respond::Body;
+use super::state::{InFlight, State};
 
 /// Open connections served at once: well above Nix's `http-connections` (25) times several
 /// concurrent commands, far below the file limit.
@@ -119,4 +122,17 @@ pub async fn serve(state: Arc<State>, listener: TcpListener) {
             drop(slot);
         });
     }
+}
+
+/// Serves one request from a client owned by `peer_uid` (the proxy's own user, or root).
+async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+    peer_uid: u32,
+) -> Result<Response<Body>, Infallible> {
+    let guard = InFlight::new(&state);
+    Ok(match super::route::route(&state, &req, peer_uid) {
+        Ok(target) => super::upstream::forward(&state, target, req, guard).await,
+        Err(refusal) => *refusal,
+    })
 }

@@ -83,6 +83,12 @@ pub fn line(msg: &str) {
     }
 }
 
+/// One line in the proxy's log (its stderr), sanitised. Callers never pass secrets or request
+/// paths (the path starts with the URL secret); they pass `NAME/KEY`.
+pub fn log(msg: impl AsRef<str>) {
+    line(msg.as_ref());
+}
+
 /// Moves the full log aside and points stderr at a new file.
 fn rotate(path: &Path) {
     let _ = fs::rename(path, path.with_extension("log.1"));

@@ -37,6 +37,7 @@
 //!   and at once when idle with every session expired. Expired sessions are dropped: requests
 //!   then get 503 until a client brings a fresh one.
 
+mod clients;
 mod control;
 mod listen;
 mod log;
@@ -267,7 +268,7 @@ pub fn serve(layout: Layout, ui: &crate::ui::Ui) -> Result<()> {
             break l;
         }
         if Instant::now() > deadline {
-            server::log("another proxy already runs for this user; leaving");
+            log::log("another proxy already runs for this user; leaving");
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -281,7 +282,7 @@ pub fn serve(layout: Layout, ui: &crate::ui::Ui) -> Result<()> {
         .context("cannot start the async runtime")?;
     let result = rt.block_on(server::run(layout, secret, ui.verbose > 0));
     if let Err(e) = &result {
-        server::log(format!("error: {e:#}"));
+        log::log(format!("error: {e:#}"));
     }
     result
 }

@@ -7,8 +7,8 @@ use hyper::header;
 use hyper::{Method, Request, Response, StatusCode};
 use std::sync::Arc;
 
+use super::log::log;
 use super::respond::{Body, text};
-use super::server::log;
 use super::sign::Session;
 use super::state::{MountEntry, State};
 

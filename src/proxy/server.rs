@@ -2,38 +2,16 @@
 //! loop that keeps the proxy up while clients or requests remain.
 
 use anyhow::{Context, Result};
-use hyper::body::Incoming;
-use hyper::{Request, Response};
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::net::UnixListener;
 use zeroize::Zeroizing;
 
+use super::log::log;
 use super::paths::{self, Layout};
-use super::respond::Body;
-use super::state::{InFlight, MountEntry, State};
-
-/// One line in the proxy's log (its stderr), sanitised. Callers never pass secrets or request
-/// paths (the path starts with the URL secret); they pass `NAME/KEY`.
-pub fn log(msg: impl AsRef<str>) {
-    super::log::line(msg.as_ref());
-}
-
-/// Serves one request from a client owned by `peer_uid` (the proxy's own user, or root).
-pub(super) async fn handle(
-    state: Arc<State>,
-    req: Request<Incoming>,
-    peer_uid: u32,
-) -> Result<Response<Body>, Infallible> {
-    let guard = InFlight::new(&state);
-    Ok(match super::route::route(&state, &req, peer_uid) {
-        Ok(target) => super::upstream::forward(&state, target, req, guard).await,
-        Err(refusal) => *refusal,
-    })
-}
+use super::state::{MountEntry, State};
 
 /// Runs until stopped, or idle (no client, nothing in flight) for the grace period, or idle
 /// with no unexpired session left.
@@ -84,7 +62,7 @@ pub async fn run(layout: Layout, secret: Zeroizing<String>, verbose: bool) -> Re
     tokio::spawn(async move {
         loop {
             if let Ok((s, _)) = control.accept().await {
-                tokio::spawn(super::control::serve(st.clone(), s));
+                tokio::spawn(super::clients::serve(st.clone(), s));
             }
         }
     });

@@ -8,10 +8,16 @@ use std::sync::{Arc, Mutex, RwLock};
 use zeroize::Zeroizing;
 
 use super::control::{MountStatus, Reply, WireMount};
-use super::server::log;
+use super::log::log;
+use super::respond::Body;
 use super::sign::{self, Session};
-use super::upstream::Upstream;
 use crate::cache::S3Ref;
+
+/// The pooled client for S3.
+pub(super) type Upstream = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Body,
+>;
 
 pub(super) struct MountEntry {
     pub(super) s3: S3Ref,

@@ -12,16 +12,11 @@ use std::sync::atomic::Ordering;
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, SystemTime};
 
+use super::log::log;
 use super::respond::{Body, BoxError, empty, redirect, text};
 use super::route::Target;
-use super::server::log;
 use super::sign::{self, Verdict};
-use super::state::{InFlight, MountEntry, State};
-
-pub(super) type Upstream = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    Body,
->;
+use super::state::{InFlight, MountEntry, State, Upstream};
 
 /// The longest wait for S3's answer or for the next piece of its body.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
