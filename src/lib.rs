@@ -1,7 +1,9 @@
 //! nixstore-auth: credentials for private Nix binary caches, for the client and the daemon.
 //!
-//! The binary is a thin shell over these modules: `cmd` holds the clap tree and one file per
-//! subcommand; the rest are small models and editors that the commands glue to I/O.
+//! The binary is a thin shell over these modules: `cmd` holds the clap tree and one file (or
+//! folder) per subcommand; the rest are small models and editors that the commands glue to
+//! I/O. Models never import from `cmd`, and no two files import each other. ARCHITECTURE.md
+//! maps the modules and says where to change what.
 
 pub mod aws;
 pub mod cache;
