@@ -86,7 +86,7 @@ for f in tests/*.rs tests/*/main.rs; do
     *) name=$(basename "$f" .rs) ;;
   esac
   case $name in
-    e2e_*) e2e+=(--test "$name") ;;
+    e2e|e2e_*) e2e+=(--test "$name") ;;
     *) other+=(--test "$name") ;;
   esac
 done
