@@ -24,3 +24,4 @@ mod keyring;
 mod proxy;
 mod s3;
 mod s3_security;
+mod versions;

@@ -24,6 +24,8 @@ impl Drop for Killer {
 struct Env {
     home: PathBuf,
     runtime: PathBuf,
+    // Short (the control socket's path must fit in sun_path): removed on Drop.
+    _runtime: tempfile::TempDir,
     port: u16,
     nix: NixUnderTest,
     bin: PathBuf,
@@ -33,9 +35,12 @@ impl Env {
     fn new(e2e: &E2e, name: &str, port: u16) -> Env {
         let root = e2e.dir.as_path();
         let home = root.join(name);
-        let runtime = root.join(format!("{name}-run"));
+        let runtime_dir = tempfile::Builder::new()
+            .prefix("nsa-run-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let runtime = runtime_dir.path().to_path_buf();
         std::fs::create_dir_all(home.join(".config/nixstore-auth")).unwrap();
-        std::fs::create_dir_all(&runtime).unwrap();
         std::fs::write(
             home.join(".config/nixstore-auth/config.toml"),
             format!("[proxy]\nport = {port}\n"),
@@ -44,6 +49,7 @@ impl Env {
         Env {
             home,
             runtime,
+            _runtime: runtime_dir,
             port,
             nix: e2e.nix.clone(),
             bin: e2e.bin.clone(),

@@ -221,7 +221,8 @@ pub fn e2e_guard(nix_id: &str) -> Option<E2e> {
     let nix = NixUnderTest::named(nix_id);
     let prepared = nix.prepare();
     let tempdir = tempfile::Builder::new()
-        .prefix(&format!("nixstore-auth-e2e-{name}-{nix_id}-"))
+        // Short: Unix socket paths below it must fit in 107 bytes.
+        .prefix(&format!("nsa-e2e-{nix_id}-{name}-"))
         .tempdir_in("/tmp")
         .expect("create the test's directory under /tmp");
     let dir = tempdir.path().to_path_buf();

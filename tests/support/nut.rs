@@ -140,10 +140,21 @@ impl NixUnderTest {
                     if libc::chroot(root.as_ptr()) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }
-                    // A working directory outside the new root (none was set) becomes `/`.
+                    // The working directory (set with current_dir, before this runs) is now
+                    // outside the root: the kernel names it "(unreachable)/tmp/...". Under /tmp
+                    // (bind-mounted) the same path leads to it inside; else `/`. The raw system
+                    // call: glibc's getcwd refuses such a name.
                     let mut buf = [0u8; 4096];
-                    let cwd = libc::getcwd(buf.as_mut_ptr().cast(), buf.len());
-                    if cwd.is_null() || buf[0] != b'/' {
+                    let n = libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len() - 1);
+                    let prefix = b"(unreachable)";
+                    let mut moved = false;
+                    if n > 0 && buf.starts_with(prefix) {
+                        let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len() - 1);
+                        buf[len] = 0;
+                        let path = buf[prefix.len()..].as_ptr();
+                        moved = libc::chdir(path.cast()) == 0;
+                    }
+                    if !(moved || n > 0 && buf[0] == b'/') {
                         libc::chdir(c"/".as_ptr());
                     }
                     Ok(())
