@@ -26,27 +26,9 @@ fn cache_url(bed: &Bed) -> String {
     format!("http://127.0.0.1:{}/{}/{NAME}", bed.port, bed.url_secret())
 }
 
-/// `(status, body)` of a curl request as `user` (0: no HTTP answer at all). `extra` goes before
-/// the URL (`-g` for IPv6 literals, `-T FILE` to upload).
+/// `(status, body)` of a curl request as `user` (0: no HTTP answer at all), within 10 s.
 fn curl_as(user: &str, extra: &[&str], url: &str) -> (u16, String) {
-    let mut args = vec![
-        "-u",
-        user,
-        "--",
-        "curl",
-        "-s",
-        "-o",
-        "-",
-        "-w",
-        "\n%{http_code}",
-        "--max-time",
-        "10",
-    ];
-    args.extend_from_slice(extra);
-    args.push(url);
-    let out = run_root("runuser", args, None);
-    let (body, code) = out.stdout.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
+    curl_with(user, extra, url, 10)
 }
 
 /// `url` with its host replaced by `host` (an IPv6 literal in brackets, say).

@@ -423,24 +423,30 @@ pub fn curl_status(url: &str) -> (u16, String) {
 
 /// `curl_status` as another local user (through runuser).
 pub fn curl_status_as(user: &str, url: &str) -> (u16, String) {
-    let out = run_root(
-        "runuser",
-        [
-            "-u",
-            user,
-            "--",
-            "curl",
-            "-s",
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code}",
-            "--max-time",
-            "30",
-            url,
-        ],
-        None,
-    );
+    curl_with(user, &[], url, 30)
+}
+
+/// `(status, body)` of a curl request as `user` (through runuser; 0: no HTTP answer at all)
+/// that may take `max_secs`. `extra` goes before the URL (`-g` for IPv6 literals, `-T FILE` to
+/// upload). curl runs on the host: the loopback and the users' uids are the same for every Nix.
+pub fn curl_with(user: &str, extra: &[&str], url: &str, max_secs: u32) -> (u16, String) {
+    let max = max_secs.to_string();
+    let mut args = vec![
+        "-u",
+        user,
+        "--",
+        "curl",
+        "-s",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+        "--max-time",
+        &max,
+    ];
+    args.extend_from_slice(extra);
+    args.push(url);
+    let out = run_root("runuser", args, None);
     let (body, code) = out.stdout.rsplit_once('\n').unwrap_or(("", "0"));
     (code.trim().parse().unwrap_or(0), body.to_string())
 }
