@@ -67,7 +67,7 @@ for _ in $(seq 100); do
     (echo >"/dev/tcp/127.0.0.1/$moto_port") 2>/dev/null && break
     sleep 0.1
 done
-"$venv/bin/python" "$repo/tests/aws_support/setup_moto.py" "http://127.0.0.1:$moto_port" >"$work/bed.json"
+"$venv/bin/python" "$repo/tests/support/py/moto.py" aws-bed "http://127.0.0.1:$moto_port" >"$work/bed.json"
 field() { "$venv/bin/python" -c "import json,sys; print(json.load(open('$work/bed.json'))$1)"; }
 role=$(field '["roles"]["deploy"]')
 key_id=$(field '["access_key_id"]')

@@ -62,8 +62,9 @@ MIRROR=
 BOOTSTRAP_PACKAGES=(nix-bin ca-certificates)
 # What the end-to-end proofs need inside. Changing this list (or RECIPE) invalidates the stamp, so
 # the next `ensure` installs the difference into the existing chroot.
+# python3-boto3: the AWS proofs' readers (an AWS tool run under `exec`) inside the chroot.
 PACKAGES=(nix-bin ca-certificates curl dbus dbus-x11 gnome-keyring libsecret-tools tmux bash zsh fish
-  procps passwd adduser util-linux python3)
+  procps passwd adduser util-linux python3 python3-boto3)
 RECIPE=3
 # The base /etc/nix/nix.conf. No internet: cache.nixos.org would make every lookup retry, hence
 # `substituters =`. No systemd and no user namespaces for sandboxing here: `sandbox = false`.

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# The project's full test suite: installs what the tests need, then runs
-#   cargo fmt --check, cargo clippy --all-targets -D warnings, cargo test
-# with the end-to-end tests (tests/e2e_*.rs) switched on and run one at a time.
+# The project's full test suite: installs what the tests need (Debian packages, the moto venv,
+# the Nix 2.34 chroot), then runs cargo fmt --check, cargo clippy --all-targets -D warnings,
+# cargo test, and the end-to-end proofs (tests/e2e) one at a time on every Nix under test:
+# the host's Debian 12 Nix 2.8, then Debian sid's Nix 2.34 in a chroot. Prints each stage's time.
 #
 # Usage, from anywhere:   sudo ./scripts/test.sh      (or, as root: ./scripts/test.sh)
-# Idempotent: a second run installs nothing. Needs root because the end-to-end tests create users,
+#   NIXSTORE_AUTH_TEST_NIX=2.34 sudo -E ./scripts/test.sh   # the end-to-end proofs on one Nix
+# Idempotent: a second run installs nothing and reuses the chroot
+# (/var/cache/nixstore-auth-test/sid). Needs root because the end-to-end tests create users,
 # edit /etc/nix (restored afterwards) and run a nix-daemon and nginx on 127.0.0.1.
-# Environment: CI=true is honoured as is; NIXSTORE_AUTH_E2E=1 and NIXSTORE_AUTH_VENV are exported.
+# Environment: CI=true is honoured as is; NIXSTORE_AUTH_TEST_NIX (default: every version) selects
+# the Nix versions; NIXSTORE_AUTH_E2E=1 and NIXSTORE_AUTH_VENV are exported.
 set -uo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -14,6 +18,23 @@ cd "$repo" || exit 1
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Every stage's name and time, for the summary at the end.
+times=()
+started=$SECONDS
+timed() {
+  local name=$1 start=$SECONDS rc=0; shift
+  say "$name"
+  "$@" || rc=$?
+  times+=("$(printf '%5d s  %s%s' "$((SECONDS - start))" "$name" "$([ "$rc" -eq 0 ] || echo "  (FAILED)")")")
+  say "$name: $((SECONDS - start)) s"
+  return "$rc"
+}
+summary() {
+  printf '\n==> stage times\n' >&2
+  printf '%s\n' "${times[@]}" >&2
+  printf '%5d s  total\n' "$((SECONDS - started))" >&2
+}
 
 [ "$(id -u)" -eq 0 ] || die "run as root: sudo ./scripts/test.sh (the end-to-end tests create users and edit /etc/nix)"
 
@@ -31,27 +52,57 @@ quiet() {
 
 # --- Debian packages --------------------------------------------------------------------------
 # python3-venv gives `python3 -m venv` (with pip) on Debian; the rest is what the tests run.
+# debootstrap makes the chroot with Debian sid's Nix (scripts/nix-chroot.sh).
 packages=(nix-bin nginx-light apache2-utils gnome-keyring dbus libsecret-tools tmux zsh fish curl
-  ca-certificates openssl jq hyperfine python3-venv)
+  ca-certificates openssl jq hyperfine python3-venv debootstrap)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
 done
-if [ "${#missing[@]}" -gt 0 ]; then
+install_packages() {
   command -v apt-get >/dev/null || die "missing packages (${missing[*]}) and no apt-get: this script targets Debian 12"
   say "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   quiet "apt-get update" apt-get update -q
   quiet "apt-get install" apt-get install -y -q "${missing[@]}"
+}
+if [ "${#missing[@]}" -gt 0 ]; then
+  timed "Debian packages" install_packages
 fi
 
 # --- Python venv for the S3/STS test server (moto) ----------------------------------------------
 venv=$repo/.venv/testbed
-if ! "$venv/bin/python" -c 'import moto, boto3, flask' >/dev/null 2>&1 || [ ! -x "$venv/bin/moto_server" ]; then
+make_venv() {
   say "creating $venv with moto[server] and boto3"
   # Debian's own Python: python3-venv is installed for it, whatever `python3` is first on PATH.
   quiet "python venv" /usr/bin/python3 -m venv --clear "$venv"
   quiet "pip install" "$venv/bin/pip" install -q --disable-pip-version-check 'moto[server]' boto3
+}
+if ! "$venv/bin/python" -c 'import moto, boto3, flask' >/dev/null 2>&1 || [ ! -x "$venv/bin/moto_server" ]; then
+  timed "python venv (moto)" make_venv
+fi
+
+# --- The Nix versions under test ----------------------------------------------------------------
+# NIXSTORE_AUTH_TEST_NIX=2.8,2.34 (unset: all). 2.34 is Debian sid's, in a chroot that
+# scripts/nix-chroot.sh makes once (1-2 minutes) and reuses (cached under
+# /var/cache/nixstore-auth-test/ between runs).
+all_nix=(2.8 2.34)
+nix_versions=()
+IFS=, read -r -a wanted <<<"${NIXSTORE_AUTH_TEST_NIX:-$(IFS=,; echo "${all_nix[*]}")}"
+for v in "${wanted[@]}"; do
+  v=${v// /}
+  [ -n "$v" ] || continue
+  case " ${all_nix[*]} " in *" $v "*) nix_versions+=("$v") ;; *) die "NIXSTORE_AUTH_TEST_NIX: unknown Nix '$v' (known: ${all_nix[*]})" ;; esac
+done
+[ "${#nix_versions[@]}" -gt 0 ] || die "NIXSTORE_AUTH_TEST_NIX selects no Nix (known: ${all_nix[*]})"
+chroot_needed=false
+case " ${nix_versions[*]} " in *" 2.34 "*) chroot_needed=true ;; esac
+if $chroot_needed; then
+  timed "Nix 2.34 chroot (scripts/nix-chroot.sh ensure)" quiet "scripts/nix-chroot.sh ensure" bash scripts/nix-chroot.sh ensure \
+    || { summary; die "the Nix 2.34 chroot could not be made"; }
+  # The harness mounts it for each proof and unmounts it after; leave nothing mounted now either.
+  trap 'bash "$repo/scripts/nix-chroot.sh" umount >/dev/null 2>&1 || true; rm -rf "$logdir"' EXIT
+  bash scripts/nix-chroot.sh umount >/dev/null 2>&1 || true
 fi
 
 # --- Rust (rustup's toolchain; never Debian's rustc) --------------------------------------------
@@ -86,7 +137,7 @@ for f in tests/*.rs tests/*/main.rs; do
     *) name=$(basename "$f" .rs) ;;
   esac
   case $name in
-    e2e_*) e2e+=(--test "$name") ;;
+    e2e|e2e_*) e2e+=(--test "$name") ;;
     *) other+=(--test "$name") ;;
   esac
 done
@@ -94,20 +145,26 @@ done
 failed=()
 step() {
   local name=$1; shift
-  say "$name"
-  "$@" || failed+=("$name")
+  timed "$name" "$@" || failed+=("$name")
 }
 step "cargo fmt --check" cargo fmt --check
 step "cargo clippy" cargo clippy --all-targets --quiet -- -D warnings
+# Everything built once, so that the stages below time the tests, not the compiler.
+step "cargo build (tests)" cargo test --no-run --quiet --all-targets
 # Unit tests, binaries and the integration tests that leave the machine alone, in parallel.
 step "cargo test (unit, integration)" cargo test --lib --bins "${other[@]}"
 step "cargo test --doc" cargo test --doc
-# End-to-end tests share /etc/nix, the nix-daemon and test users: one at a time (they also take
-# the machine-wide lock /tmp/nixstore-auth-e2e.lock against other runs on this machine).
+# End-to-end proofs share /etc/nix, the nix-daemon and test users: one at a time (they also take
+# the machine-wide lock /tmp/nixstore-auth-e2e.lock against other runs on this machine), one Nix
+# after the other (proxies of equal uids would collide on the shared loopback).
 if [ "${#e2e[@]}" -gt 0 ]; then
-  step "cargo test (end-to-end)" cargo test "${e2e[@]}" -- --test-threads=1
+  for v in "${nix_versions[@]}"; do
+    NIXSTORE_AUTH_TEST_NIX=$v step "cargo test (end-to-end, Nix $v)" \
+      cargo test "${e2e[@]}" -- --test-threads=1 "::nix_${v//./_}"
+  done
 fi
 
+summary
 if [ "${#failed[@]}" -gt 0 ]; then
   printf 'FAILED: %s\n' "${failed[@]}" >&2
   exit 1

@@ -197,8 +197,10 @@ pub enum Via {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   nixstore-auth exec -- nix build .#package
-  nixstore-auth exec --profile work --mfa-code 123456 -- nix copy --to 's3://bucket?region=eu-west-1' ./result
-  nixstore-auth exec --cache my-bucket -- sh -c 'nixos-rebuild switch'")]
+  nixstore-auth exec --profile work --mfa-code 123456 -- nix-store -r /nix/store/HASH-NAME
+  nixstore-auth exec --cache my-bucket -- sh -c 'nixos-rebuild switch'
+  # Upload to an S3 cache with `push` (it copies through the proxy, so any Nix can):
+  nixstore-auth push my-bucket ./result --secret-key ~/.config/nix/cache-secret-key")]
 pub struct ExecArgs {
     /// A recorded cache to make available (repeatable; default: every recorded S3 or keyring cache)
     #[arg(add = ArgValueCompleter::new(complete_cache_names), long = "cache", value_name = "NAME")]

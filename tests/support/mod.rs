@@ -1,47 +1,51 @@
-//! Shared helpers for the end-to-end tests (`tests/e2e_*.rs`), against real parts only: a real
-//! `nix-daemon`, real unprivileged users, nginx with Basic auth and TLS, a real signed cache.
+//! The end-to-end harness (`tests/e2e/`), against real parts only: a real `nix-daemon` of each
+//! Nix under test, real unprivileged users, nginx with Basic auth and TLS, moto as S3/STS/IAM,
+//! the tests' STS front, a real Secret Service, real signed caches.
 //!
-//! These tests change machine state (users, `/etc/nix/nix.conf`, `/etc/nix/netrc`, the daemon),
-//! so:
-//! - they run only when `CI=true` or `NIXSTORE_AUTH_E2E=1`; otherwise [`e2e_guard`] prints a skip
-//!   line and the test returns. They need root; `sudo ./scripts/test.sh` installs what they need.
-//!   When they are switched on, a missing prerequisite fails the test: it never skips.
-//! - each test holds the machine-wide lock `/tmp/nixstore-auth-e2e.lock` for its whole run, as
+//! These proofs change machine state (users, `/etc/nix`, the daemon), so:
+//! - they run only when `CI=true` or `NIXSTORE_AUTH_E2E=1`; otherwise [`prove`] prints a skip
+//!   line and the test returns. They need root; `sudo ./scripts/test.sh` installs what they
+//!   need. When they are switched on, a missing prerequisite fails the test: it never skips.
+//! - every proof runs once per Nix under test ([`NixUnderTest`], selected with
+//!   `NIXSTORE_AUTH_TEST_NIX=2.8,2.34`, unset: all): [`proofs!`] makes one `#[test]` per version,
+//!   named `AREA::PROOF::nix_2_8` and `AREA::PROOF::nix_2_34`;
+//! - each holds the machine-wide lock `/tmp/nixstore-auth-e2e.lock` for its whole run, as
 //!   other developers on the same machine run them too;
 //! - every server listens on 127.0.0.1 on a port picked at run time, and every process, user and
-//!   file change is undone by a Drop guard, also when the test panics. Declare the guards after
-//!   the [`E2e`] value so that they drop before the lock is released.
+//!   file change is undone by a Drop guard, also when the test panics. The proof's guards drop
+//!   before its [`E2e`] (which unmounts the chroot and releases the lock).
 //!
 //! ```ignore
-//! mod support;
-//! use support::*;
-//!
-//! #[test]
-//! fn e2e_example() {
-//!     let Some(e2e) = e2e_guard() else { return };
-//!     let alice = TestUser::create(&e2e, "alice");
-//!     let daemon = NixDaemon::start(&e2e, NixConf::new().trusted_user(&alice.name));
-//!     let cache = SignedCache::create(&e2e, "example");
-//!     let nginx = Nginx::start(&e2e, NginxOptions::new(&cache.dir).basic_auth("me", "token"));
-//!     let out = alice.cmd(&e2e.bin).args(["list"]).run();
-//!     out.assert_success("nixstore-auth list");
+//! fn example_claim_in_words(e2e: &E2e) {
+//!     let alice = TestUser::create(e2e, "alice");
+//!     let daemon = NixDaemon::start(e2e, &NixConf::new().trusted_user(&alice.name));
+//!     let cache = SignedCache::create(e2e, "example");
+//!     let nginx = Nginx::start(e2e, NginxOptions::new(&cache.dir).basic_auth("me", "token"));
+//!     alice.cmd(&e2e.bin).args(["list"]).run().assert_success("nixstore-auth list");
 //! }
+//! proofs!(example_claim_in_words);
 //! ```
 //!
-//! Set `NIXSTORE_AUTH_E2E_KEEP=1` to keep a test's directory (logs, configs) for a post-mortem.
-#![allow(dead_code, unused_imports)] // each test crate uses a different part of this module
+//! Set `NIXSTORE_AUTH_E2E_KEEP=1` to keep a proof's directory (logs, configs) for a post-mortem.
+#![allow(dead_code, unused_imports, unused_macros)] // each test crate uses a different part
 
+mod aws;
+mod fixtures;
 mod nginx;
 mod nix;
+mod nut;
 mod s3;
 mod service;
 mod users;
 
+pub use aws::{AwsBed, Home, MFA_SERIAL, text};
+pub use fixtures::*;
 pub use nginx::{AccessEntry, Nginx, NginxOptions, Tls};
-pub use nix::{NixConf, NixDaemon, SignedCache, root_nix};
+pub use nix::{ExtraPaths, NixConf, NixDaemon, SignedCache, add_paths, cache_secret_key, root_nix};
+pub use nut::{ALL as ALL_NIX, NixUnderTest, Prepared, SELECT_VAR};
 pub use s3::*;
-pub use service::{Moto, ProcStat, Service, port_open, processes, venv_bin};
-pub use users::{TestUser, UserCmd};
+pub use service::{Moto, ProcStat, Service, StsFront, port_open, processes, venv_bin};
+pub use users::{TestUser, USER_PATH, UserCmd};
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -53,11 +57,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// The machine-wide lock every end-to-end test holds for its whole run.
+/// The machine-wide lock every end-to-end proof holds for its whole run.
 pub const LOCK_PATH: &str = "/tmp/nixstore-auth-e2e.lock";
 
 /// How long a command may run before [`run`] kills it (Nix retries can hang for minutes).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The support scripts (tests/support/py), copied into each proof's directory.
+const SCRIPTS: &[(&str, &str)] = &[
+    ("moto.py", include_str!("py/moto.py")),
+    ("sts_front.py", include_str!("py/sts_front.py")),
+    ("s3get.py", include_str!("py/s3get.py")),
+    ("flood.py", include_str!("py/flood.py")),
+    ("squat.py", include_str!("py/squat.py")),
+    ("slow_client.py", include_str!("py/slow_client.py")),
+];
 
 /// Whether end-to-end tests are switched on (`CI=true` or `NIXSTORE_AUTH_E2E=1`).
 pub fn e2e_enabled() -> bool {
@@ -70,11 +84,18 @@ pub fn note(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
-/// The running test's name (libtest names each test's thread after it).
+/// The running test's name (libtest names each test's thread after it); for a proof
+/// (`AREA::PROOF::nix_2_8`) the proof's name.
 pub fn test_name() -> String {
     let thread = std::thread::current();
     let name = thread.name().unwrap_or("e2e");
-    name.rsplit("::").next().unwrap_or(name).to_string()
+    let mut parts = name.rsplit("::");
+    let last = parts.next().unwrap_or(name);
+    if last.starts_with("nix_") {
+        parts.next().unwrap_or(last).to_string()
+    } else {
+        last.to_string()
+    }
 }
 
 /// A unique, short, lowercase tag (for file contents, key names, user names).
@@ -89,29 +110,83 @@ pub fn unique_tag() -> String {
     )
 }
 
-/// Everything an end-to-end test owns for its duration: the lock, a scratch directory, and a
-/// copy of the built binary that unprivileged users can execute.
+/// Makes one `#[test]` per Nix under test for each named proof (`fn PROOF(e2e: &E2e)`):
+/// `PROOF::nix_2_8` and `PROOF::nix_2_34`. `proofs!(only "2.34": PROOF, ...)` makes the test
+/// for that Nix alone (a proof of something only that version has).
+#[macro_export]
+macro_rules! proofs {
+    (only $id:literal: $($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn nix_2_34() {
+                    assert_eq!($id, "2.34");
+                    $crate::support::prove("2.34", super::$name);
+                }
+            }
+        )*
+    };
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn nix_2_8() {
+                    $crate::support::prove("2.8", super::$name);
+                }
+                #[test]
+                fn nix_2_34() {
+                    $crate::support::prove("2.34", super::$name);
+                }
+            }
+        )*
+    };
+}
+
+/// Runs `proof` against the Nix `nix_id` if end-to-end proofs are switched on and that Nix is
+/// selected (else prints a skip line and returns).
+pub fn prove(nix_id: &str, proof: fn(&E2e)) {
+    let Some(e2e) = e2e_guard(nix_id) else {
+        return;
+    };
+    proof(&e2e);
+}
+
+/// Everything an end-to-end proof owns for its duration: the lock, the Nix under test (mounted,
+/// for the chroot), a scratch directory, and a copy of the built binary that unprivileged users
+/// can execute (also inside the chroot).
 pub struct E2e {
-    /// The test's name (from its thread).
+    /// The proof's name (from its thread).
     pub name: String,
-    /// Scratch directory, mode 0755 so that test users can reach their homes below it. Put
-    /// secrets in 0700 subdirectories ([`E2e::private_dir`]).
+    /// The Nix this run of the proof is against.
+    pub nix: NixUnderTest,
+    /// Scratch directory under /tmp, mode 0755 so that test users can reach their homes below
+    /// it. Put secrets in 0700 subdirectories ([`E2e::private_dir`]).
     pub dir: PathBuf,
     /// `nixstore-auth` built by cargo for this test run, copied into `dir` (mode 0755).
     pub bin: PathBuf,
     tempdir: Option<tempfile::TempDir>,
+    // Unmounted after the directory is gone, before the lock is released.
+    _prepared: Prepared,
     _lock: File,
 }
 
-/// Starts an end-to-end test: `None` (after printing a skip line) unless `CI=true` or
-/// `NIXSTORE_AUTH_E2E=1`; otherwise waits for the machine-wide lock and returns the test's
-/// [`E2e`]. Panics when not root: switched-on end-to-end tests never skip.
-pub fn e2e_guard() -> Option<E2e> {
+/// Starts an end-to-end proof on the Nix `nix_id`: `None` (after printing a skip line) unless
+/// `CI=true` or `NIXSTORE_AUTH_E2E=1` and [`SELECT_VAR`] selects that Nix; otherwise waits for
+/// the machine-wide lock, prepares the Nix and returns the proof's [`E2e`]. Panics when not
+/// root: switched-on end-to-end tests never skip.
+pub fn e2e_guard(nix_id: &str) -> Option<E2e> {
     let name = test_name();
     if !e2e_enabled() {
         note(&format!(
-            "skipping end-to-end test {name}: set NIXSTORE_AUTH_E2E=1 or CI=true to run it \
-             (as root: sudo ./scripts/test.sh)"
+            "skipping end-to-end test {name} on Nix {nix_id}: set NIXSTORE_AUTH_E2E=1 or CI=true \
+             to run it (as root: sudo ./scripts/test.sh)"
+        ));
+        return None;
+    }
+    if !NixUnderTest::selected(nix_id) {
+        note(&format!(
+            "skipping end-to-end test {name} on Nix {nix_id}: {SELECT_VAR}={}",
+            std::env::var(SELECT_VAR).unwrap_or_default()
         ));
         return None;
     }
@@ -143,18 +218,29 @@ pub fn e2e_guard() -> Option<E2e> {
             std::io::Error::last_os_error()
         );
     }
+    let nix = NixUnderTest::named(nix_id);
+    let prepared = nix.prepare();
     let tempdir = tempfile::Builder::new()
-        .prefix(&format!("nixstore-auth-e2e-{name}-"))
+        // Short: Unix socket paths below it must fit in 107 bytes.
+        .prefix(&format!("nsa-e2e-{nix_id}-{name}-"))
         .tempdir_in("/tmp")
         .expect("create the test's directory under /tmp");
     let dir = tempdir.path().to_path_buf();
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-    // The target dir may sit under a home that other users cannot enter: copy the binary.
+    // The target dir may sit under a home that other users cannot enter, and outside the
+    // chroot: copy the binary.
     let bin = dir.join("bin/nixstore-auth");
     fs::create_dir_all(bin.parent().unwrap()).unwrap();
     fs::set_permissions(bin.parent().unwrap(), fs::Permissions::from_mode(0o755)).unwrap();
     fs::copy(env!("CARGO_BIN_EXE_nixstore-auth"), &bin).expect("copy the built binary");
     fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    let scripts = dir.join("py");
+    fs::create_dir_all(&scripts).unwrap();
+    fs::set_permissions(&scripts, fs::Permissions::from_mode(0o755)).unwrap();
+    for (file, text) in SCRIPTS {
+        fs::write(scripts.join(file), text).unwrap();
+        fs::set_permissions(scripts.join(file), fs::Permissions::from_mode(0o644)).unwrap();
+    }
     let keep = std::env::var("NIXSTORE_AUTH_E2E_KEEP").is_ok_and(|v| v == "1");
     let tempdir = if keep {
         note(&format!("{name}: keeping {}", dir.display()));
@@ -163,11 +249,14 @@ pub fn e2e_guard() -> Option<E2e> {
     } else {
         Some(tempdir)
     };
+    note(&format!("{name}: on Nix {} ({})", nix.version(), nix.how));
     Some(E2e {
         name,
+        nix,
         dir,
         bin,
         tempdir,
+        _prepared: prepared,
         _lock: lock,
     })
 }
@@ -179,6 +268,19 @@ impl E2e {
         fs::create_dir_all(&dir).unwrap();
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
         dir
+    }
+
+    /// A support script (tests/support/py/NAME), readable by all, inside the proof's directory
+    /// (so at the same path inside the chroot).
+    pub fn script(&self, name: &str) -> PathBuf {
+        let path = self.dir.join("py").join(name);
+        assert!(path.exists(), "no support script {name}");
+        path
+    }
+
+    /// Whether this run is against Nix `id` (`"2.8"`, `"2.34"`).
+    pub fn on(&self, id: &str) -> bool {
+        self.nix.id == id
     }
 }
 

@@ -1,7 +1,9 @@
-//! The system's Nix: `/etc/nix` (backed up and restored), a `nix-daemon` we start and stop, and
-//! signed binary caches made with the real `nix` tools.
+//! The Nix under test's `/etc/nix` (backed up and restored), a `nix-daemon` we start and stop,
+//! and signed binary caches made with the real `nix` tools of that Nix.
 
-use super::{E2e, Output, Service, kill_group, note, processes, run, unique_tag, wait_until};
+use super::{
+    E2e, NixUnderTest, Output, Service, kill_group, note, processes, run, unique_tag, wait_until,
+};
 use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;
@@ -10,12 +12,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-pub const ETC_NIX: &str = "/etc/nix";
-pub const DAEMON_SOCKET: &str = "/nix/var/nix/daemon-socket/socket";
 /// Backup of the files we rewrite; left behind only by a killed test run, restored by the next.
-const BACKUP_DIR: &str = "/tmp/nixstore-auth-e2e-etc-nix.bak";
+fn backup_dir(nix: &NixUnderTest) -> PathBuf {
+    PathBuf::from(format!("/tmp/nixstore-auth-e2e-etc-nix-{}.bak", nix.id))
+}
 /// The pid of the daemon we run, so that a run after a killed one can end that daemon.
-const PID_FILE: &str = "/tmp/nixstore-auth-e2e-daemon.pid";
+fn pid_file(nix: &NixUnderTest) -> PathBuf {
+    PathBuf::from(format!("/tmp/nixstore-auth-e2e-daemon-{}.pid", nix.id))
+}
 const MANAGED: [&str; 2] = ["nix.conf", "netrc"];
 
 /// The `/etc/nix/nix.conf` a test runs with. Always: `substituters =` (there is no internet:
@@ -70,22 +74,33 @@ impl NixConf {
     }
 }
 
-/// Saves `/etc/nix/nix.conf` and `/etc/nix/netrc` (or their absence) and puts them back on Drop.
-struct EtcNixBackup;
+/// Saves the Nix's `/etc/nix/nix.conf` and `/etc/nix/netrc` (or their absence) and puts them
+/// back on Drop.
+struct EtcNixBackup {
+    etc: PathBuf,
+    backup: PathBuf,
+}
 
 impl EtcNixBackup {
-    fn take() -> EtcNixBackup {
-        let backup = Path::new(BACKUP_DIR);
+    fn take(nix: &NixUnderTest) -> EtcNixBackup {
+        let this = EtcNixBackup {
+            etc: nix.etc_nix(),
+            backup: backup_dir(nix),
+        };
+        let backup = this.backup.as_path();
         if backup.join("complete").exists() {
-            note("restoring /etc/nix from a previous end-to-end run that did not finish");
-            restore_etc_nix();
+            note(&format!(
+                "restoring {} from a previous end-to-end run that did not finish",
+                this.etc.display()
+            ));
+            this.restore();
         }
         let _ = fs::remove_dir_all(backup);
         fs::create_dir_all(backup).unwrap();
         fs::set_permissions(backup, fs::Permissions::from_mode(0o700)).unwrap();
-        fs::create_dir_all(ETC_NIX).unwrap();
+        fs::create_dir_all(&this.etc).unwrap();
         for name in MANAGED {
-            let src = Path::new(ETC_NIX).join(name);
+            let src = this.etc.join(name);
             match fs::symlink_metadata(&src) {
                 Ok(meta) => {
                     // A symlinked /etc/nix/nix.conf (NixOS, home-grown setups) is not ours to rewrite.
@@ -103,34 +118,36 @@ impl EtcNixBackup {
             }
         }
         fs::write(backup.join("complete"), "").unwrap();
-        EtcNixBackup
+        this
     }
-}
 
-fn restore_etc_nix() {
-    let backup = Path::new(BACKUP_DIR);
-    for name in MANAGED {
-        let dst = Path::new(ETC_NIX).join(name);
-        if backup.join(format!("{name}.absent")).exists() {
-            let _ = fs::remove_file(&dst);
-        } else {
-            // fs::copy keeps the backup's mode (copied from the original).
-            fs::copy(backup.join(name), &dst).unwrap();
+    fn restore(&self) {
+        let backup = self.backup.as_path();
+        for name in MANAGED {
+            let dst = self.etc.join(name);
+            if backup.join(format!("{name}.absent")).exists() {
+                let _ = fs::remove_file(&dst);
+            } else {
+                // fs::copy keeps the backup's mode (copied from the original).
+                fs::copy(backup.join(name), &dst).unwrap();
+            }
         }
+        let _ = fs::remove_dir_all(backup);
     }
-    let _ = fs::remove_dir_all(backup);
 }
 
 impl Drop for EtcNixBackup {
     fn drop(&mut self) {
-        restore_etc_nix();
+        self.restore();
     }
 }
 
-/// A `nix-daemon` started by the test (in its own session, HOME in the test's directory so that
-/// its narinfo cache `~/.cache/nix` is fresh per test) with `/etc/nix` rewritten from a
-/// [`NixConf`]. On Drop: the daemon is stopped and `/etc/nix` restored.
+/// A `nix-daemon` of the Nix under test, started by the test (in its own session, HOME in the
+/// test's directory so that its narinfo cache `~/.cache/nix` is fresh per test) with that Nix's
+/// `/etc/nix` rewritten from a [`NixConf`]. On Drop: the daemon is stopped and `/etc/nix`
+/// restored.
 pub struct NixDaemon {
+    nix: NixUnderTest,
     service: Option<Service>,
     pub log: PathBuf,
     home: PathBuf,
@@ -143,10 +160,11 @@ impl NixDaemon {
     /// Writes `/etc/nix/nix.conf` from `conf`, removes `/etc/nix/netrc` (write one with
     /// [`NixDaemon::write_netrc`]) and starts the daemon. Panics if another nix-daemon runs.
     pub fn start(e2e: &E2e, conf: &NixConf) -> NixDaemon {
-        end_leftover_daemon();
-        let backup = EtcNixBackup::take();
+        end_leftover_daemon(&e2e.nix);
+        let backup = EtcNixBackup::take(&e2e.nix);
         let home = e2e.private_dir("daemon-home");
         let mut daemon = NixDaemon {
+            nix: e2e.nix.clone(),
             service: None,
             log: e2e.dir.join("nix-daemon.log"),
             home,
@@ -154,9 +172,14 @@ impl NixDaemon {
             _backup: backup,
         };
         daemon.write_conf(&conf.render());
-        let _ = fs::remove_file(Path::new(ETC_NIX).join("netrc"));
+        let _ = fs::remove_file(daemon.etc_file("netrc"));
         daemon.spawn();
         daemon
+    }
+
+    /// A file of this Nix's `/etc/nix`, host side.
+    pub fn etc_file(&self, name: &str) -> PathBuf {
+        self.nix.etc_nix().join(name)
     }
 
     /// Rewrites `/etc/nix/nix.conf` from `conf`, takes its CA bundle, and restarts the daemon.
@@ -168,7 +191,7 @@ impl NixDaemon {
 
     /// Replaces `/etc/nix/nix.conf` (the daemon reads it at start: [`NixDaemon::restart`]).
     pub fn write_conf(&self, text: &str) {
-        let path = Path::new(ETC_NIX).join("nix.conf");
+        let path = self.etc_file("nix.conf");
         fs::write(&path, text).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
     }
@@ -188,15 +211,20 @@ impl NixDaemon {
 
     /// The current `/etc/nix/nix.conf`.
     pub fn conf(&self) -> String {
-        fs::read_to_string(Path::new(ETC_NIX).join("nix.conf")).unwrap_or_default()
+        fs::read_to_string(self.etc_file("nix.conf")).unwrap_or_default()
     }
 
     /// Writes the daemon's own netrc `/etc/nix/netrc` (mode 0600, as a token file should be).
     pub fn write_netrc(&self, text: &str) {
-        let path = Path::new(ETC_NIX).join("netrc");
+        let path = self.etc_file("netrc");
         fs::write(&path, "").unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         fs::write(&path, text).unwrap();
+    }
+
+    /// Removes the daemon's netrc `/etc/nix/netrc`.
+    pub fn remove_netrc(&self) {
+        fs::remove_file(self.etc_file("netrc")).unwrap();
     }
 
     /// Stops and starts the daemon, e.g. after a change to `/etc/nix/nix.conf`.
@@ -211,7 +239,7 @@ impl NixDaemon {
     }
 
     fn spawn(&mut self) {
-        let mut cmd = Command::new("nix-daemon");
+        let mut cmd = self.nix.command("nix-daemon");
         cmd.env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .env("HOME", &self.home)
@@ -221,21 +249,22 @@ impl NixDaemon {
         }
         // A stale socket file from the previous daemon refuses connections until the new one
         // has replaced it.
+        let socket = self.nix.daemon_socket();
         let service = Service::spawn(
-            "nix-daemon",
+            &format!("nix-daemon (Nix {})", self.nix.id),
             cmd,
             &self.log,
             Duration::from_secs(20),
-            || UnixStream::connect(DAEMON_SOCKET).is_ok(),
+            || UnixStream::connect(&socket).is_ok(),
         );
-        fs::write(PID_FILE, service.pid().unwrap().to_string()).unwrap();
+        fs::write(pid_file(&self.nix), service.pid().unwrap().to_string()).unwrap();
         self.service = Some(service);
     }
 
     fn stop(&mut self) {
         if let Some(mut service) = self.service.take() {
             service.stop();
-            let _ = fs::remove_file(PID_FILE);
+            let _ = fs::remove_file(pid_file(&self.nix));
         }
     }
 }
@@ -247,10 +276,11 @@ impl Drop for NixDaemon {
     }
 }
 
-/// Ends a daemon left by a killed earlier run of ours (pid file), and refuses to run next to a
-/// nix-daemon somebody else started: the tests rewrite its configuration.
-fn end_leftover_daemon() {
-    if let Ok(pid) = fs::read_to_string(PID_FILE) {
+/// Ends a daemon of this Nix left by a killed earlier run of ours (pid file), and refuses to run
+/// next to a nix-daemon of this Nix somebody else started: the tests rewrite its configuration.
+fn end_leftover_daemon(nix: &NixUnderTest) {
+    let pid_file = pid_file(nix);
+    if let Ok(pid) = fs::read_to_string(&pid_file) {
         if let Ok(pid) = pid.trim().parse::<u32>() {
             let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
             if comm.trim() == "nix-daemon" {
@@ -265,42 +295,49 @@ fn end_leftover_daemon() {
                 );
             }
         }
-        let _ = fs::remove_file(PID_FILE);
+        let _ = fs::remove_file(&pid_file);
     }
     // A daemon that is just exiting gets a moment; one somebody else runs does not go away.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        // A daemon in a chroot (another Nix under test) has its own store and /etc/nix.
-        let others = processes(|p| p.comm == "nix-daemon" && in_our_root(p.pid));
+        // Only daemons of this Nix (same root directory): another Nix has its own store and
+        // /etc/nix.
+        let others = processes(|p| p.comm == "nix-daemon" && in_root_of(p.pid, nix));
         if others.is_empty() {
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "a nix-daemon is already running (pids: {}); the end-to-end tests start their own \
-             with a test configuration: stop it first",
+            "a nix-daemon of Nix {} is already running (pids: {}); the end-to-end tests start \
+             their own with a test configuration: stop it first{}",
+            nix.id,
             others
                 .iter()
                 .map(|p| p.pid.to_string())
                 .collect::<Vec<_>>()
-                .join(" ")
+                .join(" "),
+            if nix.in_chroot() {
+                " (scripts/nix-chroot.sh stop-daemon)"
+            } else {
+                ""
+            }
         );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
-/// Whether process `pid` sees the same root directory as we do (not a chroot's).
-fn in_our_root(pid: u32) -> bool {
-    let ours = fs::canonicalize("/proc/self/root").ok();
-    fs::canonicalize(format!("/proc/{pid}/root")).ok() == ours
+/// Whether process `pid` runs in the root directory of `nix` (ours, or the chroot).
+fn in_root_of(pid: u32, nix: &NixUnderTest) -> bool {
+    let root = fs::canonicalize(nix.host_path("/")).ok();
+    fs::canonicalize(format!("/proc/{pid}/root")).ok() == root
 }
 
-/// A root `nix`/`nix-store` command on the local store (no daemon), HOME in the test's directory
-/// so that root's own `~/.cache/nix` stays untouched. `nix` commands get
-/// `--extra-experimental-features nix-command`.
+/// A root `nix`/`nix-store` command of the Nix under test on its local store (no daemon), HOME
+/// in the test's directory so that root's own `~/.cache/nix` stays untouched. `nix` commands
+/// get `--extra-experimental-features nix-command`.
 pub fn root_nix(e2e: &E2e, program: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
     let home = e2e.private_dir("root-home");
-    let mut cmd = Command::new(program);
+    let mut cmd = e2e.nix.command(program);
     cmd.env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .env("HOME", &home)
@@ -310,6 +347,18 @@ pub fn root_nix(e2e: &E2e, program: &str, args: &[&str], stdin: Option<&[u8]>) -
     }
     cmd.args(args);
     run(&mut cmd, stdin, super::DEFAULT_TIMEOUT)
+}
+
+/// Deletes store paths of `nix`, quietly (Drop guards: the paths may already be gone).
+fn delete_quietly(nix: &NixUnderTest, home: &Path, paths: &[String]) {
+    let _ = nix
+        .command("nix-store")
+        .arg("--delete")
+        .args(paths)
+        .env("HOME", home)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// A binary cache directory (`nix copy --to file://DIR`) holding one store path with unique
@@ -323,6 +372,7 @@ pub struct SignedCache {
     /// `name:base64` public key that verifies the cache's signatures.
     pub public_key: String,
     e2e_dir: PathBuf,
+    nix: NixUnderTest,
 }
 
 impl SignedCache {
@@ -390,6 +440,7 @@ impl SignedCache {
             store_path,
             public_key,
             e2e_dir: e2e.dir.clone(),
+            nix: e2e.nix.clone(),
         };
         cache.delete_local(e2e);
         assert!(
@@ -432,11 +483,96 @@ impl SignedCache {
 impl Drop for SignedCache {
     fn drop(&mut self) {
         // Keep the store clean; errors do not matter (the path may already be gone).
-        let _ = Command::new("nix-store")
-            .args(["--delete", &self.store_path])
-            .env("HOME", &self.e2e_dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        delete_quietly(
+            &self.nix,
+            &self.e2e_dir,
+            std::slice::from_ref(&self.store_path),
+        );
+    }
+}
+
+/// Store paths made for a test, signed with a cache's key and copied to a `file://` directory,
+/// deleted from the local store (now and on Drop).
+pub struct ExtraPaths {
+    pub dir: PathBuf,
+    pub paths: Vec<String>,
+    e2e_dir: PathBuf,
+    nix: NixUnderTest,
+}
+
+/// `n` new store paths with unique contents (named `nixstore-auth-e2e-TAG-I`).
+pub fn add_paths(e2e: &E2e, tag: &str, n: usize) -> Vec<String> {
+    let work = e2e.private_dir(&format!("paths-{tag}"));
+    let unique = unique_tag();
+    let files: Vec<String> = (0..n)
+        .map(|i| {
+            let f = work.join(format!("nixstore-auth-e2e-{tag}-{i}"));
+            fs::write(&f, format!("{} {tag} {i} {unique}\n", e2e.name)).unwrap();
+            f.display().to_string()
+        })
+        .collect();
+    let mut args = vec!["--add"];
+    args.extend(files.iter().map(String::as_str));
+    let out = root_nix(e2e, "nix-store", &args, None);
+    out.assert_success("nix-store --add");
+    let paths: Vec<String> = out.stdout.lines().map(str::to_string).collect();
+    assert_eq!(paths.len(), n, "{out}");
+    paths
+}
+
+/// The secret key file of a [`SignedCache`] made with `tag` (root-only).
+pub fn cache_secret_key(e2e: &E2e, tag: &str) -> PathBuf {
+    e2e.dir.join(format!("cache-{tag}-work/secret-key"))
+}
+
+impl ExtraPaths {
+    /// `n` paths signed with `secret_key`, copied to a new cache directory, deleted locally.
+    pub fn create(e2e: &E2e, tag: &str, n: usize, secret_key: &Path) -> ExtraPaths {
+        let paths = add_paths(e2e, tag, n);
+        let mut sign = vec!["store", "sign", "--key-file", secret_key.to_str().unwrap()];
+        sign.extend(paths.iter().map(String::as_str));
+        root_nix(e2e, "nix", &sign, None).assert_success("nix store sign");
+        let dir = e2e.dir.join(format!("cache-{tag}"));
+        let to = format!("file://{}", dir.display());
+        let mut copy = vec!["copy", "--to", &to];
+        copy.extend(paths.iter().map(String::as_str));
+        root_nix(e2e, "nix", &copy, None).assert_success("nix copy --to file://");
+        let extra = ExtraPaths {
+            dir,
+            paths,
+            e2e_dir: e2e.dir.clone(),
+            nix: e2e.nix.clone(),
+        };
+        extra.delete_local(e2e);
+        extra
+    }
+
+    /// Paths made elsewhere (e.g. by [`add_paths`]), deleted from the store on Drop.
+    pub fn guard(e2e: &E2e, paths: Vec<String>) -> ExtraPaths {
+        ExtraPaths {
+            dir: PathBuf::new(),
+            paths,
+            e2e_dir: e2e.dir.clone(),
+            nix: e2e.nix.clone(),
+        }
+    }
+
+    pub fn delete_local(&self, e2e: &E2e) {
+        let mut args = vec!["--delete"];
+        args.extend(self.paths.iter().map(String::as_str));
+        root_nix(e2e, "nix-store", &args, None).assert_success("nix-store --delete");
+    }
+
+    pub fn valid(&self, e2e: &E2e) -> usize {
+        self.paths
+            .iter()
+            .filter(|p| root_nix(e2e, "nix-store", &["--check-validity", p], None).success())
+            .count()
+    }
+}
+
+impl Drop for ExtraPaths {
+    fn drop(&mut self) {
+        delete_quietly(&self.nix, &self.e2e_dir, &self.paths);
     }
 }

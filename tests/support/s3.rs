@@ -17,67 +17,6 @@ pub const MFA_CODE: &str = "123456";
 /// The proxy's idle grace period in these tests.
 pub const GRACE_SECS: u64 = 2;
 
-/// boto3 against moto: `setup` (IAM user, key, role, bucket; prints JSON), `upload DIR` (proves
-/// that a wrong secret gets 403 first, then uploads DIR's files with the user's keys), `get KEY`
-/// (prints an object, exit 3 when missing). The user's keys come in the environment.
-pub const MOTO_PY: &str = r#"
-import json, os, sys, pathlib
-import boto3, botocore.exceptions
-from botocore.config import Config
-
-mode, endpoint, bucket = sys.argv[1], sys.argv[2], sys.argv[3]
-cfg = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1})
-
-def client(service, key="test", secret="test"):
-    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1",
-                        aws_access_key_id=key, aws_secret_access_key=secret, config=cfg)
-
-if mode == "setup":
-    allow = json.dumps({"Version": "2012-10-17",
-                        "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
-    iam = client("iam")
-    user_arn = iam.create_user(UserName="nix")["User"]["Arn"]
-    policy = iam.create_policy(PolicyName="all", PolicyDocument=allow)["Policy"]["Arn"]
-    iam.attach_user_policy(UserName="nix", PolicyArn=policy)
-    key = iam.create_access_key(UserName="nix")["AccessKey"]
-    trust = json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"AWS": user_arn}, "Action": "sts:AssumeRole"}]})
-    role = iam.create_role(RoleName="cache-reader", AssumeRolePolicyDocument=trust)["Role"]
-    iam.attach_role_policy(RoleName="cache-reader", PolicyArn=policy)
-    client("s3").create_bucket(Bucket=bucket)
-    print(json.dumps({"key_id": key["AccessKeyId"], "secret": key["SecretAccessKey"],
-                      "role_arn": role["Arn"], "user_arn": user_arn}))
-    sys.exit(0)
-
-kid, secret = os.environ["E2E_KEY_ID"], os.environ["E2E_SECRET"]
-if mode == "upload":
-    try:
-        client("s3", kid, secret + "x").head_bucket(Bucket=bucket)
-        if os.environ.get("E2E_AUTH") != "off":
-            sys.exit("moto accepted a wrong secret: authentication is not on")
-    except botocore.exceptions.ClientError as e:
-        assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 403, e.response
-    s3 = client("s3", kid, secret)
-    root = pathlib.Path(sys.argv[4])
-    for f in sorted(root.rglob("*")):
-        if f.is_file():
-            s3.put_object(Bucket=bucket, Key=str(f.relative_to(root)), Body=f.read_bytes())
-elif mode == "list":
-    keys = []
-    for page in client("s3", kid, secret).get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        keys += [o["Key"] + " " + o["ETag"] for o in page.get("Contents", [])]
-    print("\n".join(sorted(keys)))
-elif mode == "get":
-    try:
-        body = client("s3", kid, secret).get_object(Bucket=bucket, Key=sys.argv[4])["Body"].read()
-    except botocore.exceptions.ClientError as e:
-        print(e, file=sys.stderr)
-        sys.exit(3)
-    sys.stdout.buffer.write(body)
-else:
-    sys.exit("unknown mode " + mode)
-"#;
-
 /// Kills, by pid, every process still running as the test user (the proxy that `exec` started
 /// in its own session, a stray CMD): they would block `userdel` and outlive the test.
 pub struct UserProcs(pub u32);
@@ -176,16 +115,9 @@ impl<'a> Bed<'a> {
         };
         let daemon = NixDaemon::start(e2e, &conf);
         let moto = Moto::start(e2e, 1000);
-        let script = e2e.dir.join("moto_s3.py");
-        fs::write(&script, MOTO_PY).unwrap();
+        let script = e2e.script("moto.py");
         let bucket = "nix-cache".to_string();
-        let out = run(
-            Command::new(venv_bin("python"))
-                .arg(&script)
-                .args(["setup", &moto.url(), &bucket]),
-            None,
-            DEFAULT_TIMEOUT,
-        );
+        let out = moto.fixture(e2e, "s3-bed", &[&bucket]);
         out.assert_success("moto setup");
         let keys: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
         let s = |k: &str| keys[k].as_str().unwrap().to_string();
@@ -306,7 +238,8 @@ impl<'a> Bed<'a> {
             .run()
     }
 
-    /// Runs the boto3 script in `mode` with the IAM user's keys (in the environment).
+    /// Runs the boto3 script (tests/support/py/moto.py) in `mode` with the IAM user's keys (in
+    /// the environment).
     pub fn boto(&self, mode: &str, args: &[&str]) -> Output {
         run(
             Command::new(venv_bin("python"))
@@ -466,83 +399,6 @@ impl Drop for Bed<'_> {
     }
 }
 
-/// Store paths made for a test, signed with a cache's key and copied to a `file://` directory,
-/// deleted from the local store (now and on Drop).
-pub struct ExtraPaths {
-    pub dir: PathBuf,
-    pub paths: Vec<String>,
-    pub e2e_dir: PathBuf,
-}
-
-/// `n` new store paths with unique contents (named `nixstore-auth-e2e-TAG-I`).
-pub fn add_paths(e2e: &E2e, tag: &str, n: usize) -> Vec<String> {
-    let work = e2e.private_dir(&format!("paths-{tag}"));
-    let unique = unique_tag();
-    let files: Vec<String> = (0..n)
-        .map(|i| {
-            let f = work.join(format!("nixstore-auth-e2e-{tag}-{i}"));
-            fs::write(&f, format!("{} {tag} {i} {unique}\n", e2e.name)).unwrap();
-            f.display().to_string()
-        })
-        .collect();
-    let mut args = vec!["--add"];
-    args.extend(files.iter().map(String::as_str));
-    let out = root_nix(e2e, "nix-store", &args, None);
-    out.assert_success("nix-store --add");
-    let paths: Vec<String> = out.stdout.lines().map(str::to_string).collect();
-    assert_eq!(paths.len(), n, "{out}");
-    paths
-}
-
-/// The secret key file of a [`SignedCache`] made with `tag` (root-only).
-pub fn cache_secret_key(e2e: &E2e, tag: &str) -> PathBuf {
-    e2e.dir.join(format!("cache-{tag}-work/secret-key"))
-}
-
-impl ExtraPaths {
-    /// `n` paths signed with `secret_key`, copied to a new cache directory, deleted locally.
-    pub fn create(e2e: &E2e, tag: &str, n: usize, secret_key: &Path) -> ExtraPaths {
-        let paths = add_paths(e2e, tag, n);
-        let mut sign = vec!["store", "sign", "--key-file", secret_key.to_str().unwrap()];
-        sign.extend(paths.iter().map(String::as_str));
-        root_nix(e2e, "nix", &sign, None).assert_success("nix store sign");
-        let dir = e2e.dir.join(format!("cache-{tag}"));
-        let to = format!("file://{}", dir.display());
-        let mut copy = vec!["copy", "--to", &to];
-        copy.extend(paths.iter().map(String::as_str));
-        root_nix(e2e, "nix", &copy, None).assert_success("nix copy --to file://");
-        let extra = ExtraPaths {
-            dir,
-            paths,
-            e2e_dir: e2e.dir.clone(),
-        };
-        extra.delete_local(e2e);
-        extra
-    }
-
-    pub fn delete_local(&self, e2e: &E2e) {
-        let mut args = vec!["--delete"];
-        args.extend(self.paths.iter().map(String::as_str));
-        root_nix(e2e, "nix-store", &args, None).assert_success("nix-store --delete");
-    }
-
-    pub fn valid(&self, e2e: &E2e) -> usize {
-        self.paths
-            .iter()
-            .filter(|p| root_nix(e2e, "nix-store", &["--check-validity", p], None).success())
-            .count()
-    }
-}
-
-impl Drop for ExtraPaths {
-    fn drop(&mut self) {
-        let _ = Command::new("nix-store")
-            .arg("--delete")
-            .args(&self.paths)
-            .env("HOME", &self.e2e_dir)
-            .output();
-    }
-}
 /// `out` without Nix's own progress lines. Nix names the substituter in them ("copying path
 /// '...' from 'http://127.0.0.1:PORT/SECRET/NAME'"), so the URL secret shows there, in the
 /// user's own output, as with any credential embedded in a URL; everything else (what
@@ -567,24 +423,30 @@ pub fn curl_status(url: &str) -> (u16, String) {
 
 /// `curl_status` as another local user (through runuser).
 pub fn curl_status_as(user: &str, url: &str) -> (u16, String) {
-    let out = run_root(
-        "runuser",
-        [
-            "-u",
-            user,
-            "--",
-            "curl",
-            "-s",
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code}",
-            "--max-time",
-            "30",
-            url,
-        ],
-        None,
-    );
+    curl_with(user, &[], url, 30)
+}
+
+/// `(status, body)` of a curl request as `user` (through runuser; 0: no HTTP answer at all)
+/// that may take `max_secs`. `extra` goes before the URL (`-g` for IPv6 literals, `-T FILE` to
+/// upload). curl runs on the host: the loopback and the users' uids are the same for every Nix.
+pub fn curl_with(user: &str, extra: &[&str], url: &str, max_secs: u32) -> (u16, String) {
+    let max = max_secs.to_string();
+    let mut args = vec![
+        "-u",
+        user,
+        "--",
+        "curl",
+        "-s",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+        "--max-time",
+        &max,
+    ];
+    args.extend_from_slice(extra);
+    args.push(url);
+    let out = run_root("runuser", args, None);
     let (body, code) = out.stdout.rsplit_once('\n').unwrap_or(("", "0"));
     (code.trim().parse().unwrap_or(0), body.to_string())
 }
@@ -637,61 +499,19 @@ impl AdminSnippet {
     }
 
     /// Does what the snippet says, as root: the file (0600), the lines in nix.conf.
-    pub fn apply(&self, daemon: &NixDaemon) -> RemoveOnDrop {
+    pub fn apply(&self, nix: &NixUnderTest, daemon: &NixDaemon) -> RemoveOnDrop {
         use std::os::unix::fs::OpenOptionsExt;
-        let guard = RemoveOnDrop(self.private_file.clone());
+        let file = nix.host_path(&self.private_file);
+        let guard = RemoveOnDrop(file.clone());
         let mut f = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(&self.private_file)
+            .open(&file)
             .unwrap();
         std::io::Write::write_all(&mut f, (self.private_lines.join("\n") + "\n").as_bytes())
             .unwrap();
         daemon.append_conf(&self.conf_lines.join("\n"));
         guard
     }
-}
-
-/// The files below `/tmp`, `/var/log`, `/nix/var/log`, every test user's home and `extra`
-/// that `reader` can read and that hold any of `needles`, searched as `reader`. The test
-/// harness's own files (daemon and server logs, the daemon's HOME) are left out: on a real
-/// machine they are root's and private; the test users' homes are searched.
-pub fn readable_files_holding(
-    e2e: &E2e,
-    reader: &TestUser,
-    needles: &[String],
-    extra: &[&Path],
-) -> Vec<PathBuf> {
-    // The patterns live where only the reader can read them, and are not searched.
-    let patterns = reader.home.join(".needles");
-    fs::write(&patterns, needles.join("\n") + "\n").unwrap();
-    fs::set_permissions(&patterns, fs::Permissions::from_mode(0o600)).unwrap();
-    std::os::unix::fs::chown(&patterns, Some(reader.uid), None).unwrap();
-    let mut roots: Vec<String> = ["/tmp", "/var/log", "/nix/var/log"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    roots.extend(extra.iter().map(|p| p.display().to_string()));
-    let out = reader
-        .cmd("grep")
-        .args(["-rlsF", "-D", "skip", "-f"])
-        .arg(&patterns)
-        .args(&roots)
-        .run();
-    let _ = fs::remove_file(&patterns);
-    out.stdout
-        .lines()
-        .map(PathBuf::from)
-        .filter(|p| {
-            let Ok(rel) = p.strip_prefix(&e2e.dir) else {
-                return !p.starts_with(&reader.home);
-            };
-            // Below the test's directory only the test users' homes are the product's.
-            rel.components()
-                .next()
-                .is_some_and(|c| c.as_os_str().to_string_lossy().starts_with("home-"))
-                && !p.starts_with(&reader.home)
-        })
-        .collect()
 }

@@ -1,8 +1,11 @@
 //! Background servers started by a test: own session, output to a log file, ready check, and
-//! stopped (whole process group) on Drop. Also the moto S3/STS server from the test venv.
+//! stopped (whole process group) on Drop. The one launcher of moto (S3, STS, IAM from the test
+//! venv) and of the tests' STS front (tests/support/py/sts_front.py); both run on the host,
+//! whichever Nix is under test (the chroot shares the loopback).
 
-use super::{E2e, free_port, kill_group, note, tail};
+use super::{DEFAULT_TIMEOUT, E2e, Output, free_port, kill_group, note, run, tail};
 use std::fs;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -198,6 +201,20 @@ impl Moto {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Runs tests/support/py/moto.py `mode` against this moto (as root, with the test venv):
+    /// makes a bed's IAM users, roles and buckets (see the script's usage).
+    pub fn fixture(&self, e2e: &E2e, mode: &str, args: &[&str]) -> Output {
+        run(
+            Command::new(venv_bin("python"))
+                .arg(e2e.script("moto.py"))
+                .arg(mode)
+                .arg(self.url())
+                .args(args),
+            None,
+            DEFAULT_TIMEOUT,
+        )
+    }
+
     /// Switches authentication on now, whatever is left of the free actions.
     pub fn enforce_auth(&self) {
         let out = super::run_root(
@@ -216,5 +233,67 @@ impl Moto {
             None,
         );
         out.assert_success("moto reset-auth");
+    }
+}
+
+/// The tests' STS front (tests/support/py/sts_front.py) in front of a [`Moto`]: checks MFA codes
+/// as AWS would, counts calls, shortens sessions on request, and serves GetSessionToken.
+pub struct StsFront {
+    pub port: u16,
+    pub service: Service,
+}
+
+impl StsFront {
+    /// Starts the front for moto at `moto_url`, with the IAM user's key (its secret in the
+    /// front's environment, never argv) and the role GetSessionToken sessions are made of.
+    pub fn start(
+        e2e: &E2e,
+        moto_url: &str,
+        user_key_id: &str,
+        user_secret: &str,
+        gst_role: &str,
+    ) -> StsFront {
+        let port = free_port();
+        let mut cmd = Command::new(venv_bin("python"));
+        cmd.arg(e2e.script("sts_front.py"))
+            .arg(port.to_string())
+            .arg(moto_url)
+            .arg(user_key_id)
+            .arg(gst_role)
+            .env("FRONT_USER_SECRET", user_secret);
+        let log = e2e.dir.join(format!("sts-front-{port}.log"));
+        let service = Service::spawn("the STS front", cmd, &log, Duration::from_secs(30), || {
+            port_open(port)
+        });
+        StsFront { port, service }
+    }
+
+    /// `http://127.0.0.1:PORT`: the endpoint for `AWS_ENDPOINT_URL_STS`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn request(&self, req: &str) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
+    }
+
+    /// How many times the front saw `action` (refused calls included).
+    pub fn calls(&self, action: &str) -> u64 {
+        let body = self.request("GET /_calls HTTP/1.0\r\n\r\n");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v[action].as_u64().unwrap_or(0)
+    }
+
+    /// Makes the front report sessions that expire `secs` from now (0: moto's own expiry).
+    pub fn set_expiry(&self, secs: u64) {
+        let body = format!("{{\"expiry\": {secs}}}");
+        self.request(&format!(
+            "POST /_config HTTP/1.0\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
     }
 }

@@ -1,6 +1,7 @@
-//! Unprivileged test users with a fresh, empty HOME, and commands run as them.
+//! Unprivileged test users with a fresh, empty HOME, and commands run as them in the Nix under
+//! test's userland.
 
-use super::{DEFAULT_TIMEOUT, E2e, Output, run, run_root, unique_tag};
+use super::{DEFAULT_TIMEOUT, E2e, NixUnderTest, Output, run, run_root, unique_tag};
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -12,12 +13,18 @@ use std::time::Duration;
 pub const USER_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// A real user made with `useradd`, in `nix-users` (so it may reach the daemon's socket), with an
-/// empty 0700 HOME below the test's directory. `userdel` on Drop.
+/// empty 0700 HOME below the test's directory. `userdel` on Drop. For a Nix in a chroot the
+/// user is made on the host first (which picks a uid free there) and then in the chroot with
+/// the same uid and gid: a uid seen in /proc is always this user's, on either side.
 pub struct TestUser {
     /// Login name, unique per test (`nsa` + `role` + a tag), at most 32 characters.
     pub name: String,
     pub home: PathBuf,
     pub uid: u32,
+    pub gid: u32,
+    /// The Nix whose userland the user's commands run in.
+    pub nix: NixUnderTest,
+    in_chroot: bool,
 }
 
 impl TestUser {
@@ -42,10 +49,50 @@ impl TestUser {
         )
         .assert_success("useradd (is nix-bin installed? it creates the nix-users group)");
         // Constructed before the checks below so that a failure still deletes the user.
-        let mut user = TestUser { name, home, uid: 0 };
-        let id = run_root("id", ["-u", &user.name], None);
-        id.assert_success("id -u");
-        user.uid = id.stdout.trim().parse().unwrap();
+        let mut user = TestUser {
+            name,
+            home,
+            uid: 0,
+            gid: 0,
+            nix: e2e.nix.clone(),
+            in_chroot: false,
+        };
+        let id = |flag: &str| {
+            let out = run_root("id", [flag, &user.name], None);
+            out.assert_success("id");
+            out.stdout.trim().parse::<u32>().unwrap()
+        };
+        user.uid = id("-u");
+        user.gid = id("-g");
+        if e2e.nix.in_chroot() {
+            let chroot = |program: &str, args: &[&str]| {
+                let mut cmd = e2e.nix.command(program);
+                cmd.args(args);
+                run(&mut cmd, None, DEFAULT_TIMEOUT)
+            };
+            let (uid, gid) = (user.uid.to_string(), user.gid.to_string());
+            chroot("/usr/sbin/groupadd", &["--gid", &gid, &user.name])
+                .assert_success("groupadd in the chroot (is its gid taken there?)");
+            user.in_chroot = true;
+            chroot(
+                "/usr/sbin/useradd",
+                &[
+                    "--uid",
+                    &uid,
+                    "--gid",
+                    &gid,
+                    "--no-create-home",
+                    "--home-dir",
+                    user.home.to_str().unwrap(),
+                    "--shell",
+                    "/bin/sh",
+                    "--groups",
+                    "nix-users",
+                    &user.name,
+                ],
+            )
+            .assert_success("useradd in the chroot");
+        }
         fs::create_dir(&user.home).unwrap();
         fs::set_permissions(&user.home, fs::Permissions::from_mode(0o700)).unwrap();
         std::os::unix::fs::chown(&user.home, Some(user.uid), Some(user.uid)).unwrap();
@@ -86,6 +133,23 @@ impl TestUser {
 impl Drop for TestUser {
     fn drop(&mut self) {
         // Processes we started as this user were killed by `run`; the home goes with E2e's dir.
+        if self.in_chroot {
+            for (program, what) in [
+                ("/usr/sbin/userdel", "user"),
+                ("/usr/sbin/groupdel", "group"),
+            ] {
+                let mut cmd = self.nix.command(program);
+                cmd.arg(&self.name);
+                let out = run(&mut cmd, None, DEFAULT_TIMEOUT);
+                // userdel removes the user's own group as well: groupdel may find none.
+                if !out.success() && what == "user" {
+                    super::note(&format!(
+                        "warning: could not delete test user {} in the chroot:\n{out}",
+                        self.name
+                    ));
+                }
+            }
+        }
         let out = run_root("/usr/sbin/userdel", [&self.name], None);
         if !out.success() {
             super::note(&format!(
@@ -142,7 +206,16 @@ impl UserCmd<'_> {
 
     /// Runs the command and waits for it (killed after the timeout).
     pub fn run(self) -> Output {
-        let mut cmd = Command::new("/usr/sbin/runuser");
+        let (stdin, timeout, name) = (self.stdin.clone(), self.timeout, self.user.name.clone());
+        let mut cmd = self.into_command();
+        let mut out = run(&mut cmd, stdin.as_deref(), timeout);
+        out.what = format!("[as {name}] {}", out.what);
+        out
+    }
+
+    /// The command, not run: for a server run as the user ([`super::Service::spawn`]).
+    pub fn into_command(self) -> Command {
+        let mut cmd = self.user.nix.command("/usr/sbin/runuser");
         // runuser keeps the environment it is given (it only sets HOME, USER, LOGNAME).
         cmd.env_clear()
             .env("HOME", &self.user.home)
@@ -157,8 +230,6 @@ impl UserCmd<'_> {
             .arg("--")
             .arg(&self.program)
             .args(&self.args);
-        let mut out = run(&mut cmd, self.stdin.as_deref(), self.timeout);
-        out.what = format!("[as {}] {}", self.user.name, out.what);
-        out
+        cmd
     }
 }

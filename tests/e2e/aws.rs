@@ -1,12 +1,10 @@
 //! AWS sessions end to end (issue 3): the built binary against moto (S3/STS/IAM with
-//! authentication on) and the tests' own STS front (MFA checks, call counts, short expiry).
-//! Run with NIXSTORE_AUTH_E2E=1 (or CI=true); see tests/aws_support/mod.rs.
+//! authentication on) and the tests' own STS front (MFA checks, call counts, short expiry),
+//! run as root with a fresh HOME in the userland of each Nix under test (the chroot's for 2.34,
+//! with Debian sid's python3-boto3 as the AWS tool under `exec`).
 
-mod aws_support;
-
-use aws_support::*;
+use crate::support::*;
 use std::fs;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn ok(out: &std::process::Output) -> String {
@@ -22,12 +20,8 @@ fn ok(out: &std::process::Output) -> String {
 
 /// Test 1: role_arn + source_profile + mfa_serial: exec's child reads the private bucket; the same
 /// reader with wrong keys is refused by S3. A source_profile chain works too.
-#[test]
-fn role_with_mfa_reads_the_bucket_and_wrong_keys_do_not() {
-    let Some(_g) = e2e_guard("role_with_mfa_reads_the_bucket_and_wrong_keys_do_not") else {
-        return;
-    };
-    let bed = Bed::start();
+fn role_with_mfa_reads_the_bucket_and_wrong_keys_do_not(e2e: &E2e) {
+    let bed = AwsBed::start(e2e);
     let home = bed.home();
     let out = home
         .cmd()
@@ -61,12 +55,9 @@ fn role_with_mfa_reads_the_bucket_and_wrong_keys_do_not() {
 /// Test 2: A second exec within the session's life makes no STS call and asks for nothing (no
 /// terminal, no code); a nested exec of the same profile reuses the outer session even with
 /// the cache gone.
-#[test]
-fn cached_and_nested_sessions_need_no_sts_and_no_code() {
-    let Some(_g) = e2e_guard("cached_and_nested_sessions_need_no_sts_and_no_code") else {
-        return;
-    };
-    let bed = Bed::start();
+fn cached_and_nested_sessions_need_no_sts_and_no_code(e2e: &E2e) {
+    let bed = AwsBed::start(e2e);
+    let bin = e2e.bin.display();
     let home = bed.home();
     let first = ok(&home.run(&[
         "exec",
@@ -89,7 +80,7 @@ fn cached_and_nested_sessions_need_no_sts_and_no_code() {
     assert_eq!(bed.calls("AssumeRole"), 1, "the second exec called STS");
 
     let nested = format!(
-        "{BIN} logout --all && {BIN} exec --profile work -- printenv AWS_ACCESS_KEY_ID NIXSTORE_AUTH_PROFILE"
+        "{bin} logout --all && {bin} exec --profile work -- printenv AWS_ACCESS_KEY_ID NIXSTORE_AUTH_PROFILE"
     );
     let inner = ok(&home.run(&["exec", "--profile", "work", "--", "sh", "-c", &nested]));
     assert_eq!(inner, format!("{first}work\n"));
@@ -99,12 +90,8 @@ fn cached_and_nested_sessions_need_no_sts_and_no_code() {
 
 /// Test 3: A wrong MFA code: clear error, non-zero exit, the command does not run, nothing cached.
 /// Test 6: No terminal and no code: the error names --mfa-code.
-#[test]
-fn wrong_code_and_no_terminal_fail_clearly() {
-    let Some(_g) = e2e_guard("wrong_code_and_no_terminal_fail_clearly") else {
-        return;
-    };
-    let bed = Bed::start();
+fn wrong_code_and_no_terminal_fail_clearly(e2e: &E2e) {
+    let bed = AwsBed::start(e2e);
     let home = bed.home();
     let marker = home.path().join("ran");
     let touch = format!("touch {}", marker.display());
@@ -148,12 +135,8 @@ fn wrong_code_and_no_terminal_fail_clearly() {
 
 /// Test 4: An expired cached session is never reused: the next exec asks again. A session inside
 /// the refresh margin is refreshed too; outside it, reused.
-#[test]
-fn expired_sessions_are_refreshed() {
-    let Some(_g) = e2e_guard("expired_sessions_are_refreshed") else {
-        return;
-    };
-    let bed = Bed::start();
+fn expired_sessions_are_refreshed(e2e: &E2e) {
+    let bed = AwsBed::start(e2e);
     let home = bed.home();
     home.set_config("keyring-backend = \"file\"\nsession-refresh-margin = 0\n");
     bed.set_expiry(3);
@@ -227,15 +210,6 @@ fn expired_sessions_are_refreshed() {
     );
 }
 
-fn tmux(sock: &str, args: &[&str]) -> String {
-    let out = Command::new("tmux")
-        .args(["-L", sock, "-f", "/dev/null"])
-        .args(args)
-        .output()
-        .expect("tmux must be installed");
-    text(&out.stdout)
-}
-
 fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !check() {
@@ -247,56 +221,28 @@ fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
 /// Test 5: The real prompt on a terminal (tmux), with stdin and stdout piped: a wrong code is
 /// refused and asked again, a repeated code is caught before STS, the right one runs the
 /// command. 8 (part). Ctrl-C on the command gives 130.
-#[test]
-fn terminal_prompt_and_ctrl_c() {
-    let Some(_g) = e2e_guard("terminal_prompt_and_ctrl_c") else {
-        return;
-    };
-    let bed = Bed::start();
+fn terminal_prompt_and_ctrl_c(e2e: &E2e) {
+    let bed = AwsBed::start(e2e);
     let home = bed.home();
-    let sock = format!("nsa-e2e-{}", std::process::id());
-    struct Kill(String);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = Command::new("tmux")
-                .args(["-L", &self.0, "kill-server"])
-                .output();
-        }
-    }
-    let _kill = Kill(sock.clone());
+    let bin = e2e.bin.display();
     let ran = home.path().join("ran");
     let rc = home.path().join("rc");
     let script = format!(
-        "true | {BIN} exec --profile work -- sh -c 'echo \"$NIXSTORE_AUTH_PROFILE\" > {ran}' | cat; \
+        "true | {bin} exec --profile work -- sh -c 'echo \"$NIXSTORE_AUTH_PROFILE\" > {ran}' | cat; \
          echo $? > {rc}; sleep 60",
         ran = ran.display(),
         rc = rc.display()
     );
-    let mut c = home.plain_cmd("tmux");
-    c.args([
-        "-L",
-        &sock,
-        "-f",
-        "/dev/null",
-        "new-session",
-        "-d",
-        "-x",
-        "150",
-        "-y",
-        "40",
-    ])
-    .arg(&script)
-    .env("TERM", "xterm");
-    ok(&c.output().unwrap());
-    let screen = || tmux(&sock, &["capture-pane", "-p"]);
+    let tmux = Tmux::start(e2e, &script, &home.env());
+    let screen = || tmux.capture();
     wait_for("the MFA prompt", || screen().contains("MFA code for"));
     assert!(screen().contains(MFA_SERIAL), "{}", screen());
-    tmux(&sock, &["send-keys", "999999", "Enter"]);
+    tmux.send_keys(&["999999", "Enter"]);
     wait_for("the refusal", || screen().contains("try again"));
-    tmux(&sock, &["send-keys", "999999", "Enter"]);
+    tmux.send_keys(&["999999", "Enter"]);
     wait_for("the reuse warning", || screen().contains("already used"));
     assert_eq!(bed.calls("AssumeRole"), 1, "a repeated code reached STS");
-    tmux(&sock, &["send-keys", "123456", "Enter"]);
+    tmux.send_keys(&["123456", "Enter"]);
     wait_for("the command", || rc.exists());
     assert_eq!(fs::read_to_string(&rc).unwrap().trim(), "0", "{}", screen());
     assert_eq!(fs::read_to_string(&ran).unwrap().trim(), "work");
@@ -306,15 +252,15 @@ fn terminal_prompt_and_ctrl_c() {
     let rc2 = home.path().join("rc2");
     let started = home.path().join("started");
     let script = format!(
-        "trap : INT; {BIN} exec --profile work -- sh -c 'touch {started}; exec sleep 60'; \
+        "trap : INT; {bin} exec --profile work -- sh -c 'touch {started}; exec sleep 60'; \
          echo $? > {rc2}; sleep 60",
         started = started.display(),
         rc2 = rc2.display()
     );
-    tmux(&sock, &["new-window", &script]);
+    tmux.new_window(&script);
     wait_for("the command to start", || started.exists());
     std::thread::sleep(Duration::from_millis(300));
-    tmux(&sock, &["send-keys", "C-c"]);
+    tmux.send_keys(&["C-c"]);
     wait_for("the exit status", || {
         fs::read_to_string(&rc2).is_ok_and(|s| !s.trim().is_empty())
     });
@@ -324,18 +270,15 @@ fn terminal_prompt_and_ctrl_c() {
 /// Test 7: `env --format json` as credential_process: boto3 reads the bucket through it.
 /// A profile whose credential_process calls us for itself fails instead of recursing.
 /// GetSessionToken (mfa_serial without a role) gives working keys.
-#[test]
-fn env_json_works_as_credential_process() {
-    let Some(_g) = e2e_guard("env_json_works_as_credential_process") else {
-        return;
-    };
-    let bed = Bed::start();
+fn env_json_works_as_credential_process(e2e: &E2e) {
+    let bed = AwsBed::start(e2e);
+    let bin = e2e.bin.display();
     let home = bed.home();
     let cfg = home.path().join(".aws/config");
     let mut text_cfg = fs::read_to_string(&cfg).unwrap();
     text_cfg.push_str(&format!(
-        "\n[profile viaenv]\ncredential_process = {BIN} env --format json --profile work\n\
-         \n[profile loop]\ncredential_process = {BIN} env --format json --profile loop\n"
+        "\n[profile viaenv]\ncredential_process = {bin} env --format json --profile work\n\
+         \n[profile loop]\ncredential_process = {bin} env --format json --profile loop\n"
     ));
     fs::write(&cfg, text_cfg).unwrap();
     ok(&home.run(&["login", "--profile", "work", "--mfa-code", "123456"]));
@@ -353,8 +296,8 @@ fn env_json_works_as_credential_process() {
     assert!(json["SessionToken"].is_string() && json["Expiration"].is_string());
 
     let out = home
-        .plain_cmd(python())
-        .arg(format!("{SUPPORT}/s3get.py"))
+        .plain_cmd(e2e.nix.python())
+        .arg(&bed.s3get)
         .args([&bed.bucket, &bed.key])
         .env("AWS_PROFILE", "viaenv")
         .output()
@@ -392,12 +335,8 @@ fn env_json_works_as_credential_process() {
 
 /// Test 8: No secret in the child's argv, in -v output, or in a file others can read; exit
 /// statuses 7, 127, 126; without AWS work exec only runs the command.
-#[test]
-fn secrets_stay_private_and_statuses_pass_through() {
-    let Some(_g) = e2e_guard("secrets_stay_private_and_statuses_pass_through") else {
-        return;
-    };
-    let bed = Bed::start();
+fn secrets_stay_private_and_statuses_pass_through(e2e: &E2e) {
+    let bed = AwsBed::start(e2e);
     let home = bed.home();
     // No keyring-backend: the fallback is announced once.
     home.set_config("");
@@ -450,7 +389,7 @@ fn secrets_stay_private_and_statuses_pass_through() {
         "{err}"
     );
 
-    let holders = files_containing(home.path(), &secret);
+    let holders = files_holding(home.path(), &secret, None);
     assert!(!holders.is_empty(), "the session was not cached");
     for (p, mode) in holders {
         assert_eq!(mode & 0o077, 0, "{} is readable by others", p.display());
@@ -498,14 +437,12 @@ fn secrets_stay_private_and_statuses_pass_through() {
 
 /// The session cache in a real Secret Service (gnome-keyring under dbus-run-session): the
 /// session lands in the keyring (secret-tool finds it) and in no file.
-#[test]
-fn session_cache_lives_in_the_keyring() {
-    let Some(_g) = e2e_guard("session_cache_lives_in_the_keyring") else {
-        return;
-    };
+fn session_cache_lives_in_the_keyring(e2e: &E2e) {
+    let bed = AwsBed::start(e2e);
+    let home = bed.home();
     for tool in ["dbus-run-session", "gnome-keyring-daemon", "secret-tool"] {
         assert!(
-            Command::new("sh")
+            home.plain_cmd("sh")
                 .args(["-c", &format!("command -v {tool}")])
                 .output()
                 .unwrap()
@@ -514,17 +451,16 @@ fn session_cache_lives_in_the_keyring() {
             "{tool} is missing: apt-get install gnome-keyring dbus libsecret-tools"
         );
     }
-    let bed = Bed::start();
-    let home = bed.home();
+    let bin = e2e.bin.display();
     home.set_config("keyring-backend = \"os\"\n");
     let script = format!(
         "echo test-password | gnome-keyring-daemon --unlock --components=secrets >/dev/null 2>&1 || exit 90
-         {BIN} exec --profile work --mfa-code 123456 -- printenv AWS_SECRET_ACCESS_KEY || exit 91
-         {BIN} exec --profile work -- printenv AWS_SECRET_ACCESS_KEY || exit 92
+         {bin} exec --profile work --mfa-code 123456 -- printenv AWS_SECRET_ACCESS_KEY || exit 91
+         {bin} exec --profile work -- printenv AWS_SECRET_ACCESS_KEY || exit 92
          echo ---
          secret-tool search --all service nixstore-auth 2>&1
          echo ---
-         {BIN} logout --all >&2 || exit 93
+         {bin} logout --all >&2 || exit 93
          secret-tool search --all service nixstore-auth 2>&1; true"
     );
     let out = home
@@ -549,19 +485,15 @@ fn session_cache_lives_in_the_keyring() {
     );
     assert!(!text(&out.stderr).contains("no OS keyring"));
     // In no file: not in HOME (keyrings are encrypted there), no file store made.
-    assert!(files_containing(home.path(), secrets[0]).is_empty());
+    assert!(files_holding(home.path(), secrets[0], None).is_empty());
     assert!(!home.secrets_dir().exists());
 }
 
 /// doctor on an S3 cache never prompts: without a session it fails and names the command that
 /// renews it; after `login` it reports the session's time left and reaches the bucket with a
 /// signed GET; once the session expired, it says so again.
-#[test]
-fn doctor_reports_s3_sessions_without_prompting() {
-    let Some(_g) = e2e_guard("doctor_reports_s3_sessions_without_prompting") else {
-        return;
-    };
-    let bed = Bed::start();
+fn doctor_reports_s3_sessions_without_prompting(e2e: &E2e) {
+    let bed = AwsBed::start(e2e);
     let home = bed.home();
     home.set_config("keyring-backend = \"file\"\nsession-refresh-margin = 0\n");
     let url = format!(
@@ -635,3 +567,15 @@ fn doctor_reports_s3_sessions_without_prompting() {
         "doctor never refreshes by itself"
     );
 }
+
+crate::proofs!(
+    role_with_mfa_reads_the_bucket_and_wrong_keys_do_not,
+    cached_and_nested_sessions_need_no_sts_and_no_code,
+    wrong_code_and_no_terminal_fail_clearly,
+    expired_sessions_are_refreshed,
+    terminal_prompt_and_ctrl_c,
+    env_json_works_as_credential_process,
+    secrets_stay_private_and_statuses_pass_through,
+    session_cache_lives_in_the_keyring,
+    doctor_reports_s3_sessions_without_prompting,
+);

@@ -1,46 +1,14 @@
-//! End-to-end: the loopback signing proxy against a real moto S3/STS with authentication on.
-//!
-//! Runs only when CI=true or NIXSTORE_AUTH_E2E=1. Needs the moto venv
-//! ($NIXSTORE_AUTH_VENV, default `<repo>/.venv/testbed`) and curl. Clients are the real binary
-//! (`nixstore-auth proxy lease`, hidden, credentials on stdin) and curl (libcurl is what Nix uses).
+//! The loopback signing proxy against a real moto S3/STS with authentication on. Clients are the
+//! real binary (`nixstore-auth proxy lease`, hidden, credentials on stdin, run as root in the
+//! Nix under test's userland), curl (libcurl is what Nix uses) and that Nix's own `nix copy`.
 
+use crate::support::*;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_nixstore-auth");
-
-fn e2e_enabled() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-        || std::env::var("NIXSTORE_AUTH_E2E").as_deref() == Ok("1")
-}
-
-/// The machine-wide e2e lock, held for the whole test.
-struct E2eLock(#[allow(dead_code)] std::fs::File);
-
-fn e2e_lock() -> E2eLock {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open("/tmp/nixstore-auth-e2e.lock")
-        .expect("open the e2e lock");
-    // SAFETY: flock on a valid descriptor we own.
-    assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
-    E2eLock(f)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Kills a process group (moto, a stray proxy) when dropped, also on panic.
+/// Kills a process group (a stray proxy) when dropped, also on panic.
 struct Killer(u32);
 
 impl Drop for Killer {
@@ -52,69 +20,27 @@ impl Drop for Killer {
     }
 }
 
-struct Moto {
-    endpoint: String,
-    _guard: Killer,
-    child: Child,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn venv() -> PathBuf {
-    std::env::var_os("NIXSTORE_AUTH_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/testbed"))
-}
-
-fn start_moto(dir: &Path) -> Moto {
-    use std::os::unix::process::CommandExt;
-    let bin = venv().join("bin/moto_server");
-    assert!(
-        bin.exists(),
-        "moto is missing at {}: python3 -m venv .venv/testbed && .venv/testbed/bin/pip install 'moto[server]' boto3",
-        bin.display()
-    );
-    let port = free_port();
-    let log = std::fs::File::create(dir.join("moto.log")).unwrap();
-    let child = Command::new(bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .env("INITIAL_NO_AUTH_ACTION_COUNT", "1000")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let guard = Killer(child.id());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Moto {
-        endpoint: format!("http://127.0.0.1:{port}"),
-        _guard: guard,
-        child,
-    }
-}
-
 /// A test user's environment: own HOME, XDG dirs, config.toml with the proxy port.
 struct Env {
     home: PathBuf,
     runtime: PathBuf,
+    // Short (the control socket's path must fit in sun_path): removed on Drop.
+    _runtime: tempfile::TempDir,
     port: u16,
+    nix: NixUnderTest,
+    bin: PathBuf,
 }
 
 impl Env {
-    fn new(root: &Path, name: &str, port: u16) -> Env {
+    fn new(e2e: &E2e, name: &str, port: u16) -> Env {
+        let root = e2e.dir.as_path();
         let home = root.join(name);
-        let runtime = root.join(format!("{name}-run"));
+        let runtime_dir = tempfile::Builder::new()
+            .prefix("nsa-run-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let runtime = runtime_dir.path().to_path_buf();
         std::fs::create_dir_all(home.join(".config/nixstore-auth")).unwrap();
-        std::fs::create_dir_all(&runtime).unwrap();
         std::fs::write(
             home.join(".config/nixstore-auth/config.toml"),
             format!("[proxy]\nport = {port}\n"),
@@ -123,14 +49,17 @@ impl Env {
         Env {
             home,
             runtime,
+            _runtime: runtime_dir,
             port,
+            nix: e2e.nix.clone(),
+            bin: e2e.bin.clone(),
         }
     }
 
     fn cmd(&self) -> Command {
-        let mut c = Command::new(BIN);
+        let mut c = self.nix.command(&self.bin);
         c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
             .env("HOME", &self.home)
             .env("XDG_RUNTIME_DIR", &self.runtime)
             .env("NIXSTORE_AUTH_PROXY_IDLE_SECS", "2")
@@ -257,26 +186,13 @@ fn sha(b: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(b))
 }
 
-#[test]
-fn proxy_signs_streams_and_shares_against_moto() {
-    if !e2e_enabled() {
-        eprintln!("skipping e2e_proxy: set NIXSTORE_AUTH_E2E=1 (or CI=true) to run it");
-        return;
-    }
-    let _lock = e2e_lock();
-    let tmp = tempfile::tempdir().unwrap();
-    let moto = start_moto(tmp.path());
-    let setup = Command::new(venv().join("bin/python"))
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/proxy_support/moto_setup.py"))
-        .args([&moto.endpoint, "bkt"])
-        .output()
-        .unwrap();
-    assert!(
-        setup.status.success(),
-        "moto setup failed (it also proves that auth is on): {}",
-        String::from_utf8_lossy(&setup.stderr)
-    );
-    let keys: serde_json::Value = serde_json::from_slice(&setup.stdout).unwrap();
+fn proxy_signs_streams_and_shares_against_moto(e2e: &E2e) {
+    let tmp = e2e.private_dir("proxy");
+    let moto = Moto::start(e2e, 1000);
+    let endpoint = moto.url();
+    let setup = moto.fixture(e2e, "proxy-bed", &["bkt"]);
+    setup.assert_success("moto setup (it also proves that auth is on)");
+    let keys: serde_json::Value = serde_json::from_str(setup.stdout.trim()).unwrap();
     let session = keys["session"].clone();
     assert!(
         session["access_key_id"]
@@ -294,8 +210,8 @@ fn proxy_signs_streams_and_shares_against_moto() {
         session["session_token"].as_str().unwrap().to_string(),
     ];
 
-    let env = Env::new(tmp.path(), "alice", free_port());
-    let cache_url = format!("s3://bkt/cache?endpoint={}", moto.endpoint);
+    let env = Env::new(e2e, "alice", free_port());
+    let cache_url = format!("s3://bkt/cache?endpoint={}", endpoint);
     let a = LeaseProc::start(&env, &session, &[("c", cache_url.clone())]);
     let _proxy_guard = Killer(a.pid); // the proxy is its own session/group leader (setsid)
     let url_secret = env.secret();
@@ -332,7 +248,7 @@ fn proxy_signs_streams_and_shares_against_moto() {
     let big: Vec<u8> = (0..6 * 1024 * 1024u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
-    let file = tmp.path().join("big.nar.xz");
+    let file = tmp.join("big.nar.xz");
     std::fs::write(&file, &big).unwrap();
     let (code, _) = curl(&[
         "-T",
@@ -357,7 +273,7 @@ fn proxy_signs_streams_and_shares_against_moto() {
         &user_auth,
         "-H",
         "x-amz-content-sha256: UNSIGNED-PAYLOAD",
-        &format!("{}/bkt/cache/nar/big.nar.xz", moto.endpoint),
+        &format!("{}/bkt/cache/nar/big.nar.xz", endpoint),
     ]);
     assert_eq!(
         (code, sha(&direct)),
@@ -402,18 +318,15 @@ fn proxy_signs_streams_and_shares_against_moto() {
 
     // Real Nix as the client: `nix copy --to` PUTs nix-cache-info, the NAR and the narinfo;
     // `nix copy --from` reads them back. Chroot stores in the temp dir leave /nix untouched.
-    let nix_ok = Command::new("nix").arg("--version").output().is_ok();
-    assert!(
-        nix_ok || std::env::var("CI").as_deref() != Ok("true"),
-        "nix is missing"
-    );
-    if nix_ok {
-        let src = tmp.path().join("nix-src");
-        let dst = tmp.path().join("nix-dst");
-        std::fs::write(tmp.path().join("hello.txt"), b"through the proxy\n").unwrap();
-        let add = Command::new("nix-store")
+    {
+        let src = tmp.join("nix-src");
+        let dst = tmp.join("nix-dst");
+        std::fs::write(tmp.join("hello.txt"), b"through the proxy\n").unwrap();
+        let add = e2e
+            .nix
+            .command("nix-store")
             .args(["--store", src.to_str().unwrap(), "--add"])
-            .arg(tmp.path().join("hello.txt"))
+            .arg(tmp.join("hello.txt"))
             .output()
             .unwrap();
         assert!(
@@ -424,7 +337,9 @@ fn proxy_signs_streams_and_shares_against_moto() {
         let path = String::from_utf8(add.stdout).unwrap().trim().to_string();
         let nixc = format!("{}/nixc", a.base);
         let nix = |args: &[&str]| {
-            let out = Command::new("nix")
+            let out = e2e
+                .nix
+                .command("nix")
                 .args(["--extra-experimental-features", "nix-command"])
                 .args(args)
                 .output()
@@ -439,7 +354,7 @@ fn proxy_signs_streams_and_shares_against_moto() {
         let n = LeaseProc::start(
             &env,
             &session,
-            &[("nixc", format!("s3://bkt/nixc?endpoint={}", moto.endpoint))],
+            &[("nixc", format!("s3://bkt/nixc?endpoint={}", endpoint))],
         );
         nix(&[
             "copy",
@@ -470,7 +385,7 @@ fn proxy_signs_streams_and_shares_against_moto() {
         assert!(String::from_utf8_lossy(&info).contains("StoreDir: /nix/store"));
         n.close();
         // Store paths are read-only: make them removable for the temp dir's cleanup.
-        let _ = Command::new("chmod")
+        let _ = std::process::Command::new("chmod")
             .args(["-R", "u+w"])
             .arg(&src)
             .arg(&dst)
@@ -536,7 +451,7 @@ fn proxy_signs_streams_and_shares_against_moto() {
 
     // Another user's port taken: a clear error naming the config key.
     let blocker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let bob = Env::new(tmp.path(), "bob", blocker.local_addr().unwrap().port());
+    let bob = Env::new(e2e, "bob", blocker.local_addr().unwrap().port());
     let mut out = bob
         .cmd()
         .args(["proxy", "lease"])
@@ -598,3 +513,5 @@ fn proxy_signs_streams_and_shares_against_moto() {
     );
     assert_eq!(mode & 0o777, 0o600);
 }
+
+crate::proofs!(proxy_signs_streams_and_shares_against_moto);

@@ -1,6 +1,6 @@
 //! End-to-end proof that the signing proxy keeps other local users out (issue 10), each claim
-//! checked as another local user would try it, against the real proxy, the real Nix 2.8 daemon
-//! and moto with authentication on:
+//! checked as another local user would try it, against the real proxy, the real daemon of each
+//! Nix under test and moto with authentication on:
 //! - another user with the URL gets nothing over `127.0.0.1`, `[::1]` or `[::ffff:127.0.0.1]`:
 //!   no narinfo, no NAR (no 307 either), no upload; root (the daemon) reads but cannot write;
 //! - a flood of connections, slow headers and refused requests from another user does not stop
@@ -9,119 +9,26 @@
 //!   the daemon, `push`, and `exec` on a store the user owns (single-user);
 //! - a squatted port or a foreign control socket gets a clear error and is sent nothing; a
 //!   default port taken at the first start moves once, and the move is remembered.
-//!
-//! Runs only with `CI=true` or `NIXSTORE_AUTH_E2E=1`, as root, one test at a time.
 
-mod support;
-
+use crate::support::*;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
-use support::*;
 
-/// As another user: connects `n` times (each connection must be closed by the proxy within a
-/// second, having sent nothing), opens slow-header connections, and sends full requests with
-/// the right URL, until `stop` exists or `secs` pass. Prints JSON counts.
-const FLOOD_PY: &str = r#"
-import json, os, socket, sys, time
-port, n, secs, stop, path = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5]
-st = {"opened": 0, "closed_at_once": 0, "answered": 0, "held": 0, "connect_failed": 0, "requests": 0}
-def one(payload):
-    try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=2)
-    except OSError as e:
-        st["connect_failed"] += 1
-        st.setdefault("connect_errors", {}).setdefault(type(e).__name__ + ":" + str(e.errno), 0)
-        st["connect_errors"][type(e).__name__ + ":" + str(e.errno)] += 1
-        return
-    st["opened"] += 1
-    s.settimeout(1.0)
-    try:
-        if payload:
-            s.sendall(payload)
-        data = s.recv(100)
-        st["answered" if data else "closed_at_once"] += 1
-    except (ConnectionResetError, BrokenPipeError):
-        st["closed_at_once"] += 1
-    except socket.timeout:
-        st["held"] += 1
-    finally:
-        s.close()
-deadline = time.time() + secs
-i = 0
-while i < n or (time.time() < deadline and not os.path.exists(stop)):
-    if i % 10 == 0:
-        st["requests"] += 1
-        one(("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (path, port)).encode())
-    elif i % 10 == 1:
-        one(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
-    else:
-        one(b"")
-    i += 1
-    if time.time() > deadline + 60:
-        break
-print(json.dumps(st))
-"#;
-
-/// Listens on a TCP port or a Unix socket path as its owner and records every connection and
-/// byte it gets in a log, until killed.
-const SQUAT_PY: &str = r#"
-import os, socket, sys
-kind, where, log = sys.argv[1], sys.argv[2], sys.argv[3]
-if kind == "tcp":
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", int(where)))
-else:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.bind(where)
-    os.chmod(where, 0o777)  # anyone may connect: the squatter wants to be reached
-s.listen(16)
-open(log + ".ready", "w").close()
-while True:
-    c, _ = s.accept()
-    with open(log, "a") as f:
-        f.write("connection\n")
-    c.settimeout(3)
-    try:
-        while True:
-            d = c.recv(4096)
-            if not d:
-                break
-            with open(log, "a") as f:
-                f.write("bytes %d\n" % len(d))
-    except OSError:
-        pass
-    c.close()
-"#;
+/// The text of a support script (tests/support/py), for a copy owned by a test user.
+fn script_text(e2e: &E2e, name: &str) -> String {
+    fs::read_to_string(e2e.script(name)).unwrap()
+}
 
 /// The proxy's URL for the cache, and its base (`http://127.0.0.1:PORT/SECRET/NAME`).
 fn cache_url(bed: &Bed) -> String {
     format!("http://127.0.0.1:{}/{}/{NAME}", bed.port, bed.url_secret())
 }
 
-/// `(status, body)` of a curl request as `user` (0: no HTTP answer at all). `extra` goes before
-/// the URL (`-g` for IPv6 literals, `-T FILE` to upload).
+/// `(status, body)` of a curl request as `user` (0: no HTTP answer at all), within 10 s.
 fn curl_as(user: &str, extra: &[&str], url: &str) -> (u16, String) {
-    let mut args = vec![
-        "-u",
-        user,
-        "--",
-        "curl",
-        "-s",
-        "-o",
-        "-",
-        "-w",
-        "\n%{http_code}",
-        "--max-time",
-        "10",
-    ];
-    args.extend_from_slice(extra);
-    args.push(url);
-    let out = run_root("runuser", args, None);
-    let (body, code) = out.stdout.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
+    curl_with(user, extra, url, 10)
 }
 
 /// `url` with its host replaced by `host` (an IPv6 literal in brackets, say).
@@ -163,13 +70,11 @@ fn needles(bed: &Bed) -> Vec<String> {
 /// narinfo, no NAR, no 307, no upload), root reads but cannot write, the bucket is unchanged;
 /// and after `exec` through the daemon, `push`, and `exec` on a store the user owns, no file
 /// another user can read holds the URL secret or a credential, with the user's home at 0755.
-#[test]
-fn other_users_get_nothing_from_the_proxy_and_find_no_secret_at_rest() {
-    let Some(e2e) = e2e_guard() else { return };
-    let bed = Bed::new(&e2e);
+fn other_users_get_nothing_from_the_proxy_and_find_no_secret_at_rest(e2e: &E2e) {
+    let bed = Bed::new(e2e);
     bed.user.open_home();
-    let bob = TestUser::create(&e2e, "b");
-    let cache = SignedCache::create(&e2e, "guard");
+    let bob = TestUser::create(e2e, "b");
+    let cache = SignedCache::create(e2e, "guard");
     bed.upload(&cache.dir);
     bed.use_cache(&cache.public_key);
     let before = bed.bucket_listing();
@@ -224,7 +129,7 @@ fn other_users_get_nothing_from_the_proxy_and_find_no_secret_at_rest() {
         (run.join().unwrap(), tries, root_get, root_put)
     });
     out.assert_success("exec -- nix-store -r, holding the proxy");
-    assert!(cache.is_valid(&e2e), "not substituted:\n{out}");
+    assert!(cache.is_valid(e2e), "not substituted:\n{out}");
     for (what, (code, body)) in &tries {
         assert_eq!(
             (*code, body.as_str()),
@@ -255,30 +160,36 @@ fn other_users_get_nothing_from_the_proxy_and_find_no_secret_at_rest() {
     bed.assert_no_secret("the proxy log", &log);
 
     // At rest, after exec through the daemon.
-    let found = readable_files_holding(&e2e, &bob, &needles(&bed), &[]);
+    let found = readable_files_holding(e2e, &bob, &needles(&bed), &[]);
     assert!(
         found.is_empty(),
         "after exec: bob reads a secret in {found:?}"
     );
 
     // After push (the client-side `nix copy` opens the proxy URL itself).
-    let key = fs::read_to_string(cache_secret_key(&e2e, "guard")).unwrap();
+    let key = fs::read_to_string(cache_secret_key(e2e, "guard")).unwrap();
     bed.write_user_file("keys/cache.sk", &key);
-    let new = add_paths(&e2e, "guardpush", 1).remove(0);
+    let new = add_paths(e2e, "guardpush", 1).remove(0);
     bed.nsa(["push", NAME, &new, "--secret-key", "keys/cache.sk"])
         .run()
         .assert_success("push");
     let nix_cache = bed.user.home.join(".cache/nix");
+    // Nix 2.8 names it binary-cache-v6.sqlite, 2.34 binary-cache-v7.sqlite.
+    let db = if e2e.on("2.8") {
+        "binary-cache-v6.sqlite"
+    } else {
+        "binary-cache-v7.sqlite"
+    };
     assert!(
-        nix_cache.join("binary-cache-v6.sqlite").exists(),
-        "push's nix copy kept no cache database: nothing was proven"
+        nix_cache.join(db).exists(),
+        "push's nix copy kept no cache database {db}: nothing was proven"
     );
     assert_eq!(
         fs::metadata(&nix_cache).unwrap().permissions().mode() & 0o777,
         0o700,
         "Nix's cache directory stayed open to others"
     );
-    let found = readable_files_holding(&e2e, &bob, &needles(&bed), &[]);
+    let found = readable_files_holding(e2e, &bob, &needles(&bed), &[]);
     assert!(
         found.is_empty(),
         "after push: bob reads a secret in {found:?}"
@@ -306,7 +217,7 @@ fn other_users_get_nothing_from_the_proxy_and_find_no_secret_at_rest() {
             .exists(),
         "not substituted into the user's own store:\n{own}"
     );
-    let found = readable_files_holding(&e2e, &bob, &needles(&bed), &[]);
+    let found = readable_files_holding(e2e, &bob, &needles(&bed), &[]);
     assert!(
         found.is_empty(),
         "after a single-user exec: bob reads a secret in {found:?}"
@@ -328,16 +239,14 @@ fn cache_nar(cache: &SignedCache) -> String {
 /// `exec -- nix-store -r` of 20 paths succeeds within twice its time without the flood; the
 /// proxy's descriptors, memory and log stay bounded; a slow client of the user's own is closed
 /// after the header timeout.
-#[test]
-fn a_flood_from_another_user_does_not_stop_the_users_substitution() {
-    let Some(e2e) = e2e_guard() else { return };
-    let bed = Bed::new(&e2e);
-    let bob = TestUser::create(&e2e, "b");
-    let cache = SignedCache::create(&e2e, "flood");
+fn a_flood_from_another_user_does_not_stop_the_users_substitution(e2e: &E2e) {
+    let bed = Bed::new(e2e);
+    let bob = TestUser::create(e2e, "b");
+    let cache = SignedCache::create(e2e, "flood");
     bed.upload(&cache.dir);
-    let sk = cache_secret_key(&e2e, "flood");
-    let quiet = ExtraPaths::create(&e2e, "quiet", 20, &sk);
-    let loud = ExtraPaths::create(&e2e, "loud", 20, &sk);
+    let sk = cache_secret_key(e2e, "flood");
+    let quiet = ExtraPaths::create(e2e, "quiet", 20, &sk);
+    let loud = ExtraPaths::create(e2e, "loud", 20, &sk);
     bed.upload(&quiet.dir);
     bed.upload(&loud.dir);
     bed.use_cache(&cache.public_key);
@@ -353,12 +262,17 @@ fn a_flood_from_another_user_does_not_stop_the_users_substitution() {
     };
     let (out, quiet_took) = restore(&quiet);
     out.assert_success("20 paths without a flood");
-    assert_eq!(quiet.valid(&e2e), 20);
+    assert_eq!(quiet.valid(e2e), 20);
 
     let bob_dir = e2e.dir.join("bob-flood");
-    let script = user_file(&bob, &bob_dir, "flood.py", FLOOD_PY);
+    let script = user_file(&bob, &bob_dir, "flood.py", &script_text(e2e, "flood.py"));
     let stop = bob_dir.join("stop");
-    let slow = user_file(&bob, &e2e.dir.join("alice-slow"), "slow.py", SLOW_PY);
+    let slow = user_file(
+        &bob,
+        &e2e.dir.join("alice-slow"),
+        "slow.py",
+        &script_text(e2e, "slow_client.py"),
+    );
     let secret_path = format!("/{}/{NAME}/nix-cache-info", bed.url_secret());
     let sampler_stop = std::sync::atomic::AtomicBool::new(false);
     let held = bed.user.home.join("held");
@@ -427,7 +341,7 @@ fn a_flood_from_another_user_does_not_stop_the_users_substitution() {
         )
     });
     out.assert_success("20 paths under a flood from another user");
-    assert_eq!(loud.valid(&e2e), 20, "not all paths substituted:\n{out}");
+    assert_eq!(loud.valid(e2e), 20, "not all paths substituted:\n{out}");
     note(&format!(
         "20 paths: {quiet_took:?} without a flood, {loud_took:?} under it"
     ));
@@ -487,32 +401,14 @@ fn a_flood_from_another_user_does_not_stop_the_users_substitution() {
     );
 }
 
-/// As the proxy's own user: sends half a request head and prints how many seconds passed until
-/// the proxy closed the connection.
-const SLOW_PY: &str = r#"
-import socket, sys, time
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
-s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
-start = time.time()
-s.settimeout(60)
-try:
-    while s.recv(100):
-        pass
-except OSError:
-    pass
-print("%.1f" % (time.time() - start))
-"#;
-
 /// Proof 6: a default port taken at the first start moves to a free one, which is remembered
 /// and used by the next command; a squatter on the remembered port, or a foreign control
 /// socket, gets a clear error and nothing sent (the squatter's log stays empty); a runtime
 /// directory another user made first is refused.
-#[test]
-fn squatted_ports_and_foreign_sockets_get_a_clear_error_and_nothing() {
-    let Some(e2e) = e2e_guard() else { return };
-    let bed = Bed::new(&e2e);
-    let bob = TestUser::create(&e2e, "b");
-    let cache = SignedCache::create(&e2e, "squat");
+fn squatted_ports_and_foreign_sockets_get_a_clear_error_and_nothing(e2e: &E2e) {
+    let bed = Bed::new(e2e);
+    let bob = TestUser::create(e2e, "b");
+    let cache = SignedCache::create(e2e, "squat");
     bed.upload(&cache.dir);
     bed.use_cache(&cache.public_key);
     // No `[proxy] port` (the recorded cache stays): the proxy picks its own.
@@ -525,13 +421,14 @@ fn squatted_ports_and_foreign_sockets_get_a_clear_error_and_nothing() {
     assert_ne!(without_port, config, "no port line in {config}");
     bed.write_user_file(".config/nixstore-auth/config.toml", &without_port);
     let bob_dir = e2e.dir.join("bob-squat");
-    let squat = user_file(&bob, &bob_dir, "squat.py", SQUAT_PY);
+    let squat = user_file(&bob, &bob_dir, "squat.py", &script_text(e2e, "squat.py"));
     let squatter = |kind: &str, at: &str, log: &Path| {
-        let mut cmd = Command::new("/usr/sbin/runuser");
-        cmd.args(["-u", &bob.name, "--", "/usr/bin/python3"])
+        let cmd = bob
+            .cmd("/usr/bin/python3")
             .arg(&squat)
             .args([kind, at])
-            .arg(log);
+            .arg(log)
+            .into_command();
         let ready = PathBuf::from(format!("{}.ready", log.display()));
         let out = PathBuf::from(format!("{}.out", log.display()));
         Service::spawn(
@@ -550,7 +447,7 @@ fn squatted_ports_and_foreign_sockets_get_a_clear_error_and_nothing() {
     let held = squatter("tcp", &default.to_string(), &log1);
     let out = bed.exec(&["nix-store", "-r", &cache.store_path]);
     out.assert_success("exec with the default port taken");
-    assert!(cache.is_valid(&e2e));
+    assert!(cache.is_valid(e2e));
     let remembered: u16 = fs::read_to_string(&state)
         .unwrap_or_else(|e| panic!("no remembered port in {}: {e}", state.display()))
         .trim()
@@ -564,7 +461,7 @@ fn squatted_ports_and_foreign_sockets_get_a_clear_error_and_nothing() {
     );
     drop(held);
     bed.assert_proxy_exits();
-    cache.delete_local(&e2e);
+    cache.delete_local(e2e);
     // The next command keeps the remembered port, although the default is free again.
     let out = bed.exec(&["nix-store", "-r", &cache.store_path]);
     out.assert_success("exec on the remembered port");
@@ -575,7 +472,7 @@ fn squatted_ports_and_foreign_sockets_get_a_clear_error_and_nothing() {
         "the next command did not use the remembered port {remembered}:\n{out}"
     );
     bed.assert_proxy_exits();
-    cache.delete_local(&e2e);
+    cache.delete_local(e2e);
 
     // 2. Someone squats the remembered port: a clear error, nothing sent, no silent move.
     let log2 = bob_dir.join("remembered.log");
@@ -597,7 +494,7 @@ fn squatted_ports_and_foreign_sockets_get_a_clear_error_and_nothing() {
         "",
         "the squatter got something"
     );
-    assert!(!cache.is_valid(&e2e));
+    assert!(!cache.is_valid(e2e));
     drop(held);
 
     // 3. A control socket served by another user in the user's runtime directory.
@@ -676,3 +573,9 @@ impl Drop for RemoveDirOnDrop {
         let _ = fs::remove_dir_all(&self.0);
     }
 }
+
+crate::proofs!(
+    other_users_get_nothing_from_the_proxy_and_find_no_secret_at_rest,
+    a_flood_from_another_user_does_not_stop_the_users_substitution,
+    squatted_ports_and_foreign_sockets_get_a_clear_error_and_nothing,
+);

@@ -1,26 +1,11 @@
-//! End-to-end proof that `nixstore-auth use`/`remove` make a private HTTPS cache work through
-//! the real multi-user nix-daemon (issue 2, "Proof with real parts"): real users in
-//! `nix-users`, Nix 2.8's daemon, nginx with Basic auth over TLS (CA made here) and plain HTTP,
-//! a cache signed with a fresh key. Runs only with `CI=true` or `NIXSTORE_AUTH_E2E=1`, as root
-//! (`sudo ./scripts/test.sh`), one test at a time.
+//! `nixstore-auth use`/`remove` make a private HTTPS cache work through the real multi-user
+//! nix-daemon of each Nix under test (issue 2, "Proof with real parts"): real users in
+//! `nix-users`, nginx with Basic auth over TLS (CA made here) and plain HTTP, a cache signed
+//! with a fresh key.
 
-mod support;
-
+use crate::support::*;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use support::*;
-
-/// The Basic auth login the tests give `use --login` (not the default: proves the flag is used).
-const LOGIN: &str = "e2e-reader";
-
-/// A token nobody could guess, so that finding it anywhere is meaningful.
-fn new_token() -> String {
-    format!(
-        "tok{:016x}{:016x}",
-        rand::random::<u64>(),
-        rand::random::<u64>()
-    )
-}
 
 /// A signed cache behind nginx with Basic auth (`LOGIN`/`token`), over TLS when `tls` is given.
 fn serve(e2e: &E2e, tag: &str, tls: Option<&Tls>, token: &str) -> (SignedCache, Nginx) {
@@ -66,51 +51,20 @@ fn substitute(user: &TestUser, cache: &SignedCache) -> Output {
     user.cmd("nix-store").args(["-r", &cache.store_path]).run()
 }
 
-/// All values of `name = ...` lines in nix.conf text (whitespace-separated, comments dropped).
-fn setting(conf: &str, name: &str) -> Vec<String> {
-    conf.lines()
-        .map(|l| l.split('#').next().unwrap().trim())
-        .filter_map(|l| l.split_once('='))
-        .filter(|(k, _)| k.trim() == name)
-        .flat_map(|(_, v)| v.split_whitespace().map(str::to_string))
-        .collect()
-}
-
 /// Files below `user`'s HOME whose contents hold `needle`.
 fn files_containing(user: &TestUser, needle: &str) -> Vec<(PathBuf, u32)> {
-    snapshot(&user.home)
-        .into_iter()
-        .filter(|(_, (_, bytes))| String::from_utf8_lossy(bytes).contains(needle))
-        .map(|(path, (mode, _))| (path, mode))
-        .collect()
-}
-
-/// Asserts that nginx served the narinfo and the NAR of `cache` to an authenticated `LOGIN`.
-#[track_caller]
-fn assert_authenticated_fetch(nginx: &Nginx, cache: &SignedCache) {
-    let log = nginx.access_log();
-    let narinfo = format!("/{}.narinfo", cache.hash());
-    let ok = |pred: &dyn Fn(&AccessEntry) -> bool| {
-        log.iter()
-            .any(|e| e.user == LOGIN && e.status == 200 && pred(e))
-    };
-    assert!(
-        ok(&|e| e.uri == narinfo) && ok(&|e| e.uri.starts_with("/nar/")),
-        "nginx did not serve {narinfo} and its NAR to {LOGIN:?} with 200; access log: {log:#?}"
-    );
+    files_holding(&user.home, needle, None)
 }
 
 /// The test bed itself, without nixstore-auth: a trusted user substitutes over TLS with explicit
 /// `--option`s (proves users, daemon, nginx, TLS and the signed cache work), fails without the
 /// netrc (proves Basic auth is enforced), and fails without our CA (proves TLS is verified).
-#[test]
-fn testbed_substitutes_with_explicit_options() {
-    let Some(e2e) = e2e_guard() else { return };
-    let user = TestUser::create(&e2e, "bed");
-    let tls = Tls::create(&e2e);
+fn testbed_substitutes_with_explicit_options(e2e: &E2e) {
+    let user = TestUser::create(e2e, "bed");
+    let tls = Tls::create(e2e);
     let token = new_token();
-    let (cache, nginx) = serve(&e2e, "bed", Some(&tls), &token);
-    let mut daemon = NixDaemon::start(&e2e, &nix_conf(Some(&tls), &[&user]));
+    let (cache, nginx) = serve(e2e, "bed", Some(&tls), &token);
+    let mut daemon = NixDaemon::start(e2e, &nix_conf(Some(&tls), &[&user]));
 
     let netrc = e2e.private_dir("bed-netrc").join("netrc");
     std::fs::write(
@@ -136,10 +90,10 @@ fn testbed_substitutes_with_explicit_options() {
     };
 
     explicit(true).assert_success("substitute with explicit options");
-    assert!(cache.is_valid(&e2e));
-    assert_authenticated_fetch(&nginx, &cache);
+    assert!(cache.is_valid(e2e));
+    assert_authenticated_fetch(&nginx, &cache, 0);
 
-    cache.delete_local(&e2e);
+    cache.delete_local(e2e);
     let out = explicit(false);
     out.assert_failure("substitute without the netrc");
     assert!(
@@ -154,7 +108,7 @@ fn testbed_substitutes_with_explicit_options() {
     daemon.reconfigure(&nix_conf(None, &[&user]));
     let served = nginx.access_log().len();
     explicit(true).assert_failure("substitute over TLS without trusting our CA");
-    assert!(!cache.is_valid(&e2e));
+    assert!(!cache.is_valid(e2e));
     assert!(
         nginx.access_log()[served..].iter().all(|e| e.status != 200),
         "nginx served a file although the daemon should not trust its certificate"
@@ -163,16 +117,15 @@ fn testbed_substitutes_with_explicit_options() {
 
 /// Steps 1-4 for a trusted user: `use`, plain `nix-store -r` through the daemon (authenticated,
 /// per nginx's log), `remove`, and substitution fails again.
-fn trusted_flow(tls: bool) {
-    let Some(e2e) = e2e_guard() else { return };
-    let user = TestUser::create(&e2e, "trust");
-    let tls = tls.then(|| Tls::create(&e2e));
+fn trusted_flow(e2e: &E2e, tls: bool) {
+    let user = TestUser::create(e2e, "trust");
+    let tls = tls.then(|| Tls::create(e2e));
     let token = new_token();
-    let (cache, nginx) = serve(&e2e, "trusted", tls.as_ref(), &token);
-    let _daemon = NixDaemon::start(&e2e, &nix_conf(tls.as_ref(), &[&user]));
+    let (cache, nginx) = serve(e2e, "trusted", tls.as_ref(), &token);
+    let _daemon = NixDaemon::start(e2e, &nix_conf(tls.as_ref(), &[&user]));
     let url = nginx.url();
 
-    let out = use_cache(&e2e, &user, &url, &cache.public_key, &token);
+    let out = use_cache(e2e, &user, &url, &cache.public_key, &token);
     out.assert_success("use as a trusted user");
     out.assert_hides(&[&token]);
     let conf = user.read(".config/nix/nix.conf");
@@ -213,8 +166,8 @@ fn trusted_flow(tls: bool) {
     );
 
     substitute(&user, &cache).assert_success("plain nix-store -r after use");
-    assert!(cache.is_valid(&e2e));
-    assert_authenticated_fetch(&nginx, &cache);
+    assert!(cache.is_valid(e2e));
+    assert_authenticated_fetch(&nginx, &cache, 0);
 
     let out = user.cmd(&e2e.bin).args(["remove", &url]).run();
     out.assert_success("remove");
@@ -233,42 +186,38 @@ fn trusted_flow(tls: bool) {
         "remove left the token in the netrc"
     );
 
-    cache.delete_local(&e2e);
+    cache.delete_local(e2e);
     let served = nginx.access_log().len();
     substitute(&user, &cache).assert_failure("nix-store -r after remove");
-    assert!(!cache.is_valid(&e2e));
+    assert!(!cache.is_valid(e2e));
     assert!(
         nginx.access_log()[served..].iter().all(|e| e.status != 200),
         "nginx still served files after remove"
     );
 }
 
-#[test]
-fn use_trusted_user_https() {
-    trusted_flow(true);
+fn use_trusted_user_https(e2e: &E2e) {
+    trusted_flow(e2e, true);
 }
 
-#[test]
-fn use_trusted_user_plain_http() {
-    trusted_flow(false);
+fn use_trusted_user_plain_http(e2e: &E2e) {
+    trusted_flow(e2e, false);
 }
 
 /// Step 5: an untrusted user's `use` exits 3 with the administrator's snippet and writes nothing;
 /// once root applied the snippet (trusted substituter + key in /etc/nix/nix.conf, the token in
 /// the daemon's netrc, daemon restarted) the same `use` succeeds, writes only
 /// `extra-substituters`, and plain substitution works.
-#[test]
-fn use_untrusted_user_needs_administrator() {
-    let Some(e2e) = e2e_guard() else { return };
-    let user = TestUser::create(&e2e, "untr");
-    let tls = Tls::create(&e2e);
+fn use_untrusted_user_needs_administrator(e2e: &E2e) {
+    let user = TestUser::create(e2e, "untr");
+    let tls = Tls::create(e2e);
     let token = new_token();
-    let (cache, nginx) = serve(&e2e, "untrusted", Some(&tls), &token);
-    let mut daemon = NixDaemon::start(&e2e, &nix_conf(Some(&tls), &[]));
+    let (cache, nginx) = serve(e2e, "untrusted", Some(&tls), &token);
+    let mut daemon = NixDaemon::start(e2e, &nix_conf(Some(&tls), &[]));
     let url = nginx.url();
 
     let before = snapshot(&user.home);
-    let out = use_cache(&e2e, &user, &url, &cache.public_key, &token);
+    let out = use_cache(e2e, &user, &url, &cache.public_key, &token);
     out.assert_code(3, "use as an untrusted user");
     out.assert_hides(&[&token]);
     let diff = snapshot_diff(&before, &snapshot(&user.home));
@@ -322,7 +271,7 @@ fn use_untrusted_user_needs_administrator() {
     daemon.write_netrc(&format!("{} {token}\n", words[..5].join(" ")));
     daemon.restart();
 
-    let out = use_cache(&e2e, &user, &url, &cache.public_key, &token);
+    let out = use_cache(e2e, &user, &url, &cache.public_key, &token);
     out.assert_success("use after the administrator trusted the cache");
     out.assert_hides(&[&token]);
     let conf = user.read(".config/nix/nix.conf");
@@ -342,28 +291,26 @@ fn use_untrusted_user_needs_administrator() {
     );
 
     substitute(&user, &cache).assert_success("nix-store -r by the untrusted user");
-    assert!(cache.is_valid(&e2e));
-    assert_authenticated_fetch(&nginx, &cache);
+    assert!(cache.is_valid(e2e));
+    assert_authenticated_fetch(&nginx, &cache, 0);
 }
 
 /// Two `use` runs at the same time, for two caches, leave both configured (nix.conf and netrc),
 /// and both caches then substitute.
-#[test]
-fn use_concurrent_runs_keep_both_caches() {
-    let Some(e2e) = e2e_guard() else { return };
-    let user = TestUser::create(&e2e, "conc");
-    let tls = Tls::create(&e2e);
+fn use_concurrent_runs_keep_both_caches(e2e: &E2e) {
+    let user = TestUser::create(e2e, "conc");
+    let tls = Tls::create(e2e);
     let (token_a, token_b) = (new_token(), new_token());
-    let (cache_a, nginx_a) = serve(&e2e, "conc-a", Some(&tls), &token_a);
-    let (cache_b, nginx_b) = serve(&e2e, "conc-b", Some(&tls), &token_b);
-    let _daemon = NixDaemon::start(&e2e, &nix_conf(Some(&tls), &[&user]));
+    let (cache_a, nginx_a) = serve(e2e, "conc-a", Some(&tls), &token_a);
+    let (cache_b, nginx_b) = serve(e2e, "conc-b", Some(&tls), &token_b);
+    let _daemon = NixDaemon::start(e2e, &nix_conf(Some(&tls), &[&user]));
     // Different host names, so that each cache has its own netrc `machine`.
     let url_a = nginx_a.url_for_host("127.0.0.1");
     let url_b = nginx_b.url_for_host("localhost");
 
     let (out_a, out_b) = std::thread::scope(|s| {
-        let a = s.spawn(|| use_cache(&e2e, &user, &url_a, &cache_a.public_key, &token_a));
-        let b = s.spawn(|| use_cache(&e2e, &user, &url_b, &cache_b.public_key, &token_b));
+        let a = s.spawn(|| use_cache(e2e, &user, &url_a, &cache_a.public_key, &token_a));
+        let b = s.spawn(|| use_cache(e2e, &user, &url_b, &cache_b.public_key, &token_b));
         (a.join().unwrap(), b.join().unwrap())
     });
     out_a.assert_success("use cache A (concurrent)");
@@ -390,28 +337,35 @@ fn use_concurrent_runs_keep_both_caches() {
 
     substitute(&user, &cache_a).assert_success("substitute from cache A");
     substitute(&user, &cache_b).assert_success("substitute from cache B");
-    assert_authenticated_fetch(&nginx_a, &cache_a);
-    assert_authenticated_fetch(&nginx_b, &cache_b);
+    assert_authenticated_fetch(&nginx_a, &cache_a, 0);
+    assert_authenticated_fetch(&nginx_b, &cache_b, 0);
 }
 
 /// Running the same `use` twice changes nothing the second time: every file under HOME is
 /// byte-identical (and keeps its mode).
-#[test]
-fn use_twice_is_byte_identical() {
-    let Some(e2e) = e2e_guard() else { return };
-    let user = TestUser::create(&e2e, "idem");
+fn use_twice_is_byte_identical(e2e: &E2e) {
+    let user = TestUser::create(e2e, "idem");
     let token = new_token();
-    let (cache, nginx) = serve(&e2e, "idem", None, &token);
-    let _daemon = NixDaemon::start(&e2e, &nix_conf(None, &[&user]));
+    let (cache, nginx) = serve(e2e, "idem", None, &token);
+    let _daemon = NixDaemon::start(e2e, &nix_conf(None, &[&user]));
 
-    use_cache(&e2e, &user, &nginx.url(), &cache.public_key, &token).assert_success("first use");
+    use_cache(e2e, &user, &nginx.url(), &cache.public_key, &token).assert_success("first use");
     let first = snapshot(&user.home);
     assert!(
         first.keys().any(|p| p.ends_with("nix/nix.conf")),
         "the first use wrote no nix.conf: {:?}",
         first.keys().collect::<Vec<_>>()
     );
-    use_cache(&e2e, &user, &nginx.url(), &cache.public_key, &token).assert_success("second use");
+    use_cache(e2e, &user, &nginx.url(), &cache.public_key, &token).assert_success("second use");
     let diff = snapshot_diff(&first, &snapshot(&user.home));
     assert!(diff.is_empty(), "the second use changed files:\n{diff}");
 }
+
+crate::proofs!(
+    testbed_substitutes_with_explicit_options,
+    use_trusted_user_https,
+    use_trusted_user_plain_http,
+    use_untrusted_user_needs_administrator,
+    use_concurrent_runs_keep_both_caches,
+    use_twice_is_byte_identical,
+);

@@ -1,36 +1,16 @@
-//! End-to-end proof that secrets can live in the OS keyring (issue 5, "Proof with real parts"):
-//! a real Secret Service (gnome-keyring under `dbus-run-session`, running as the test user with a
-//! fresh HOME), Nix 2.8's daemon, nginx behind Basic auth, moto for S3/STS with auth on. Also the
-//! 0600 file fallback when no Secret Service runs. Runs only with `CI=true` or
-//! `NIXSTORE_AUTH_E2E=1`, as root (`sudo ./scripts/test.sh`), one test at a time.
+//! Secrets can live in the OS keyring (issue 5, "Proof with real parts"): a real Secret Service
+//! (gnome-keyring under `dbus-run-session`, running as the test user with a fresh HOME, in the
+//! Nix under test's userland), the daemon of each Nix under test, nginx behind Basic auth, moto
+//! for S3/STS with auth on. Also the 0600 file fallback when no Secret Service runs.
 
-mod support;
-
+use crate::support::*;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, SystemTime};
-use support::*;
+use std::time::SystemTime;
 
-/// The Basic auth login the tests give `use --login`.
-const LOGIN: &str = "e2e-reader";
 /// The name the tests record their cache under (`use --name`).
 const NAME: &str = "kr";
-/// The login keyring's password (a throwaway keyring in a throwaway HOME: not a secret).
-const KEYRING_PASSWORD: &str = "e2e-keyring-password";
-/// Files bigger than this are not scanned for secrets (none of ours are).
-const SCAN_LIMIT: u64 = 64 << 20;
-
-/// A token nobody could guess, so that finding it anywhere is meaningful.
-fn new_token() -> String {
-    format!(
-        "tok{:016x}{:016x}",
-        rand::random::<u64>(),
-        rand::random::<u64>()
-    )
-}
-
 /// A signed cache behind nginx (plain HTTP) with Basic auth `LOGIN`/`token`.
 fn serve(e2e: &E2e, tag: &str, token: &str) -> (SignedCache, Nginx) {
     let cache = SignedCache::create(e2e, tag);
@@ -47,186 +27,6 @@ fn rotate_nginx_password(nginx: &Nginx, token: &str) {
         Some(token.as_bytes()),
     )
     .assert_success("htpasswd (rotate)");
-}
-
-/// A 0700 directory of `user`'s below the test's directory.
-fn user_dir(e2e: &E2e, user: &TestUser, what: &str) -> PathBuf {
-    let dir = e2e.dir.join(format!("{what}-{}", user.name));
-    // A second session of the same user reuses it.
-    fs::create_dir_all(&dir).unwrap();
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
-    std::os::unix::fs::chown(&dir, Some(user.uid), Some(user.uid)).unwrap();
-    dir
-}
-
-/// Where a test user's commands run: their own `TMPDIR` and (optionally) `XDG_RUNTIME_DIR`,
-/// both 0700 below the test's directory, and, with a keyring, the D-Bus session in which
-/// gnome-keyring serves the Secret Service. Everything runs as the user; the session (bus and
-/// keyring daemon) is stopped on Drop.
-struct UserSession<'a> {
-    user: &'a TestUser,
-    runtime: Option<PathBuf>,
-    tmp: PathBuf,
-    bus: Option<String>,
-    keyring: Option<Service>,
-    /// Removed (as root) on Drop, after the keyring has stopped.
-    _runtime_dir: Option<tempfile::TempDir>,
-}
-
-impl<'a> UserSession<'a> {
-    /// A real Secret Service: `dbus-run-session` as the user, gnome-keyring unlocked in it (a
-    /// fresh login keyring in the user's fresh HOME: see TESTBED.md's traps), kept alive while
-    /// the test runs commands on that bus.
-    fn with_keyring(e2e: &E2e, user: &'a TestUser) -> UserSession<'a> {
-        Self::with_keyring_password(e2e, user, KEYRING_PASSWORD)
-    }
-
-    /// As `with_keyring`, unlocking with `password`: another password than the one the user's
-    /// login keyring was made with leaves that keyring locked (TESTBED.md's second trap).
-    fn with_keyring_password(e2e: &E2e, user: &'a TestUser, password: &str) -> UserSession<'a> {
-        // A short path: gnome-keyring binds a socket in it, and socket paths hold 107 bytes.
-        let runtime_dir = tempfile::Builder::new()
-            .prefix("nsa-run-")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let runtime = runtime_dir.path().to_path_buf();
-        fs::set_permissions(&runtime, fs::Permissions::from_mode(0o700)).unwrap();
-        std::os::unix::fs::chown(&runtime, Some(user.uid), Some(user.uid)).unwrap();
-        let tmp = user_dir(e2e, user, "tmp");
-        let address_file = runtime.join("bus-address");
-        let script = format!(
-            "printf '%s\\n' '{password}' | gnome-keyring-daemon --unlock --components=secrets >/dev/null \
-             && printf '%s' \"$DBUS_SESSION_BUS_ADDRESS\" > {f}.new && mv {f}.new {f} && exec sleep 86400",
-            f = address_file.display()
-        );
-        let mut cmd = Command::new("/usr/sbin/runuser");
-        cmd.env_clear()
-            .env("HOME", &user.home)
-            .env("USER", &user.name)
-            .env("LOGNAME", &user.name)
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .env("XDG_RUNTIME_DIR", &runtime)
-            .env("TMPDIR", &tmp)
-            .current_dir(&user.home)
-            .args(["-u", &user.name, "--", "dbus-run-session", "--", "sh", "-c"])
-            .arg(&script);
-        let keyring = Service::spawn(
-            "dbus-run-session + gnome-keyring",
-            cmd,
-            &e2e.dir.join(format!("keyring-{}.log", user.name)),
-            Duration::from_secs(30),
-            || address_file.exists(),
-        );
-        let bus = fs::read_to_string(&address_file).unwrap();
-        assert!(bus.starts_with("unix:"), "odd bus address {bus:?}");
-        UserSession {
-            user,
-            runtime: Some(runtime),
-            tmp,
-            bus: Some(bus),
-            keyring: Some(keyring),
-            _runtime_dir: Some(runtime_dir),
-        }
-    }
-
-    /// No session bus at all (headless, CI): nixstore-auth must fall back to its file store.
-    /// No `XDG_RUNTIME_DIR` either, so that `exec` uses a private temporary directory.
-    fn without_keyring(e2e: &E2e, user: &'a TestUser) -> UserSession<'a> {
-        UserSession {
-            user,
-            runtime: None,
-            tmp: user_dir(e2e, user, "tmp"),
-            bus: None,
-            keyring: None,
-            _runtime_dir: None,
-        }
-    }
-
-    fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> UserCmd<'a> {
-        let mut cmd = self.user.cmd(program).env("TMPDIR", &self.tmp);
-        if let Some(rt) = &self.runtime {
-            cmd = cmd.env("XDG_RUNTIME_DIR", rt);
-        }
-        if let Some(bus) = &self.bus {
-            cmd = cmd.env("DBUS_SESSION_BUS_ADDRESS", bus);
-        }
-        cmd
-    }
-
-    /// `nixstore-auth ARGS` as the user.
-    fn nsa<I, S>(&self, e2e: &E2e, args: I) -> UserCmd<'a>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<std::ffi::OsStr>,
-    {
-        self.cmd(&e2e.bin).args(args)
-    }
-
-    /// Our entries in the Secret Service, as `secret-tool search --all service nixstore-auth`
-    /// finds them: (account, secret) pairs.
-    fn keyring_entries(&self) -> Vec<(String, String)> {
-        assert!(self.bus.is_some(), "this session has no keyring");
-        let out = self
-            .cmd("secret-tool")
-            .args(["search", "--all", "service", "nixstore-auth"])
-            .run();
-        // secret-tool prints each item's label and secret on stdout, its attributes on stderr,
-        // in the same order; it exits 1 when nothing matches.
-        let secrets: Vec<String> = out
-            .stdout
-            .lines()
-            .filter_map(|l| l.strip_prefix("secret = "))
-            .map(str::to_string)
-            .collect();
-        let accounts: Vec<String> = out
-            .stderr
-            .lines()
-            .filter_map(|l| l.strip_prefix("attribute.username = "))
-            .map(str::to_string)
-            .collect();
-        if secrets.is_empty() && accounts.is_empty() {
-            // Nothing found: no output (exit code 0, or 1 in some versions); an error message
-            // means a broken keyring.
-            assert!(
-                matches!(out.code(), Some(0 | 1)) && out.stderr.trim().is_empty(),
-                "secret-tool search failed (is the keyring running?)\n{out}"
-            );
-        }
-        assert_eq!(
-            secrets.len(),
-            accounts.len(),
-            "cannot pair secret-tool's output: {} secrets, accounts {accounts:?}",
-            secrets.len()
-        );
-        accounts.into_iter().zip(secrets).collect()
-    }
-
-    /// The accounts the keyring holds (never their secrets, for messages).
-    fn keyring_accounts(&self) -> Vec<String> {
-        self.keyring_entries().into_iter().map(|(a, _)| a).collect()
-    }
-}
-
-impl Drop for UserSession<'_> {
-    fn drop(&mut self) {
-        // Stops dbus-run-session, its dbus-daemon and gnome-keyring-daemon (one process group).
-        if let Some(mut k) = self.keyring.take() {
-            k.stop();
-        }
-        // userdel refuses a user who still runs something: wait for the daemons to go.
-        let uid = self.user.uid;
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !processes(|p| owner(p.pid) == Some(uid)).is_empty()
-            && std::time::Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-fn owner(pid: u32) -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    fs::metadata(format!("/proc/{pid}")).ok().map(|m| m.uid())
 }
 
 /// `use URL --name NAME --public-key KEY --token-stdin --login LOGIN --secret-store keyring`.
@@ -267,49 +67,6 @@ fn missing_path(cache: &SignedCache) -> String {
     format!("{dir}/{}-{}", "0".repeat(32), &base[33..])
 }
 
-/// All values of `name = ...` lines in nix.conf text (whitespace-separated, comments dropped).
-fn setting(conf: &str, name: &str) -> Vec<String> {
-    conf.lines()
-        .map(|l| l.split('#').next().unwrap().trim())
-        .filter_map(|l| l.split_once('='))
-        .filter(|(k, _)| k.trim() == name)
-        .flat_map(|(_, v)| v.split_whitespace().map(str::to_string))
-        .collect()
-}
-
-/// Regular files below `dir` (symlinks not followed) whose contents hold `needle`, with their
-/// modes; with `since`, only files modified since then (for shared directories like /tmp).
-fn files_holding(dir: &Path, needle: &str, since: Option<SystemTime>) -> Vec<(PathBuf, u32)> {
-    fn walk(dir: &Path, needle: &[u8], since: Option<SystemTime>, out: &mut Vec<(PathBuf, u32)>) {
-        let Ok(entries) = fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(meta) = fs::symlink_metadata(&path) else {
-                continue;
-            };
-            if meta.is_dir() {
-                walk(&path, needle, since, out);
-                continue;
-            }
-            if !meta.is_file() || meta.len() > SCAN_LIMIT {
-                continue;
-            }
-            if since.is_some_and(|t| meta.modified().is_ok_and(|m| m < t)) {
-                continue;
-            }
-            let Ok(bytes) = fs::read(&path) else { continue };
-            if bytes.windows(needle.len()).any(|w| w == needle) {
-                out.push((path, meta.permissions().mode() & 0o7777));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, needle.as_bytes(), since, &mut out);
-    out
-}
-
 /// Asserts that no file under HOME, the session's runtime and temporary directories, or (among
 /// files written since `started`) /tmp holds `secret`.
 #[track_caller]
@@ -347,23 +104,6 @@ fn assert_keyring_holds(s: &UserSession, account: &str, secret: &str) {
     );
 }
 
-/// Asserts that nginx served the narinfo and the NAR of `cache` to `LOGIN` with 200, in the
-/// log entries from `from` on.
-#[track_caller]
-fn assert_authenticated_fetch(nginx: &Nginx, cache: &SignedCache, from: usize) {
-    let log = nginx.access_log();
-    let log = &log[from.min(log.len())..];
-    let narinfo = format!("/{}.narinfo", cache.hash());
-    let ok = |pred: &dyn Fn(&AccessEntry) -> bool| {
-        log.iter()
-            .any(|e| e.user == LOGIN && e.status == 200 && pred(e))
-    };
-    assert!(
-        ok(&|e| e.uri == narinfo) && ok(&|e| e.uri.starts_with("/nar/")),
-        "nginx did not serve {narinfo} and its NAR to {LOGIN:?} with 200; access log: {log:#?}"
-    );
-}
-
 /// The running command's netrc, as `exec` hands it over: the path from `NIX_CONFIG`, its mode
 /// and its directory's mode, and its lines with passwords blanked (printed by a shell run
 /// through `exec`, as the user).
@@ -389,22 +129,20 @@ fn probe_value<'o>(out: &'o Output, key: &str) -> &'o str {
 /// Step 1: `use --secret-store keyring` puts the token in the real Secret Service (secret-tool finds
 /// it under service nixstore-auth, account cache-token:NAME), writes the substituter and key to
 /// nix.conf, and writes the token to no file at all (HOME, runtime dir, temp dirs).
-#[test]
-fn keyring_use_stores_the_token_in_the_secret_service_only() {
-    let Some(e2e) = e2e_guard() else { return };
+fn keyring_use_stores_the_token_in_the_secret_service_only(e2e: &E2e) {
     let started = SystemTime::now();
-    let user = TestUser::create(&e2e, "kuse");
+    let user = TestUser::create(e2e, "kuse");
     let token = new_token();
-    let (cache, nginx) = serve(&e2e, "kuse", &token);
-    let _daemon = NixDaemon::start(&e2e, &NixConf::new().trusted_user(&user.name));
-    let s = UserSession::with_keyring(&e2e, &user);
+    let (cache, nginx) = serve(e2e, "kuse", &token);
+    let _daemon = NixDaemon::start(e2e, &NixConf::new().trusted_user(&user.name));
+    let s = UserSession::with_keyring(e2e, &user);
     assert!(
         s.keyring_entries().is_empty(),
         "a fresh keyring already holds entries"
     );
     let url = nginx.url();
 
-    let out = use_keyring(&e2e, &s, &url, &cache.public_key, &token);
+    let out = use_keyring(e2e, &s, &url, &cache.public_key, &token);
     out.assert_success("use --secret-store keyring");
     assert_not_shown(&out, &token, "the token");
     assert!(
@@ -446,22 +184,20 @@ fn keyring_use_stores_the_token_in_the_secret_service_only() {
 /// authenticated lookup of a path it lacks), so the plain attempt left a remembered narinfo
 /// miss: only the forwarded `narinfo-cache-negative-ttl = 0` lets `exec` succeed. Afterwards no
 /// file in the runtime or temporary directories holds the token.
-#[test]
-fn keyring_exec_substitutes_through_the_daemon_after_a_plain_failure() {
-    let Some(e2e) = e2e_guard() else { return };
+fn keyring_exec_substitutes_through_the_daemon_after_a_plain_failure(e2e: &E2e) {
     let started = SystemTime::now();
-    let user = TestUser::create(&e2e, "kexec");
+    let user = TestUser::create(e2e, "kexec");
     let token = new_token();
-    let (cache, nginx) = serve(&e2e, "kexec", &token);
-    let daemon = NixDaemon::start(&e2e, &NixConf::new().trusted_user(&user.name));
-    let s = UserSession::with_keyring(&e2e, &user);
+    let (cache, nginx) = serve(e2e, "kexec", &token);
+    let daemon = NixDaemon::start(e2e, &NixConf::new().trusted_user(&user.name));
+    let s = UserSession::with_keyring(e2e, &user);
     let url = nginx.url();
-    use_keyring(&e2e, &s, &url, &cache.public_key, &token).assert_success("use");
+    use_keyring(e2e, &s, &url, &cache.public_key, &token).assert_success("use");
 
     // The daemon meets the cache with credentials (nix-cache-info 200), so that the plain
     // attempt below is remembered as a narinfo miss instead of the cache being skipped.
     let missing = missing_path(&cache);
-    let out = exec_substitute(&e2e, &s, &missing);
+    let out = exec_substitute(e2e, &s, &missing);
     out.assert_failure("exec -- nix-store -r of a path no cache has");
     assert_not_shown(&out, &token, "the token");
     assert!(
@@ -476,7 +212,7 @@ fn keyring_exec_substitutes_through_the_daemon_after_a_plain_failure() {
     let served = nginx.access_log().len();
     let out = plain_substitute(&s, &cache.store_path);
     out.assert_failure("plain nix-store -r with the token only in the keyring");
-    assert!(!cache.is_valid(&e2e));
+    assert!(!cache.is_valid(e2e));
     let narinfo = format!("/{}.narinfo", cache.hash());
     let log = nginx.access_log();
     assert!(
@@ -492,15 +228,15 @@ fn keyring_exec_substitutes_through_the_daemon_after_a_plain_failure() {
     );
 
     let served = nginx.access_log().len();
-    let out = exec_substitute(&e2e, &s, &cache.store_path);
+    let out = exec_substitute(e2e, &s, &cache.store_path);
     out.assert_success("exec -- nix-store -r right after the plain failure");
     assert_not_shown(&out, &token, "the token");
-    assert!(cache.is_valid(&e2e));
+    assert!(cache.is_valid(e2e));
     assert_authenticated_fetch(&nginx, &cache, served);
 
     // The ephemeral netrc while the command runs: 0600, the user's, in the 0700 runtime dir,
     // with the cache's entry; the negative TTL forwarded with it.
-    let probe = exec_netrc_probe(&e2e, &s);
+    let probe = exec_netrc_probe(e2e, &s);
     probe.assert_success("exec -- sh (netrc probe)");
     assert_not_shown(&probe, &token, "the token");
     let runtime_dir = s.runtime.as_ref().unwrap().join("nixstore-auth");
@@ -528,7 +264,7 @@ fn keyring_exec_substitutes_through_the_daemon_after_a_plain_failure() {
 
     // The forwarded netrc-file hides the daemon's own netrc for the command: said once.
     daemon.write_netrc("# the administrator's entries\n");
-    let probe = exec_netrc_probe(&e2e, &s);
+    let probe = exec_netrc_probe(e2e, &s);
     probe.assert_success("exec -- sh with /etc/nix/netrc present");
     assert_eq!(
         probe.stderr.matches("hides /etc/nix/netrc").count(),
@@ -540,15 +276,13 @@ fn keyring_exec_substitutes_through_the_daemon_after_a_plain_failure() {
 /// Step 3: Migration: a cache first configured with the netrc store, then
 /// `use NAME --secret-store keyring`, moves the token into the keyring and out of the netrc;
 /// the netrc's other entries (and comments) survive byte for byte, and exec still works.
-#[test]
-fn keyring_use_migrates_a_netrc_token() {
-    let Some(e2e) = e2e_guard() else { return };
+fn keyring_use_migrates_a_netrc_token(e2e: &E2e) {
     let started = SystemTime::now();
-    let user = TestUser::create(&e2e, "kmig");
+    let user = TestUser::create(e2e, "kmig");
     let token = new_token();
-    let (cache, nginx) = serve(&e2e, "kmig", &token);
-    let _daemon = NixDaemon::start(&e2e, &NixConf::new().trusted_user(&user.name));
-    let s = UserSession::with_keyring(&e2e, &user);
+    let (cache, nginx) = serve(e2e, "kmig", &token);
+    let _daemon = NixDaemon::start(e2e, &NixConf::new().trusted_user(&user.name));
+    let s = UserSession::with_keyring(e2e, &user);
     let url = nginx.url();
 
     // The user's own netrc with other entries, where `use` will add the cache's.
@@ -570,7 +304,7 @@ fn keyring_use_migrates_a_netrc_token() {
 
     let out = s
         .nsa(
-            &e2e,
+            e2e,
             [
                 "use",
                 &url,
@@ -599,9 +333,7 @@ fn keyring_use_migrates_a_netrc_token() {
         vec![netrc.display().to_string()]
     );
 
-    let out = s
-        .nsa(&e2e, ["use", NAME, "--secret-store", "keyring"])
-        .run();
+    let out = s.nsa(e2e, ["use", NAME, "--secret-store", "keyring"]).run();
     out.assert_success("use NAME --secret-store keyring (migration)");
     assert_not_shown(&out, &token, "the token");
     assert!(
@@ -624,12 +356,12 @@ fn keyring_use_migrates_a_netrc_token() {
     assert_in_no_file(&s, &token, started, "the migrated token");
 
     let served = nginx.access_log().len();
-    let out = exec_substitute(&e2e, &s, &cache.store_path);
+    let out = exec_substitute(e2e, &s, &cache.store_path);
     out.assert_success("exec -- nix-store -r after the migration");
-    assert!(cache.is_valid(&e2e));
+    assert!(cache.is_valid(e2e));
     assert_authenticated_fetch(&nginx, &cache, served);
     // The user's own entries travel in the ephemeral netrc too (Nix reads only that one).
-    let probe = exec_netrc_probe(&e2e, &s);
+    let probe = exec_netrc_probe(e2e, &s);
     probe.assert_success("exec -- sh (netrc probe)");
     for machine in ["git.example.org", "files.example.net", "127.0.0.1"] {
         assert!(
@@ -643,25 +375,23 @@ fn keyring_use_migrates_a_netrc_token() {
 /// Step 4: `secret set` rotates the token (the new one works through exec, the old one is gone from
 /// the keyring), `secret status` says where it lives without printing it, `remove` deletes the
 /// keyring entry too.
-#[test]
-fn keyring_secret_set_status_and_remove() {
-    let Some(e2e) = e2e_guard() else { return };
+fn keyring_secret_set_status_and_remove(e2e: &E2e) {
     let started = SystemTime::now();
-    let user = TestUser::create(&e2e, "krot");
+    let user = TestUser::create(e2e, "krot");
     let old = new_token();
     let new = new_token();
-    let (cache, nginx) = serve(&e2e, "krot", &old);
-    let _daemon = NixDaemon::start(&e2e, &NixConf::new().trusted_user(&user.name));
-    let s = UserSession::with_keyring(&e2e, &user);
+    let (cache, nginx) = serve(e2e, "krot", &old);
+    let _daemon = NixDaemon::start(e2e, &NixConf::new().trusted_user(&user.name));
+    let s = UserSession::with_keyring(e2e, &user);
     let url = nginx.url();
-    use_keyring(&e2e, &s, &url, &cache.public_key, &old).assert_success("use");
+    use_keyring(e2e, &s, &url, &cache.public_key, &old).assert_success("use");
 
     // The server rotates: the stored (old) token no longer works.
     rotate_nginx_password(&nginx, &new);
     let served = nginx.access_log().len();
-    let out = exec_substitute(&e2e, &s, &cache.store_path);
+    let out = exec_substitute(e2e, &s, &cache.store_path);
     out.assert_failure("exec with the old token after the server rotated");
-    assert!(!cache.is_valid(&e2e));
+    assert!(!cache.is_valid(e2e));
     assert!(
         nginx.access_log()[served..]
             .iter()
@@ -671,7 +401,7 @@ fn keyring_secret_set_status_and_remove() {
     );
 
     let out = s
-        .nsa(&e2e, ["secret", "set", NAME, "--token-stdin"])
+        .nsa(e2e, ["secret", "set", NAME, "--token-stdin"])
         .stdin(format!("{new}\n"))
         .run();
     out.assert_success("secret set");
@@ -681,9 +411,9 @@ fn keyring_secret_set_status_and_remove() {
     assert_in_no_file(&s, &old, started, "the old token");
 
     let served = nginx.access_log().len();
-    let out = exec_substitute(&e2e, &s, &cache.store_path);
+    let out = exec_substitute(e2e, &s, &cache.store_path);
     out.assert_success("exec with the rotated token");
-    assert!(cache.is_valid(&e2e));
+    assert!(cache.is_valid(e2e));
     assert_authenticated_fetch(&nginx, &cache, served);
 
     for args in [
@@ -691,7 +421,7 @@ fn keyring_secret_set_status_and_remove() {
         vec!["secret", "status"],
         vec!["secret", "status", NAME, "--json"],
     ] {
-        let out = s.nsa(&e2e, &args).run();
+        let out = s.nsa(e2e, &args).run();
         out.assert_success("secret status");
         assert_not_shown(&out, &new, "the token");
         assert!(
@@ -699,13 +429,13 @@ fn keyring_secret_set_status_and_remove() {
             "secret status does not say that {NAME}'s token is in the OS keyring:\n{out}"
         );
     }
-    let json = s.nsa(&e2e, ["secret", "status", NAME, "--json"]).run();
+    let json = s.nsa(e2e, ["secret", "status", NAME, "--json"]).run();
     let rows: serde_json::Value = serde_json::from_str(&json.stdout)
         .unwrap_or_else(|e| panic!("secret status --json: {e}\n{json}"));
     assert_eq!(rows[0]["name"], NAME, "{json}");
     assert_eq!(rows[0]["present"], true, "{json}");
 
-    let out = s.nsa(&e2e, ["remove", NAME]).run();
+    let out = s.nsa(e2e, ["remove", NAME]).run();
     out.assert_success("remove");
     assert_not_shown(&out, &new, "the token");
     assert!(
@@ -722,18 +452,16 @@ fn keyring_secret_set_status_and_remove() {
 /// go to 0600 files, the store file is 0600 in a 0700 directory, `exec` substitutes through the
 /// daemon with a netrc in a private temporary directory that is gone afterwards; with
 /// `keyring-backend = "os"` in config.toml the same commands fail with a clear error.
-#[test]
-fn file_fallback_without_a_secret_service() {
-    let Some(e2e) = e2e_guard() else { return };
+fn file_fallback_without_a_secret_service(e2e: &E2e) {
     let started = SystemTime::now();
-    let user = TestUser::create(&e2e, "kfile");
+    let user = TestUser::create(e2e, "kfile");
     let token = new_token();
-    let (cache, nginx) = serve(&e2e, "kfile", &token);
-    let _daemon = NixDaemon::start(&e2e, &NixConf::new().trusted_user(&user.name));
-    let s = UserSession::without_keyring(&e2e, &user);
+    let (cache, nginx) = serve(e2e, "kfile", &token);
+    let _daemon = NixDaemon::start(e2e, &NixConf::new().trusted_user(&user.name));
+    let s = UserSession::without_keyring(e2e, &user);
     let url = nginx.url();
 
-    let out = use_keyring(&e2e, &s, &url, &cache.public_key, &token);
+    let out = use_keyring(e2e, &s, &url, &cache.public_key, &token);
     out.assert_success("use --secret-store keyring without a Secret Service");
     assert_not_shown(&out, &token, "the token");
     assert!(
@@ -759,7 +487,7 @@ fn file_fallback_without_a_secret_service() {
     assert!(setting(&conf, "netrc-file").is_empty(), "nix.conf:\n{conf}");
 
     let served = nginx.access_log().len();
-    let out = exec_substitute(&e2e, &s, &cache.store_path);
+    let out = exec_substitute(e2e, &s, &cache.store_path);
     out.assert_success("exec -- nix-store -r with the file store");
     assert_not_shown(&out, &token, "the token");
     assert_eq!(
@@ -767,11 +495,11 @@ fn file_fallback_without_a_secret_service() {
         1,
         "exec should warn once about the file store:\n{out}"
     );
-    assert!(cache.is_valid(&e2e));
+    assert!(cache.is_valid(e2e));
     assert_authenticated_fetch(&nginx, &cache, served);
 
     // No runtime dir: the netrc goes to a private directory under TMPDIR, removed afterwards.
-    let probe = exec_netrc_probe(&e2e, &s);
+    let probe = exec_netrc_probe(e2e, &s);
     probe.assert_success("exec -- sh (netrc probe)");
     let file = PathBuf::from(probe_value(&probe, "file"));
     assert_eq!(
@@ -798,7 +526,7 @@ fn file_fallback_without_a_secret_service() {
     let config = user.home.join(".config/nixstore-auth/config.toml");
     let text = fs::read_to_string(&config).unwrap();
     fs::write(&config, format!("keyring-backend = \"os\"\n{text}")).unwrap();
-    let out = s.nsa(&e2e, ["exec", "--", "echo", "RAN"]).run();
+    let out = s.nsa(e2e, ["exec", "--", "echo", "RAN"]).run();
     out.assert_failure("exec with keyring-backend = \"os\" and no keyring");
     assert!(!out.stdout.contains("RAN"), "exec ran the command:\n{out}");
     assert!(
@@ -806,7 +534,7 @@ fn file_fallback_without_a_secret_service() {
         "the error does not explain the missing keyring:\n{out}"
     );
     let out = s
-        .nsa(&e2e, ["secret", "set", NAME, "--token-stdin"])
+        .nsa(e2e, ["secret", "set", NAME, "--token-stdin"])
         .stdin("x\n")
         .run();
     out.assert_failure("secret set with keyring-backend = \"os\" and no keyring");
@@ -821,7 +549,7 @@ fn file_fallback_without_a_secret_service() {
     );
 }
 
-/// The bucket the AWS test reads, made by tests/proxy_support/moto_setup.py (with an IAM user,
+/// The bucket the AWS test reads, made by tests/support/py/moto.py proxy-bed (with an IAM user,
 /// its key, the role `cache`, and auth switched on).
 const BUCKET: &str = "keyring-e2e";
 
@@ -830,19 +558,11 @@ const BUCKET: &str = "keyring-e2e";
 /// the command reads the private bucket with the session; after `aws remove-key` (which also
 /// forgets the session assumed with the key) the same exec fails with an error that says how to
 /// add the key back.
-#[test]
-fn aws_add_key_feeds_an_mfa_role_session() {
-    let Some(e2e) = e2e_guard() else { return };
+fn aws_add_key_feeds_an_mfa_role_session(e2e: &E2e) {
     let started = SystemTime::now();
-    let user = TestUser::create(&e2e, "kaws");
-    let moto = Moto::start(&e2e, 200);
-    let setup = run(
-        Command::new(venv_bin("python"))
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/proxy_support/moto_setup.py"))
-            .args([&moto.url(), BUCKET]),
-        None,
-        DEFAULT_TIMEOUT,
-    );
+    let user = TestUser::create(e2e, "kaws");
+    let moto = Moto::start(e2e, 200);
+    let setup = moto.fixture(e2e, "proxy-bed", &[BUCKET]);
     setup.assert_success("moto setup (it also proves that auth is on)");
     let keys: serde_json::Value = serde_json::from_str(setup.stdout.trim()).unwrap();
     let key_id = keys["user"]["access_key_id"].as_str().unwrap().to_string();
@@ -850,7 +570,7 @@ fn aws_add_key_feeds_an_mfa_role_session() {
         .as_str()
         .unwrap()
         .to_string();
-    let s = UserSession::with_keyring(&e2e, &user);
+    let s = UserSession::with_keyring(e2e, &user);
 
     // The profiles: a role with MFA whose source profile has no keys in any file.
     let aws = user.home.join(".aws");
@@ -877,7 +597,7 @@ fn aws_add_key_feeds_an_mfa_role_session() {
     );
 
     let out = s
-        .nsa(&e2e, ["aws", "add-key", "--profile", "base"])
+        .nsa(e2e, ["aws", "add-key", "--profile", "base"])
         .stdin(format!("{key_id}\n{secret}\n"))
         .run();
     out.assert_success("aws add-key");
@@ -906,10 +626,10 @@ fn aws_add_key_feeds_an_mfa_role_session() {
          s3 = boto3.client('s3', config=cfg)\n\
          print(s3.get_object(Bucket='{BUCKET}', Key='cache/nix-cache-info')['Body'].read().decode())\n"
     );
-    let python = venv_bin("python");
+    let python = e2e.nix.python();
     let exec_read = || {
         s.nsa(
-            &e2e,
+            e2e,
             [
                 "exec",
                 "--profile",
@@ -954,9 +674,7 @@ fn aws_add_key_feeds_an_mfa_role_session() {
     );
     assert_in_no_file(&s, &secret, started, "the secret access key");
 
-    let out = s
-        .nsa(&e2e, ["aws", "remove-key", "--profile", "base"])
-        .run();
+    let out = s.nsa(e2e, ["aws", "remove-key", "--profile", "base"]).run();
     out.assert_success("aws remove-key");
     assert!(
         out.stderr.contains("forgot 1 cached session"),
@@ -978,9 +696,7 @@ fn aws_add_key_feeds_an_mfa_role_session() {
         out.stderr.contains("aws add-key --profile base"),
         "the error does not say how to store the key again:\n{out}"
     );
-    let out = s
-        .nsa(&e2e, ["aws", "remove-key", "--profile", "base"])
-        .run();
+    let out = s.nsa(e2e, ["aws", "remove-key", "--profile", "base"]).run();
     out.assert_failure("aws remove-key of a key that is gone");
     assert!(
         out.stderr.contains("no access key is stored"),
@@ -991,23 +707,21 @@ fn aws_add_key_feeds_an_mfa_role_session() {
 /// A locked keyring (the login keyring was made under another password, so gnome-keyring
 /// cannot unlock it and a write would need a prompt): `use --secret-store keyring` fails with a
 /// message that says how to unlock, shows no token, and changes no file.
-#[test]
-fn locked_keyring_gives_a_clear_error_and_changes_nothing() {
-    let Some(e2e) = e2e_guard() else { return };
-    let user = TestUser::create(&e2e, "klock");
+fn locked_keyring_gives_a_clear_error_and_changes_nothing(e2e: &E2e) {
+    let user = TestUser::create(e2e, "klock");
     let token = new_token();
-    let (cache, nginx) = serve(&e2e, "klock", &token);
-    let _daemon = NixDaemon::start(&e2e, &NixConf::new().trusted_user(&user.name));
+    let (cache, nginx) = serve(e2e, "klock", &token);
+    let _daemon = NixDaemon::start(e2e, &NixConf::new().trusted_user(&user.name));
     {
-        let first = UserSession::with_keyring(&e2e, &user);
-        use_keyring(&e2e, &first, &nginx.url(), &cache.public_key, &token)
+        let first = UserSession::with_keyring(e2e, &user);
+        use_keyring(e2e, &first, &nginx.url(), &cache.public_key, &token)
             .assert_success("use with the keyring unlocked");
         assert_keyring_holds(&first, &format!("cache-token:{NAME}"), &token);
     }
     let before = snapshot(&user.home.join(".config"));
-    let locked = UserSession::with_keyring_password(&e2e, &user, "not-the-keyring-password");
+    let locked = UserSession::with_keyring_password(e2e, &user, "not-the-keyring-password");
     let other = new_token();
-    let out = use_keyring(&e2e, &locked, &nginx.url(), &cache.public_key, &other);
+    let out = use_keyring(e2e, &locked, &nginx.url(), &cache.public_key, &other);
     out.assert_failure("use with a locked keyring");
     assert!(
         out.stderr.contains("locked"),
@@ -1027,3 +741,13 @@ fn locked_keyring_gives_a_clear_error_and_changes_nothing() {
         snapshot_diff(&before, &after)
     );
 }
+
+crate::proofs!(
+    keyring_use_stores_the_token_in_the_secret_service_only,
+    keyring_exec_substitutes_through_the_daemon_after_a_plain_failure,
+    keyring_use_migrates_a_netrc_token,
+    keyring_secret_set_status_and_remove,
+    file_fallback_without_a_secret_service,
+    aws_add_key_feeds_an_mfa_role_session,
+    locked_keyring_gives_a_clear_error_and_changes_nothing,
+);
