@@ -7,6 +7,7 @@
 
 pub mod aws;
 pub mod cache;
+pub mod cache_plan;
 pub mod cmd;
 pub mod config;
 pub mod ephemeral;

@@ -13,13 +13,12 @@
 
 use anyhow::{Context, Result, bail};
 use std::cell::OnceCell;
-use std::collections::BTreeMap;
 use zeroize::Zeroizing;
 
 use super::{ExecArgs, Run, Via};
 use crate::aws::session::{self, Session, SessionRequest};
-use crate::cache::CacheKind;
-use crate::config::{CacheEntry, Config, Dirs, SecretStore as Store};
+use crate::cache_plan;
+use crate::config::{CacheEntry, Config, Dirs};
 use crate::ephemeral::EphemeralFile;
 use crate::launch::Launch;
 use crate::nix::conf::NixConf;
@@ -49,31 +48,15 @@ impl Run for ExecArgs {
         let dirs = Dirs::new()?;
         let cfg = Config::load(&dirs.config_file())?;
         let caches = selected_caches(&self, &cfg)?;
-        let s3: Vec<&CacheEntry> = caches
-            .iter()
-            .filter(|c| matches!(c.kind, CacheKind::S3(_)))
-            .collect();
-        let keyring: Vec<&CacheEntry> = caches
-            .iter()
-            .filter(|c| {
-                matches!(c.kind, CacheKind::Https { .. }) && c.secret_store == Store::Keyring
-            })
-            .collect();
-        if self.profile.is_none() && s3.is_empty() && keyring.is_empty() {
+        let plan = cache_plan::plan(&caches, self.profile.as_deref());
+        if plan.is_empty() {
             return Ok(launch.replace());
         }
+        let (s3, keyring) = (&plan.s3, &plan.keyring);
 
         // 1. AWS sessions, one per profile in play; prompts happen here, before anything starts.
         let mut sessions: Vec<(Option<String>, Session)> = Vec::new();
-        let profiles: Vec<Option<String>> = if self.profile.is_some() {
-            vec![self.profile.clone()]
-        } else {
-            let mut p: Vec<Option<String>> = s3.iter().map(|c| s3_profile(c)).collect();
-            p.sort();
-            p.dedup();
-            p
-        };
-        for profile in profiles {
+        for profile in plan.profiles.clone() {
             let req = SessionRequest::new(
                 profile.clone().or_else(|| self.profile.clone()),
                 s3.first().map(|c| c.name.clone()),
@@ -115,26 +98,18 @@ impl Run for ExecArgs {
                     "--via env: no installed Nix has a setting that forwards environment variables to the nix-daemon; use --via proxy (the default picks it)"
                 );
             }
-            let mut groups: BTreeMap<Option<String>, Vec<proxy::Mount>> = BTreeMap::new();
-            for c in &s3 {
-                let CacheKind::S3(s3ref) = &c.kind else {
-                    continue;
-                };
-                let key = if self.profile.is_some() {
-                    self.profile.clone()
-                } else {
-                    s3_profile(c)
-                };
-                groups.entry(key).or_default().push(proxy::Mount {
-                    name: c.name.clone(),
-                    s3: s3ref.clone(),
-                });
-            }
             let layout = proxy::Layout::new(&dirs, &cfg)?;
-            for (profile, mounts) in groups {
+            for (profile, group) in &plan.groups {
+                let mounts: Vec<proxy::Mount> = group
+                    .iter()
+                    .map(|(name, s3)| proxy::Mount {
+                        name: name.clone(),
+                        s3: s3.clone(),
+                    })
+                    .collect();
                 let session = sessions
                     .iter()
-                    .find(|(p, _)| *p == profile)
+                    .find(|(p, _)| p == profile)
                     .or(sessions.first())
                     .map(|(_, s)| s)
                     .expect("a session was resolved for every S3 profile");
@@ -170,7 +145,7 @@ impl Run for ExecArgs {
         let mut netrc_file = None;
         if !keyring.is_empty() {
             let store = SecretStore::open(&cfg, &dirs, ui)?;
-            let text = ephemeral_netrc(&store, &keyring, ui)?;
+            let text = ephemeral_netrc(&store, keyring, ui)?;
             let file = EphemeralFile::create(&dirs, "netrc", text.as_bytes())?;
             settings.push(Setting::new(
                 "netrc-file",
@@ -275,7 +250,7 @@ pub(super) fn fast_path() -> Option<i32> {
     if std::env::var_os(EXEC_MARKER).is_none() {
         let dirs = Dirs::new().ok()?;
         let cfg = Config::load(&dirs.config_file()).ok()?;
-        let needs_work = cfg.caches().ok()?.iter().any(needs_exec);
+        let needs_work = cfg.caches().ok()?.iter().any(cache_plan::needs_exec);
         if needs_work {
             return None;
         }
@@ -283,15 +258,14 @@ pub(super) fn fast_path() -> Option<i32> {
     Some(launch.replace())
 }
 
-/// Caches only `exec` can bring to Nix: S3 (the proxy) and HTTPS with a keyring token.
-fn needs_exec(c: &CacheEntry) -> bool {
-    matches!(c.kind, CacheKind::S3(_)) || c.secret_store == Store::Keyring
-}
-
 /// `--cache` names (all must be recorded), or every recorded S3 or keyring cache.
 fn selected_caches(args: &ExecArgs, cfg: &Config) -> Result<Vec<CacheEntry>> {
     if args.caches.is_empty() {
-        return Ok(cfg.caches()?.into_iter().filter(needs_exec).collect());
+        return Ok(cfg
+            .caches()?
+            .into_iter()
+            .filter(cache_plan::needs_exec)
+            .collect());
     }
     args.caches
         .iter()
@@ -303,13 +277,6 @@ fn selected_caches(args: &ExecArgs, cfg: &Config) -> Result<Vec<CacheEntry>> {
             })
         })
         .collect()
-}
-
-fn s3_profile(c: &CacheEntry) -> Option<String> {
-    match &c.kind {
-        CacheKind::S3(s) => s.profile.clone(),
-        CacheKind::Https { .. } => None,
-    }
 }
 
 /// The user's own netrc entries (from the netrc-file their nix.conf names) plus the keyring
