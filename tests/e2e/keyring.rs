@@ -151,6 +151,14 @@ fn keyring_use_stores_the_token_in_the_secret_service_only(e2e: &E2e) {
     );
 
     assert_keyring_holds(&s, &format!("cache-token:{NAME}"), &token);
+    // doctor checks the cache with the keyring's token, the one exec uses.
+    let doctor = s.nsa(e2e, ["doctor", NAME]).run();
+    assert!(
+        doctor.stdout.contains("reachable, authenticated")
+            && !doctor.all().contains("no token is recorded"),
+        "doctor did not check the cache with the keyring's token:\n{doctor}"
+    );
+    assert_not_shown(&doctor, &token, "doctor");
     let conf = user.read(".config/nix/nix.conf");
     assert_eq!(
         setting(&conf, "extra-substituters"),
