@@ -87,9 +87,9 @@ fn exec_help_examples_work_on_this_nix(e2e: &E2e) {
 }
 
 /// The settings `exec` forwards are those the installed client lists: it probes `nix config
-/// show --json` (Nix >= 2.20) or `nix show-config --json` (older) once per version and keeps the
-/// list in `~/.cache/nixstore-auth/nix-settings-VERSION.json`. The difference: 2.34 lists
-/// `impure-env`, 2.8 does not.
+/// show --json` (Nix >= 2.20) or `nix show-config --json` (older) and keeps what it learnt in
+/// its probe cache `~/.cache/nixstore-auth/nix-probe-v1.json` (newest entry first, with the
+/// version). The difference: 2.34 lists `impure-env`, 2.8 does not.
 fn exec_forwards_only_the_settings_the_installed_nix_lists(e2e: &E2e) {
     let bed = Bed::new(e2e);
     let cache = SignedCache::create(e2e, "probe");
@@ -98,8 +98,18 @@ fn exec_forwards_only_the_settings_the_installed_nix_lists(e2e: &E2e) {
     bed.exec(&["true"]).assert_success("exec -- true");
 
     let version = e2e.nix.version();
-    let file = format!(".cache/nixstore-auth/nix-settings-{version}.json");
-    let cached: BTreeSet<String> = serde_json::from_str(&bed.user.read(&file))
+    let file = ".cache/nixstore-auth/nix-probe-v1.json";
+    let probe: serde_json::Value = serde_json::from_str(&bed.user.read(file))
+        .unwrap_or_else(|e| panic!("no probe cache in ~/{file}: {e}"));
+    let facts = &probe["entries"][0]["facts"];
+    let probed_version: Vec<String> = facts["version"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no version in ~/{file}: {probe}"))
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert_eq!(probed_version.join("."), version, "the probe's version");
+    let cached: BTreeSet<String> = serde_json::from_value(facts["known_settings"].clone())
         .unwrap_or_else(|e| panic!("no probed settings in ~/{file}: {e}"));
     // What the user's own Nix lists, by the command for its version.
     let show: &[&str] = if e2e.on("2.8") {
