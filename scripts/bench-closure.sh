@@ -35,7 +35,8 @@
 # usage: scripts/bench-closure.sh [ROUNDS=7]
 # environment: NSMALL=500 BIG_MIB=256 VARIANTS="a b c" COMPRESSION=none (of the NARs in the
 # cache: none keeps codec time out of a transport comparison; xz or zstd also work)
-# HTTP_CONNECTIONS=25 (Nix's default) NIXSTORE_AUTH_BIN=path (else a release build of this tree)
+# HTTP_CONNECTIONS=25 (Nix's default) MAX_JOBS=N (default: Nix's, 1; on Nix 2.8 it also bounds
+# parallel substitutions) NIXSTORE_AUTH_BIN=path (else a release build of this tree)
 # BENCH_VERBOSE=1 (proxies log every request; the log is printed at the end)
 # BENCH_KEEP_LOGS=DIR (nginx's access logs, each run's output and the daemon's log are kept there)
 set -euo pipefail
@@ -46,6 +47,7 @@ BIG_MIB=${BIG_MIB:-256}
 VARIANTS=${VARIANTS:-a b c}
 COMPRESSION=${COMPRESSION:-none}
 HTTP_CONNECTIONS=${HTTP_CONNECTIONS:-25}
+MAX_JOBS_SET=${MAX_JOBS:-}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LOCK=/tmp/nixstore-auth-e2e.lock
 DAEMON_PID_FILE=/tmp/nixstore-auth-bench-closure-daemon.pid
@@ -204,6 +206,7 @@ experimental-features = nix-command
 trusted-users = root ${USERS[*]}
 http-connections = $HTTP_CONNECTIONS
 narinfo-cache-negative-ttl = 0
+${MAX_JOBS_SET:+max-jobs = $MAX_JOBS_SET}
 EOF
 chmod 644 "$NIX_CONF"
 DHOME=$WORK/daemon-home
@@ -290,7 +293,7 @@ http {
     # (the proxy's own fetch), or neither (the plain cache). Only the kind is logged.
     map \$args \$presigned { "~X-Amz-Signature=" presigned; default -; }
     map \$http_authorization \$sigv4 { "~^AWS4-HMAC-SHA256 " sigv4; default -; }
-    log_format bench '\$msec \$request_method \$uri \$status \$body_bytes_sent \$presigned \$sigv4 \$request_time';
+    log_format bench '\$msec \$request_method \$uri \$status \$body_bytes_sent \$presigned \$sigv4 \$request_time \$connection \$connection_requests';
     # The S3 stand-in, path-style: /BUCKET/KEY. Signatures are not checked.
     server {
         listen 127.0.0.1:$S3_PORT;
@@ -354,6 +357,8 @@ run_one() { # VARIANT ROUND
     rm -rf "$DHOME/.cache/nix"
     read -r -a words <<< "$(cmd_of "$v")"
     log=$(log_of "$v"); from=$(wc -l < "$log")
+    local pid=""; case $v in a) pid=$PID_A ;; c) pid=$PID_C ;; esac
+    local cpu0=0; [ -n "$pid" ] && cpu0=$(cpu_ns "$pid")
     t0=$(now)
     if ! as_user "${words[@]}" > "$WORK/logs/run-$v-$r.log" 2>&1; then
         tail -20 "$WORK/logs/run-$v-$r.log" >&2
@@ -365,7 +370,16 @@ run_one() { # VARIANT ROUND
     sleep 0.2
     tail -n +"$((from + 1))" "$log" > "$WORK/logs/slice-$v-$r"
     awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", b - a }' >> "$WORK/wall-$v"
+    if [ -n "$pid" ]; then
+        # The proxy's CPU time in this run, and per request it answered (every line of the slice:
+        # the narinfos and nix-cache-info it forwarded, and the NARs it forwarded or answered
+        # with a 307).
+        awk -v a="$cpu0" -v b="$(cpu_ns "$pid")" -v n="$(wc -l < "$WORK/logs/slice-$v-$r")" \
+            'BEGIN { printf "%.1f %.1f\n", (b - a) / 1e6, n ? (b - a) / 1e3 / n : 0 }' >> "$WORK/cpu-$v"
+    fi
 }
+# CPU time of a process so far, all its threads (ns on CPU, from schedstat).
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
 say "rounds: $ROUNDS, variants: $VARIANTS"
 read -r -a VLIST <<< "$VARIANTS"
 for r in $(seq 1 "$ROUNDS"); do
@@ -387,11 +401,16 @@ HWM_C=""; [ -n "$VARIANT_C" ] && HWM_C=$(hwm "$PID_C")
 # --- per-run figures from nginx's logs --------------------------------------------------------
 # narinfo GETs, their span (first to last, by nginx's completion times) and rate; NAR GETs by
 # route.
-stats() { # SLICE -> "narinfos span_s rate nar_presigned nar_sigv4 nar_plain nar_bytes nar_span_s"
+# The cycle: the mean time from one small NAR's completion to the next (the gaps next to the big
+# NAR left out), i.e. what each small path costs while Nix substitutes them one after another.
+stats() { # SLICE -> "narinfos span_s rate nar_presigned nar_sigv4 nar_plain nar_bytes nar_span_s cycle_ms"
     awk '$2 == "GET" && $3 ~ /\.narinfo$/ { n++; if (!f || $1 < f) f = $1; if ($1 > l) l = $1 }
          $2 == "GET" && $3 ~ /\/nar\// { if ($6 == "presigned") p++; else if ($7 == "sigv4") s++; else q++; bytes += $5
-                                        if (!nf || $1 < nf) nf = $1; if ($1 > nl) nl = $1 }
-         END { span = l - f; printf "%d %.3f %.0f %d %d %d %d %.3f\n", n, span, (span > 0) ? n / span : 0, p, s, q, bytes, nl - nf }' "$1"
+                                        if (!nf || $1 < nf) nf = $1; if ($1 > nl) nl = $1
+                                        k++; t[k] = $1; big[k] = ($5 > 16777216) }
+         END { for (i = 2; i <= k; i++) if (!big[i] && !big[i-1]) { g += t[i] - t[i-1]; gn++ }
+               span = l - f
+               printf "%d %.3f %.0f %d %d %d %d %.3f %.3f\n", n, span, (span > 0) ? n / span : 0, p, s, q, bytes, nl - nf, gn ? 1000 * g / gn : 0 }' "$1"
 }
 for v in "${VLIST[@]}"; do
     : > "$WORK/stats-$v"
@@ -420,12 +439,14 @@ for v in "${VLIST[@]}"; do
     printf '%-52s %-10s %s\n' "$(label "$v")" "$(median < "$WORK/wall-$v")" "$(tr '\n' ' ' < "$WORK/wall-$v")"
 done
 echo
-printf '%-52s %-9s %-8s %-11s %s\n' "as nginx saw them (medians)" "narinfos" "span s" "narinfos/s" "NARs: span s"
+printf '%-52s %-9s %-8s %-11s %-13s %s\n' "as nginx saw them (medians)" "narinfos" "span s" "narinfos/s" "NARs: span s" "ms per small path"
 for v in "${VLIST[@]}"; do
-    printf '%-52s %-9s %-8s %-11s %s\n' "$(label "$v")" "$(col_median "$WORK/stats-$v" 1)" "$(col_median "$WORK/stats-$v" 2)" \
-        "$(col_median "$WORK/stats-$v" 3)" "$(col_median "$WORK/stats-$v" 8)"
+    printf '%-52s %-9s %-8s %-11s %-13s %s\n' "$(label "$v")" "$(col_median "$WORK/stats-$v" 1)" "$(col_median "$WORK/stats-$v" 2)" \
+        "$(col_median "$WORK/stats-$v" 3)" "$(col_median "$WORK/stats-$v" 8)" "$(col_median "$WORK/stats-$v" 9)"
 done
-echo "(span: first to last request of the kind, by nginx's completion times; for (a) and (c) the narinfos went through the proxy)"
+echo "(span: first to last request of the kind, by nginx's completion times (1 ms resolution); for (a) and (c) the"
+echo " narinfos went through the proxy. ms per small path: mean time from one small NAR to the next; Nix 2.8"
+echo " substitutes max-jobs = $MAX_JOBS path(s) at a time, NARs one after another over one connection when 1)"
 echo
 echo "NAR route (nginx's log, last round):"
 for v in "${VLIST[@]}"; do printf '  %-50s %s\n' "$(label "$v")" "$(route "$v")"; done
@@ -433,6 +454,9 @@ for v in "${VLIST[@]}"; do printf '  %-50s %s\n' "$(label "$v")" "$(route "$v")"
 [ -n "$STATUS_C" ] && echo "  proxy status (c): $STATUS_C"
 echo
 echo "proxy peak RSS (VmHWM over all rounds): (a) ${HWM_A:-?} KiB${HWM_C:+, (c) $HWM_C KiB}"
+for v in a c; do
+    [ -s "$WORK/cpu-$v" ] && echo "proxy CPU time per run ($v), median: $(col_median "$WORK/cpu-$v" 1) ms, $(col_median "$WORK/cpu-$v" 2) µs per request it answered"
+done
 ratio_line() { # X Y -> ratio of medians, median of per-round ratios
     local mx my per
     mx=$(median < "$WORK/wall-$1"); my=$(median < "$WORK/wall-$2")
