@@ -102,14 +102,17 @@ cleanup() {
         rm -f "$DAEMON_PID_FILE"
     fi
     [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null
-    # Every store path made here (recorded as each is made), those still valid.
+    # Every store path made here (recorded as each is made), valid or half-substituted by a run
+    # that was interrupted (nix-store --delete removes those too), and their lock files.
     if [ -n "$WORK" ] && [ -s "$WORK/created.paths" ]; then
-        local left
-        # shellcheck disable=SC2046
-        left=$(grep -vxF -f <(rootnix nix-store --check-validity --print-invalid $(cat "$WORK/created.paths") 2>/dev/null) \
-            "$WORK/created.paths" | tr '\n' ' ')
+        local paths
+        paths=$(sort -u "$WORK/created.paths" | tr '\n' ' ')
         # shellcheck disable=SC2086
-        [ -n "$left" ] && { rootnix nix-store --delete $left >/dev/null 2>&1 || for p in $left; do rootnix nix-store --delete "$p" >/dev/null 2>&1; done; }
+        if ! rootnix nix-store --delete $paths >/dev/null 2>&1; then
+            for p in $paths; do rootnix nix-store --delete "$p" >/dev/null 2>&1; done
+            for p in $paths; do rootnix nix-store --delete "$p" >/dev/null 2>&1; done
+        fi
+        for p in $paths; do rm -f "$p.lock"; done
     fi
     for u in "${USERS[@]}"; do userdel "$u" >/dev/null 2>&1 || echo "warning: could not delete user $u" >&2; done
     [ -n "$ETC_TAKEN" ] && restore_etc
