@@ -230,5 +230,10 @@ pub(super) fn report(out: &Outcome, ui: &Ui) -> bool {
             out.failures.len()
         ));
     }
-    out.failures.is_empty() && !(out.aborted && left > 0)
+    for name in &out.broken {
+        ui.warn(format!(
+            "uploads to {name} stopped on an internal error; what is left stays queued"
+        ));
+    }
+    out.failures.is_empty() && out.broken.is_empty() && !(out.aborted && left > 0)
 }

@@ -39,6 +39,8 @@ pub struct Outcome {
     pub aborted: bool,
     /// `(cache, entries still queued)` at the end.
     pub left: Vec<(String, usize)>,
+    /// Caches whose upload thread failed (its message was printed).
+    pub broken: Vec<String>,
 }
 
 struct Shared {
@@ -174,7 +176,9 @@ impl Pusher {
             .clone();
         out.aborted = self.shared.stop.load(Ordering::SeqCst);
         for (name, spool, h) in self.workers.drain(..) {
-            let _ = h.join();
+            if h.join().is_err() {
+                out.broken.push(name.clone());
+            }
             let n = spool.entries().map(|e| e.len()).unwrap_or(0);
             out.left.push((name, n));
         }

@@ -112,11 +112,14 @@ impl<'a> Uploader<'a> {
             .enable_all()
             .build()
             .context("cannot start the HTTP client")?;
+        // The client's timers need the runtime.
+        let _in_rt = rt.enter();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("cannot start the HTTP client")?;
+        drop(_in_rt);
         Ok(Uploader {
             target,
             spool,
@@ -140,7 +143,8 @@ impl<'a> Uploader<'a> {
         }
         let status = self
             .rt
-            .block_on(req.send())
+            // send() starts its timer at once: inside the runtime.
+            .block_on(async { req.send().await })
             .map_err(|e| anyhow::anyhow!("{}", self.target.redact(&e.without_url().to_string())))
             .with_context(|| format!("cannot ask {} for {}", self.target.name, p))?
             .status()
