@@ -39,7 +39,8 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
             [CompletionResult]::new('env', 'env', [CompletionResultType]::ParameterValue, 'Print the current AWS session as shell variables or credential_process JSON')
             [CompletionResult]::new('login', 'login', [CompletionResultType]::ParameterValue, 'Get or refresh the AWS session now (MFA prompt included) and cache it')
             [CompletionResult]::new('logout', 'logout', [CompletionResultType]::ParameterValue, 'Forget cached AWS sessions')
-            [CompletionResult]::new('push', 'push', [CompletionResultType]::ParameterValue, 'Upload store paths (with their closure) to a cache')
+            [CompletionResult]::new('push', 'push', [CompletionResultType]::ParameterValue, 'Upload store paths (with their closure) to a cache, signed')
+            [CompletionResult]::new('watch-store', 'watch-store', [CompletionResultType]::ParameterValue, 'Upload every path that appears in the Nix store to a cache, until stopped')
             [CompletionResult]::new('secret', 'secret', [CompletionResultType]::ParameterValue, 'Set, inspect or delete the secret stored for a cache')
             [CompletionResult]::new('aws', 'aws', [CompletionResultType]::ParameterValue, 'Keep a profile''s long-term AWS access key in the OS keyring')
             [CompletionResult]::new('doctor', 'doctor', [CompletionResultType]::ParameterValue, 'Diagnose the Nix setup, the caches and the AWS session, with a fix for each problem')
@@ -59,6 +60,7 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
             [CompletionResult]::new('--netrc', '--netrc', [CompletionResultType]::ParameterName, 'Edit this netrc file instead of the one in force')
             [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'The shape of printed configuration')
             [CompletionResult]::new('--secret-store', '--secret-store', [CompletionResultType]::ParameterName, 'Where to keep the token')
+            [CompletionResult]::new('--secret-key', '--secret-key', [CompletionResultType]::ParameterName, 'Record this secret key file to sign uploads to the cache (push, watch-store, exec --push)')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour output (NO_COLOR set: never, unless `always`)')
             [CompletionResult]::new('--token-stdin', '--token-stdin', [CompletionResultType]::ParameterName, 'Read the token from standard input')
             [CompletionResult]::new('--no-token', '--no-token', [CompletionResultType]::ParameterName, 'The cache needs no token (a public cache signed with your own key)')
@@ -133,8 +135,11 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'The AWS profile to use')
             [CompletionResult]::new('--mfa-code', '--mfa-code', [CompletionResultType]::ParameterName, 'A one-time MFA code (or NIXSTORE_AUTH_MFA_CODE)')
             [CompletionResult]::new('--via', '--via', [CompletionResultType]::ParameterName, 'How S3 caches reach the daemon')
+            [CompletionResult]::new('--push', '--push', [CompletionResultType]::ParameterName, 'Upload every path that appears in the store while CMD runs to this cache, then finish the queue before returning (repeatable; the cache is used for substitution too)')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour output (NO_COLOR set: never, unless `always`)')
             [CompletionResult]::new('--builder-env', '--builder-env', [CompletionResultType]::ParameterName, 'Also hand the AWS session to fixed-output derivation builders (impure-env, Nix >= 2.19)')
+            [CompletionResult]::new('--push-strict', '--push-strict', [CompletionResultType]::ParameterName, 'Exit non-zero when an upload failed (CMD''s status when it failed, else 1)')
+            [CompletionResult]::new('--no-sign', '--no-sign', [CompletionResultType]::ParameterName, 'Upload unsigned (substituters that check signatures refuse such paths)')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and warnings')
@@ -182,10 +187,25 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
             break
         }
         'nixstore-auth;push' {
-            [CompletionResult]::new('--secret-key', '--secret-key', [CompletionResultType]::ParameterName, 'Sign the paths with this secret key file before uploading')
+            [CompletionResult]::new('--secret-key', '--secret-key', [CompletionResultType]::ParameterName, 'Sign with this secret key file (default: the key recorded for the cache)')
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'The AWS profile to use')
             [CompletionResult]::new('--mfa-code', '--mfa-code', [CompletionResultType]::ParameterName, 'A one-time MFA code (or NIXSTORE_AUTH_MFA_CODE)')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour output (NO_COLOR set: never, unless `always`)')
+            [CompletionResult]::new('--no-sign', '--no-sign', [CompletionResultType]::ParameterName, 'Upload unsigned (substituters that check signatures refuse such paths)')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and warnings')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors and warnings')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'nixstore-auth;watch-store' {
+            [CompletionResult]::new('--secret-key', '--secret-key', [CompletionResultType]::ParameterName, 'Sign with this secret key file (default: the key recorded for the cache)')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'The AWS profile to use')
+            [CompletionResult]::new('--mfa-code', '--mfa-code', [CompletionResultType]::ParameterName, 'A one-time MFA code (or NIXSTORE_AUTH_MFA_CODE)')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour output (NO_COLOR set: never, unless `always`)')
+            [CompletionResult]::new('--no-sign', '--no-sign', [CompletionResultType]::ParameterName, 'Upload unsigned (substituters that check signatures refuse such paths)')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and warnings')
@@ -202,15 +222,16 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors and warnings')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
-            [CompletionResult]::new('set', 'set', [CompletionResultType]::ParameterValue, 'Store a new token for a cache (from stdin or a hidden prompt)')
+            [CompletionResult]::new('set', 'set', [CompletionResultType]::ParameterValue, 'Store a new token (or signing key) for a cache, from stdin or a hidden prompt')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Say where each secret lives and, for AWS sessions, when it expires')
-            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'Delete the stored token of a cache')
+            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'Delete the stored token (or signing key) of a cache')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
         'nixstore-auth;secret;set' {
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour output (NO_COLOR set: never, unless `always`)')
             [CompletionResult]::new('--token-stdin', '--token-stdin', [CompletionResultType]::ParameterName, 'Read the token from standard input')
+            [CompletionResult]::new('--signing-key-stdin', '--signing-key-stdin', [CompletionResultType]::ParameterName, 'Read the cache''s signing key for uploads from standard input (kept in the keyring)')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and warnings')
@@ -232,6 +253,7 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
         }
         'nixstore-auth;secret;delete' {
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour output (NO_COLOR set: never, unless `always`)')
+            [CompletionResult]::new('--signing-key', '--signing-key', [CompletionResultType]::ParameterName, 'Delete the signing key instead of the token')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and warnings')
@@ -241,9 +263,9 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
             break
         }
         'nixstore-auth;secret;help' {
-            [CompletionResult]::new('set', 'set', [CompletionResultType]::ParameterValue, 'Store a new token for a cache (from stdin or a hidden prompt)')
+            [CompletionResult]::new('set', 'set', [CompletionResultType]::ParameterValue, 'Store a new token (or signing key) for a cache, from stdin or a hidden prompt')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Say where each secret lives and, for AWS sessions, when it expires')
-            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'Delete the stored token of a cache')
+            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'Delete the stored token (or signing key) of a cache')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -442,7 +464,8 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
             [CompletionResult]::new('env', 'env', [CompletionResultType]::ParameterValue, 'Print the current AWS session as shell variables or credential_process JSON')
             [CompletionResult]::new('login', 'login', [CompletionResultType]::ParameterValue, 'Get or refresh the AWS session now (MFA prompt included) and cache it')
             [CompletionResult]::new('logout', 'logout', [CompletionResultType]::ParameterValue, 'Forget cached AWS sessions')
-            [CompletionResult]::new('push', 'push', [CompletionResultType]::ParameterValue, 'Upload store paths (with their closure) to a cache')
+            [CompletionResult]::new('push', 'push', [CompletionResultType]::ParameterValue, 'Upload store paths (with their closure) to a cache, signed')
+            [CompletionResult]::new('watch-store', 'watch-store', [CompletionResultType]::ParameterValue, 'Upload every path that appears in the Nix store to a cache, until stopped')
             [CompletionResult]::new('secret', 'secret', [CompletionResultType]::ParameterValue, 'Set, inspect or delete the secret stored for a cache')
             [CompletionResult]::new('aws', 'aws', [CompletionResultType]::ParameterValue, 'Keep a profile''s long-term AWS access key in the OS keyring')
             [CompletionResult]::new('doctor', 'doctor', [CompletionResultType]::ParameterValue, 'Diagnose the Nix setup, the caches and the AWS session, with a fix for each problem')
@@ -476,10 +499,13 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
         'nixstore-auth;help;push' {
             break
         }
+        'nixstore-auth;help;watch-store' {
+            break
+        }
         'nixstore-auth;help;secret' {
-            [CompletionResult]::new('set', 'set', [CompletionResultType]::ParameterValue, 'Store a new token for a cache (from stdin or a hidden prompt)')
+            [CompletionResult]::new('set', 'set', [CompletionResultType]::ParameterValue, 'Store a new token (or signing key) for a cache, from stdin or a hidden prompt')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Say where each secret lives and, for AWS sessions, when it expires')
-            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'Delete the stored token of a cache')
+            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'Delete the stored token (or signing key) of a cache')
             break
         }
         'nixstore-auth;help;secret;set' {

@@ -67,6 +67,9 @@ _nixstore__auth() {
             nixstore__auth,use)
                 cmd="nixstore__auth__subcmd__use"
                 ;;
+            nixstore__auth,watch-store)
+                cmd="nixstore__auth__subcmd__watch__subcmd__store"
+                ;;
             nixstore__auth__subcmd__aws,add-key)
                 cmd="nixstore__auth__subcmd__aws__subcmd__add__subcmd__key"
                 ;;
@@ -129,6 +132,9 @@ _nixstore__auth() {
                 ;;
             nixstore__auth__subcmd__help,use)
                 cmd="nixstore__auth__subcmd__help__subcmd__use"
+                ;;
+            nixstore__auth__subcmd__help,watch-store)
+                cmd="nixstore__auth__subcmd__help__subcmd__watch__subcmd__store"
                 ;;
             nixstore__auth__subcmd__help__subcmd__aws,add-key)
                 cmd="nixstore__auth__subcmd__help__subcmd__aws__subcmd__add__subcmd__key"
@@ -227,7 +233,7 @@ _nixstore__auth() {
 
     case "${cmd}" in
         nixstore__auth)
-            opts="-v -q -h -V --verbose --quiet --color --help --version use remove rm list ls exec env login logout push secret aws doctor shell-init completions proxy help"
+            opts="-v -q -h -V --verbose --quiet --color --help --version use remove rm list ls exec env login logout push watch-store secret aws doctor shell-init completions proxy help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -429,7 +435,7 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__exec)
-            opts="-v -q -h --cache --profile --mfa-code --via --builder-env --verbose --quiet --color --help"
+            opts="-v -q -h --cache --profile --mfa-code --via --builder-env --push --push-strict --no-sign --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -451,6 +457,10 @@ _nixstore__auth() {
                     COMPREPLY=($(compgen -W "auto proxy env" -- "${cur}"))
                     return 0
                     ;;
+                --push)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
@@ -463,7 +473,7 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__help)
-            opts="use remove list exec env login logout push secret aws doctor shell-init completions proxy help"
+            opts="use remove list exec env login logout push watch-store secret aws doctor shell-init completions proxy help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -826,6 +836,20 @@ _nixstore__auth() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        nixstore__subcmd__auth__subcmd__help__subcmd__watch__subcmd__store)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         nixstore__subcmd__auth__subcmd__list)
             opts="-v -q -h --json --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1103,7 +1127,7 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__push)
-            opts="-v -q -h --secret-key --profile --mfa-code --verbose --quiet --color --help"
+            opts="-v -q -h --secret-key --no-sign --profile --mfa-code --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1181,7 +1205,7 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__secret__subcmd__delete)
-            opts="-v -q -h --verbose --quiet --color --help"
+            opts="-v -q -h --signing-key --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1269,7 +1293,7 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__secret__subcmd__set)
-            opts="-v -q -h --token-stdin --verbose --quiet --color --help"
+            opts="-v -q -h --token-stdin --signing-key-stdin --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1327,7 +1351,7 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__use)
-            opts="-y -v -q -h --name --public-key --token-stdin --token-env --no-token --login --mode --nix-conf --netrc --dry-run --yes --format --secret-store --restart-daemon --verbose --quiet --color --help"
+            opts="-y -v -q -h --name --public-key --token-stdin --token-env --no-token --login --mode --nix-conf --netrc --dry-run --yes --format --secret-store --restart-daemon --secret-key --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1367,6 +1391,40 @@ _nixstore__auth() {
                     ;;
                 --secret-store)
                     COMPREPLY=($(compgen -W "netrc keyring" -- "${cur}"))
+                    return 0
+                    ;;
+                --secret-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nixstore__subcmd__auth__subcmd__watch__subcmd__store)
+            opts="-v -q -h --secret-key --no-sign --profile --mfa-code --verbose --quiet --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --secret-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mfa-code)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --color)

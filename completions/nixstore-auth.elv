@@ -36,7 +36,8 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
             cand env 'Print the current AWS session as shell variables or credential_process JSON'
             cand login 'Get or refresh the AWS session now (MFA prompt included) and cache it'
             cand logout 'Forget cached AWS sessions'
-            cand push 'Upload store paths (with their closure) to a cache'
+            cand push 'Upload store paths (with their closure) to a cache, signed'
+            cand watch-store 'Upload every path that appears in the Nix store to a cache, until stopped'
             cand secret 'Set, inspect or delete the secret stored for a cache'
             cand aws 'Keep a profile''s long-term AWS access key in the OS keyring'
             cand doctor 'Diagnose the Nix setup, the caches and the AWS session, with a fix for each problem'
@@ -55,6 +56,7 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
             cand --netrc 'Edit this netrc file instead of the one in force'
             cand --format 'The shape of printed configuration'
             cand --secret-store 'Where to keep the token'
+            cand --secret-key 'Record this secret key file to sign uploads to the cache (push, watch-store, exec --push)'
             cand --color 'When to colour output (NO_COLOR set: never, unless `always`)'
             cand --token-stdin 'Read the token from standard input'
             cand --no-token 'The cache needs no token (a public cache signed with your own key)'
@@ -124,8 +126,11 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
             cand --profile 'The AWS profile to use'
             cand --mfa-code 'A one-time MFA code (or NIXSTORE_AUTH_MFA_CODE)'
             cand --via 'How S3 caches reach the daemon'
+            cand --push 'Upload every path that appears in the store while CMD runs to this cache, then finish the queue before returning (repeatable; the cache is used for substitution too)'
             cand --color 'When to colour output (NO_COLOR set: never, unless `always`)'
             cand --builder-env 'Also hand the AWS session to fixed-output derivation builders (impure-env, Nix >= 2.19)'
+            cand --push-strict 'Exit non-zero when an upload failed (CMD''s status when it failed, else 1)'
+            cand --no-sign 'Upload unsigned (substituters that check signatures refuse such paths)'
             cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
             cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
             cand -q 'Print only errors and warnings'
@@ -169,10 +174,24 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
             cand --help 'Print help (see more with ''--help'')'
         }
         &'nixstore-auth;push'= {
-            cand --secret-key 'Sign the paths with this secret key file before uploading'
+            cand --secret-key 'Sign with this secret key file (default: the key recorded for the cache)'
             cand --profile 'The AWS profile to use'
             cand --mfa-code 'A one-time MFA code (or NIXSTORE_AUTH_MFA_CODE)'
             cand --color 'When to colour output (NO_COLOR set: never, unless `always`)'
+            cand --no-sign 'Upload unsigned (substituters that check signatures refuse such paths)'
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'nixstore-auth;watch-store'= {
+            cand --secret-key 'Sign with this secret key file (default: the key recorded for the cache)'
+            cand --profile 'The AWS profile to use'
+            cand --mfa-code 'A one-time MFA code (or NIXSTORE_AUTH_MFA_CODE)'
+            cand --color 'When to colour output (NO_COLOR set: never, unless `always`)'
+            cand --no-sign 'Upload unsigned (substituters that check signatures refuse such paths)'
             cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
             cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
             cand -q 'Print only errors and warnings'
@@ -188,14 +207,15 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
             cand --quiet 'Print only errors and warnings'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
-            cand set 'Store a new token for a cache (from stdin or a hidden prompt)'
+            cand set 'Store a new token (or signing key) for a cache, from stdin or a hidden prompt'
             cand status 'Say where each secret lives and, for AWS sessions, when it expires'
-            cand delete 'Delete the stored token of a cache'
+            cand delete 'Delete the stored token (or signing key) of a cache'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'nixstore-auth;secret;set'= {
             cand --color 'When to colour output (NO_COLOR set: never, unless `always`)'
             cand --token-stdin 'Read the token from standard input'
+            cand --signing-key-stdin 'Read the cache''s signing key for uploads from standard input (kept in the keyring)'
             cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
             cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
             cand -q 'Print only errors and warnings'
@@ -215,6 +235,7 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
         }
         &'nixstore-auth;secret;delete'= {
             cand --color 'When to colour output (NO_COLOR set: never, unless `always`)'
+            cand --signing-key 'Delete the signing key instead of the token'
             cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
             cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
             cand -q 'Print only errors and warnings'
@@ -223,9 +244,9 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
             cand --help 'Print help (see more with ''--help'')'
         }
         &'nixstore-auth;secret;help'= {
-            cand set 'Store a new token for a cache (from stdin or a hidden prompt)'
+            cand set 'Store a new token (or signing key) for a cache, from stdin or a hidden prompt'
             cand status 'Say where each secret lives and, for AWS sessions, when it expires'
-            cand delete 'Delete the stored token of a cache'
+            cand delete 'Delete the stored token (or signing key) of a cache'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'nixstore-auth;secret;help;set'= {
@@ -396,7 +417,8 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
             cand env 'Print the current AWS session as shell variables or credential_process JSON'
             cand login 'Get or refresh the AWS session now (MFA prompt included) and cache it'
             cand logout 'Forget cached AWS sessions'
-            cand push 'Upload store paths (with their closure) to a cache'
+            cand push 'Upload store paths (with their closure) to a cache, signed'
+            cand watch-store 'Upload every path that appears in the Nix store to a cache, until stopped'
             cand secret 'Set, inspect or delete the secret stored for a cache'
             cand aws 'Keep a profile''s long-term AWS access key in the OS keyring'
             cand doctor 'Diagnose the Nix setup, the caches and the AWS session, with a fix for each problem'
@@ -421,10 +443,12 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
         }
         &'nixstore-auth;help;push'= {
         }
+        &'nixstore-auth;help;watch-store'= {
+        }
         &'nixstore-auth;help;secret'= {
-            cand set 'Store a new token for a cache (from stdin or a hidden prompt)'
+            cand set 'Store a new token (or signing key) for a cache, from stdin or a hidden prompt'
             cand status 'Say where each secret lives and, for AWS sessions, when it expires'
-            cand delete 'Delete the stored token of a cache'
+            cand delete 'Delete the stored token (or signing key) of a cache'
         }
         &'nixstore-auth;help;secret;set'= {
         }

@@ -110,7 +110,10 @@ impl Config {
             .with_context(|| format!("{} is not valid TOML", path.display()))?;
         let cfg = Config { doc };
         // Validate every cache now so that commands fail early, naming the file and the key.
-        cfg.caches().map_err(|e| at_place(path.display(), e))?;
+        for c in cfg.caches().map_err(|e| at_place(path.display(), e))? {
+            cfg.signing_key(&c.name)
+                .map_err(|e| at_place(path.display(), e))?;
+        }
         Ok(cfg)
     }
 
@@ -244,6 +247,82 @@ impl Config {
             .and_then(Item::as_table_like_mut)
             .and_then(|t| t.remove(name))
             .is_some()
+    }
+}
+
+/// Where a cache's signing key for uploads is (`secret-key` in its section): a file `use
+/// --secret-key` recorded, or the keyring (`secret set --signing-key-stdin`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SigningKey {
+    File(PathBuf),
+    Keyring,
+}
+
+impl SigningKey {
+    /// Checks a recorded value: `"keyring"` or an absolute path that can go into a store URL's
+    /// query (`?secret-key=PATH`) as it is.
+    pub fn parse(value: &str) -> Result<SigningKey> {
+        if value == "keyring" {
+            return Ok(SigningKey::Keyring);
+        }
+        let path = Path::new(value);
+        if !path.is_absolute() {
+            bail!("{value:?} is neither \"keyring\" nor an absolute path");
+        }
+        cache::reject_unsafe_chars(value, "secret key path")?;
+        if value.contains(['?', '&', '%']) {
+            bail!("the secret key path may not contain '?', '&' or '%'");
+        }
+        Ok(SigningKey::File(path.to_path_buf()))
+    }
+
+    pub fn as_value(&self) -> String {
+        match self {
+            SigningKey::File(p) => p.display().to_string(),
+            SigningKey::Keyring => "keyring".into(),
+        }
+    }
+}
+
+impl Config {
+    /// The signing key recorded for cache `name`; an error names the key.
+    pub fn signing_key(&self, name: &str) -> Result<Option<SigningKey>> {
+        let item = self
+            .doc
+            .get("caches")
+            .and_then(|c| c.get(name))
+            .and_then(|t| t.get("secret-key"));
+        match item {
+            None => Ok(None),
+            Some(v) => {
+                let text = v
+                    .as_str()
+                    .with_context(|| format!("caches.{name}.secret-key: must be a string"))?;
+                SigningKey::parse(text)
+                    .map(Some)
+                    .map_err(|e| at_place(format!("caches.{name}.secret-key"), e))
+            }
+        }
+    }
+
+    /// Records (or, with `None`, forgets) the signing key of a recorded cache; `false` when no
+    /// such cache is recorded.
+    pub fn set_signing_key(&mut self, name: &str, key: Option<&SigningKey>) -> bool {
+        let Some(t) = self
+            .doc
+            .get_mut("caches")
+            .and_then(|c| c.get_mut(name))
+            .and_then(Item::as_table_mut)
+        else {
+            return false;
+        };
+        match key {
+            Some(k) => set_if_changed(t, "secret-key", &k.as_value()),
+            None => {
+                t.remove("secret-key");
+            }
+        }
+        true
     }
 }
 
@@ -462,6 +541,28 @@ mod tests {
             assert!(err.starts_with("/c.toml: "), "{text}: {err}");
             assert!(err.contains(needle), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn a_signing_key_is_recorded_checked_and_survives_upserts() {
+        let p = Path::new("/c.toml");
+        let mut cfg = Config::parse("", p).unwrap();
+        let e = entry("c", "https://c.org");
+        assert!(!cfg.set_signing_key("c", Some(&SigningKey::Keyring)));
+        cfg.upsert_cache(&e);
+        assert!(cfg.set_signing_key("c", Some(&SigningKey::File("/k/sk".into()))));
+        cfg.upsert_cache(&e);
+        let cfg = Config::parse(&cfg.to_text(), p).unwrap();
+        assert_eq!(
+            cfg.signing_key("c").unwrap(),
+            Some(SigningKey::File("/k/sk".into()))
+        );
+        for bad in ["rel/sk", "/k/a b", "/k/sk?x=1", "/k/s\nk"] {
+            let text = format!("[caches.c]\nurl = \"https://c.org\"\nsecret-key = {bad:?}\n");
+            let err = format!("{:#}", Config::parse(&text, p).unwrap_err());
+            assert!(err.contains("caches.c.secret-key"), "{bad}: {err}");
+        }
+        assert_eq!(SigningKey::parse("keyring").unwrap(), SigningKey::Keyring);
     }
 
     #[test]

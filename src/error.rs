@@ -8,6 +8,8 @@ pub const EXIT_ERROR: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 /// The change needs an administrator (untrusted user, NixOS-managed file).
 pub const EXIT_NEEDS_ADMIN: i32 = 3;
+/// Stopped by Ctrl-C (128 + SIGINT, as a shell reports it).
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// An error that maps to a specific exit code. Anything else exits with [`EXIT_ERROR`].
 #[derive(Debug, thiserror::Error)]

@@ -17,6 +17,7 @@ pub mod launch;
 pub mod nix;
 pub mod plan;
 pub mod proxy;
+pub mod push;
 pub mod secret;
 pub mod time;
 pub mod ui;

@@ -2,7 +2,7 @@
 //! `nixstore-auth`, with a fallback to 0600 files under the XDG data dir when no keyring runs.
 //!
 //! Accounts name what a secret is for, never the secret itself: `aws-session:<hash>`,
-//! `aws-key:PROFILE`, `cache-token:NAME`. The config key `keyring-backend = "os" | "file"` forces
+//! `aws-key:PROFILE`, `cache-token:NAME`, `signing-key:NAME`. The config key `keyring-backend = "os" | "file"` forces
 //! one backend; without it the keyring is tried and the file store used when it is missing
 //! (said once per command on stderr).
 
@@ -27,12 +27,15 @@ pub enum Account<'a> {
     AwsKey(&'a str),
     /// A cached AWS session (`aws-session:HASH`, the hash of profile, role and MFA device).
     AwsSession(&'a str),
+    /// A cache's signing key for uploads (`signing-key:NAME`), Nix's `name:base64` form.
+    SigningKey(&'a str),
 }
 
 impl<'a> Account<'a> {
     const CACHE_TOKEN: &'static str = "cache-token:";
     const AWS_KEY: &'static str = "aws-key:";
     const AWS_SESSION: &'static str = "aws-session:";
+    const SIGNING_KEY: &'static str = "signing-key:";
 
     /// Reads an account name as the store lists it; `None` for names that are not ours.
     pub fn parse(name: &'a str) -> Option<Account<'a>> {
@@ -45,6 +48,10 @@ impl<'a> Account<'a> {
             name.strip_prefix(Self::AWS_SESSION)
                 .map(Account::AwsSession)
         })
+        .or_else(|| {
+            name.strip_prefix(Self::SIGNING_KEY)
+                .map(Account::SigningKey)
+        })
     }
 }
 
@@ -54,6 +61,7 @@ impl std::fmt::Display for Account<'_> {
             Account::CacheToken(n) => (Self::CACHE_TOKEN, n),
             Account::AwsKey(p) => (Self::AWS_KEY, p),
             Account::AwsSession(h) => (Self::AWS_SESSION, h),
+            Account::SigningKey(n) => (Self::SIGNING_KEY, n),
         };
         write!(f, "{prefix}{rest}")
     }
@@ -376,6 +384,7 @@ mod tests {
             Account::CacheToken("c"),
             Account::AwsKey("work"),
             Account::AwsSession("00ff"),
+            Account::SigningKey("c"),
         ] {
             assert_eq!(Account::parse(&a.to_string()), Some(a));
         }

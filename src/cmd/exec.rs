@@ -41,7 +41,7 @@ impl Run for ExecArgs {
             .set
             .push((EXEC_MARKER.into(), Zeroizing::new("1".into())));
         let nested = std::env::var_os(EXEC_MARKER).is_some();
-        if nested && self.caches.is_empty() && self.profile.is_none() {
+        if nested && self.caches.is_empty() && self.profile.is_none() && self.push.is_empty() {
             ui.debug("inside an outer `nixstore-auth exec`: reusing its session and settings");
             return Ok(launch.replace());
         }
@@ -49,7 +49,7 @@ impl Run for ExecArgs {
         let cfg = Config::load(&dirs.config_file())?;
         let caches = selected_caches(&self, &cfg)?;
         let plan = cache_plan::plan(&caches, self.profile.as_deref());
-        if plan.is_empty() {
+        if plan.is_empty() && self.push.is_empty() {
             return Ok(launch.replace());
         }
         let (s3, keyring) = (&plan.s3, &plan.keyring);
@@ -216,10 +216,32 @@ impl Run for ExecArgs {
             ui.debug(format!("forwarding {settings:?}"));
         }
 
-        if leases.is_empty() && netrc_file.is_none() {
+        // --push: watching and uploading start before CMD, and finish after it.
+        let pushing = if self.push.is_empty() {
+            None
+        } else {
+            let targets: Vec<CacheEntry> = caches
+                .iter()
+                .filter(|c| self.push.iter().any(|p| named(c, p, &cfg)))
+                .cloned()
+                .collect();
+            Some(super::watch_store::start_for_exec(
+                &targets,
+                leases.first(),
+                self.no_sign,
+                &cfg,
+                &dirs,
+                ui,
+            )?)
+        };
+        if leases.is_empty() && netrc_file.is_none() && pushing.is_none() {
             return Ok(launch.replace());
         }
         let code = launch.run_supervised();
+        let code = match pushing {
+            Some(p) => p.finish(code, self.push_strict, ui),
+            None => code,
+        };
         if code != 0 && !leases.is_empty() {
             explain_proxy_failure(&proxy::Layout::new(&dirs, &cfg)?, ui);
         }
@@ -258,25 +280,39 @@ pub(super) fn fast_path() -> Option<i32> {
     Some(launch.replace())
 }
 
-/// `--cache` names (all must be recorded), or every recorded S3 or keyring cache.
+/// `--cache` names (all must be recorded), or every recorded S3 or keyring cache; and the
+/// `--push` caches.
 fn selected_caches(args: &ExecArgs, cfg: &Config) -> Result<Vec<CacheEntry>> {
-    if args.caches.is_empty() {
-        return Ok(cfg
-            .caches()?
+    let find = |name: &String| {
+        cfg.find(name)?.ok_or_else(|| {
+            crate::error::usage(format!(
+                "no cache named {name:?} is recorded: see `nixstore-auth list`"
+            ))
+        })
+    };
+    let mut out: Vec<CacheEntry> = if args.caches.is_empty() {
+        cfg.caches()?
             .into_iter()
             .filter(cache_plan::needs_exec)
-            .collect());
+            .collect()
+    } else {
+        args.caches.iter().map(find).collect::<Result<_>>()?
+    };
+    for name in &args.push {
+        let c = find(name)?;
+        if !out.iter().any(|o| o.name == c.name) {
+            out.push(c);
+        }
     }
-    args.caches
-        .iter()
-        .map(|name| {
-            cfg.find(name)?.ok_or_else(|| {
-                crate::error::usage(format!(
-                    "no cache named {name:?} is recorded: see `nixstore-auth list`"
-                ))
-            })
-        })
-        .collect()
+    Ok(out)
+}
+
+/// Whether `arg` (a `--push` name or URL) names the recorded cache `c`.
+fn named(c: &CacheEntry, arg: &str, cfg: &Config) -> bool {
+    cfg.find(arg)
+        .ok()
+        .flatten()
+        .is_some_and(|f| f.name == c.name)
 }
 
 /// The user's own netrc entries (from the netrc-file their nix.conf names) plus the keyring

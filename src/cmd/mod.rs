@@ -22,6 +22,7 @@ mod remove;
 mod secret;
 mod shell_init;
 mod use_;
+mod watch_store;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -78,8 +79,10 @@ pub enum Command {
     Login(LoginArgs),
     /// Forget cached AWS sessions
     Logout(LogoutArgs),
-    /// Upload store paths (with their closure) to a cache
+    /// Upload store paths (with their closure) to a cache, signed
     Push(PushArgs),
+    /// Upload every path that appears in the Nix store to a cache, until stopped
+    WatchStore(WatchStoreArgs),
     /// Set, inspect or delete the secret stored for a cache
     Secret(SecretArgs),
     /// Keep a profile's long-term AWS access key in the OS keyring
@@ -138,6 +141,9 @@ pub struct UseArgs {
     /// Restart the nix-daemon after writing the system nix.conf (systemd or launchd)
     #[arg(long)]
     pub restart_daemon: bool,
+    /// Record this secret key file to sign uploads to the cache (push, watch-store, exec --push)
+    #[arg(long, value_name = "FILE")]
+    pub secret_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -199,8 +205,8 @@ pub enum Via {
   nixstore-auth exec -- nix build .#package
   nixstore-auth exec --profile work --mfa-code 123456 -- nix-store -r /nix/store/HASH-NAME
   nixstore-auth exec --cache my-bucket -- sh -c 'nixos-rebuild switch'
-  # Upload to an S3 cache with `push` (it copies through the proxy, so any Nix can):
-  nixstore-auth push my-bucket ./result --secret-key ~/.config/nix/cache-secret-key")]
+  # Upload everything the build adds to the store, signed with the recorded key:
+  nixstore-auth exec --push my-bucket -- nix build .#package")]
 pub struct ExecArgs {
     /// A recorded cache to make available (repeatable; default: every recorded S3 or keyring cache)
     #[arg(add = ArgValueCompleter::new(complete_cache_names), long = "cache", value_name = "NAME")]
@@ -217,6 +223,16 @@ pub struct ExecArgs {
     /// Also hand the AWS session to fixed-output derivation builders (impure-env, Nix >= 2.19)
     #[arg(long)]
     pub builder_env: bool,
+    /// Upload every path that appears in the store while CMD runs to this cache, then finish
+    /// the queue before returning (repeatable; the cache is used for substitution too)
+    #[arg(add = ArgValueCompleter::new(complete_cache_names), long = "push", value_name = "CACHE")]
+    pub push: Vec<String>,
+    /// Exit non-zero when an upload failed (CMD's status when it failed, else 1)
+    #[arg(long, requires = "push")]
+    pub push_strict: bool,
+    /// Upload unsigned (substituters that check signatures refuse such paths)
+    #[arg(long, requires = "push")]
+    pub no_sign: bool,
     /// The command and its arguments
     #[arg(
         required = true,
@@ -293,7 +309,7 @@ pub struct LogoutArgs {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  nixstore-auth push my-bucket ./result --secret-key ~/.config/nix/cache-secret-key\n  nixstore-auth push my-bucket $(nix-store -qR ./result)"
+    after_help = "Examples:\n  nixstore-auth push my-bucket ./result --secret-key ~/.config/nix/cache-secret-key\n  nixstore-auth push cache-example-org ./result      # with the key `use --secret-key` recorded\n  nixstore-auth push my-bucket ./result --no-sign"
 )]
 pub struct PushArgs {
     /// The recorded cache (name or URL) to upload to
@@ -302,9 +318,34 @@ pub struct PushArgs {
     /// Store paths to upload, with their closure
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
-    /// Sign the paths with this secret key file before uploading
+    /// Sign with this secret key file (default: the key recorded for the cache)
     #[arg(long, value_name = "FILE")]
     pub secret_key: Option<PathBuf>,
+    /// Upload unsigned (substituters that check signatures refuse such paths)
+    #[arg(long, conflicts_with = "secret_key")]
+    pub no_sign: bool,
+    /// The AWS profile to use
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// A one-time MFA code (or NIXSTORE_AUTH_MFA_CODE)
+    #[arg(long, env = "NIXSTORE_AUTH_MFA_CODE", hide_env_values = true)]
+    pub mfa_code: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  nixstore-auth watch-store my-bucket
+  nixstore-auth watch-store cache-example-org --secret-key ~/.config/nix/cache-secret-key")]
+pub struct WatchStoreArgs {
+    /// The recorded cache (name or URL) to upload to
+    #[arg(add = ArgValueCompleter::new(complete_cache_names))]
+    pub cache: String,
+    /// Sign with this secret key file (default: the key recorded for the cache)
+    #[arg(long, value_name = "FILE")]
+    pub secret_key: Option<PathBuf>,
+    /// Upload unsigned (substituters that check signatures refuse such paths)
+    #[arg(long, conflicts_with = "secret_key")]
+    pub no_sign: bool,
     /// The AWS profile to use
     #[arg(long)]
     pub profile: Option<String>,
@@ -324,7 +365,7 @@ pub struct SecretArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum SecretAction {
-    /// Store a new token for a cache (from stdin or a hidden prompt)
+    /// Store a new token (or signing key) for a cache, from stdin or a hidden prompt
     Set {
         /// The cache's name or URL
         #[arg(add = ArgValueCompleter::new(complete_cache_names))]
@@ -332,6 +373,9 @@ pub enum SecretAction {
         /// Read the token from standard input
         #[arg(long)]
         token_stdin: bool,
+        /// Read the cache's signing key for uploads from standard input (kept in the keyring)
+        #[arg(long, conflicts_with = "token_stdin")]
+        signing_key_stdin: bool,
     },
     /// Say where each secret lives and, for AWS sessions, when it expires
     Status {
@@ -342,11 +386,14 @@ pub enum SecretAction {
         #[arg(long)]
         json: bool,
     },
-    /// Delete the stored token of a cache
+    /// Delete the stored token (or signing key) of a cache
     Delete {
         /// The cache's name or URL
         #[arg(add = ArgValueCompleter::new(complete_cache_names))]
         cache: String,
+        /// Delete the signing key instead of the token
+        #[arg(long)]
+        signing_key: bool,
     },
 }
 
@@ -490,6 +537,7 @@ pub fn main() -> i32 {
         Command::Login(a) => a.run(&ui),
         Command::Logout(a) => a.run(&ui),
         Command::Push(a) => a.run(&ui),
+        Command::WatchStore(a) => a.run(&ui),
         Command::Secret(a) => a.run(&ui),
         Command::Aws(a) => a.run(&ui),
         Command::Doctor(a) => a.run(&ui),

@@ -1,20 +1,28 @@
-//! `push CACHE PATH...`: upload store paths with their closure to an S3 cache through the
-//! signing proxy, so it works on every Nix, also one without S3 support.
+//! `push CACHE PATH...`: upload store paths with their closure to a cache, signed. Also the
+//! steps `watch-store` and `exec --push` share: the S3 proxy lease, the upload target with its
+//! credential, and the end-of-run report.
 //!
-//! The destination URL holds the proxy's secret, so it must not appear in argv: it is handed
-//! to `nix copy --from auto` as the default `store` in `NIX_CONFIG` (Nix opens the default store
-//! when `--to` is absent). `?secret-key=FILE` on it makes Nix sign each path as it uploads.
+//! S3 caches go through the signing proxy, so uploads work on every Nix, also one without S3
+//! support; HTTPS caches get a `PUT` per file with the recorded credential (nginx with WebDAV,
+//! a plain file server that takes uploads). See `crate::push` for what is uploaded and how.
 
 use anyhow::{Context, Result, bail};
+use std::sync::atomic::AtomicBool;
 use zeroize::Zeroizing;
 
 use super::{PushArgs, Run};
 use crate::aws::session::{self, SessionRequest};
-use crate::cache::{CacheKind, reject_unsafe_chars};
-use crate::config::{Config, Dirs};
-use crate::launch::Launch;
-use crate::nix::forward::{self, Setting};
+use crate::cache::CacheKind;
+use crate::config::{CacheEntry, Config, Dirs, SecretStore as Store};
+use crate::ephemeral::EphemeralFile;
+use crate::nix::netrc::Netrc;
 use crate::proxy;
+use crate::push::pusher::{Outcome, human_bytes};
+use crate::push::queue::Spool;
+use crate::push::signing::{self, KeyFile};
+use crate::push::upload::{Done, Target, Uploader};
+use crate::push::{StorePath, store_dir};
+use crate::secret::{CacheCredential, SecretStore};
 use crate::ui::Ui;
 
 impl Run for PushArgs {
@@ -24,93 +32,208 @@ impl Run for PushArgs {
         let entry = cfg
             .find(&self.cache)?
             .ok_or_else(|| cfg.unknown_cache(&self.cache))?;
-        let CacheKind::S3(s3) = &entry.kind else {
-            bail!(
-                "{} is an HTTPS cache: upload with `nix copy --to {}` (its netrc credential applies)",
-                entry.name,
-                entry.kind.url()
-            );
-        };
-        let key = match &self.secret_key {
-            Some(p) => {
-                let abs = std::fs::canonicalize(p)
-                    .with_context(|| format!("--secret-key {}: cannot read it", p.display()))?;
-                let s = abs
-                    .to_str()
-                    .context("--secret-key: the path is not UTF-8")?
-                    .to_string();
-                reject_unsafe_chars(&s, "secret key path")?;
-                if s.contains(['?', '&']) {
-                    bail!("--secret-key: the path may not contain '?' or '&'");
-                }
-                Some(s)
-            }
-            None => None,
-        };
-        let paths: Vec<String> = self
+        let store = store_dir();
+        let paths = self
             .paths
             .iter()
-            .map(|p| p.to_string_lossy().into_owned())
-            .collect();
-        let req = SessionRequest::new(self.profile.clone(), Some(entry.name.clone()))
-            .mfa_code(self.mfa_code.clone());
-        let s = session::resolve(&req, session::Ctx::new(&cfg, &dirs), ui)?;
-        let lease = proxy::ensure_running(
-            &proxy::Layout::new(&dirs, &cfg)?,
-            &s.credentials,
-            &[proxy::Mount {
-                name: entry.name.clone(),
-                s3: s3.clone(),
-            }],
+            .map(|p| StorePath::containing(p, &store))
+            .collect::<Result<Vec<_>>>()?;
+        let key = signing::resolve(
+            self.secret_key.as_deref(),
+            self.no_sign,
+            &entry.name,
+            &entry.public_keys,
+            &cfg,
+            &dirs,
             ui,
         )?;
-        // `nix copy` records the store URL (with the proxy's secret) in Nix's cache database.
-        crate::nix::client_cache::protect()?;
-        let mut store = lease.url_for(&entry.name);
-        if let Some(k) = &key {
-            store.push_str("?secret-key=");
-            store.push_str(k);
-        }
-        let settings = vec![
-            Setting::new("store", store, true),
-            Setting::new("narinfo-cache-negative-ttl", "0", false),
-        ];
-        let existing = std::env::var("NIX_CONFIG").ok();
-        let mut argv: Vec<std::ffi::OsString> = [
-            "nix",
-            "--extra-experimental-features",
-            "nix-command",
-            "copy",
-            "--from",
-            "auto",
-        ]
-        .iter()
-        .map(Into::into)
-        .collect();
-        argv.extend(paths.iter().map(Into::into));
-        let mut launch = Launch::new(argv);
-        launch.set.push((
-            "NIX_CONFIG".into(),
-            Zeroizing::new(forward::nix_config(existing.as_deref(), &settings)),
-        ));
-        let delta = session::EnvDelta::for_session(&s);
-        launch.set.extend(delta.set);
-        launch.unset = delta.unset.into_iter().map(String::from).collect();
+        let lease = match &entry.kind {
+            CacheKind::S3(_) => Some(s3_lease(
+                &entry,
+                self.profile.clone(),
+                self.mfa_code.clone(),
+                &cfg,
+                &dirs,
+                ui,
+            )?),
+            CacheKind::Https { .. } => None,
+        };
+        let (target, _keep) = target(
+            &entry,
+            lease.as_ref().map(|(l, _)| l),
+            lease.as_ref().map(|(_, s)| s),
+            key.as_ref(),
+            &cfg,
+            &dirs,
+            ui,
+        )?;
+        let spool = Spool::open(&dirs.state, &entry.name)?;
+        let up = Uploader::new(&target, &spool)?;
         ui.info(format!(
             "uploading {} path(s) and their closure to {}{}",
             paths.len(),
             entry.name,
             if key.is_some() { ", signing them" } else { "" }
         ));
-        let code = launch.run_supervised();
+        let mut out = Outcome::default();
+        let result = up.push_closure(&paths, &AtomicBool::new(false), &mut |p, done| match done {
+            Done::Uploaded(n) => {
+                out.uploaded += 1;
+                out.bytes += n;
+                ui.debug(format!("uploaded {p} ({})", human_bytes(*n)));
+            }
+            Done::Present => {
+                out.present += 1;
+                ui.debug(format!("{} has {p} already", entry.name));
+            }
+        });
         drop(lease);
-        if code != 0 {
-            bail!(
-                "`nix copy` failed (exit {code}); `nixstore-auth doctor {}` checks the session and the bucket",
-                entry.name
-            );
+        if let Err(f) = result {
+            bail!("cannot upload {} to {}: {}", f.path, entry.name, f.reason);
         }
-        ui.info(format!("pushed to {}", entry.name));
+        ui.info(format!("{} to {}", out.summary(), entry.name));
         Ok(0)
     }
+}
+
+/// The AWS session for an S3 cache and a proxy lease serving it.
+pub(super) fn s3_lease(
+    entry: &CacheEntry,
+    profile: Option<String>,
+    mfa_code: Option<String>,
+    cfg: &Config,
+    dirs: &Dirs,
+    ui: &Ui,
+) -> Result<(proxy::Lease, session::Session)> {
+    let CacheKind::S3(s3) = &entry.kind else {
+        bail!("{} is not an S3 cache", entry.name);
+    };
+    let req = SessionRequest::new(profile, Some(entry.name.clone())).mfa_code(mfa_code);
+    let s = session::resolve(&req, session::Ctx::new(cfg, dirs), ui)?;
+    let lease = proxy::ensure_running(
+        &proxy::Layout::new(dirs, cfg)?,
+        &s.credentials,
+        &[proxy::Mount {
+            name: entry.name.clone(),
+            s3: s3.clone(),
+        }],
+        ui,
+    )?;
+    // `nix copy` records the store URL (with the proxy's secret) in Nix's cache database.
+    crate::nix::client_cache::protect()?;
+    Ok((lease, s))
+}
+
+/// Files that must live as long as the uploads (an ephemeral netrc).
+pub(super) type Keep = Vec<EphemeralFile>;
+
+/// Where uploads to `entry` go: the proxy's URL (from `lease`) for S3, the cache's URL with
+/// its credential for HTTPS.
+pub(super) fn target(
+    entry: &CacheEntry,
+    lease: Option<&proxy::Lease>,
+    session: Option<&session::Session>,
+    key: Option<&KeyFile>,
+    cfg: &Config,
+    dirs: &Dirs,
+    ui: &Ui,
+) -> Result<(Target, Keep)> {
+    let mut keep = Vec::new();
+    let secret_key = key.map(|k| k.path.clone());
+    Ok(match &entry.kind {
+        CacheKind::S3(_) => {
+            let lease = lease.context("an S3 cache needs the proxy")?;
+            let url = lease.url_for(&entry.name);
+            let env = session
+                .map(|s| session::EnvDelta::for_session(s).set)
+                .unwrap_or_default();
+            let shown = entry.kind.url();
+            (
+                Target {
+                    name: entry.name.clone(),
+                    store_url: url.clone(),
+                    secret_key,
+                    netrc_file: None,
+                    auth: None,
+                    https: false,
+                    env,
+                    secrets: vec![url],
+                    shown_url: shown,
+                },
+                keep,
+            )
+        }
+        CacheKind::Https { .. } => {
+            let store = match entry.secret_store {
+                Store::Keyring => Some(SecretStore::open(cfg, dirs, ui)?),
+                Store::Netrc => None,
+            };
+            let cred = CacheCredential::of(entry, store.as_ref())?;
+            let machine = entry
+                .kind
+                .netrc_machine()
+                .context("the cache URL has no host")?;
+            let (auth, netrc_file) = match (&cred.token, entry.secret_store, &entry.netrc) {
+                (Some(token), Store::Netrc, Some(path)) => (
+                    Some((cred.login.clone(), token.clone())),
+                    Some(path.display().to_string()),
+                ),
+                (Some(token), _, _) => {
+                    let mut n = Netrc::default();
+                    n.upsert(&machine, &entry.login, token)
+                        .map_err(|e| anyhow::anyhow!("cache {}: {e}", entry.name))?;
+                    let file = EphemeralFile::create(dirs, "netrc", n.to_text().as_bytes())?;
+                    let path = file.path().display().to_string();
+                    keep.push(file);
+                    (Some((entry.login.clone(), token.clone())), Some(path))
+                }
+                (None, _, _) => {
+                    if entry.has_token {
+                        ui.warn(format!(
+                            "the credential of {} ({}) cannot be read: uploading without one",
+                            entry.name, cred.place
+                        ));
+                    }
+                    (None, None)
+                }
+            };
+            let url = entry.kind.url();
+            (
+                Target {
+                    name: entry.name.clone(),
+                    store_url: url.clone(),
+                    secret_key,
+                    netrc_file,
+                    auth: auth.map(|(l, t): (String, Zeroizing<String>)| (l, t)),
+                    https: true,
+                    env: Vec::new(),
+                    secrets: Vec::new(),
+                    shown_url: url,
+                },
+                keep,
+            )
+        }
+    })
+}
+
+/// Prints how a drain ended; `true` when every path got up.
+pub(super) fn report(out: &Outcome, ui: &Ui) -> bool {
+    ui.info(out.summary());
+    let left = out.left_total();
+    if out.aborted && left > 0 {
+        ui.warn(format!(
+            "stopped: {left} path(s) stay queued; the next `nixstore-auth watch-store` or `exec --push` uploads them first"
+        ));
+    } else if !out.failures.is_empty() {
+        ui.warn(format!(
+            "{} path(s) could not be uploaded and stay queued; the next `nixstore-auth watch-store` or `exec --push` tries them again",
+            out.failures.len()
+        ));
+    }
+    for name in &out.broken {
+        ui.warn(format!(
+            "uploads to {name} stopped on an internal error; what is left stays queued"
+        ));
+    }
+    out.failures.is_empty() && out.broken.is_empty() && !(out.aborted && left > 0)
 }

@@ -1,5 +1,5 @@
-//! `secret set|status|delete`: rotate, inspect or delete a cache's stored token without
-//! re-running `use`. Never prints a secret.
+//! `secret set|status|delete`: rotate, inspect or delete a cache's stored token (HTTPS) or
+//! signing key for uploads (any cache) without re-running `use`. Never prints a secret.
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
@@ -25,7 +25,54 @@ impl Run for SecretArgs {
             cfg.find(name)?.ok_or_else(|| cfg.unknown_cache(name))
         };
         match self.action {
-            SecretAction::Set { cache, token_stdin } => {
+            SecretAction::Set {
+                cache,
+                signing_key_stdin: true,
+                ..
+            } => {
+                let entry = find(&cache)?;
+                let mut text = Zeroizing::new(String::new());
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .context("cannot read standard input")?;
+                let info = crate::push::signing::check(&text).context("--signing-key-stdin")?;
+                if let Some(w) =
+                    crate::push::signing::mismatch_warning(&info, &entry.name, &entry.public_keys)
+                {
+                    ui.warn(w);
+                }
+                let store = SecretStore::open(&cfg, &dirs, ui)?;
+                store.set(&Account::SigningKey(&entry.name).to_string(), text.trim())?;
+                record_signing_key(&config_path, &entry.name, true)?;
+                ui.info(format!(
+                    "stored the signing key {:?} of {} in {}; push, watch-store and exec --push sign with it (public key {})",
+                    info.name,
+                    entry.name,
+                    store.describe(),
+                    info.public_key
+                ));
+                Ok(0)
+            }
+            SecretAction::Delete {
+                cache,
+                signing_key: true,
+            } => {
+                let entry = find(&cache)?;
+                let deleted = SecretStore::open(&cfg, &dirs, ui)?
+                    .delete(&Account::SigningKey(&entry.name).to_string())?;
+                if cfg.signing_key(&entry.name)? == Some(crate::config::SigningKey::Keyring) {
+                    record_signing_key(&config_path, &entry.name, false)?;
+                }
+                if deleted {
+                    ui.info(format!("deleted the signing key of {}", entry.name));
+                    Ok(0)
+                } else {
+                    bail!("no signing key was stored for {}", entry.name)
+                }
+            }
+            SecretAction::Set {
+                cache, token_stdin, ..
+            } => {
                 let entry = https_only(find(&cache)?)?;
                 let token = read_token(token_stdin, &entry)?;
                 match entry.secret_store {
@@ -67,7 +114,7 @@ impl Run for SecretArgs {
                 mark_token(&config_path, &entry.name, true)?;
                 Ok(0)
             }
-            SecretAction::Delete { cache } => {
+            SecretAction::Delete { cache, .. } => {
                 let entry = https_only(find(&cache)?)?;
                 let deleted = match entry.secret_store {
                     Store::Keyring => SecretStore::open(&cfg, &dirs, ui)?
@@ -104,14 +151,17 @@ impl Run for SecretArgs {
                     rows.push(status_row(e, &store, session::Ctx::new(&cfg, &dirs), ui)?);
                 }
                 for account in store.list().unwrap_or_default() {
-                    if let Some(Account::AwsKey(_)) = Account::parse(&account) {
-                        rows.push(json!({
-                            "name": account,
-                            "kind": "aws-key",
-                            "where": store.describe(),
-                            "present": true,
-                        }));
-                    }
+                    let kind = match Account::parse(&account) {
+                        Some(Account::AwsKey(_)) => "aws-key",
+                        Some(Account::SigningKey(_)) => "signing-key",
+                        _ => continue,
+                    };
+                    rows.push(json!({
+                        "name": account,
+                        "kind": kind,
+                        "where": store.describe(),
+                        "present": true,
+                    }));
                 }
                 if json {
                     ui.outln(format_args!("{}", serde_json::to_string_pretty(&rows)?))?;
@@ -144,11 +194,26 @@ impl Run for SecretArgs {
 fn https_only(entry: CacheEntry) -> Result<CacheEntry> {
     if matches!(entry.kind, CacheKind::S3(_)) {
         bail!(
-            "{} is an S3 cache: it has no token; its credentials are your AWS session (`nixstore-auth login`, `nixstore-auth aws add-key`)",
+            "{} is an S3 cache: it has no token; its credentials are your AWS session (`nixstore-auth login`, `nixstore-auth aws add-key`); its signing key: `secret set {} --signing-key-stdin`",
+            entry.name,
             entry.name
         );
     }
     Ok(entry)
+}
+
+/// Records in config.toml that the cache's signing key is in the keyring (or forgets it).
+fn record_signing_key(config_path: &std::path::Path, name: &str, present: bool) -> Result<()> {
+    let path = config_path.to_path_buf();
+    let name = name.to_string();
+    let mut plan = Plan::new();
+    plan.edit(config_path, 0o600, false, move |text| {
+        let mut cfg = Config::parse(text, &path)?;
+        let key = crate::config::SigningKey::Keyring;
+        cfg.set_signing_key(&name, present.then_some(&key));
+        Ok(cfg.to_text())
+    });
+    plan.apply().map(drop)
 }
 
 fn read_token(token_stdin: bool, entry: &CacheEntry) -> Result<Token> {

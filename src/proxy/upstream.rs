@@ -176,6 +176,23 @@ pub(super) async fn forward(
         code.as_deref().unwrap_or("(no error code)"),
         message.map(|m| format!(": {m}")).unwrap_or_default()
     );
+    // Writes: Nix remembers no failed upload, so S3's refusal goes to Nix as S3 said it, and
+    // a policy that denies writes (AccessDenied) says nothing about the session's reads.
+    if method == Method::PUT
+        && let Some((s, session_fault)) = write_refusal(status, code.as_deref())
+    {
+        if session_fault {
+            session.refused.store(true, Ordering::Relaxed);
+        }
+        log(format!("{what}: S3 refused the upload: {reason} ({s})"));
+        return text(
+            StatusCode::from_u16(s).unwrap_or(StatusCode::FORBIDDEN),
+            &format!(
+                "S3 refused the upload to cache {name:?}: {}",
+                reason.trim_start_matches("upstream ")
+            ),
+        );
+    }
     match verdict {
         Verdict::Pass => unreachable!("handled above"),
         Verdict::NotFound => {
@@ -213,6 +230,28 @@ pub(super) async fn forward(
             )
         }
     }
+}
+
+/// What S3's refusal of a write (PUT) becomes: `Some((status for Nix, whether the session
+/// itself is at fault))` for a 4xx, passed on as it is; `None` keeps the read rule (5xx stay
+/// 5xx). Only errors about the credentials themselves mark the session refused, not
+/// AccessDenied (a policy that denies writes still allows reads).
+fn write_refusal(status: u16, code: Option<&str>) -> Option<(u16, bool)> {
+    if !(400..500).contains(&status) {
+        return None;
+    }
+    let session_fault = matches!(
+        code,
+        Some(
+            "ExpiredToken"
+                | "TokenRefreshRequired"
+                | "InvalidAccessKeyId"
+                | "SignatureDoesNotMatch"
+                | "InvalidToken"
+                | "InvalidSecurity"
+        )
+    );
+    Some((status, session_fault))
 }
 
 /// How long a presigned NAR URL stays valid. Nix follows it at once; S3 checks it only when
@@ -426,4 +465,31 @@ pub(super) fn upstream_client() -> Upstream {
         .pool_timer(hyper_util::rt::TokioTimer::new())
         .http1_max_buf_size(UPSTREAM_READ_BUF)
         .build(tls)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_write_is_passed_on_and_only_credential_errors_blame_the_session() {
+        assert_eq!(write_refusal(403, Some("AccessDenied")), Some((403, false)));
+        assert_eq!(write_refusal(403, None), Some((403, false)));
+        assert_eq!(
+            write_refusal(400, Some("EntityTooLarge")),
+            Some((400, false))
+        );
+        assert_eq!(write_refusal(403, Some("ExpiredToken")), Some((403, true)));
+        assert_eq!(
+            write_refusal(403, Some("SignatureDoesNotMatch")),
+            Some((403, true))
+        );
+        // Reads keep their rule: a 403 AccessDenied on GET is still a credential problem.
+        assert_eq!(
+            sign::classify(403, Some("AccessDenied")),
+            Verdict::CredentialsRefused
+        );
+        assert_eq!(write_refusal(503, Some("SlowDown")), None);
+        assert_eq!(write_refusal(500, None), None);
+    }
 }

@@ -22,6 +22,7 @@ mod doctor;
 mod https;
 mod keyring;
 mod proxy;
+mod push;
 mod s3;
 mod s3_security;
 mod versions;

@@ -121,6 +121,7 @@ pub struct NginxOptions<'a> {
     root: PathBuf,
     basic_auth: Option<(String, String)>,
     tls: Option<&'a Tls>,
+    dav_put: bool,
 }
 
 impl<'a> NginxOptions<'a> {
@@ -130,7 +131,15 @@ impl<'a> NginxOptions<'a> {
             root: root.to_path_buf(),
             basic_auth: None,
             tls: None,
+            dav_put: false,
         }
+    }
+
+    /// Take uploads: WebDAV `PUT` (creating directories such as `nar/`), behind the same auth,
+    /// as `nix copy --to http://...` needs.
+    pub fn dav_put(mut self) -> Self {
+        self.dav_put = true;
+        self
     }
 
     /// Require HTTP Basic auth with this login and password (written with `htpasswd -i`, so the
@@ -200,6 +209,11 @@ impl Nginx {
             ),
             None => (format!("127.0.0.1:{port}"), String::new()),
         };
+        let dav = if opts.dav_put {
+            "dav_methods PUT;\n        create_full_put_path on;\n        dav_access user:rw group:r all:r;\n        client_max_body_size 0;"
+        } else {
+            ""
+        };
         // Workers run as root so that they can read the test's 0700 directories.
         let conf = format!(
             r#"user root root;
@@ -224,6 +238,7 @@ http {{
         root {root};
         {tls}
         {auth}
+        {dav}
     }}
 }}
 "#,

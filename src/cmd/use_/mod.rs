@@ -91,19 +91,58 @@ impl Run for UseArgs {
                 "--secret-store applies to HTTPS caches; S3 caches use your AWS session (see `nixstore-auth aws add-key`)"
             );
         }
-        match entry.kind {
+        // The signing key is checked before anything is written.
+        let signing = match &self.secret_key {
+            Some(p) => {
+                let (path, info) = crate::push::signing::recordable(p)?;
+                if let Some(w) =
+                    crate::push::signing::mismatch_warning(&info, &entry.name, &entry.public_keys)
+                {
+                    ui.warn(w);
+                }
+                Some(path)
+            }
+            None => None,
+        };
+        let name = entry.name.clone();
+        let code = match entry.kind {
             CacheKind::Https { .. } => {
                 let was_keyring = recorded
                     .as_ref()
                     .is_some_and(|r| r.secret_store == SecretStore::Keyring);
-                use_https(&self, entry, was_keyring, &config_path, ui)
+                use_https(&self, entry, was_keyring, &config_path, ui)?
             }
             CacheKind::S3(_) => {
                 let layout = crate::proxy::Layout::new(&dirs, &config)?;
-                use_s3(&self, entry, &config_path, &layout, ui)
+                use_s3(&self, entry, &config_path, &layout, ui)?
             }
+        };
+        if let Some(path) = signing
+            && !self.edit.dry_run
+        {
+            record_signing_key(&config_path, &name, path, ui)?;
         }
+        Ok(code)
     }
+}
+
+/// `use --secret-key FILE`: records where the cache's signing key is (its path, not the key).
+fn record_signing_key(config_path: &Path, name: &str, key: PathBuf, ui: &Ui) -> Result<()> {
+    let path = config_path.to_path_buf();
+    let (name, shown) = (name.to_string(), key.display().to_string());
+    let recorded = std::cell::Cell::new(false);
+    let mut plan = Plan::new();
+    plan.edit(config_path, 0o600, false, |text| {
+        let mut cfg = Config::parse(text, &path)?;
+        recorded
+            .set(cfg.set_signing_key(&name, Some(&crate::config::SigningKey::File(key.clone()))));
+        Ok(cfg.to_text())
+    });
+    plan.apply()?;
+    if recorded.get() {
+        ui.info(format!("uploads to this cache are signed with {shown}"));
+    }
+    Ok(())
 }
 
 /// Finds the cache named on the command line: a URL (maybe already recorded) or a recorded name.

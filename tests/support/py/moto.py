@@ -13,8 +13,9 @@ Usage: moto.py MODE MOTO_URL [ARGS...]
   upload BUCKET DIR    proves that a wrong secret gets 403 first (unless E2E_AUTH=off), then
                        uploads DIR's files to BUCKET's root;
   list BUCKET          prints BUCKET's keys with their ETags, one per line, sorted;
-  get BUCKET KEY       prints an object (exit 3 when missing).
-  (upload, list, get: the IAM user's keys in E2E_KEY_ID and E2E_SECRET, never argv.)
+  get BUCKET KEY       prints an object (exit 3 when missing);
+  deny-put BUCKET ROLE adds an inline policy to ROLE that denies s3:PutObject on BUCKET.
+  (upload, list, get, deny-put: the IAM user's keys in E2E_KEY_ID and E2E_SECRET, never argv.)
 Setup requests run while moto's free-action allowance lasts (INITIAL_NO_AUTH_ACTION_COUNT).
 """
 import json
@@ -173,6 +174,16 @@ elif mode == "s3-bed":
             }
         )
     )
+elif mode == "deny-put":
+    bucket, role = args[0], args[1]
+    iam = client("iam", os.environ["E2E_KEY_ID"], os.environ["E2E_SECRET"])
+    deny = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Deny", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/*"}
+        ],
+    }
+    iam.put_role_policy(RoleName=role, PolicyName="deny-put", PolicyDocument=json.dumps(deny))
 elif mode in ("upload", "list", "get"):
     bucket = args[0]
     kid, secret = os.environ["E2E_KEY_ID"], os.environ["E2E_SECRET"]
