@@ -111,21 +111,11 @@ pub fn unique_tag() -> String {
 }
 
 /// Makes one `#[test]` per Nix under test for each named proof (`fn PROOF(e2e: &E2e)`):
-/// `PROOF::nix_2_8` and `PROOF::nix_2_34`. `proofs!(only "2.34": PROOF, ...)` makes the test
-/// for that Nix alone (a proof of something only that version has).
+/// `PROOF::nix_2_8` and `PROOF::nix_2_34` (a module of the proof's name holds them: modules and
+/// functions live in different namespaces). A proof that must behave differently per version
+/// asks [`E2e::on`] and names the difference.
 #[macro_export]
 macro_rules! proofs {
-    (only $id:literal: $($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[test]
-                fn nix_2_34() {
-                    assert_eq!($id, "2.34");
-                    $crate::support::prove("2.34", super::$name);
-                }
-            }
-        )*
-    };
     ($($name:ident),* $(,)?) => {
         $(
             mod $name {
