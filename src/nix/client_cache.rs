@@ -1,8 +1,8 @@
 //! Nix's own per-user cache directory (`~/.cache/nix`). A Nix client that opens a binary cache
 //! itself (`nix copy --to`, any command on a single-user install) records the store's URL in
-//! `binary-cache-v6.sqlite` there, mode 0644 in a directory made with the user's umask. The
-//! proxy's URL holds its secret, so before Nix sees that URL the directory is made private:
-//! the evaluation cache and everything else in it stay, readable only by the user.
+//! `binary-cache-v6.sqlite` there (`-v7` on Nix 2.34), mode 0644 in a directory made with the
+//! user's umask. The proxy's URL holds its secret, so before Nix sees that URL the directory is
+//! made private: the evaluation cache and everything else in it stay, readable only by the user.
 
 use anyhow::{Context, Result};
 use std::fs;
