@@ -320,8 +320,8 @@ fn refused_session_gives_503_then_login_fixes_it_at_the_same_url(e2e: &E2e) {
     // After a run that ended in 503, another local user finds no secret in a file, even with
     // the user's home at 0755.
     bed.user.open_home();
-    let bob = TestUser::create(&e2e, "b");
-    let found = readable_files_holding(&e2e, &bob, &good, &[]);
+    let bob = TestUser::create(e2e, "b");
+    let found = readable_files_holding(e2e, &bob, &good, &[]);
     assert!(
         found.is_empty(),
         "after a 503 run: bob reads a secret in {found:?}"
