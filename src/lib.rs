@@ -16,6 +16,7 @@ pub mod launch;
 pub mod nix;
 pub mod plan;
 pub mod proxy;
+pub mod refresh;
 pub mod secret;
 pub mod time;
 pub mod ui;

@@ -276,6 +276,10 @@ pub struct LoginArgs {
     /// Session length in seconds (default: the profile's duration_seconds, else 3600)
     #[arg(long, value_name = "SECS")]
     pub duration: Option<u32>,
+    /// Length of a new MFA base session in seconds, for role profiles with mfa_serial
+    /// (default: mfa-session-duration in config.toml, else 43200)
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u32).range(900..=129600))]
+    pub mfa_session_duration: Option<u32>,
 }
 
 #[derive(Debug, Args)]

@@ -55,9 +55,10 @@ impl Run for PushArgs {
         let req = SessionRequest::new(self.profile.clone(), Some(entry.name.clone()))
             .mfa_code(self.mfa_code.clone());
         let s = session::resolve(&req, session::Ctx::new(&cfg, &dirs), ui)?;
-        let lease = proxy::ensure_running(
+        let lease = proxy::ensure_running_for(
             &proxy::Layout::new(&dirs, &cfg)?,
             &s.credentials,
+            Some(crate::refresh::info_of(&s)),
             &[proxy::Mount {
                 name: entry.name.clone(),
                 s3: s3.clone(),
@@ -102,8 +103,11 @@ impl Run for PushArgs {
             entry.name,
             if key.is_some() { ", signing them" } else { "" }
         ));
-        let code = launch.run_supervised();
-        drop(lease);
+        // The session is kept fresh while `nix copy` runs (refresh.rs).
+        let mut kept = [crate::refresh::Kept::new(lease, req, s, entry.name.clone())];
+        let ctx = session::Ctx::new(&cfg, &dirs);
+        let code = crate::refresh::while_running(&mut kept, ctx, ui, || launch.run_supervised());
+        drop(kept);
         if code != 0 {
             bail!(
                 "`nix copy` failed (exit {code}); `nixstore-auth doctor {}` checks the session and the bucket",
