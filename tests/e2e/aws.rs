@@ -196,9 +196,10 @@ fn expired_sessions_are_refreshed(e2e: &E2e) {
     assert!(out.contains("123456789012"), "{out}");
     ok(&home.run(&["exec", "--profile", "work", "--", "true"]));
     assert_eq!(bed.calls("AssumeRole"), 4);
+    // The role session and the MFA base session it was assumed from.
     let out = home.run(&["logout", "--profile", "work"]);
     assert!(
-        text(&out.stderr).contains("Forgot 1 cached session"),
+        text(&out.stderr).contains("Forgot 2 cached sessions"),
         "{}",
         text(&out.stderr)
     );
@@ -323,6 +324,8 @@ fn env_json_works_as_credential_process(e2e: &E2e) {
     let fish = ok(&home.run(&["env", "--profile", "work", "--format", "fish"]));
     assert!(fish.contains("set -gx AWS_ACCESS_KEY_ID 'ASIA"), "{fish}");
 
+    // `work` made its MFA base session with GetSessionToken at login; `gst` has its own.
+    let before = bed.calls("GetSessionToken");
     let out = home
         .cmd()
         .args(["exec", "--profile", "gst", "--mfa-code", "555555", "--"])
@@ -330,7 +333,7 @@ fn env_json_works_as_credential_process(e2e: &E2e) {
         .output()
         .unwrap();
     assert_eq!(ok(&out), bed.body);
-    assert_eq!(bed.calls("GetSessionToken"), 1);
+    assert_eq!(bed.calls("GetSessionToken"), before + 1);
 }
 
 /// Test 8: No secret in the child's argv, in -v output, or in a file others can read; exit

@@ -24,4 +24,5 @@ mod keyring;
 mod proxy;
 mod s3;
 mod s3_security;
+mod sessions;
 mod versions;
