@@ -112,7 +112,13 @@ fn wrong_code_and_no_terminal_fail_clearly(e2e: &E2e) {
     assert!(err.contains("nothing was cached"), "{err}");
     assert!(!marker.exists());
     assert_eq!(home.cached_sessions(), 0);
-    assert_eq!(bed.calls("AssumeRole"), 1, "a code from argv is sent once");
+    // The code goes to GetSessionToken (the MFA base session), never to AssumeRole.
+    assert_eq!(
+        bed.calls("GetSessionToken"),
+        1,
+        "a code from argv is sent once"
+    );
+    assert_eq!(bed.calls("AssumeRole"), 0);
 
     let out = home.run(&["exec", "--profile", "work", "--", "sh", "-c", &touch]);
     assert_eq!(out.status.code(), Some(1));
@@ -120,7 +126,12 @@ fn wrong_code_and_no_terminal_fail_clearly(e2e: &E2e) {
     assert!(err.contains("--mfa-code"), "{err}");
     assert!(err.contains("NIXSTORE_AUTH_MFA_CODE"), "{err}");
     assert!(!marker.exists());
-    assert_eq!(bed.calls("AssumeRole"), 1, "no STS call without a code");
+    assert_eq!(
+        bed.calls("GetSessionToken"),
+        1,
+        "no STS call without a code"
+    );
+    assert_eq!(bed.calls("AssumeRole"), 0, "no STS call without a code");
 
     // The code from the environment works the same as --mfa-code.
     let out = home
@@ -242,12 +253,18 @@ fn terminal_prompt_and_ctrl_c(e2e: &E2e) {
     wait_for("the refusal", || screen().contains("try again"));
     tmux.send_keys(&["999999", "Enter"]);
     wait_for("the reuse warning", || screen().contains("already used"));
-    assert_eq!(bed.calls("AssumeRole"), 1, "a repeated code reached STS");
+    // Codes go to GetSessionToken (the MFA base session).
+    assert_eq!(
+        bed.calls("GetSessionToken"),
+        1,
+        "a repeated code reached STS"
+    );
     tmux.send_keys(&["123456", "Enter"]);
     wait_for("the command", || rc.exists());
     assert_eq!(fs::read_to_string(&rc).unwrap().trim(), "0", "{}", screen());
     assert_eq!(fs::read_to_string(&ran).unwrap().trim(), "work");
-    assert_eq!(bed.calls("AssumeRole"), 2);
+    assert_eq!(bed.calls("GetSessionToken"), 2);
+    assert_eq!(bed.calls("AssumeRole"), 1);
 
     // Ctrl-C: exec replaced itself with the command, so the shell sees it die of SIGINT.
     let rc2 = home.path().join("rc2");
