@@ -165,6 +165,7 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'The AWS profile to use')
             [CompletionResult]::new('--mfa-code', '--mfa-code', [CompletionResultType]::ParameterName, 'A one-time MFA code (or NIXSTORE_AUTH_MFA_CODE)')
             [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'Session length in seconds (default: the profile''s duration_seconds, else 3600)')
+            [CompletionResult]::new('--mfa-session-duration', '--mfa-session-duration', [CompletionResultType]::ParameterName, 'Length of a new MFA base session in seconds, for role profiles with mfa_serial (default: mfa-session-duration in config.toml, else 43200)')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour output (NO_COLOR set: never, unless `always`)')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')

@@ -869,7 +869,7 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__login)
-            opts="-v -q -h --profile --mfa-code --duration --verbose --quiet --color --help"
+            opts="-v -q -h --profile --mfa-code --duration --mfa-session-duration --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -884,6 +884,10 @@ _nixstore__auth() {
                     return 0
                     ;;
                 --duration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mfa-session-duration)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -154,6 +154,7 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
             cand --profile 'The AWS profile to use'
             cand --mfa-code 'A one-time MFA code (or NIXSTORE_AUTH_MFA_CODE)'
             cand --duration 'Session length in seconds (default: the profile''s duration_seconds, else 3600)'
+            cand --mfa-session-duration 'Length of a new MFA base session in seconds, for role profiles with mfa_serial (default: mfa-session-duration in config.toml, else 43200)'
             cand --color 'When to colour output (NO_COLOR set: never, unless `always`)'
             cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
             cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'

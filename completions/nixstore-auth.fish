@@ -148,6 +148,7 @@ complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand env" -s h -l
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand login" -l profile -d 'The AWS profile to use' -r
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand login" -l mfa-code -d 'A one-time MFA code (or NIXSTORE_AUTH_MFA_CODE)' -r
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand login" -l duration -d 'Session length in seconds (default: the profile\'s duration_seconds, else 3600)' -r
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand login" -l mfa-session-duration -d 'Length of a new MFA base session in seconds, for role profiles with mfa_serial (default: mfa-session-duration in config.toml, else 43200)' -r
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand login" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
 always\t'Always (even into a pipe, and despite NO_COLOR)'
 never\t'Never'"

@@ -141,6 +141,18 @@ impl Config {
         item.as_integer()
     }
 
+    /// A top-level `key = true|false` (such as `mfa-base-session`); anything else there is an
+    /// error that names the key.
+    pub fn get_top_bool(&self, key: &str) -> Result<Option<bool>> {
+        match self.doc.get(key) {
+            None => Ok(None),
+            Some(item) => item
+                .as_bool()
+                .map(Some)
+                .with_context(|| format!("{key} must be true or false")),
+        }
+    }
+
     /// `[table] key = true|false`; anything else there is an error that names the key.
     pub fn get_bool(&self, table: &str, key: &str) -> Result<Option<bool>> {
         match self.doc.get(table).and_then(|t| t.get(key)) {

@@ -18,6 +18,7 @@ pub mod nix;
 pub mod plan;
 pub mod proxy;
 pub mod push;
+pub mod refresh;
 pub mod secret;
 pub mod time;
 pub mod ui;

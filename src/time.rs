@@ -56,9 +56,33 @@ pub fn expiry(secs: Option<i64>) -> String {
     }
 }
 
+/// A duration for people: "45 s", "12 min", "3 h 20 min".
+pub fn human_secs(secs: i64) -> String {
+    let s = secs.max(0);
+    match s {
+        0..=119 => format!("{s} s"),
+        120..=7199 => format!("{} min", s / 60),
+        _ if s % 3600 / 60 == 0 => format!("{} h", s / 3600),
+        _ => format!("{} h {} min", s / 3600, s % 3600 / 60),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn human_durations() {
+        for (secs, want) in [
+            (-3, "0 s"),
+            (45, "45 s"),
+            (600, "10 min"),
+            (7200, "2 h"),
+            (12_000, "3 h 20 min"),
+        ] {
+            assert_eq!(human_secs(secs), want);
+        }
+    }
 
     #[test]
     fn epoch_seconds_and_rfc3339_round_trip() {

@@ -7,7 +7,7 @@ use zeroize::Zeroizing;
 
 use super::Credentials;
 use super::profile::Plan;
-use super::request::{Origin, Session, Target};
+use super::request::{Origin, Renewal, Session, Target};
 use crate::ui::Ui;
 
 /// Marker set in `exec`'s child: the profile whose session the environment holds.
@@ -66,11 +66,41 @@ pub(super) fn from_environment(t: &Target, ui: &Ui) -> Option<Session> {
         region: t.region.clone().or_else(env_region),
         origin: Origin::Environment,
         sts_endpoint: sts_endpoint(None),
+        renewal: Renewal::Fixed,
     })
 }
 
+/// Web identity as CI jobs have it: `AWS_ROLE_ARN` and `AWS_WEB_IDENTITY_TOKEN_FILE` (and
+/// optionally `AWS_ROLE_SESSION_NAME`), with no AWS config files needed.
+pub(super) struct WebIdentityEnv {
+    pub(super) role_arn: String,
+    pub(super) token_file: std::path::PathBuf,
+    pub(super) session_name: Option<String>,
+}
+
+pub(super) fn web_identity_env() -> Option<WebIdentityEnv> {
+    Some(WebIdentityEnv {
+        role_arn: env_nonempty("AWS_ROLE_ARN")?,
+        token_file: env_nonempty("AWS_WEB_IDENTITY_TOKEN_FILE")?.into(),
+        session_name: env_nonempty("AWS_ROLE_SESSION_NAME"),
+    })
+}
+
+/// Profiles this process marked in [`RESOLVING`] itself: resolving them again (a refresh while
+/// a command runs) is no recursion.
+fn marked_here() -> &'static std::sync::Mutex<std::collections::HashSet<String>> {
+    static MARKED: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+        std::sync::OnceLock::new();
+    MARKED.get_or_init(Default::default)
+}
+
 pub(super) fn check_recursion(profile: &str) -> Result<()> {
-    if let Some(list) = env_nonempty(RESOLVING)
+    let ours = marked_here()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(profile);
+    if !ours
+        && let Some(list) = env_nonempty(RESOLVING)
         && list.split(':').any(|p| p == profile)
     {
         bail!(
@@ -83,6 +113,14 @@ pub(super) fn check_recursion(profile: &str) -> Result<()> {
 }
 
 pub(super) fn mark_resolving(profile: &str) {
+    if !marked_here()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(profile.to_string())
+    {
+        // Marked at the command's start already: no second set_var once threads run.
+        return;
+    }
     let value = match env_nonempty(RESOLVING) {
         Some(list) => format!("{list}:{profile}"),
         None => profile.to_string(),
@@ -162,6 +200,7 @@ mod tests {
             region: Some("eu-west-1".into()),
             origin: Origin::Profile,
             sts_endpoint: None,
+            renewal: Renewal::Fixed,
         }
     }
 

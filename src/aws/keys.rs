@@ -91,12 +91,51 @@ pub(super) fn base_credentials(
                 "profile {profile:?} has no keys: asking aws-config (SSO, credential_process, web identity)"
             ));
             let rt = io_runtime()?;
-            rt.block_on(delegated(profile, region))
+            match rt.block_on(delegated(profile, region)) {
+                Ok(c) => Ok(c),
+                Err(why) if is_sso(set, profile) => Err(crate::ui::error_with_help(
+                    format!(
+                        "profile {profile:?} signs in with AWS SSO, and the SSO token that `aws \
+                         sso login` caches (~/.aws/sso/cache) is missing, expired or refused: {why}"
+                    ),
+                    format!("aws sso login --profile {profile}"),
+                )),
+                Err(why) => Err(anyhow!(
+                    "profile {profile:?} gave no credentials: {why}. Add keys (`nixstore-auth aws \
+                     add-key --profile {profile}`), run `aws sso login --profile {profile}`, or \
+                     fix its credential_process"
+                )),
+            }
         }
     }
 }
 
-async fn delegated(profile: &str, region: Option<&str>) -> Result<Credentials> {
+/// Whether `profile` signs in through AWS SSO (IAM Identity Center).
+pub(super) fn is_sso(set: &aws_config::profile::ProfileSet, profile: &str) -> bool {
+    set.get_profile(profile)
+        .is_some_and(|p| p.get("sso_session").is_some() || p.get("sso_start_url").is_some())
+}
+
+/// Whether the chain starts from a long-term access key (in the files without a session
+/// token, or stored by `aws add-key`): only such a key can open an MFA base session.
+pub(super) fn starts_with_long_term_key(
+    set: &aws_config::profile::ProfileSet,
+    plan: &Plan,
+    store: &SecretStore,
+) -> Result<bool> {
+    Ok(match &plan.base {
+        Base::StaticKeys { profile } => set
+            .get_profile(profile)
+            .is_some_and(|p| p.get("aws_session_token").is_none()),
+        Base::Delegated { profile } => stored_key(store, profile)?.is_some(),
+    })
+}
+
+/// aws-config's own chain for `profile`; the error is the SDK's reason, as text.
+async fn delegated(
+    profile: &str,
+    region: Option<&str>,
+) -> std::result::Result<Credentials, String> {
     use aws_credential_types::provider::ProvideCredentials;
     let conf = aws_config::provider_config::ProviderConfig::default()
         .with_region(region.map(|r| aws_types::region::Region::new(r.to_string())));
@@ -104,14 +143,11 @@ async fn delegated(profile: &str, region: Option<&str>) -> Result<Credentials> {
         .configure(&conf)
         .profile_name(profile)
         .build();
-    let c = provider.provide_credentials().await.map_err(|e| {
-        anyhow!(
-            "profile {profile:?} gave no credentials: {}. Add keys (`nixstore-auth aws add-key \
-             --profile {profile}`), run `aws sso login --profile {profile}`, or fix its \
-             credential_process",
-            DisplayErrorContext(&e)
-        )
-    })?;
+    let c = provider
+        .provide_credentials()
+        .await
+        .map_err(|e| DisplayErrorContext(&e).to_string())?;
+
     Ok(Credentials {
         access_key_id: c.access_key_id().to_string(),
         secret_access_key: Zeroizing::new(c.secret_access_key().to_string()),

@@ -64,6 +64,66 @@ impl Plan {
     }
 }
 
+/// How an MFA code becomes a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MfaRoute {
+    /// No MFA device in the chain.
+    NoMfa,
+    /// The code goes to `GetSessionToken` for the long-term key of `keys_profile`: a base
+    /// session (cached, `mfa-session-duration` long) whose MFA context lets the roles be
+    /// assumed, and re-assumed on refresh, without a code (aws-vault's way).
+    BaseSession {
+        serial: String,
+        keys_profile: String,
+    },
+    /// The code goes to the call itself: `AssumeRole` with `SerialNumber`/`TokenCode`, or the
+    /// `GetSessionToken` of a profile without a role.
+    Direct { serial: String },
+}
+
+impl MfaRoute {
+    /// A sentence for `doctor`.
+    pub fn describe(&self) -> String {
+        match self {
+            MfaRoute::NoMfa => "no MFA".into(),
+            MfaRoute::BaseSession {
+                serial,
+                keys_profile,
+            } => format!(
+                "MFA base session: one code for device {serial} opens a GetSessionToken session                  of profile {keys_profile:?}'s key, the role is assumed (and renewed) from it                  without a code"
+            ),
+            MfaRoute::Direct { serial } => {
+                format!("MFA code for device {serial} with each new session")
+            }
+        }
+    }
+}
+
+/// The route a plan's MFA takes. The base session needs the MFA device's hop to be the first
+/// (its source holds the key: GetSessionToken takes no role session), a long-term key as the
+/// chain's first credentials (not SSO, credential_process or a session token), and
+/// `mfa-base-session` not switched off.
+pub fn mfa_route(plan: &Plan, base_is_long_term_key: bool, base_session_enabled: bool) -> MfaRoute {
+    let Some(serial) = plan.mfa_serial().map(str::to_string) else {
+        return MfaRoute::NoMfa;
+    };
+    if plan.session_token_mfa.is_some() {
+        return MfaRoute::Direct { serial };
+    }
+    let first_hop_only = plan.hops.iter().rposition(|h| h.mfa_serial.is_some()) == Some(0);
+    let keys_profile = match &plan.base {
+        Base::StaticKeys { profile } | Base::Delegated { profile } => profile.clone(),
+    };
+    if first_hop_only && base_is_long_term_key && base_session_enabled {
+        MfaRoute::BaseSession {
+            serial,
+            keys_profile,
+        }
+    } else {
+        MfaRoute::Direct { serial }
+    }
+}
+
 /// Loads `~/.aws/config` and `~/.aws/credentials` (or AWS_CONFIG_FILE /
 /// AWS_SHARED_CREDENTIALS_FILE) with aws-config's parser.
 pub fn load_profiles() -> Result<ProfileSet> {
@@ -210,6 +270,62 @@ fn credentials_file_label() -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn mfa_route_table() {
+        let hop = |mfa: bool| RoleHop {
+            profile: "p".into(),
+            role_arn: "arn:r".into(),
+            external_id: None,
+            session_name: None,
+            duration_seconds: None,
+            mfa_serial: mfa.then(|| "arn:mfa".to_string()),
+        };
+        let plan = |hops: Vec<RoleHop>, gst: bool| Plan {
+            profile: "work".into(),
+            base: Base::StaticKeys {
+                profile: "keys".into(),
+            },
+            hops,
+            session_token_mfa: gst.then(|| "arn:mfa".to_string()),
+            duration_seconds: None,
+            region: None,
+            endpoint_url: None,
+            mfa_process: None,
+        };
+        let base = MfaRoute::BaseSession {
+            serial: "arn:mfa".into(),
+            keys_profile: "keys".into(),
+        };
+        let direct = MfaRoute::Direct {
+            serial: "arn:mfa".into(),
+        };
+        // (plan, long-term key, enabled) -> route
+        let rows = [
+            (plan(vec![hop(false)], false), true, true, MfaRoute::NoMfa),
+            (plan(vec![hop(true)], false), true, true, base.clone()),
+            (plan(vec![hop(true)], false), true, false, direct.clone()),
+            (plan(vec![hop(true)], false), false, true, direct.clone()),
+            // The device is on a role whose source is itself a role.
+            (
+                plan(vec![hop(false), hop(true)], false),
+                true,
+                true,
+                direct.clone(),
+            ),
+            (plan(vec![hop(true), hop(false)], false), true, true, base),
+            // mfa_serial without a role: its own GetSessionToken.
+            (plan(vec![], true), true, true, direct),
+        ];
+        for (i, (p, key, enabled, want)) in rows.into_iter().enumerate() {
+            assert_eq!(mfa_route(&p, key, enabled), want, "row {i}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod parse_tests {
     use super::*;
     use aws_types::os_shim_internal::{Env, Fs};
 

@@ -20,7 +20,18 @@ pub struct SessionRequest {
     pub duration: Option<u32>,
     /// Get a new session even if a cached one is still good (`login`).
     pub force_refresh: bool,
+    /// Never ask a person (a refresh while a command runs): a session that needs an MFA code
+    /// fails with [`NeedsLogin`] instead.
+    pub unattended: bool,
+    /// `login --mfa-session-duration`: the MFA base session's length in seconds.
+    pub mfa_session_duration: Option<u32>,
 }
+
+/// A session that only a person can renew (a new MFA code): the error of an unattended
+/// request, for the refresh to tell apart from a failure.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NeedsLogin(pub String);
 
 impl SessionRequest {
     /// A session for `profile` if one is named (it wins), else for the S3 cache `cache` (its
@@ -50,6 +61,23 @@ impl SessionRequest {
         self.force_refresh = true;
         self
     }
+
+    /// The MFA base session's length in seconds (`login --mfa-session-duration`).
+    pub fn mfa_session_duration(mut self, seconds: Option<u32>) -> SessionRequest {
+        self.mfa_session_duration = seconds;
+        self
+    }
+
+    /// The same request for a refresh while a command runs: no prompt, no one-time code (it
+    /// was used), not from the caller's environment's marker-less credentials again.
+    pub fn unattended(&self) -> SessionRequest {
+        SessionRequest {
+            mfa_code: None,
+            force_refresh: false,
+            unattended: true,
+            ..self.clone()
+        }
+    }
 }
 
 /// Where a session came from.
@@ -63,6 +91,8 @@ pub enum Origin {
     Fresh,
     /// The profile's own credentials: long-term keys or aws-config's chain (not cached by us).
     Profile,
+    /// AssumeRoleWithWebIdentity with the token file in `AWS_WEB_IDENTITY_TOKEN_FILE` (CI).
+    WebIdentity,
 }
 
 impl Origin {
@@ -72,6 +102,7 @@ impl Origin {
             Origin::Cache => "cache",
             Origin::Fresh => "fresh",
             Origin::Profile => "profile",
+            Origin::WebIdentity => "web identity",
         }
     }
 }
@@ -86,6 +117,39 @@ pub struct Session {
     pub origin: Origin,
     /// The STS endpoint override in force, if any.
     pub sts_endpoint: Option<String>,
+    /// Whether a new session can be had without a person.
+    pub renewal: Renewal,
+}
+
+/// How a session is renewed when it nears its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewal {
+    /// Without a person (long-term keys, an SSO token, web identity, credential_process, an
+    /// MFA base session), until `until` when that is bounded (the base session's end).
+    Unattended { until: Option<i64> },
+    /// Only with a person: a new MFA code (`nixstore-auth login`).
+    Login,
+    /// Never by us: credentials the caller's environment holds.
+    Fixed,
+}
+
+impl Renewal {
+    /// Whether the session can be renewed without a person at `at` (epoch seconds).
+    pub fn unattended_at(self, at: i64) -> bool {
+        match self {
+            Renewal::Unattended { until } => until.is_none_or(|u| u > at),
+            Renewal::Login | Renewal::Fixed => false,
+        }
+    }
+
+    /// A short word for status displays: "auto", "login" or "fixed".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Renewal::Unattended { .. } => "auto",
+            Renewal::Login => "login",
+            Renewal::Fixed => "fixed",
+        }
+    }
 }
 
 /// Which profile and region a request means.
@@ -133,6 +197,9 @@ pub(super) fn target(req: &SessionRequest, cfg: &Config) -> Result<Target> {
     })
 }
 
+/// Default `mfa-session-duration`: one MFA code a workday.
+pub const DEFAULT_MFA_SESSION_SECS: u32 = 43_200;
+
 /// Everything resolving needs besides the request: our config (the secret store's backend,
 /// `session-refresh-margin`) and directories. The command loads them, once.
 #[derive(Clone, Copy)]
@@ -146,9 +213,26 @@ impl<'a> Ctx<'a> {
         Ctx { cfg, dirs }
     }
 
-    pub(super) fn margin(&self) -> i64 {
+    /// `session-refresh-margin`: renew a session this many seconds before it ends.
+    pub fn margin(&self) -> i64 {
         self.cfg
             .get_int(None, "session-refresh-margin")
             .unwrap_or(session_cache::DEFAULT_REFRESH_MARGIN)
+    }
+
+    /// `mfa-session-duration`: the MFA base session's length (default 43200 s, 12 hours).
+    pub(super) fn mfa_session_duration(&self) -> Result<u32> {
+        match self.cfg.get_int(None, "mfa-session-duration") {
+            None => Ok(DEFAULT_MFA_SESSION_SECS),
+            Some(n) if (900..=129_600).contains(&n) => Ok(n as u32),
+            Some(n) => {
+                bail!("mfa-session-duration = {n} in config.toml: STS takes 900 to 129600 seconds")
+            }
+        }
+    }
+
+    /// `mfa-base-session` (default true): MFA profiles with a role take one code a workday.
+    pub(super) fn mfa_base_session(&self) -> Result<bool> {
+        Ok(self.cfg.get_top_bool("mfa-base-session")?.unwrap_or(true))
     }
 }

@@ -126,8 +126,34 @@ fn convert(c: Option<&aws_sdk_sts::types::Credentials>, op: &str) -> Result<Cred
     })
 }
 
-/// The STS calls of a plan: GetSessionToken with MFA, or the AssumeRole hops (the MFA code
-/// goes to the last hop that names the device).
+/// `GetSessionToken` for a long-term key with an MFA code: a session with MFA context.
+pub(super) async fn get_session_token(
+    base: &Credentials,
+    serial: &str,
+    code: Option<&str>,
+    duration: Option<u32>,
+    region: &str,
+    endpoint: Option<&str>,
+    ui: &Ui,
+) -> std::result::Result<Credentials, StsFailure> {
+    ui.debug(format!(
+        "GetSessionToken as {} with MFA device {serial}",
+        base.access_key_id
+    ));
+    let client = sts_client(base, region, endpoint);
+    let out = client
+        .get_session_token()
+        .serial_number(serial)
+        .set_token_code(code.map(str::to_string))
+        .set_duration_seconds(duration.map(|d| d as i32))
+        .send()
+        .await
+        .map_err(|e| classify("GetSessionToken", e, code.is_some()))?;
+    convert(out.credentials(), "GetSessionToken").map_err(StsFailure::Other)
+}
+
+/// The STS calls of a plan with the code sent directly: GetSessionToken with MFA (a profile
+/// without a role), or the AssumeRole hops (the code goes to the last hop naming the device).
 pub(super) async fn run_sts(
     plan: &Plan,
     base: &Credentials,
@@ -138,23 +164,33 @@ pub(super) async fn run_sts(
     ui: &Ui,
 ) -> std::result::Result<Credentials, StsFailure> {
     if let Some(serial) = &plan.session_token_mfa {
-        ui.debug(format!(
-            "GetSessionToken for profile {:?} with MFA device {serial}",
-            plan.profile
-        ));
-        let client = sts_client(base, region, endpoint);
-        let out = client
-            .get_session_token()
-            .serial_number(serial)
-            .set_token_code(code.map(str::to_string))
-            .set_duration_seconds(duration.or(plan.duration_seconds).map(|d| d as i32))
-            .send()
-            .await
-            .map_err(|e| classify("GetSessionToken", e, code.is_some()))?;
-        return convert(out.credentials(), "GetSessionToken").map_err(StsFailure::Other);
+        return get_session_token(
+            base,
+            serial,
+            code,
+            duration.or(plan.duration_seconds),
+            region,
+            endpoint,
+            ui,
+        )
+        .await;
     }
-    let mfa_hop = plan.hops.iter().rposition(|h| h.mfa_serial.is_some());
-    let mut current = base.clone();
+    assume_hops(plan, base, code, duration, region, endpoint, ui).await
+}
+
+/// The AssumeRole hops of a plan from `start`. With `code`, the last hop naming an MFA device
+/// sends it; without, no hop does (the base session's MFA context stands for it).
+pub(super) async fn assume_hops(
+    plan: &Plan,
+    start: &Credentials,
+    code: Option<&str>,
+    duration: Option<u32>,
+    region: &str,
+    endpoint: Option<&str>,
+    ui: &Ui,
+) -> std::result::Result<Credentials, StsFailure> {
+    let mfa_hop = code.and(plan.hops.iter().rposition(|h| h.mfa_serial.is_some()));
+    let mut current = start.clone();
     for (i, hop) in plan.hops.iter().enumerate() {
         let last = i + 1 == plan.hops.len();
         let session_name = hop
@@ -190,4 +226,32 @@ pub(super) async fn run_sts(
         current = convert(out.credentials(), "AssumeRole").map_err(StsFailure::Other)?;
     }
     Ok(current)
+}
+
+/// `AssumeRoleWithWebIdentity` (unsigned: the token is the proof), as CI jobs use it.
+pub(super) async fn assume_role_with_web_identity(
+    role_arn: &str,
+    session_name: &str,
+    token: &str,
+    duration: Option<u32>,
+    region: &str,
+    endpoint: Option<&str>,
+) -> Result<Credentials> {
+    let mut b = aws_sdk_sts::Config::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_types::region::Region::new(region.to_string()));
+    if let Some(e) = endpoint {
+        b = b.endpoint_url(e);
+    }
+    let client = aws_sdk_sts::Client::from_conf(b.build());
+    let out = client
+        .assume_role_with_web_identity()
+        .role_arn(role_arn)
+        .role_session_name(session_name)
+        .web_identity_token(token)
+        .set_duration_seconds(duration.map(|d| d as i32))
+        .send()
+        .await
+        .map_err(|e| sts_error("AssumeRoleWithWebIdentity", e))?;
+    convert(out.credentials(), "AssumeRoleWithWebIdentity")
 }

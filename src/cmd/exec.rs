@@ -26,6 +26,7 @@ use crate::nix::forward::{self, Setting};
 use crate::nix::netrc::Netrc;
 use crate::nix::setup::{self, ProbeCache};
 use crate::proxy;
+use crate::refresh;
 use crate::secret::{SecretStore, Token};
 use crate::ui::Ui;
 
@@ -55,7 +56,7 @@ impl Run for ExecArgs {
         let (s3, keyring) = (&plan.s3, &plan.keyring);
 
         // 1. AWS sessions, one per profile in play; prompts happen here, before anything starts.
-        let mut sessions: Vec<(Option<String>, Session)> = Vec::new();
+        let mut sessions: Vec<(Option<String>, Session, SessionRequest)> = Vec::new();
         for profile in plan.profiles.clone() {
             let req = SessionRequest::new(
                 profile.clone().or_else(|| self.profile.clone()),
@@ -68,9 +69,9 @@ impl Run for ExecArgs {
                 s.profile.as_deref().unwrap_or("-"),
                 s.origin.as_str()
             ));
-            sessions.push((profile, s));
+            sessions.push((profile, s, req));
         }
-        if let Some((_, s)) = sessions.first() {
+        if let Some((_, s, _)) = sessions.first() {
             let delta = session::EnvDelta::for_session(s);
             launch.set.extend(delta.set);
             launch.unset = delta.unset.into_iter().map(String::from).collect();
@@ -107,13 +108,18 @@ impl Run for ExecArgs {
                         s3: s3.clone(),
                     })
                     .collect();
-                let session = sessions
+                let (_, session, req) = sessions
                     .iter()
-                    .find(|(p, _)| p == profile)
+                    .find(|(p, _, _)| p == profile)
                     .or(sessions.first())
-                    .map(|(_, s)| s)
                     .expect("a session was resolved for every S3 profile");
-                let lease = proxy::ensure_running(&layout, &session.credentials, &mounts, ui)?;
+                let lease = proxy::ensure_running_for(
+                    &layout,
+                    &session.credentials,
+                    Some(refresh::info_of(session)),
+                    &mounts,
+                    ui,
+                )?;
                 for m in &mounts {
                     settings.push(Setting::new(
                         "extra-substituters",
@@ -121,7 +127,14 @@ impl Run for ExecArgs {
                         true,
                     ));
                 }
-                leases.push(lease);
+                // Kept fresh while CMD runs (refresh.rs).
+                let login = mounts[0].name.clone();
+                leases.push(refresh::Kept::new(
+                    lease,
+                    req.clone(),
+                    session.clone(),
+                    login,
+                ));
             }
             // A Nix client that opens the proxy's URL itself (single-user, `nix copy`)
             // records it, secret included, in its cache database: keep that private.
@@ -167,7 +180,7 @@ impl Run for ExecArgs {
 
         // 4. Builders' environment (fixed-output derivations) through impure-env.
         if self.builder_env {
-            let Some((_, s)) = sessions.first() else {
+            let Some((_, s, _)) = sessions.first() else {
                 bail!("--builder-env needs an AWS session: pass --profile or record an S3 cache");
             };
             let pairs: Vec<String> = session::EnvDelta::for_session(s)
@@ -227,7 +240,7 @@ impl Run for ExecArgs {
                 .collect();
             Some(super::watch_store::start_for_exec(
                 &targets,
-                leases.first(),
+                leases.first().map(|k| &k.lease),
                 self.no_sign,
                 &cfg,
                 &dirs,
@@ -237,7 +250,8 @@ impl Run for ExecArgs {
         if leases.is_empty() && netrc_file.is_none() && pushing.is_none() {
             return Ok(launch.replace());
         }
-        let code = launch.run_supervised();
+        let ctx = session::Ctx::new(&cfg, &dirs);
+        let code = refresh::while_running(&mut leases, ctx, ui, || launch.run_supervised());
         let code = match pushing {
             Some(p) => p.finish(code, self.push_strict, ui),
             None => code,

@@ -8,6 +8,7 @@ impl Run for LoginArgs {
     fn run(self, ui: &Ui) -> anyhow::Result<i32> {
         let req = super::env::request(&self.session)
             .duration(self.duration)
+            .mfa_session_duration(self.mfa_session_duration)
             .force_refresh();
         let dirs = crate::config::Dirs::new()?;
         let cfg = crate::config::Config::load(&dirs.config_file())?;
@@ -28,6 +29,37 @@ impl Run for LoginArgs {
             None => ui.outln(format_args!(
                 "Expires:  never (long-term keys; no session to cache)"
             ))?,
+        }
+        if let crate::aws::session::Renewal::Unattended { until: Some(u) } = s.renewal {
+            ui.outln(format_args!(
+                "Renews:   by itself until {} (the MFA base session), then `nixstore-auth login` again",
+                crate::time::rfc3339(u)
+            ))?;
+        }
+        // A command running through the proxy continues with this session at the same URL.
+        if s.credentials.expiration.is_some() {
+            let layout = crate::proxy::Layout::new(&dirs, &cfg)?;
+            let caches: Vec<String> = self
+                .session
+                .cache
+                .iter()
+                .filter(|c| !crate::cache::looks_like_url(c))
+                .cloned()
+                .collect();
+            match crate::proxy::renew(
+                &layout,
+                &s.credentials,
+                crate::refresh::info_of(&s),
+                &caches,
+            ) {
+                Ok(Some(n)) if n > 0 => ui.info(format!(
+                    "handed the new session to the running proxy ({n} cache(s) use it now)"
+                )),
+                Ok(_) => {}
+                Err(e) => ui.warn(format!(
+                    "cannot hand the new session to the running proxy: {e:#}"
+                )),
+            }
         }
         Ok(0)
     }

@@ -21,7 +21,18 @@ impl Run for LogoutArgs {
                     .unwrap_or_else(|| "default".into())
             }))
         };
-        let n = session_cache::forget(&store, profile.as_deref())?;
+        let mut n = session_cache::forget(&store, profile.as_deref())?;
+        // The profile's MFA base session too: it would open new sessions without a code.
+        if let Some(p) = &profile
+            && let Ok(Some(base)) = crate::aws::session::base_session_account(
+                p,
+                crate::aws::session::Ctx::new(&cfg, &dirs),
+                ui,
+            )
+            && store.delete(&base)?
+        {
+            n += 1;
+        }
         let whose = match &profile {
             Some(p) => format!("of profile {p:?}"),
             None => "of every profile".to_string(),

@@ -206,7 +206,9 @@ pub enum Via {
   nixstore-auth exec --profile work --mfa-code 123456 -- nix-store -r /nix/store/HASH-NAME
   nixstore-auth exec --cache my-bucket -- sh -c 'nixos-rebuild switch'
   # Upload everything the build adds to the store, signed with the recorded key:
-  nixstore-auth exec --push my-bucket -- nix build .#package")]
+  nixstore-auth exec --push my-bucket -- nix build .#package
+  # Or upload a result afterwards:
+  nixstore-auth push my-bucket ./result")]
 pub struct ExecArgs {
     /// A recorded cache to make available (repeatable; default: every recorded S3 or keyring cache)
     #[arg(add = ArgValueCompleter::new(complete_cache_names), long = "cache", value_name = "NAME")]
@@ -292,6 +294,10 @@ pub struct LoginArgs {
     /// Session length in seconds (default: the profile's duration_seconds, else 3600)
     #[arg(long, value_name = "SECS")]
     pub duration: Option<u32>,
+    /// Length of a new MFA base session in seconds, for role profiles with mfa_serial
+    /// (default: mfa-session-duration in config.toml, else 43200)
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u32).range(900..=129600))]
+    pub mfa_session_duration: Option<u32>,
 }
 
 #[derive(Debug, Args)]

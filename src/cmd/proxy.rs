@@ -34,6 +34,41 @@ impl Run for ProxyArgs {
     }
 }
 
+/// The session part of a cache's status line: time left, origin, and how it renews.
+fn session_summary(m: &proxy::MountStatus, now: i64) -> String {
+    let mut out = String::new();
+    match m.expiration {
+        Some(e) if e > now => out.push_str(&format!(
+            ", {} left (until {})",
+            crate::time::human_secs(e - now),
+            crate::time::rfc3339(e)
+        )),
+        Some(e) => out.push_str(&format!(", ended {}", crate::time::rfc3339(e))),
+        None => {}
+    }
+    let Some(info) = &m.info else {
+        return out;
+    };
+    if !info.origin.is_empty() {
+        out.push_str(&format!(", from {}", info.origin));
+    }
+    if let Some(p) = &info.profile {
+        out.push_str(&format!(" (profile {p})"));
+    }
+    out.push_str(&match (info.renewal.as_str(), info.renew_until) {
+        ("auto", Some(u)) => format!(
+            ", renews by itself until {} (then `nixstore-auth login {}`)",
+            crate::time::rfc3339(u),
+            m.name
+        ),
+        ("auto", None) => ", renews by itself while a command runs".to_string(),
+        ("login", _) => format!(", renewing needs `nixstore-auth login {}`", m.name),
+        ("fixed", _) => ", from the caller's environment: not renewed".to_string(),
+        _ => String::new(),
+    });
+    out
+}
+
 fn status(layout: &proxy::Layout, ui: &Ui) -> Result<i32> {
     let (port, secret_file, log) = proxy::describe(layout)?;
     match proxy::status(layout)? {
@@ -53,10 +88,7 @@ fn status(layout: &proxy::Layout, ui: &Ui) -> Result<i32> {
                 st.port
             ))?;
             for m in &st.mounts {
-                let exp = m
-                    .expiration
-                    .map(|e| format!(", expires at {e} (epoch s)"))
-                    .unwrap_or_default();
+                let exp = session_summary(m, crate::time::now());
                 let nars = match m.nars.as_str() {
                     "redirect" => ", NARs by presigned redirect",
                     "stream" => ", NARs streamed",

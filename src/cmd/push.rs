@@ -60,8 +60,8 @@ impl Run for PushArgs {
         };
         let (target, _keep) = target(
             &entry,
-            lease.as_ref().map(|(l, _)| l),
-            lease.as_ref().map(|(_, s)| s),
+            lease.as_ref().map(|(l, _, _)| l),
+            lease.as_ref().map(|(_, s, _)| s),
             key.as_ref(),
             &cfg,
             &dirs,
@@ -76,24 +76,40 @@ impl Run for PushArgs {
             if key.is_some() { ", signing them" } else { "" }
         ));
         let mut out = Outcome::default();
-        let result = up.push_closure(&paths, &AtomicBool::new(false), &mut |p, done| match done {
-            Done::Uploaded(n) => {
-                out.uploaded += 1;
-                out.bytes += n;
-                ui.debug(format!("uploaded {p} ({})", human_bytes(*n)));
-            }
-            Done::Present => {
-                out.present += 1;
-                ui.debug(format!("{} has {p} already", entry.name));
-            }
+        // The session is kept fresh while the uploads run (refresh.rs).
+        let mut kept = kept(lease, &entry);
+        let ctx = session::Ctx::new(&cfg, &dirs);
+        let result = crate::refresh::while_running(&mut kept, ctx, ui, || {
+            up.push_closure(&paths, &AtomicBool::new(false), &mut |p, done| match done {
+                Done::Uploaded(n) => {
+                    out.uploaded += 1;
+                    out.bytes += n;
+                    ui.debug(format!("uploaded {p} ({})", human_bytes(*n)));
+                }
+                Done::Present => {
+                    out.present += 1;
+                    ui.debug(format!("{} has {p} already", entry.name));
+                }
+            })
         });
-        drop(lease);
+        drop(kept);
         if let Err(f) = result {
             bail!("cannot upload {} to {}: {}", f.path, entry.name, f.reason);
         }
         ui.info(format!("{} to {}", out.summary(), entry.name));
         Ok(0)
     }
+}
+
+/// An S3 lease with its session and request, ready to be kept fresh (refresh.rs).
+pub(super) type S3Lease = (proxy::Lease, session::Session, SessionRequest);
+
+/// The lease of an S3 cache as [`crate::refresh::Kept`], none for an HTTPS cache.
+pub(super) fn kept(lease: Option<S3Lease>, entry: &CacheEntry) -> Vec<crate::refresh::Kept> {
+    lease
+        .into_iter()
+        .map(|(l, s, req)| crate::refresh::Kept::new(l, req, s, entry.name.clone()))
+        .collect()
 }
 
 /// The AWS session for an S3 cache and a proxy lease serving it.
@@ -104,15 +120,16 @@ pub(super) fn s3_lease(
     cfg: &Config,
     dirs: &Dirs,
     ui: &Ui,
-) -> Result<(proxy::Lease, session::Session)> {
+) -> Result<S3Lease> {
     let CacheKind::S3(s3) = &entry.kind else {
         bail!("{} is not an S3 cache", entry.name);
     };
     let req = SessionRequest::new(profile, Some(entry.name.clone())).mfa_code(mfa_code);
     let s = session::resolve(&req, session::Ctx::new(cfg, dirs), ui)?;
-    let lease = proxy::ensure_running(
+    let lease = proxy::ensure_running_for(
         &proxy::Layout::new(dirs, cfg)?,
         &s.credentials,
+        Some(crate::refresh::info_of(&s)),
         &[proxy::Mount {
             name: entry.name.clone(),
             s3: s3.clone(),
@@ -121,7 +138,7 @@ pub(super) fn s3_lease(
     )?;
     // `nix copy` records the store URL (with the proxy's secret) in Nix's cache database.
     crate::nix::client_cache::protect()?;
-    Ok((lease, s))
+    Ok((lease, s, req))
 }
 
 /// Files that must live as long as the uploads (an ephemeral netrc).

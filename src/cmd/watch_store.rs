@@ -46,8 +46,8 @@ impl Run for WatchStoreArgs {
         };
         let (target, _keep) = super::push::target(
             &entry,
-            lease.as_ref().map(|(l, _)| l),
-            lease.as_ref().map(|(_, s)| s),
+            lease.as_ref().map(|(l, _, _)| l),
+            lease.as_ref().map(|(_, s, _)| s),
             key.as_ref(),
             &cfg,
             &dirs,
@@ -67,12 +67,17 @@ impl Run for WatchStoreArgs {
                 String::new()
             }
         ));
-        while signals.count() == 0 {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        ui.info("finishing the queue (Ctrl-C again stops at once and leaves the rest queued)");
-        let out = pusher.drain(&signals, 2, progress_wanted(ui));
-        drop(lease);
+        // The session is kept fresh for as long as it watches (refresh.rs).
+        let mut kept = super::push::kept(lease, &entry);
+        let ctx = crate::aws::session::Ctx::new(&cfg, &dirs);
+        let out = crate::refresh::while_running(&mut kept, ctx, ui, || {
+            while signals.count() == 0 {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            ui.info("finishing the queue (Ctrl-C again stops at once and leaves the rest queued)");
+            pusher.drain(&signals, 2, progress_wanted(ui))
+        });
+        drop(kept);
         let ok = super::push::report(&out, ui);
         Ok(if out.aborted {
             crate::error::EXIT_INTERRUPTED

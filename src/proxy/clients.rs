@@ -49,9 +49,19 @@ pub(super) async fn serve(state: Arc<State>, stream: UnixStream) {
             }
         };
         match req {
-            Request::Lease { creds, mounts } => {
+            Request::Lease {
+                creds,
+                mounts,
+                info,
+            } => {
                 let names: Vec<String> = mounts.iter().map(|m| m.name.clone()).collect();
-                state.apply_lease(creds.into_credentials(), mounts);
+                let took = state.apply_lease(creds.into_credentials(), mounts, info);
+                if leased && took > 0 {
+                    log(format!(
+                        "a client renewed the session of {}",
+                        names.join(", ")
+                    ));
+                }
                 if !leased {
                     leased = true;
                     state.ever_leased.store(true, Ordering::SeqCst);
@@ -64,6 +74,20 @@ pub(super) async fn serve(state: Arc<State>, stream: UnixStream) {
                 if write_reply(&mut wr, &state.status()).await.is_err() {
                     break;
                 }
+            }
+            Request::Renew {
+                creds,
+                info,
+                caches,
+            } => {
+                let n = state.renew(creds.into_credentials(), info, &caches);
+                log(format!("login handed over a session: {n} cache(s) took it"));
+                let reply = Reply {
+                    renewed: n,
+                    ..state.status()
+                };
+                let _ = write_reply(&mut wr, &reply).await;
+                break;
             }
             Request::Status => {
                 let _ = write_reply(&mut wr, &state.status()).await;

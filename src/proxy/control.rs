@@ -18,6 +18,18 @@ pub enum Request<'a> {
         #[serde(borrow)]
         creds: WireCreds<'a>,
         mounts: Vec<WireMount>,
+        /// Where the session came from and how it renews (for `proxy status`).
+        #[serde(default)]
+        info: Option<SessionInfo>,
+    },
+    /// A newer session from `login`, without a lease: it replaces the session of every mount
+    /// named in `caches` or whose session is of `info.profile`, where it is fresher.
+    Renew {
+        #[serde(borrow)]
+        creds: WireCreds<'a>,
+        info: SessionInfo,
+        #[serde(default)]
+        caches: Vec<String>,
     },
     Status,
     Stop,
@@ -91,6 +103,16 @@ impl WireMount {
         }
     }
 
+    pub fn from_s3(name: &str, s3: &crate::cache::S3Ref) -> WireMount {
+        WireMount {
+            name: name.to_string(),
+            bucket: s3.bucket.clone(),
+            prefix: s3.prefix.clone(),
+            region: s3.region.clone(),
+            endpoint: s3.endpoint.clone(),
+        }
+    }
+
     pub fn s3(&self) -> crate::cache::S3Ref {
         crate::cache::S3Ref {
             bucket: self.bucket.clone(),
@@ -100,6 +122,24 @@ impl WireMount {
             profile: None,
         }
     }
+}
+
+/// What a client says about the session it hands over (no secret).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The AWS profile, if the session has one.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Where it came from: "cache", "fresh", "profile", "environment", "web identity".
+    #[serde(default)]
+    pub origin: String,
+    /// "auto" (renewed without a person, by the client holding the lease), "login" (needs
+    /// `nixstore-auth login`), "fixed" (the caller's environment's credentials).
+    #[serde(default)]
+    pub renewal: String,
+    /// For "auto": until when (then a login is needed), if bounded.
+    #[serde(default)]
+    pub renew_until: Option<i64>,
 }
 
 /// The proxy's answer to any request.
@@ -114,6 +154,9 @@ pub struct Reply {
     pub port: u16,
     #[serde(default)]
     pub leases: usize,
+    /// For `renew`: how many mounts took the session.
+    #[serde(default)]
+    pub renewed: usize,
     #[serde(default)]
     pub mounts: Vec<MountStatus>,
 }
@@ -132,6 +175,9 @@ pub struct MountStatus {
     /// Whether root (the nix-daemon) has fetched the cache's `nix-cache-info` through the URL.
     #[serde(default)]
     pub daemon_used: bool,
+    /// What the client said about the session in use.
+    #[serde(default)]
+    pub info: Option<SessionInfo>,
 }
 
 #[cfg(test)]
@@ -149,6 +195,7 @@ mod tests {
         let line = serde_json::to_string(&Request::Lease {
             creds: (&c).into(),
             mounts: vec![],
+            info: None,
         })
         .unwrap();
         let Request::Lease { creds, .. } = serde_json::from_str(&line).unwrap() else {

@@ -11,7 +11,8 @@
 //! // has) and the mounts; returns once the proxy serves them. Keep the lease while Nix runs.
 //! let lease = proxy::ensure_running(&creds, &[Mount { name, s3 }], ui)?;
 //! let url = lease.url_for("my-cache");      // http://127.0.0.1:PORT/SECRET/my-cache
-//! lease.refresh(&newer_creds)?;              // optional, e.g. after a re-login mid-run
+//! lease.refresh_with(&newer, info)?;          // a newer session (refresh.rs does it mid-run)
+//! proxy::renew(&layout, &creds, info, &["my-cache".into()])?;  // `login`: no lease needed
 //! drop(lease);                               // the proxy exits after the grace period
 //! let url = proxy::stable_url_for("my-cache")?;  // same URL, starts nothing (`use --mode print`)
 //! let st = proxy::status()?;                 // Some(reply) when a proxy runs (for `doctor`)
@@ -58,7 +59,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
-pub use control::{MountStatus, Reply as Status};
+pub use control::{MountStatus, Reply as Status, SessionInfo};
 pub use paths::{GRACE_ENV, default_port};
 /// Whether the proxy can tell which local user a connection comes from (Linux). Elsewhere it
 /// relies on the URL secret alone.
@@ -83,6 +84,7 @@ pub struct Lease {
     pid: u32,
     secret: Zeroizing<String>,
     mounts: Vec<WireMount>,
+    info: Option<SessionInfo>,
 }
 
 impl std::fmt::Debug for Lease {
@@ -113,12 +115,50 @@ impl Lease {
 
     /// Hands the proxy a newer session for this lease's caches.
     pub fn refresh(&mut self, creds: &crate::aws::Credentials) -> Result<()> {
+        let info = self.info.clone();
+        self.refresh_with(creds, info)
+    }
+
+    /// The same, saying where the new session came from and how it renews.
+    pub fn refresh_with(
+        &mut self,
+        creds: &crate::aws::Credentials,
+        info: Option<SessionInfo>,
+    ) -> Result<()> {
+        self.info = info;
         let req = Request::Lease {
             creds: creds.into(),
             mounts: self.mounts.clone(),
+            info: self.info.clone(),
         };
         exchange(&self.stream, &req).map(drop)
     }
+
+    /// The names of the caches this lease mounts.
+    pub fn cache_names(&self) -> Vec<String> {
+        self.mounts.iter().map(|m| m.name.clone()).collect()
+    }
+}
+
+/// Hands a running proxy a newer session (from `login`): the caches named, and every cache
+/// whose session is of `info.profile`, take it where it is fresher. `None` when no proxy runs;
+/// else how many caches took it.
+pub fn renew(
+    layout: &Layout,
+    creds: &crate::aws::Credentials,
+    info: SessionInfo,
+    caches: &[String],
+) -> Result<Option<usize>> {
+    let sock = layout.socket_path()?;
+    let Some(s) = connect_control(&sock)? else {
+        return Ok(None);
+    };
+    let req = Request::Renew {
+        creds: creds.into(),
+        info,
+        caches: caches.to_vec(),
+    };
+    exchange(&s, &req).map(|r| Some(r.renewed))
 }
 
 /// Starts or reuses the user's proxy, hands it `creds` (kept if fresher than what it has) and
@@ -126,6 +166,18 @@ impl Lease {
 pub fn ensure_running(
     layout: &Layout,
     creds: &crate::aws::Credentials,
+    mounts: &[Mount],
+    ui: &crate::ui::Ui,
+) -> Result<Lease> {
+    ensure_running_for(layout, creds, None, mounts, ui)
+}
+
+/// [`ensure_running`], saying where the session came from and how it renews (shown by `proxy
+/// status`).
+pub fn ensure_running_for(
+    layout: &Layout,
+    creds: &crate::aws::Credentials,
+    info: Option<SessionInfo>,
     mounts: &[Mount],
     ui: &crate::ui::Ui,
 ) -> Result<Lease> {
@@ -151,6 +203,7 @@ pub fn ensure_running(
         let req = Request::Lease {
             creds: creds.into(),
             mounts: wire.clone(),
+            info: info.clone(),
         };
         match exchange(&stream, &req) {
             Ok(reply) => {
@@ -174,6 +227,7 @@ pub fn ensure_running(
                     pid: reply.pid,
                     secret,
                     mounts: wire,
+                    info,
                 });
             }
             // A proxy that was just exiting: start a new one.

@@ -92,6 +92,7 @@ pub async fn run(layout: Layout, secret: Zeroizing<String>, verbose: bool) -> Re
                         session: None,
                         expired_at: s.expiration,
                         presign: Default::default(),
+                        info: m.info.clone(),
                     });
                 }
             }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use zeroize::Zeroizing;
 
-use super::control::{MountStatus, Reply, WireMount};
+use super::control::{MountStatus, Reply, SessionInfo, WireMount};
 use super::log::log;
 use super::respond::Body;
 use super::sign::{self, Session};
@@ -26,6 +26,8 @@ pub(super) struct MountEntry {
     pub(super) expired_at: Option<i64>,
     /// Whether S3 takes presigned GETs from this session: tried once, at the first NAR.
     pub(super) presign: tokio::sync::OnceCell<bool>,
+    /// What the client said about the session (origin, how it renews).
+    pub(super) info: Option<SessionInfo>,
 }
 
 pub(super) struct State {
@@ -49,22 +51,39 @@ pub(super) struct State {
 impl State {
     /// Takes mounts and credentials from a client. Each mount keeps the session it has unless
     /// the new one is fresher, or the old one expired or was refused by S3.
-    pub(super) fn apply_lease(&self, creds: crate::aws::Credentials, mounts: Vec<WireMount>) {
+    /// Returns how many mounts took the new session.
+    pub(super) fn apply_lease(
+        &self,
+        creds: crate::aws::Credentials,
+        mounts: Vec<WireMount>,
+        info: Option<SessionInfo>,
+    ) -> usize {
         let now = crate::time::now();
         let new = Arc::new(Session::new(&creds));
         drop(creds);
+        let mut took = 0;
         let mut map = self.mounts.write().unwrap_or_else(|e| e.into_inner());
         for m in mounts {
-            let keep = map
-                .get(&m.name)
-                .and_then(|old| old.session.clone())
-                .filter(|old| {
+            let old = map.get(&m.name).cloned();
+            let keep = old
+                .as_ref()
+                .and_then(|old| old.session.clone().map(|s| (s, old.info.clone())))
+                .filter(|(old, _)| {
                     !old.expired(now)
                         && !old.refused()
                         && !sign::fresher(new.expiration, old.expiration)
                 });
             let took_new = keep.is_none();
-            let session = keep.unwrap_or_else(|| new.clone());
+            took += usize::from(took_new);
+            let (session, info) = keep.unwrap_or_else(|| (new.clone(), info.clone()));
+            if took_new && old.as_ref().is_some_and(|o| o.session.is_some()) {
+                // The switch is atomic: requests under way keep their Arc of the old session.
+                log(format!(
+                    "mount {}: switched to a newer session (expires {})",
+                    m.name,
+                    crate::time::expiry(session.expiration)
+                ));
+            }
             if self.verbose {
                 log(format!(
                     "mount {}: {} (expires {})",
@@ -84,9 +103,37 @@ impl State {
                     session: Some(session),
                     expired_at: None,
                     presign: Default::default(),
+                    info,
                 }),
             );
         }
+        took
+    }
+
+    /// A session from `login`: taken by the mounts named in `caches` and those whose session
+    /// is of the same profile, where it is fresher. Returns how many took it.
+    pub(super) fn renew(
+        &self,
+        creds: crate::aws::Credentials,
+        info: SessionInfo,
+        caches: &[String],
+    ) -> usize {
+        let mounts: Vec<WireMount> = {
+            let map = self.mounts.read().unwrap_or_else(|e| e.into_inner());
+            map.iter()
+                .filter(|(name, m)| {
+                    caches.contains(name)
+                        || (info.profile.is_some()
+                            && m.info.as_ref().and_then(|i| i.profile.as_ref())
+                                == info.profile.as_ref())
+                })
+                .map(|(name, m)| WireMount::from_s3(name, &m.s3))
+                .collect()
+        };
+        if mounts.is_empty() {
+            return 0;
+        }
+        self.apply_lease(creds, mounts, Some(info))
     }
 
     pub(super) fn status(&self) -> Reply {
@@ -122,6 +169,7 @@ impl State {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .contains(name),
+                info: m.info.clone(),
             })
             .collect();
         mounts.sort_by(|a, b| a.name.cmp(&b.name));

@@ -112,7 +112,13 @@ fn wrong_code_and_no_terminal_fail_clearly(e2e: &E2e) {
     assert!(err.contains("nothing was cached"), "{err}");
     assert!(!marker.exists());
     assert_eq!(home.cached_sessions(), 0);
-    assert_eq!(bed.calls("AssumeRole"), 1, "a code from argv is sent once");
+    // The code goes to GetSessionToken (the MFA base session), never to AssumeRole.
+    assert_eq!(
+        bed.calls("GetSessionToken"),
+        1,
+        "a code from argv is sent once"
+    );
+    assert_eq!(bed.calls("AssumeRole"), 0);
 
     let out = home.run(&["exec", "--profile", "work", "--", "sh", "-c", &touch]);
     assert_eq!(out.status.code(), Some(1));
@@ -120,7 +126,12 @@ fn wrong_code_and_no_terminal_fail_clearly(e2e: &E2e) {
     assert!(err.contains("--mfa-code"), "{err}");
     assert!(err.contains("NIXSTORE_AUTH_MFA_CODE"), "{err}");
     assert!(!marker.exists());
-    assert_eq!(bed.calls("AssumeRole"), 1, "no STS call without a code");
+    assert_eq!(
+        bed.calls("GetSessionToken"),
+        1,
+        "no STS call without a code"
+    );
+    assert_eq!(bed.calls("AssumeRole"), 0, "no STS call without a code");
 
     // The code from the environment works the same as --mfa-code.
     let out = home
@@ -196,9 +207,10 @@ fn expired_sessions_are_refreshed(e2e: &E2e) {
     assert!(out.contains("123456789012"), "{out}");
     ok(&home.run(&["exec", "--profile", "work", "--", "true"]));
     assert_eq!(bed.calls("AssumeRole"), 4);
+    // The role session and the MFA base session it was assumed from.
     let out = home.run(&["logout", "--profile", "work"]);
     assert!(
-        text(&out.stderr).contains("Forgot 1 cached session"),
+        text(&out.stderr).contains("Forgot 2 cached sessions"),
         "{}",
         text(&out.stderr)
     );
@@ -241,12 +253,18 @@ fn terminal_prompt_and_ctrl_c(e2e: &E2e) {
     wait_for("the refusal", || screen().contains("try again"));
     tmux.send_keys(&["999999", "Enter"]);
     wait_for("the reuse warning", || screen().contains("already used"));
-    assert_eq!(bed.calls("AssumeRole"), 1, "a repeated code reached STS");
+    // Codes go to GetSessionToken (the MFA base session).
+    assert_eq!(
+        bed.calls("GetSessionToken"),
+        1,
+        "a repeated code reached STS"
+    );
     tmux.send_keys(&["123456", "Enter"]);
     wait_for("the command", || rc.exists());
     assert_eq!(fs::read_to_string(&rc).unwrap().trim(), "0", "{}", screen());
     assert_eq!(fs::read_to_string(&ran).unwrap().trim(), "work");
-    assert_eq!(bed.calls("AssumeRole"), 2);
+    assert_eq!(bed.calls("GetSessionToken"), 2);
+    assert_eq!(bed.calls("AssumeRole"), 1);
 
     // Ctrl-C: exec replaced itself with the command, so the shell sees it die of SIGINT.
     let rc2 = home.path().join("rc2");
@@ -323,6 +341,8 @@ fn env_json_works_as_credential_process(e2e: &E2e) {
     let fish = ok(&home.run(&["env", "--profile", "work", "--format", "fish"]));
     assert!(fish.contains("set -gx AWS_ACCESS_KEY_ID 'ASIA"), "{fish}");
 
+    // `work` made its MFA base session with GetSessionToken at login; `gst` has its own.
+    let before = bed.calls("GetSessionToken");
     let out = home
         .cmd()
         .args(["exec", "--profile", "gst", "--mfa-code", "555555", "--"])
@@ -330,7 +350,7 @@ fn env_json_works_as_credential_process(e2e: &E2e) {
         .output()
         .unwrap();
     assert_eq!(ok(&out), bed.body);
-    assert_eq!(bed.calls("GetSessionToken"), 1);
+    assert_eq!(bed.calls("GetSessionToken"), before + 1);
 }
 
 /// Test 8: No secret in the child's argv, in -v output, or in a file others can read; exit

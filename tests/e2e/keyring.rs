@@ -603,6 +603,15 @@ fn aws_add_key_feeds_an_mfa_role_session(e2e: &E2e) {
         "credentials",
         "[base]\n# its key is in the OS keyring: nixstore-auth aws add-key --profile base\n",
     );
+    // moto's own GetSessionToken hands out keys it then refuses (TESTBED.md): the direct
+    // AssumeRole with the code here; tests/e2e/sessions.rs proves the MFA base session.
+    s.cmd("sh")
+        .args([
+            "-c",
+            "mkdir -p ~/.config/nixstore-auth && echo 'mfa-base-session = false' > ~/.config/nixstore-auth/config.toml",
+        ])
+        .run()
+        .assert_success("write config.toml");
 
     let out = s
         .nsa(e2e, ["aws", "add-key", "--profile", "base"])

@@ -25,4 +25,5 @@ mod proxy;
 mod push;
 mod s3;
 mod s3_security;
+mod sessions;
 mod versions;

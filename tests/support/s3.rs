@@ -166,10 +166,13 @@ impl<'a> Bed<'a> {
                 self.key_id, self.secret
             ),
         );
+        // moto's own GetSessionToken hands out keys it then refuses (TESTBED.md): the MFA
+        // profile here takes the direct AssumeRole with the code. tests/e2e/sessions.rs proves
+        // the base session against the tests' STS front.
         self.write_user_file(
             ".config/nixstore-auth/config.toml",
             &format!(
-                "keyring-backend = \"file\"\n\n[proxy]\nport = {}\n",
+                "keyring-backend = \"file\"\nmfa-base-session = false\n\n[proxy]\nport = {}\n",
                 self.port
             ),
         );

@@ -290,10 +290,40 @@ impl StsFront {
 
     /// Makes the front report sessions that expire `secs` from now (0: moto's own expiry).
     pub fn set_expiry(&self, secs: u64) {
-        let body = format!("{{\"expiry\": {secs}}}");
+        self.configure(serde_json::json!({ "expiry": secs }));
+    }
+
+    /// Merges `config` into the front's settings (see sts_front.py: `expiry_by_action`,
+    /// `mfa_roles`, `web_tokens`, `sso_tokens`).
+    pub fn configure(&self, config: serde_json::Value) {
+        self.post("/_config", &config.to_string());
+    }
+
+    fn post(&self, path: &str, body: &str) -> String {
         self.request(&format!(
-            "POST /_config HTTP/1.0\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST {path} HTTP/1.0\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
-        ));
+        ))
+    }
+
+    /// Every call the front saw, in order: `{"action", "key", "code", "token", "role"}`.
+    pub fn log(&self) -> Vec<serde_json::Value> {
+        let body = self.request("GET /_log HTTP/1.0\r\n\r\n");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// The calls of `action` in the log.
+    pub fn logged(&self, action: &str) -> Vec<serde_json::Value> {
+        self.log()
+            .into_iter()
+            .filter(|e| e["action"] == action)
+            .collect()
+    }
+
+    /// A working session (moto keys of the front's role) ending in `secs`, as credential_process
+    /// JSON: `AccessKeyId`, `SecretAccessKey`, `SessionToken`, `Expiration`.
+    pub fn mint(&self, secs: u64) -> serde_json::Value {
+        let body = self.post("/_mint", &serde_json::json!({ "expiry": secs }).to_string());
+        serde_json::from_str(&body).unwrap()
     }
 }

@@ -48,6 +48,27 @@ pub(super) fn s3_checks(
                 None,
             );
         }
+        // CI: credentials in the environment or web identity, no AWS files at all.
+        Err(_) if std::env::var_os("AWS_ACCESS_KEY_ID").is_some() => r.add(
+            section,
+            Status::Info,
+            format!(
+                "AWS profile {profile} is not in the AWS files: using the credentials in the environment (AWS_ACCESS_KEY_ID); nixstore-auth cannot renew them"
+            ),
+            None,
+        ),
+        Err(_)
+            if std::env::var_os("AWS_ROLE_ARN").is_some()
+                && std::env::var_os("AWS_WEB_IDENTITY_TOKEN_FILE").is_some() =>
+        {
+            r.add(
+                section,
+                Status::Info,
+                "web identity (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE): each command gets a session with AssumeRoleWithWebIdentity and renews it by itself, reading the token file again",
+                None,
+            );
+            return;
+        }
         Err(e) => {
             r.add(
                 section,
@@ -60,6 +81,42 @@ pub(super) fn s3_checks(
     }
     let req = crate::aws::session::SessionRequest::new(None, Some(c.name.clone()));
     let quiet = Ui::silent();
+    if let Ok(Some(info)) = session::route_info(&req, ctx, &quiet) {
+        let role = match info.role_secs {
+            Some(s) => crate::time::human_secs(s.into()),
+            None => "1 h (STS's default)".into(),
+        };
+        let base = match (info.base_secs, info.base_expires) {
+            (Some(secs), Some(e)) if e > crate::time::now() => format!(
+                "; the base session lasts {} (mfa-session-duration), the cached one until {}",
+                crate::time::human_secs(secs.into()),
+                crate::time::rfc3339(e)
+            ),
+            (Some(secs), _) => format!(
+                "; the base session lasts {} (mfa-session-duration), none is cached",
+                crate::time::human_secs(secs.into())
+            ),
+            _ => String::new(),
+        };
+        let sessions = if matches!(info.route, crate::aws::profile::MfaRoute::NoMfa)
+            && info.role_secs.is_none()
+            && base.is_empty()
+        {
+            String::new()
+        } else {
+            format!("; role sessions last {role}{base}")
+        };
+        r.add(
+            section,
+            Status::Info,
+            format!(
+                "session route of profile {}: {}{sessions}",
+                info.profile,
+                info.route.describe()
+            ),
+            None,
+        );
+    }
     let session = match session::cached_only(&req, ctx, &quiet) {
         Ok(Some(s)) => s,
         Ok(None) => {
@@ -80,11 +137,24 @@ pub(super) fn s3_checks(
         Some(exp) => {
             let left = exp - crate::time::now();
             let status = if left < 300 { Status::Warn } else { Status::Ok };
+            let renews = match session.renewal {
+                session::Renewal::Unattended { until: Some(u) } => format!(
+                    "; renews by itself while a command runs, until {} (then {login})",
+                    crate::time::rfc3339(u)
+                ),
+                session::Renewal::Unattended { until: None } => {
+                    "; renews by itself while a command runs".into()
+                }
+                session::Renewal::Login => format!("; renewing it needs {login}"),
+                session::Renewal::Fixed => {
+                    "; from the environment: nixstore-auth cannot renew it".into()
+                }
+            };
             r.add(
                 section,
                 status,
                 format!(
-                    "AWS session from {}: {} min left",
+                    "AWS session from {}: {} min left{renews}",
                     session.origin.as_str(),
                     left.max(0) / 60
                 ),

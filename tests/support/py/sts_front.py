@@ -8,7 +8,19 @@ then refuses itself. This front adds what the tests must see:
 - short sessions: POST /_config {"expiry": SECONDS} rewrites the Expiration it returns.
 - GetSessionToken: checks the caller signed with the user's key id, then returns working keys
   (a moto AssumeRole of the `gst` role made with the user's keys).
-AssumeRole and GetCallerIdentity are forwarded to moto byte for byte (moto checks SigV4).
+- per-action expiry: POST /_config {"expiry_by_action": {"AssumeRole": 60, ...}} (wins over
+  "expiry" for that action; GetSessionToken otherwise keeps its DurationSeconds).
+- MFA context: keys minted by GetSessionToken carry it. An AssumeRole signed with such a key
+  is served here (moto refuses AssumeRole signed with session keys): it needs no code. Roles in
+  "mfa_roles" refuse an AssumeRole that has neither a code nor a key with MFA context.
+- AssumeRoleWithWebIdentity: the WebIdentityToken must be one of "web_tokens"; the session is
+  minted from moto (an AssumeRole of the requested role with the user's keys).
+- an SSO portal stand-in: GET /federation/credentials (GetRoleCredentials) with the header
+  x-amz-sso_bearer_token in "sso_tokens".
+- POST /_mint {"expiry": SECONDS}: a working session as JSON (for environment credentials).
+- GET /_log: every call as {"action", "key", "code", "token", "role"} in order.
+AssumeRole and GetCallerIdentity are otherwise forwarded to moto byte for byte (moto checks
+SigV4).
 
 Usage: FRONT_USER_SECRET=... sts_front.py PORT MOTO_URL USER_KEY_ID GST_ROLE_ARN
 (the secret in the environment, not argv)
@@ -32,7 +44,9 @@ USER_SECRET = os.environ["FRONT_USER_SECRET"]
 lock = threading.Lock()
 calls = {}
 used_codes = set()
-config = {"expiry": 0}
+config = {"expiry": 0, "expiry_by_action": {}, "mfa_roles": [], "web_tokens": [], "sso_tokens": []}
+events = []
+mfa_keys = set()
 NS = "https://sts.amazonaws.com/doc/2011-06-15/"
 
 
@@ -44,8 +58,8 @@ def error(code, message, status=403):
     return status, body.encode()
 
 
-def expiration(default_seconds):
-    secs = config["expiry"] or default_seconds
+def expiration(default_seconds, action=None):
+    secs = config["expiry_by_action"].get(action) or config["expiry"] or default_seconds
     t = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=secs)
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -69,6 +83,46 @@ def check_mfa(form):
     return None
 
 
+def record(action, **fields):
+    with lock:
+        events.append({"action": action, **fields})
+
+
+def signing_key(auth):
+    m = re.search(r"Credential=([^/]+)/", auth)
+    return m.group(1) if m else None
+
+
+def parse_time(text):
+    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=datetime.timezone.utc
+    ).timestamp()
+
+
+def mint(role, name):
+    """Working keys for `role` from moto, with the IAM user's long-term key."""
+    sts = boto3.client(
+        "sts",
+        endpoint_url=MOTO,
+        region_name="us-east-1",
+        aws_access_key_id=USER_KEY,
+        aws_secret_access_key=USER_SECRET,
+    )
+    return sts.assume_role(RoleArn=role, RoleSessionName=name)["Credentials"]
+
+
+def credentials_xml(action, c, exp):
+    return (
+        f'<{action}Response xmlns="{NS}"><{action}Result><Credentials>'
+        f"<AccessKeyId>{c['AccessKeyId']}</AccessKeyId>"
+        f"<SecretAccessKey>{c['SecretAccessKey']}</SecretAccessKey>"
+        f"<SessionToken>{c['SessionToken']}</SessionToken>"
+        f"<Expiration>{exp}</Expiration></Credentials></{action}Result>"
+        f"<ResponseMetadata><RequestId>front</RequestId></ResponseMetadata>"
+        f"</{action}Response>"
+    ).encode()
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -87,6 +141,31 @@ class Handler(BaseHTTPRequestHandler):
             with lock:
                 body = json.dumps(calls).encode()
             return self.reply(200, body, "application/json")
+        if self.path == "/_log":
+            with lock:
+                body = json.dumps(events).encode()
+            return self.reply(200, body, "application/json")
+        url = urllib.parse.urlparse(self.path)
+        if url.path == "/federation/credentials":
+            token = self.headers.get("x-amz-sso_bearer_token", "")
+            q = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
+            record("GetRoleCredentials", token=token, role=q.get("role_name"))
+            if token not in config["sso_tokens"]:
+                body = json.dumps({"message": "Session token not found or invalid"}).encode()
+                return self.reply(401, body, "application/json")
+            c = mint(GST_ROLE, "sso")
+            exp_ms = int(parse_time(expiration(3600, "GetRoleCredentials")) * 1000)
+            body = json.dumps(
+                {
+                    "roleCredentials": {
+                        "accessKeyId": c["AccessKeyId"],
+                        "secretAccessKey": c["SecretAccessKey"],
+                        "sessionToken": c["SessionToken"],
+                        "expiration": exp_ms,
+                    }
+                }
+            ).encode()
+            return self.reply(200, body, "application/json")
         self.reply(404, b"")
 
     def forward(self, raw):
@@ -103,22 +182,60 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/_config":
             config.update(json.loads(raw))
             return self.reply(200, b"{}", "application/json")
+        if self.path == "/_mint":
+            secs = json.loads(raw or b"{}").get("expiry", 3600)
+            c = mint(GST_ROLE, "minted")
+            body = json.dumps(
+                {
+                    "AccessKeyId": c["AccessKeyId"],
+                    "SecretAccessKey": c["SecretAccessKey"],
+                    "SessionToken": c["SessionToken"],
+                    "Expiration": expiration(secs, "_mint"),
+                }
+            ).encode()
+            return self.reply(200, body, "application/json")
         form = {k: v[0] for k, v in urllib.parse.parse_qs(raw.decode()).items()}
         action = form.get("Action", "?")
         with lock:
             calls[action] = calls.get(action, 0) + 1
+        key = signing_key(self.headers.get("Authorization", ""))
+        record(
+            action,
+            key=key,
+            code=form.get("TokenCode"),
+            token=form.get("WebIdentityToken"),
+            role=form.get("RoleArn"),
+        )
         if action == "AssumeRole":
+            role = form.get("RoleArn", "")
             refused = check_mfa(form) if form.get("SerialNumber") else None
             if refused:
                 return self.reply(*refused)
+            with lock:
+                has_mfa = key in mfa_keys
+            if role in config["mfa_roles"] and not form.get("SerialNumber") and not has_mfa:
+                return self.reply(
+                    *error("AccessDenied", "MultiFactorAuthentication required by the role.")
+                )
+            if has_mfa:
+                # moto refuses AssumeRole signed with session keys: mint it from the user's.
+                c = mint(role, form.get("RoleSessionName", "front"))
+                return self.reply(200, credentials_xml("AssumeRole", c, expiration(3600, action)))
             status, body = self.forward(raw)
-            if status == 200 and config["expiry"]:
+            if status == 200 and (config["expiry"] or action in config["expiry_by_action"]):
                 body = re.sub(
                     rb"<Expiration>[^<]*</Expiration>",
-                    f"<Expiration>{expiration(0)}</Expiration>".encode(),
+                    f"<Expiration>{expiration(0, action)}</Expiration>".encode(),
                     body,
                 )
             return self.reply(status, body)
+        if action == "AssumeRoleWithWebIdentity":
+            if form.get("WebIdentityToken") not in config["web_tokens"]:
+                return self.reply(
+                    *error("InvalidIdentityToken", "The web identity token is not valid.", 400)
+                )
+            c = mint(form.get("RoleArn", GST_ROLE), form.get("RoleSessionName", "wi"))
+            return self.reply(200, credentials_xml(action, c, expiration(3600, action)))
         if action == "GetSessionToken":
             auth = self.headers.get("Authorization", "")
             if f"Credential={USER_KEY}/" not in auth:
@@ -126,15 +243,10 @@ class Handler(BaseHTTPRequestHandler):
             refused = check_mfa(form)
             if refused:
                 return self.reply(*refused)
-            sts = boto3.client(
-                "sts",
-                endpoint_url=MOTO,
-                region_name="us-east-1",
-                aws_access_key_id=USER_KEY,
-                aws_secret_access_key=USER_SECRET,
-            )
-            c = sts.assume_role(RoleArn=GST_ROLE, RoleSessionName="gst")["Credentials"]
-            exp = expiration(int(form.get("DurationSeconds", "43200")))
+            c = mint(GST_ROLE, "gst")
+            with lock:
+                mfa_keys.add(c["AccessKeyId"])
+            exp = expiration(int(form.get("DurationSeconds", "43200")), action)
             body = (
                 f'<GetSessionTokenResponse xmlns="{NS}"><GetSessionTokenResult><Credentials>'
                 f"<AccessKeyId>{c['AccessKeyId']}</AccessKeyId>"
