@@ -38,31 +38,19 @@ impl Run for PushArgs {
             .iter()
             .map(|p| StorePath::containing(p, &store))
             .collect::<Result<Vec<_>>>()?;
-        let key = signing::resolve(
-            self.secret_key.as_deref(),
-            self.no_sign,
-            &entry.name,
-            &entry.public_keys,
-            &cfg,
-            &dirs,
-            ui,
-        )?;
-        let lease = match &entry.kind {
-            CacheKind::S3(_) => Some(s3_lease(
-                &entry,
-                self.profile.clone(),
-                self.mfa_code.clone(),
-                &cfg,
-                &dirs,
-                ui,
-            )?),
-            CacheKind::Https { .. } => None,
-        };
-        let (target, _keep) = target(
+        let Setup {
+            target,
+            keep: _keep,
+            lease,
+            key,
+        } = setup(
             &entry,
-            lease.as_ref().map(|(l, _, _)| l),
-            lease.as_ref().map(|(_, s, _)| s),
-            key.as_ref(),
+            UploadArgs {
+                secret_key: self.secret_key.as_deref(),
+                no_sign: self.no_sign,
+                profile: self.profile.clone(),
+                mfa_code: self.mfa_code.clone(),
+            },
             &cfg,
             &dirs,
             ui,
@@ -99,6 +87,61 @@ impl Run for PushArgs {
         ui.info(format!("{} to {}", out.summary(), entry.name));
         Ok(0)
     }
+}
+
+/// What `push` and `watch-store` were told about signing and the AWS session.
+pub(super) struct UploadArgs<'a> {
+    pub secret_key: Option<&'a std::path::Path>,
+    pub no_sign: bool,
+    pub profile: Option<String>,
+    pub mfa_code: Option<String>,
+}
+
+/// What an upload command sets up for a cache. Fields drop in order: the target and its files
+/// first, the lease, the signing key's file last.
+pub(super) struct Setup {
+    pub target: Target,
+    pub keep: Keep,
+    pub lease: Option<S3Lease>,
+    pub key: Option<KeyFile>,
+}
+
+/// The signing key, the S3 lease (none for HTTPS caches) and the upload target for `entry`.
+pub(super) fn setup(
+    entry: &CacheEntry,
+    args: UploadArgs,
+    cfg: &Config,
+    dirs: &Dirs,
+    ui: &Ui,
+) -> Result<Setup> {
+    let key = signing::resolve(
+        args.secret_key,
+        args.no_sign,
+        &entry.name,
+        &entry.public_keys,
+        cfg,
+        dirs,
+        ui,
+    )?;
+    let lease = match &entry.kind {
+        CacheKind::S3(_) => Some(s3_lease(entry, args.profile, args.mfa_code, cfg, dirs, ui)?),
+        CacheKind::Https { .. } => None,
+    };
+    let (target, keep) = target(
+        entry,
+        lease.as_ref().map(|(l, _, _)| l),
+        lease.as_ref().map(|(_, s, _)| s),
+        key.as_ref(),
+        cfg,
+        dirs,
+        ui,
+    )?;
+    Ok(Setup {
+        target,
+        keep,
+        lease,
+        key,
+    })
 }
 
 /// An S3 lease with its session and request, ready to be kept fresh (refresh.rs).

@@ -8,7 +8,6 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use super::{Run, WatchStoreArgs};
-use crate::cache::CacheKind;
 use crate::config::{CacheEntry, Config, Dirs};
 use crate::proxy;
 use crate::push::interrupt::Counting;
@@ -24,31 +23,19 @@ impl Run for WatchStoreArgs {
         let entry = cfg
             .find(&self.cache)?
             .ok_or_else(|| cfg.unknown_cache(&self.cache))?;
-        let key = signing::resolve(
-            self.secret_key.as_deref(),
-            self.no_sign,
-            &entry.name,
-            &entry.public_keys,
-            &cfg,
-            &dirs,
-            ui,
-        )?;
-        let lease = match &entry.kind {
-            CacheKind::S3(_) => Some(super::push::s3_lease(
-                &entry,
-                self.profile.clone(),
-                self.mfa_code.clone(),
-                &cfg,
-                &dirs,
-                ui,
-            )?),
-            CacheKind::Https { .. } => None,
-        };
-        let (target, _keep) = super::push::target(
+        let super::push::Setup {
+            target,
+            keep: _keep,
+            lease,
+            key: _key,
+        } = super::push::setup(
             &entry,
-            lease.as_ref().map(|(l, _, _)| l),
-            lease.as_ref().map(|(_, s, _)| s),
-            key.as_ref(),
+            super::push::UploadArgs {
+                secret_key: self.secret_key.as_deref(),
+                no_sign: self.no_sign,
+                profile: self.profile.clone(),
+                mfa_code: self.mfa_code.clone(),
+            },
             &cfg,
             &dirs,
             ui,
