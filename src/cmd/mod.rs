@@ -324,6 +324,13 @@ pub struct PushArgs {
     /// Store paths to upload, with their closure
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub upload: UploadFlags,
+}
+
+/// What `push` and `watch-store` both take: how to sign, and which AWS session to use.
+#[derive(Debug, Args)]
+pub struct UploadFlags {
     /// Sign with this secret key file (default: the key recorded for the cache)
     #[arg(long, value_name = "FILE")]
     pub secret_key: Option<PathBuf>,
@@ -346,18 +353,8 @@ pub struct WatchStoreArgs {
     /// The recorded cache (name or URL) to upload to
     #[arg(add = ArgValueCompleter::new(complete_cache_names))]
     pub cache: String,
-    /// Sign with this secret key file (default: the key recorded for the cache)
-    #[arg(long, value_name = "FILE")]
-    pub secret_key: Option<PathBuf>,
-    /// Upload unsigned (substituters that check signatures refuse such paths)
-    #[arg(long, conflicts_with = "secret_key")]
-    pub no_sign: bool,
-    /// The AWS profile to use
-    #[arg(long)]
-    pub profile: Option<String>,
-    /// A one-time MFA code (or NIXSTORE_AUTH_MFA_CODE)
-    #[arg(long, env = "NIXSTORE_AUTH_MFA_CODE", hide_env_values = true)]
-    pub mfa_code: Option<String>,
+    #[command(flatten)]
+    pub upload: UploadFlags,
 }
 
 #[derive(Debug, Args)]

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use std::sync::atomic::AtomicBool;
 use zeroize::Zeroizing;
 
-use super::{PushArgs, Run};
+use super::{PushArgs, Run, UploadFlags};
 use crate::aws::session::{self, SessionRequest};
 use crate::cache::CacheKind;
 use crate::config::{CacheEntry, Config, Dirs, SecretStore as Store};
@@ -43,18 +43,7 @@ impl Run for PushArgs {
             keep: _keep,
             lease,
             key,
-        } = setup(
-            &entry,
-            UploadArgs {
-                secret_key: self.secret_key.as_deref(),
-                no_sign: self.no_sign,
-                profile: self.profile.clone(),
-                mfa_code: self.mfa_code.clone(),
-            },
-            &cfg,
-            &dirs,
-            ui,
-        )?;
+        } = setup(&entry, &self.upload, &cfg, &dirs, ui)?;
         let spool = Spool::open(&dirs.state, &entry.name)?;
         let up = Uploader::new(&target, &spool)?;
         ui.info(format!(
@@ -89,14 +78,6 @@ impl Run for PushArgs {
     }
 }
 
-/// What `push` and `watch-store` were told about signing and the AWS session.
-pub(super) struct UploadArgs<'a> {
-    pub secret_key: Option<&'a std::path::Path>,
-    pub no_sign: bool,
-    pub profile: Option<String>,
-    pub mfa_code: Option<String>,
-}
-
 /// What an upload command sets up for a cache. Fields drop in order: the target and its files
 /// first, the lease, the signing key's file last.
 pub(super) struct Setup {
@@ -109,13 +90,13 @@ pub(super) struct Setup {
 /// The signing key, the S3 lease (none for HTTPS caches) and the upload target for `entry`.
 pub(super) fn setup(
     entry: &CacheEntry,
-    args: UploadArgs,
+    args: &UploadFlags,
     cfg: &Config,
     dirs: &Dirs,
     ui: &Ui,
 ) -> Result<Setup> {
     let key = signing::resolve(
-        args.secret_key,
+        args.secret_key.as_deref(),
         args.no_sign,
         &entry.name,
         &entry.public_keys,
@@ -124,7 +105,14 @@ pub(super) fn setup(
         ui,
     )?;
     let lease = match &entry.kind {
-        CacheKind::S3(_) => Some(s3_lease(entry, args.profile, args.mfa_code, cfg, dirs, ui)?),
+        CacheKind::S3(_) => Some(s3_lease(
+            entry,
+            args.profile.clone(),
+            args.mfa_code.clone(),
+            cfg,
+            dirs,
+            ui,
+        )?),
         CacheKind::Https { .. } => None,
     };
     let (target, keep) = target(

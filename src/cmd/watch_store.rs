@@ -28,18 +28,7 @@ impl Run for WatchStoreArgs {
             keep: _keep,
             lease,
             key: _key,
-        } = super::push::setup(
-            &entry,
-            super::push::UploadArgs {
-                secret_key: self.secret_key.as_deref(),
-                no_sign: self.no_sign,
-                profile: self.profile.clone(),
-                mfa_code: self.mfa_code.clone(),
-            },
-            &cfg,
-            &dirs,
-            ui,
-        )?;
+        } = super::push::setup(&entry, &self.upload, &cfg, &dirs, ui)?;
         let spool = Spool::open(&dirs.state, &entry.name)?;
         let signals = Counting::start();
         let pusher = Pusher::start(vec![Lane { target, spool }], true, *ui)?;
