@@ -30,6 +30,7 @@
 #![allow(dead_code, unused_imports, unused_macros)] // each test crate uses a different part
 
 mod aws;
+mod builder;
 mod fixtures;
 mod nginx;
 mod nix;
@@ -39,6 +40,7 @@ mod service;
 mod users;
 
 pub use aws::{AwsBed, Home, MFA_SERIAL, text};
+pub use builder::*;
 pub use fixtures::*;
 pub use nginx::{AccessEntry, Nginx, NginxOptions, Tls};
 pub use nix::{ExtraPaths, NixConf, NixDaemon, SignedCache, add_paths, cache_secret_key, root_nix};
