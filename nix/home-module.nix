@@ -101,10 +101,18 @@ in
   config = lib.mkIf cfg.enable (
     lib.mkMerge [
       {
-        assertions = map (message: {
-          assertion = false;
-          inherit message;
-        }) rendered.errors;
+        assertions =
+          map (message: {
+            assertion = false;
+            inherit message;
+          }) rendered.errors
+          ++ [
+            {
+              # The tool's macOS route is a LaunchAgent (`nixstore-auth service install`).
+              assertion = !cfg.service.enable || pkgs.stdenv.hostPlatform.isLinux;
+              message = "programs.nixstore-auth.service: the units are systemd's (Linux); on macOS run `nixstore-auth service install`";
+            }
+          ];
 
         home.packages = [ cfg.package ];
 

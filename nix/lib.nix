@@ -181,6 +181,24 @@ rec {
         esac
       '';
 
+  # Problems with the users of the background service (ports: user name -> port): each proxy
+  # listens on 127.0.0.1:PORT, so two users cannot share a port.
+  serviceErrors =
+    {
+      ports,
+      where ? "programs.nixstore-auth.serviceUsers",
+    }:
+    let
+      users = attrNames ports;
+      clashes = filter (u: length (filter (v: ports.${v} == ports.${u}) users) > 1) users;
+    in
+    map (u: "${where}: ${builtins.toJSON u} is not a user name") (filter (u: !(validUserName u)) users)
+    ++ map (u: "${where}.${u}.port: expected an integer from 1 to 65535, got ${builtins.toJSON ports.${u}}") (
+      filter (u: !(isInt ports.${u} && ports.${u} >= 1 && ports.${u} <= 65535)) users
+    )
+    ++ optional (clashes != [ ])
+      "${where}: ${concatStringsSep ", " clashes} have the same port; each user's proxy needs its own";
+
   # --- caches -> nix.conf settings --------------------------------------------------------------
 
   # How a cache reaches the nix-daemon: "direct" (the daemon fetches the URL itself: HTTPS, with

@@ -96,7 +96,7 @@ in
     assertions = map (message: {
       assertion = false;
       inherit message;
-    }) rendered.errors;
+    }) (rendered.errors ++ nsa.serviceErrors { ports = lib.mapAttrs (_: u: u.port) cfg.serviceUsers; });
 
     environment.systemPackages = [ cfg.package ];
 

@@ -258,6 +258,29 @@ pub(crate) fn lib_cache_errors(nix: Nix) {
             "{caches}: expected one error with {expected:?}, got {errors:?}"
         );
     }
+    let services = eval_ok(
+        nix,
+        "map (ports: nsa.serviceErrors { inherit ports; }) input",
+        &json!([
+            {"alice": 20123, "bob": 20124},
+            {"alice": 20123, "bob": 20123, "carol": 20124},
+            {"a b": 1},
+            {"alice": 0},
+        ]),
+    );
+    assert_eq!(
+        services,
+        json!([
+            [],
+            [
+                "programs.nixstore-auth.serviceUsers: alice, bob have the same port; each user's proxy needs its own"
+            ],
+            ["programs.nixstore-auth.serviceUsers: \"a b\" is not a user name"],
+            [
+                "programs.nixstore-auth.serviceUsers.alice.port: expected an integer from 1 to 65535, got 0"
+            ],
+        ])
+    );
     let good = json!({"caches": sample_caches(), "serviceUsers": ["alice", "bob_2"]});
     assert_eq!(eval_ok(nix, "nsa.cacheErrors input", &good), json!([]));
 }

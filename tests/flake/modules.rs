@@ -26,6 +26,7 @@ pub(crate) fn modules_nixos(nix: Nix) {
         noService = (eval (cfg // { serviceUsers = { }; })).config.systemd.user;
         off = (eval (cfg // { enable = false; })).config;
         bad = (eval (cfg // { caches.c = { url = "ftp://x"; publicKeys = [ ]; route = null; netrcFile = null; proxyUsers = null; }; })).config.assertions;
+        clash = (eval (cfg // { serviceUsers = { alice.port = 20123; bob.port = 20123; }; })).config.assertions;
         options = builtins.attrNames opts;
         cacheFields = builtins.attrNames opts.caches.type.elem.options;
         portType = opts.serviceUsers.type.elem.options.port.type.name;
@@ -62,6 +63,10 @@ pub(crate) fn modules_nixos(nix: Nix) {
         "{bad:?}"
     );
     assert_eq!(
+        got["clash"],
+        json!([{"assertion": false, "message": "programs.nixstore-auth.serviceUsers: alice, bob have the same port; each user's proxy needs its own"}])
+    );
+    assert_eq!(
         got["options"],
         json!(["caches", "enable", "package", "serviceUsers"])
     );
@@ -80,7 +85,8 @@ pub(crate) fn modules_home_manager(nix: Nix) {
         stub = import ./tests/nix/stub-nixpkgs { };
         package = stub.callPackage ./nix/package.nix { };
         cfg = input // { inherit package; };
-        eval = cfg: options: import ./tests/nix/modules.nix { module = ./nix/home-module.nix; inherit cfg options; };
+        evalOn = system: cfg: options: import ./tests/nix/modules.nix { module = ./nix/home-module.nix; inherit cfg options system; };
+        eval = evalOn "x86_64-linux";
         newHm = { programs.zsh.initContent = { }; };
         on = eval cfg newHm;
         opts = on.options.programs.nixstore-auth;
@@ -95,6 +101,8 @@ pub(crate) fn modules_home_manager(nix: Nix) {
         oldZsh = (eval cfg { programs.zsh.initExtra = { }; }).config.programs.zsh;
         fish = on.config.programs.fish.interactiveShellInit;
         bare = builtins.removeAttrs bare [ "home" "assertions" ];
+        darwin = map (a: a.message) (builtins.filter (a: !a.assertion) (evalOn "aarch64-darwin" cfg newHm).config.assertions);
+        darwinNoService = builtins.filter (a: !a.assertion) (evalOn "aarch64-darwin" (cfg // { service.enable = false; }) newHm).config.assertions;
         options = builtins.attrNames opts;
         serviceOptions = builtins.attrNames opts.service;
         cacheFields = builtins.attrNames opts.caches.type.elem.options;
@@ -115,7 +123,23 @@ pub(crate) fn modules_home_manager(nix: Nix) {
         got["nix"]["extraOptions"],
         json!("!include nixstore-auth.conf\n")
     );
-    assert_eq!(got["assertions"], json!([]));
+    assert!(
+        got["assertions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["assertion"] == json!(true)),
+        "{}",
+        got["assertions"]
+    );
+    // The units are systemd's: on macOS the module says to use the tool's LaunchAgent.
+    assert_eq!(
+        got["darwin"],
+        json!([
+            "programs.nixstore-auth.service: the units are systemd's (Linux); on macOS run `nixstore-auth service install`"
+        ])
+    );
+    assert_eq!(got["darwinNoService"], json!([]));
     assert_eq!(
         got["packages"],
         json!([format!("nixstore-auth-{}", env!("CARGO_PKG_VERSION"))])
