@@ -4,8 +4,6 @@
 
 use super::*;
 
-// --- evaluation: the files and the plain functions ----------------------------------------------
-
 /// Every .nix file parses, and each module file evaluates to a function.
 pub(crate) fn parse_every_nix_file(nix: Nix) {
     let p = place(nix);
@@ -319,8 +317,6 @@ pub(crate) fn lib_names(nix: Nix) {
         .collect();
     assert_eq!(got["valid"], json!(valid));
 }
-
-// --- nix.conf: what Nix makes of the rendered fragments -------------------------------------------
 
 /// `nix show-config` (2.8) / `nix config show` (2.34) as JSON with NIX_CONF_DIR and
 /// XDG_CONFIG_HOME given; the settings and the warnings.

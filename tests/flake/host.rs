@@ -3,8 +3,6 @@
 
 use super::*;
 
-// --- on the host: systemd and the shells ---------------------------------------------------------
-
 /// The units rendered for the real binary, written to a directory.
 fn write_units(dir: &Path, port: u16) -> Value {
     let units = eval_ok(

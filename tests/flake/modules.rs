@@ -3,8 +3,6 @@
 
 use super::*;
 
-// --- the modules, evaluated with the stub lib ---------------------------------------------------
-
 /// The NixOS module hands its options to lib.nix and puts the results where NixOS reads them.
 pub(crate) fn modules_nixos(nix: Nix) {
     let expr = r#"let

@@ -3,8 +3,6 @@
 
 use super::*;
 
-// --- the flake, against the stub nixpkgs ----------------------------------------------------------
-
 /// `nix flake check --no-build` passes with no warning but the expected ones, and `nix flake
 /// show` lists every output the README promises.
 pub(crate) fn flake_check_and_show(nix: Nix) {
@@ -20,6 +18,7 @@ pub(crate) fn flake_check_and_show(nix: Nix) {
         "warning: not writing modified lock file of flake",
         "warning: unknown flake output 'homeModules'",
         "warning: unknown flake output 'homeManagerModules'",
+        // The snapshot is committed; a Nix that counted the untracked target/ would say so.
         "warning: Git tree",
     ];
     for w in ran.warnings() {
