@@ -1,0 +1,242 @@
+//! A GCS credential: the source ADC chose (`adc.rs`), its tokens from google-cloud-auth (which
+//! caches them and renews them in the background before they expire), its signer if it has one,
+//! and where it stands. A credential that needed a person reloads itself once its file changes
+//! (after `gcloud auth application-default login`), so the proxy needs no restart.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use google_cloud_auth::credentials::{
+    AccessTokenCredentials, external_account, impersonated, mds, service_account, user_account,
+};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use super::adc::{self, Facts, Impersonation, Kind, Source};
+use super::sign::KeySigner;
+use crate::cloud::{AuthError, AuthResult, State};
+
+/// How a credential signs V4 URLs, if it can.
+#[derive(Debug, Clone)]
+pub enum Signer {
+    /// A service-account key, locally.
+    Key { key: KeySigner, email: String },
+    /// IAM Credentials' signBlob for the impersonated account.
+    Iam(Impersonation),
+}
+
+impl Signer {
+    pub fn email(&self) -> &str {
+        match self {
+            Signer::Key { email, .. } => email,
+            Signer::Iam(i) => &i.email,
+        }
+    }
+}
+
+/// One loaded credential.
+struct Loaded {
+    source: Source,
+    /// `None` for the metadata server.
+    kind: Option<Kind>,
+    /// SHA-256 of the file's bytes: a changed file is reloaded after a failure.
+    fingerprint: Option<[u8; 32]>,
+    tokens: AccessTokenCredentials,
+    signer: Option<Signer>,
+}
+
+/// A GCS credential as the proxy holds it.
+pub struct Credential {
+    facts: Facts,
+    loaded: Mutex<std::sync::Arc<Loaded>>,
+    state: Mutex<State>,
+}
+
+fn read_file(path: &Path) -> AuthResult<(Value, [u8; 32])> {
+    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| AuthError::NeedsPerson {
+        why: format!("cannot read the credential file {}: {e}", path.display()),
+        fix: adc::METADATA_FIX.into(),
+    })?);
+    let json: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        AuthError::Refused(format!(
+            "{} is not a JSON credential file: {e}",
+            path.display()
+        ))
+    })?;
+    Ok((json, Sha256::digest(&*bytes).into()))
+}
+
+fn build_error(e: impl std::fmt::Display) -> AuthError {
+    AuthError::Refused(format!("cannot use the GCS credential: {e}"))
+}
+
+fn load(source: Source) -> AuthResult<Loaded> {
+    let path = match &source {
+        Source::EnvFile(p) | Source::GcloudFile(p) => p.clone(),
+        Source::Metadata => {
+            let tokens = mds::Builder::default()
+                .build_access_token_credentials()
+                .map_err(build_error)?;
+            return Ok(Loaded {
+                source,
+                kind: None,
+                fingerprint: None,
+                tokens,
+                signer: None,
+            });
+        }
+    };
+    let (json, fingerprint) = read_file(&path)?;
+    let kind = adc::kind(&json)?;
+    let (tokens, signer) = match &kind {
+        Kind::ServiceAccount { email } => {
+            let pem = json
+                .get("private_key")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let signer = Signer::Key {
+                key: KeySigner::from_pem(pem)?,
+                email: email.clone(),
+            };
+            let tokens = service_account::Builder::new(json.clone())
+                .build_access_token_credentials()
+                .map_err(build_error)?;
+            (tokens, Some(signer))
+        }
+        Kind::AuthorizedUser => (
+            user_account::Builder::new(json.clone())
+                .build_access_token_credentials()
+                .map_err(build_error)?,
+            None,
+        ),
+        Kind::ExternalAccount { impersonate } => (
+            external_account::Builder::new(json.clone())
+                .build_access_token_credentials()
+                .map_err(build_error)?,
+            impersonate.clone().map(Signer::Iam),
+        ),
+        Kind::Impersonated(imp) => (
+            impersonated::Builder::new(json.clone())
+                .build_access_token_credentials()
+                .map_err(build_error)?,
+            Some(Signer::Iam(imp.clone())),
+        ),
+    };
+    Ok(Loaded {
+        source,
+        kind: Some(kind),
+        fingerprint: Some(fingerprint),
+        tokens,
+        signer,
+    })
+}
+
+impl Credential {
+    /// Loads the credential ADC's order picks from `facts`. Inside a tokio runtime.
+    pub fn load(facts: Facts) -> AuthResult<Credential> {
+        let loaded = load(adc::choose(&facts))?;
+        Ok(Credential {
+            facts,
+            loaded: Mutex::new(std::sync::Arc::new(loaded)),
+            state: Mutex::new(State::Renews { until: None }),
+        })
+    }
+
+    fn current(&self) -> std::sync::Arc<Loaded> {
+        match self.loaded.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn set_state(&self, s: State) {
+        match self.state.lock() {
+            Ok(mut g) => *g = s,
+            Err(p) => *p.into_inner() = s,
+        }
+    }
+
+    /// "authorized_user from gcloud's application default credentials (PATH)".
+    pub fn describe(&self) -> String {
+        let l = self.current();
+        match &l.kind {
+            Some(k) => format!("{} from {}", k.name(), l.source.describe()),
+            None => l.source.describe(),
+        }
+    }
+
+    /// The kind's name (`authorized_user`, ..., `metadata`).
+    pub fn kind_name(&self) -> &'static str {
+        self.current().kind.as_ref().map_or("metadata", Kind::name)
+    }
+
+    pub fn state(&self) -> State {
+        match self.state.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    pub async fn signer(&self) -> Option<Signer> {
+        self.current().signer.clone()
+    }
+
+    /// After a failure that needed a person: reload if the file changed (a new login).
+    fn reload_if_changed(&self) {
+        if !matches!(self.state(), State::NeedsPerson { .. }) {
+            return;
+        }
+        let source = adc::choose(&self.facts);
+        let now = match &source {
+            Source::EnvFile(p) | Source::GcloudFile(p) => read_file(p).ok().map(|(_, f)| f),
+            Source::Metadata => None,
+        };
+        let old = self.current();
+        if now.is_some() && now == old.fingerprint && source == old.source {
+            return;
+        }
+        if let Ok(fresh) = load(source)
+            && let Ok(mut g) = self.loaded.lock()
+        {
+            *g = std::sync::Arc::new(fresh);
+        }
+    }
+
+    /// A valid access token (cached and renewed by google-cloud-auth).
+    pub async fn access_token(&self) -> AuthResult<Zeroizing<String>> {
+        self.reload_if_changed();
+        let l = self.current();
+        match l.tokens.access_token().await {
+            Ok(t) => {
+                self.set_state(State::Renews { until: None });
+                Ok(Zeroizing::new(t.token))
+            }
+            Err(e) if e.is_transient() => Err(AuthError::Transient(format!(
+                "GCS credential ({}): {e}",
+                l.source.describe()
+            ))),
+            Err(e) => {
+                let fix = l
+                    .kind
+                    .as_ref()
+                    .map_or(adc::METADATA_FIX.to_string(), Kind::fix);
+                let why = format!(
+                    "the GCS credential ({}) was refused: {e}",
+                    l.kind
+                        .as_ref()
+                        .map_or("metadata server".into(), |k| format!(
+                            "{} from {}",
+                            k.name(),
+                            l.source.describe()
+                        ))
+                );
+                self.set_state(State::NeedsPerson {
+                    why: why.clone(),
+                    fix: fix.clone(),
+                });
+                Err(AuthError::NeedsPerson { why, fix })
+            }
+        }
+    }
+}
