@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{Secret, TokenCredential};
 use azure_core::http::{ClientOptions, Transport};
 use azure_identity::{
@@ -46,10 +47,6 @@ pub struct Facts {
     pub az_on_path: bool,
 }
 
-fn env_set(name: &str) -> bool {
-    std::env::var_os(name).is_some_and(|v| !v.is_empty())
-}
-
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
@@ -63,14 +60,56 @@ pub fn on_path(program: &str) -> Option<PathBuf> {
     })
 }
 
-impl Facts {
-    pub fn gather() -> Facts {
+/// The environment the Entra sources read, as a snapshot: the proxy gathers it once from
+/// the user's session, tests build it directly (no process-wide variables).
+#[derive(Clone, Default)]
+pub struct EntraEnv {
+    pub client_id: Option<String>,
+    pub tenant_id: Option<String>,
+    pub client_secret: Option<Zeroizing<String>>,
+    pub federated_token_file: Option<PathBuf>,
+    /// `AZURE_AUTHORITY_HOST` (https only; azure_identity refuses anything else).
+    pub authority_host: Option<String>,
+    /// The `az` program, if on PATH.
+    pub az: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for EntraEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EntraEnv")
+            .field("client_id", &self.client_id)
+            .field("tenant_id", &self.tenant_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "(set)"),
+            )
+            .field("federated_token_file", &self.federated_token_file)
+            .field("authority_host", &self.authority_host)
+            .field("az", &self.az)
+            .finish()
+    }
+}
+
+impl EntraEnv {
+    /// From this process's environment (`AZURE_*`, PATH).
+    pub fn gather() -> EntraEnv {
+        EntraEnv {
+            client_id: env("AZURE_CLIENT_ID"),
+            tenant_id: env("AZURE_TENANT_ID"),
+            client_secret: env("AZURE_CLIENT_SECRET").map(Zeroizing::new),
+            federated_token_file: env("AZURE_FEDERATED_TOKEN_FILE").map(PathBuf::from),
+            authority_host: env("AZURE_AUTHORITY_HOST"),
+            az: on_path("az"),
+        }
+    }
+
+    pub fn facts(&self) -> Facts {
         Facts {
-            client_id: env_set("AZURE_CLIENT_ID"),
-            tenant_id: env_set("AZURE_TENANT_ID"),
-            client_secret: env_set("AZURE_CLIENT_SECRET"),
-            federated_token_file: env_set("AZURE_FEDERATED_TOKEN_FILE"),
-            az_on_path: on_path("az").is_some(),
+            client_id: self.client_id.is_some(),
+            tenant_id: self.tenant_id.is_some(),
+            client_secret: self.client_secret.is_some(),
+            federated_token_file: self.federated_token_file.is_some(),
+            az_on_path: self.az.is_some(),
         }
     }
 }
@@ -160,31 +199,42 @@ fn sdk_error(route: Route, e: azure_core::Error) -> AuthError {
     }
 }
 
-fn options(http: &reqwest::Client) -> ClientOptions {
+fn options(http: &reqwest::Client, env: &EntraEnv) -> ClientOptions {
+    let cloud = env.authority_host.as_ref().map(|host| {
+        let mut custom = CustomConfiguration::default();
+        custom.authority_host = host.clone();
+        Arc::new(CloudConfiguration::from(custom))
+    });
     ClientOptions {
         transport: Some(Transport::new(Arc::new(http.clone()))),
+        cloud,
         ..Default::default()
     }
 }
 
 impl Entra {
-    /// The source `choose` picks from this process's environment; `http` carries the
-    /// requests (its trust roots are the ones used).
-    pub fn from_env(http: &reqwest::Client) -> AuthResult<Entra> {
-        Entra::build(choose(&Facts::gather()), http, PathBuf::from("az"))
+    /// The source `choose` picks from `env`; `http` carries the requests (its trust roots are
+    /// the ones used).
+    pub fn new(env: &EntraEnv, http: &reqwest::Client) -> AuthResult<Entra> {
+        Entra::build(choose(&env.facts()), env, http)
     }
 
-    /// A given route; `az` is the program the CLI route runs.
-    pub fn build(route: Route, http: &reqwest::Client, az: PathBuf) -> AuthResult<Entra> {
+    /// A given route (tests; a configuration that names one).
+    pub fn build(route: Route, env: &EntraEnv, http: &reqwest::Client) -> AuthResult<Entra> {
         let refused =
             |e: azure_core::Error| AuthError::Refused(format!("{}: {e}", route.describe()));
         let inner = match route {
             Route::ClientSecret => {
-                let tenant = env("AZURE_TENANT_ID").unwrap_or_default();
-                let client = env("AZURE_CLIENT_ID").unwrap_or_default();
-                let secret = Secret::new(env("AZURE_CLIENT_SECRET").unwrap_or_default());
+                let tenant = env.tenant_id.clone().unwrap_or_default();
+                let client = env.client_id.clone().unwrap_or_default();
+                let secret = Secret::new(
+                    env.client_secret
+                        .as_ref()
+                        .map(|s| s.to_string())
+                        .unwrap_or_default(),
+                );
                 let opts = ClientSecretCredentialOptions {
-                    client_options: options(http),
+                    client_options: options(http, env),
                 };
                 Inner::Sdk(
                     ClientSecretCredential::new(&tenant, client, secret, Some(opts))
@@ -194,22 +244,24 @@ impl Entra {
             Route::WorkloadIdentity => {
                 let opts = WorkloadIdentityCredentialOptions {
                     credential_options: ClientAssertionCredentialOptions {
-                        client_options: options(http),
+                        client_options: options(http, env),
                     },
-                    ..Default::default()
+                    client_id: env.client_id.clone(),
+                    tenant_id: env.tenant_id.clone(),
+                    token_file_path: env.federated_token_file.clone(),
                 };
                 Inner::Sdk(WorkloadIdentityCredential::new(Some(opts)).map_err(refused)?)
             }
             Route::ManagedIdentity => {
                 let opts = ManagedIdentityCredentialOptions {
-                    user_assigned_id: env("AZURE_CLIENT_ID").map(UserAssignedId::ClientId),
-                    client_options: options(http),
+                    user_assigned_id: env.client_id.clone().map(UserAssignedId::ClientId),
+                    client_options: options(http, env),
                 };
                 Inner::Sdk(ManagedIdentityCredential::new(Some(opts)).map_err(refused)?)
             }
             Route::AzureCli => Inner::Cli {
-                program: az,
-                tenant: env("AZURE_TENANT_ID"),
+                program: env.az.clone().unwrap_or_else(|| PathBuf::from("az")),
+                tenant: env.tenant_id.clone(),
             },
         };
         Ok(Entra {
@@ -387,7 +439,6 @@ mod tests {
         )
         .unwrap();
         std::fs::set_permissions(&az, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let http = reqwest::Client::new();
         let e = Entra {
             route: Route::AzureCli,
             inner: Inner::Cli {
@@ -396,7 +447,6 @@ mod tests {
             },
             cache: TokenCache::new(),
         };
-        let _ = &http;
         let t = e.token().await.unwrap();
         assert_eq!(t.secret.as_str(), "cli-token");
         assert_eq!(
