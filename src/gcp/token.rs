@@ -53,10 +53,22 @@ pub struct Credential {
     state: Mutex<State>,
 }
 
-fn read_file(path: &Path) -> AuthResult<(Value, [u8; 32])> {
+/// What fixes an unreadable credential file of `source`.
+fn file_fix(source: &Source) -> String {
+    match source {
+        Source::EnvFile(_) => {
+            "point GOOGLE_APPLICATION_CREDENTIALS at an existing credential file \
+             (or unset it to use gcloud auth application-default login)"
+                .into()
+        }
+        _ => adc::METADATA_FIX.into(),
+    }
+}
+
+fn read_file(source: &Source, path: &Path) -> AuthResult<(Value, [u8; 32])> {
     let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| AuthError::NeedsPerson {
         why: format!("cannot read the credential file {}: {e}", path.display()),
-        fix: adc::METADATA_FIX.into(),
+        fix: file_fix(source),
     })?);
     let json: Value = serde_json::from_slice(&bytes).map_err(|e| {
         AuthError::Refused(format!(
@@ -87,7 +99,7 @@ fn load(source: Source) -> AuthResult<Loaded> {
             });
         }
     };
-    let (json, fingerprint) = read_file(&path)?;
+    let (json, fingerprint) = read_file(&source, &path)?;
     let kind = adc::kind(&json)?;
     let (tokens, signer) = match &kind {
         Kind::ServiceAccount { email } => {
@@ -189,7 +201,9 @@ impl Credential {
         }
         let source = adc::choose(&self.facts);
         let now = match &source {
-            Source::EnvFile(p) | Source::GcloudFile(p) => read_file(p).ok().map(|(_, f)| f),
+            Source::EnvFile(p) | Source::GcloudFile(p) => {
+                read_file(&source, p).ok().map(|(_, f)| f)
+            }
             Source::Metadata => None,
         };
         let old = self.current();
@@ -238,5 +252,54 @@ impl Credential {
                 Err(AuthError::NeedsPerson { why, fix })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_err(facts: Facts) -> AuthError {
+        match Credential::load(facts) {
+            Err(e) => e,
+            Ok(_) => panic!("expected an error"),
+        }
+    }
+
+    #[test]
+    fn unusable_files_say_why_and_what_fixes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        // GOOGLE_APPLICATION_CREDENTIALS naming a missing file: no fall-through, a fix.
+        let missing = dir.path().join("missing.json");
+        match load_err(Facts {
+            env_file: Some(missing.clone()),
+            ..Default::default()
+        }) {
+            AuthError::NeedsPerson { why, fix } => {
+                assert!(why.contains(&missing.display().to_string()), "{why}");
+                assert!(fix.contains("GOOGLE_APPLICATION_CREDENTIALS"), "{fix}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Not JSON, an unsupported type, a service account without a usable key: refused by name.
+        let write = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            Facts {
+                env_file: Some(p),
+                ..Default::default()
+            }
+        };
+        assert!(
+            matches!(load_err(write("a", "not json")), AuthError::Refused(m) if m.contains("not a JSON"))
+        );
+        assert!(matches!(
+            load_err(write("b", r#"{"type":"gdch_service_account"}"#)),
+            AuthError::Refused(m) if m.contains("gdch_service_account")
+        ));
+        assert!(matches!(
+            load_err(write("c", r#"{"type":"service_account","client_email":"a@b","private_key":"junk"}"#)),
+            AuthError::Refused(m) if m.contains("private_key")
+        ));
     }
 }
