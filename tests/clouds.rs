@@ -892,6 +892,61 @@ fn gcs_impersonated_service_account() -> Result<(), Failed> {
     })
 }
 
+fn gcs_metadata_server() -> Result<(), Failed> {
+    let bed = gcp_bed();
+    let http = reqwest::Client::new();
+    let dir = tempfile::tempdir().unwrap();
+    let gcloud = dir
+        .path()
+        .join("gcloud/application_default_credentials.json");
+    // Nothing in the environment, no gcloud file: the metadata server (here the front's).
+    let facts = |endpoint: String| adc::Facts {
+        env_file: None,
+        gcloud_file: Some(gcloud.clone()),
+        gcloud_file_exists: false,
+        metadata_endpoint: Some(endpoint),
+    };
+    let bucket = Bucket::parse(&format!("gs://{BUCKET}/cache?endpoint={}", bed.bed.url())).unwrap();
+    rt().block_on(async {
+        let cred = token::Credential::load(facts(bed.bed.url())).unwrap();
+        let gcs = Gcs::with_credential(bucket.clone(), cred, http.clone());
+        ensure(gcs.describe() == "the metadata server", &gcs.describe())?;
+        ensure(
+            gcs_put(&gcs, "mds/k", b"mds").await == 200,
+            "PUT with the metadata server's token",
+        )?;
+        ensure(
+            bed.bed.stats()["grants"]["metadata"].as_u64().unwrap_or(0) >= 1,
+            "the front granted a metadata token",
+        )?;
+        Ok::<(), Failed>(())
+    })?;
+    // No metadata server either (a closed port): a person must log in, and once gcloud's file
+    // appears the same credential uses it.
+    rt().block_on(async {
+        let closed = format!("http://127.0.0.1:{}", support::free_port());
+        let cred = token::Credential::load(facts(closed)).unwrap();
+        let gcs = Gcs::with_credential(bucket.clone(), cred, http.clone());
+        match gcs.authorize(Method::GET, "mds/k").await {
+            Err(AuthError::NeedsPerson { fix, .. })
+                if fix == "gcloud auth application-default login" => {}
+            other => return Err(format!("no credential at all: {other:?}").into()),
+        }
+        std::fs::create_dir_all(gcloud.parent().unwrap()).unwrap();
+        std::fs::write(&gcloud, authorized_user(&bed, REFRESH).to_string()).unwrap();
+        let (status, body) = get(&gcs, &http, "mds/k").await;
+        ensure(
+            status == 200 && body == b"mds",
+            &format!("after gcloud auth application-default login: {status}"),
+        )?;
+        ensure(
+            gcs.describe().starts_with("authorized_user from gcloud's"),
+            &gcs.describe(),
+        )?;
+        Ok(())
+    })
+}
+
 fn gcs_token_of_seconds_is_renewed() -> Result<(), Failed> {
     // Its own front, so that the short token life does not touch the other tests.
     let shared = gcp_bed();
@@ -1012,7 +1067,8 @@ fn main() {
             azure_token_of_seconds_is_renewed,
         ),
     ];
-    let gcs: [(&str, Test); 5] = [
+    let gcs: [(&str, Test); 6] = [
+        ("gcs::metadata_server", gcs_metadata_server),
         ("gcs::authorized_user", gcs_authorized_user),
         (
             "gcs::service_account_and_signed_urls",

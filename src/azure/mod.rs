@@ -159,6 +159,44 @@ pub enum Credential {
     Entra(entra::Entra),
 }
 
+/// Which credential an Azure cache uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    Key,
+    Sas,
+    Entra(entra::Route),
+}
+
+/// A stored account key first (it never expires and can presign), then a stored SAS token,
+/// else Entra ID in its own order (`entra::choose`).
+pub fn choose(has_key: bool, has_sas: bool, env: &entra::Facts) -> Choice {
+    match (has_key, has_sas) {
+        (true, _) => Choice::Key,
+        (false, true) => Choice::Sas,
+        (false, false) => Choice::Entra(entra::choose(env)),
+    }
+}
+
+impl Credential {
+    /// The credential [`choose`] picks from the secrets stored for the cache (`key`: the
+    /// account key's base64, `sas`: a SAS token) and the environment snapshot `env`.
+    pub fn resolve(
+        key: Option<&str>,
+        sas: Option<&str>,
+        env: &entra::EntraEnv,
+        http: &reqwest::Client,
+    ) -> AuthResult<Credential> {
+        match (choose(key.is_some(), sas.is_some(), &env.facts()), key, sas) {
+            (Choice::Key, Some(k), _) => Ok(Credential::Key(AccountKey::from_base64(k)?)),
+            (Choice::Sas, _, Some(s)) => Ok(Credential::Sas(GivenSas::parse(s)?)),
+            (Choice::Entra(route), _, _) => {
+                Ok(Credential::Entra(entra::Entra::build(route, env, http)?))
+            }
+            _ => Err(AuthError::Refused("no Azure credential".into())),
+        }
+    }
+}
+
 /// An Azure Blob cache with its credential.
 pub struct Blob {
     pub container: Container,
@@ -447,6 +485,45 @@ mod tests {
         ] {
             assert!(Container::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn credential_order_table() {
+        use entra::{Facts, Route};
+        let wi = Facts {
+            client_id: true,
+            tenant_id: true,
+            federated_token_file: true,
+            ..Default::default()
+        };
+        let az = Facts {
+            az_on_path: true,
+            ..Default::default()
+        };
+        let none = Facts::default();
+        // (stored key, stored SAS, environment) → credential
+        let cases = [
+            (true, true, wi, Choice::Key),
+            (true, false, none, Choice::Key),
+            (false, true, wi, Choice::Sas),
+            (false, true, none, Choice::Sas),
+            (false, false, wi, Choice::Entra(Route::WorkloadIdentity)),
+            (false, false, az, Choice::Entra(Route::AzureCli)),
+            (false, false, none, Choice::Entra(Route::ManagedIdentity)),
+        ];
+        for (key, sas, env, want) in cases {
+            assert_eq!(choose(key, sas, &env), want, "key {key} sas {sas} {env:?}");
+        }
+        let http = reqwest::Client::new();
+        let env = entra::EntraEnv::default();
+        assert!(matches!(
+            Credential::resolve(Some("bad key"), None, &env, &http),
+            Err(AuthError::Refused(_))
+        ));
+        assert!(matches!(
+            Credential::resolve(None, Some("sv=1&sig=x"), &env, &http),
+            Ok(Credential::Sas(_))
+        ));
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub struct Facts {
     /// gcloud's ADC file (`$CLOUDSDK_CONFIG/...` or `~/.config/gcloud/...`) and whether it exists.
     pub gcloud_file: Option<PathBuf>,
     pub gcloud_file_exists: bool,
+    /// Another metadata server (`http://HOST:PORT`; tests). google-cloud-auth also reads
+    /// `GCE_METADATA_HOST` itself, which wins over this.
+    pub metadata_endpoint: Option<String>,
 }
 
 impl Facts {
@@ -33,6 +36,15 @@ impl Facts {
             env_file,
             gcloud_file,
             gcloud_file_exists,
+            metadata_endpoint: None,
+        }
+    }
+
+    /// The same facts with the gcloud file's existence looked at again (after a login).
+    pub fn refreshed(&self) -> Facts {
+        Facts {
+            gcloud_file_exists: self.gcloud_file.as_deref().is_some_and(Path::is_file),
+            ..self.clone()
         }
     }
 }
@@ -244,6 +256,7 @@ mod tests {
                 env_file: env_file.clone(),
                 gcloud_file: gcloud_file.clone(),
                 gcloud_file_exists: exists,
+                metadata_endpoint: None,
             };
             assert_eq!(choose(&facts), want, "{facts:?}");
         }

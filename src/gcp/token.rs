@@ -83,11 +83,15 @@ fn build_error(e: impl std::fmt::Display) -> AuthError {
     AuthError::Refused(format!("cannot use the GCS credential: {e}"))
 }
 
-fn load(source: Source) -> AuthResult<Loaded> {
+fn load(source: Source, metadata_endpoint: Option<&str>) -> AuthResult<Loaded> {
     let path = match &source {
         Source::EnvFile(p) | Source::GcloudFile(p) => p.clone(),
         Source::Metadata => {
-            let tokens = mds::Builder::default()
+            let mut builder = mds::Builder::default();
+            if let Some(e) = metadata_endpoint {
+                builder = builder.with_endpoint(e);
+            }
+            let tokens = builder
                 .build_access_token_credentials()
                 .map_err(build_error)?;
             return Ok(Loaded {
@@ -147,7 +151,7 @@ fn load(source: Source) -> AuthResult<Loaded> {
 impl Credential {
     /// Loads the credential ADC's order picks from `facts`. Inside a tokio runtime.
     pub fn load(facts: Facts) -> AuthResult<Credential> {
-        let loaded = load(adc::choose(&facts))?;
+        let loaded = load(adc::choose(&facts), facts.metadata_endpoint.as_deref())?;
         Ok(Credential {
             facts,
             loaded: Mutex::new(std::sync::Arc::new(loaded)),
@@ -199,7 +203,8 @@ impl Credential {
         if !matches!(self.state(), State::NeedsPerson { .. }) {
             return;
         }
-        let source = adc::choose(&self.facts);
+        let facts = self.facts.refreshed();
+        let source = adc::choose(&facts);
         let now = match &source {
             Source::EnvFile(p) | Source::GcloudFile(p) => {
                 read_file(&source, p).ok().map(|(_, f)| f)
@@ -207,10 +212,10 @@ impl Credential {
             Source::Metadata => None,
         };
         let old = self.current();
-        if now.is_some() && now == old.fingerprint && source == old.source {
+        if now == old.fingerprint && source == old.source {
             return;
         }
-        if let Ok(fresh) = load(source)
+        if let Ok(fresh) = load(source, facts.metadata_endpoint.as_deref())
             && let Ok(mut g) = self.loaded.lock()
         {
             *g = std::sync::Arc::new(fresh);
@@ -225,6 +230,20 @@ impl Credential {
             Ok(t) => {
                 self.set_state(State::Renews { until: None });
                 Ok(Zeroizing::new(t.token))
+            }
+            // With no file at all, a silent metadata server means nobody logged in.
+            Err(e) if l.source == Source::Metadata => {
+                let why = format!(
+                    "no GCS credential: GOOGLE_APPLICATION_CREDENTIALS is unset, gcloud's \
+                     application default credentials do not exist, and the metadata server did \
+                     not give a token ({e})"
+                );
+                let fix = adc::METADATA_FIX.to_string();
+                self.set_state(State::NeedsPerson {
+                    why: why.clone(),
+                    fix: fix.clone(),
+                });
+                Err(AuthError::NeedsPerson { why, fix })
             }
             Err(e) if e.is_transient() => Err(AuthError::Transient(format!(
                 "GCS credential ({}): {e}",

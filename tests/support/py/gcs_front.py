@@ -4,8 +4,10 @@ No GCS emulator checks authorisation (fake-gcs-server and gcp-storage-emulator i
 this front does, in one process on 127.0.0.1:PORT:
 
 - stands in for Google's token endpoint (POST /token: refresh_token grants of authorized_user
-  files), STS (POST /v1/token: token exchange of external_account files) and IAM Credentials
-  (POST /v1/projects/-/serviceAccounts/EMAIL:generateAccessToken and :signBlob);
+  files), STS (POST /v1/token: token exchange of external_account files), IAM Credentials
+  (POST /v1/projects/-/serviceAccounts/EMAIL:generateAccessToken and :signBlob) and the
+  metadata server's token (GET /computeMetadata/v1/instance/service-accounts/default/token, with
+  Metadata-Flavor: Google);
 - serves the XML API subset a binary cache needs (GET, HEAD, PUT /BUCKET/OBJECT) only to
   requests carrying a Bearer token it issued and that has not expired, a service account's
   self-signed JWT (RS256, verified with the account's key), or a V4 signed URL (signature
@@ -275,10 +277,20 @@ class Handler(BaseHTTPRequestHandler):
             return None
         return self.reply(200, data, resp.getheader("Content-Type", "application/octet-stream"))
 
+    def metadata(self):
+        """The metadata server's token for the default service account (Metadata-Flavor)."""
+        if self.headers.get("Metadata-Flavor") != "Google":
+            count("refused", "metadata_flavor")
+            return self.reply(403, b"Missing Metadata-Flavor:Google header.", "text/plain")
+        life = config().get("token_life", 3600)
+        return self.reply(200, {"access_token": issue("metadata", "default", life), "expires_in": life, "token_type": "Bearer"})
+
     def do_GET(self):
         if self.path == "/_stats":
             with LOCK:
                 return self.reply(200, STATS)
+        if urllib.parse.urlsplit(self.path).path == "/computeMetadata/v1/instance/service-accounts/default/token":
+            return self.metadata()
         return self.storage()
 
     do_HEAD = do_GET
