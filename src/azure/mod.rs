@@ -159,6 +159,13 @@ pub enum Credential {
     Entra(entra::Entra),
 }
 
+/// The `<Code>` of the service's error answer, if any.
+pub fn error_code(body: &str) -> Option<&str> {
+    let start = body.find("<Code>")? + "<Code>".len();
+    let len = body[start..].find("</Code>")?;
+    Some(&body[start..start + len])
+}
+
 /// Which credential an Azure cache uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Choice {
@@ -339,7 +346,7 @@ impl Blob {
         if !status.is_success() {
             let msg = format!(
                 "Get User Delegation Key answered {status} ({})",
-                upload::error_code(&body).unwrap_or("no error code")
+                error_code(&body).unwrap_or("no error code")
             );
             return Err(if status.is_server_error() {
                 AuthError::Transient(msg)
@@ -524,6 +531,17 @@ mod tests {
             Credential::resolve(None, Some("sv=1&sig=x"), &env, &http),
             Ok(Credential::Sas(_))
         ));
+    }
+
+    #[test]
+    fn error_codes() {
+        assert_eq!(
+            error_code(
+                "<?xml?><Error><Code>AuthenticationFailed</Code><Message>x</Message></Error>"
+            ),
+            Some("AuthenticationFailed")
+        );
+        assert_eq!(error_code("nothing"), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use reqwest::Method;
 
-use super::Blob;
+use super::{Blob, error_code};
 use crate::cloud::{AuthError, AuthResult};
 
 /// Objects up to this size go up in one Put Blob (the service takes up to 5000 MiB; smaller
@@ -14,13 +14,6 @@ use crate::cloud::{AuthError, AuthResult};
 pub const DEFAULT_THRESHOLD: usize = 64 * 1024 * 1024;
 /// The block size above the threshold.
 pub const DEFAULT_BLOCK: usize = 16 * 1024 * 1024;
-
-/// The `<Code>` of an error answer, if any.
-pub fn error_code(body: &str) -> Option<&str> {
-    let start = body.find("<Code>")? + "<Code>".len();
-    let len = body[start..].find("</Code>")?;
-    Some(&body[start..start + len])
-}
 
 /// A block ID: base64 of a fixed-width counter (all IDs of one blob must have one length).
 pub fn block_id(n: usize) -> String {
@@ -176,16 +169,5 @@ mod tests {
                 ids[0], ids[1]
             )
         );
-    }
-
-    #[test]
-    fn error_codes() {
-        assert_eq!(
-            error_code(
-                "<?xml?><Error><Code>AuthenticationFailed</Code><Message>x</Message></Error>"
-            ),
-            Some("AuthenticationFailed")
-        );
-        assert_eq!(error_code("nothing"), None);
     }
 }
