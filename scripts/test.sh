@@ -54,8 +54,11 @@ quiet() {
 # python3-venv gives `python3 -m venv` (with pip) on Debian; the rest is what the tests run.
 # debootstrap makes the chroot with Debian sid's Nix (scripts/nix-chroot.sh).
 # systemd (systemd-analyze) and man-db (man): tests/flake.rs verifies the service's unit files.
+# openssh-server, openssh-client, iproute2 (ip netns) and systemd (systemd-socket-activate, not as
+# PID 1): the remote builder of tests/e2e/builders.rs.
 packages=(nix-bin nginx-light apache2-utils gnome-keyring dbus libsecret-tools tmux zsh fish curl
-  ca-certificates openssl jq hyperfine python3-venv debootstrap systemd man-db)
+  ca-certificates openssl jq hyperfine python3-venv debootstrap systemd man-db
+  openssh-server openssh-client iproute2)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")

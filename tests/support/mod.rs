@@ -31,6 +31,7 @@
 
 mod aws;
 mod azurite;
+mod builder;
 mod fixtures;
 mod gcs;
 mod nginx;
@@ -44,6 +45,7 @@ pub use aws::{AwsBed, Home, MFA_SERIAL, text};
 pub use azurite::{
     Azurite, DEV_ACCOUNT as AZURITE_ACCOUNT, DEV_KEY as AZURITE_KEY, EntraStub, TestCa, azurite_bin,
 };
+pub use builder::*;
 pub use fixtures::*;
 pub use gcs::{GcsBed, fake_gcs_bin, service_account_key};
 pub use nginx::{AccessEntry, Nginx, NginxOptions, Tls};
