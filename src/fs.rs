@@ -79,12 +79,15 @@ pub fn atomic_write(path: &Path, contents: &[u8], new_mode: u32) -> Result<()> {
         f.write_all(contents)?;
         f.sync_all()?;
         fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+        // The new file is in place; the directory's fsync only hastens its rename to disk, and a
+        // failure here cannot be undone by reporting it.
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }
         Ok(())
     })();
     if result.is_err() {
+        // Best effort: the error that matters is the one returned below.
         let _ = fs::remove_file(&tmp);
     }
     result.with_context(|| format!("writing {}", path.display()))

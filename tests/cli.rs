@@ -627,3 +627,73 @@ fn a_token_netrc_cannot_hold_is_refused_alike_by_use_secret_set_and_exec() {
     assert!(text(&o).contains(REFUSED), "{}", text(&o));
     assert!(!text(&o).contains("tok\"en"), "{}", text(&o));
 }
+
+// --- issue 18: config.toml shapes, secrets in errors, private directories, the printer ---
+
+/// A cache written as an inline table: valid TOML that `list` reads.
+const INLINE_CACHE: &str = "keyring-backend = \"file\"\n\
+    [caches]\n\
+    my = { kind = \"https\", url = \"https://cache.example.org\" } # hand-written\n";
+
+/// A Nix secret key (64 bytes once decoded); its bytes do not matter here.
+fn signing_key() -> String {
+    format!("my-1:{}==", "A".repeat(86))
+}
+
+fn with_config(toml: &str) -> Sandbox {
+    let s = Sandbox::new();
+    std::fs::create_dir_all(config_toml(&s).parent().unwrap()).unwrap();
+    std::fs::write(config_toml(&s), toml).unwrap();
+    s
+}
+
+#[test]
+fn an_inline_table_cache_can_be_used_again_and_updated() {
+    let s = with_config(INLINE_CACHE);
+    let o = s.run(&["list"], None);
+    assert!(o.status.success(), "{}", text(&o));
+    let args = [
+        "use",
+        "my",
+        "--public-key",
+        KEY,
+        "--no-token",
+        "--mode",
+        "user",
+    ];
+    let o = s.run(&[&args[..], &["--dry-run"]].concat(), None);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        read(&config_toml(&s)),
+        INLINE_CACHE,
+        "a dry run writes nothing"
+    );
+    let o = s.run(&args, None);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let toml = read(&config_toml(&s));
+    assert!(toml.contains("# hand-written"), "{toml}");
+    assert!(toml.contains(KEY), "the public key is recorded: {toml}");
+    let o = s.run(&["list"], None);
+    assert!(
+        o.status.success() && text(&o).contains("my"),
+        "{}",
+        text(&o)
+    );
+    let o = s.run(&["remove", "my", "--mode", "user"], None);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!read(&config_toml(&s)).contains("cache.example.org"));
+}
+
+#[test]
+fn a_signing_key_for_an_inline_table_cache_is_recorded() {
+    let s = with_config(INLINE_CACHE);
+    let key = signing_key();
+    let o = s.run(&["secret", "set", "my", "--signing-key-stdin"], Some(&key));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!text(&o).contains(&key[5..]), "{}", text(&o));
+    let toml = read(&config_toml(&s));
+    assert!(toml.contains("secret-key = \"keyring\""), "{toml}");
+    let o = s.run(&["secret", "delete", "my", "--signing-key"], None);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!read(&config_toml(&s)).contains("secret-key"));
+}

@@ -210,7 +210,10 @@ fn record_signing_key(config_path: &std::path::Path, name: &str, present: bool) 
     plan.edit(config_path, 0o600, false, move |text| {
         let mut cfg = Config::parse(text, &path)?;
         let key = crate::config::SigningKey::Keyring;
-        cfg.set_signing_key(&name, present.then_some(&key));
+        if !cfg.set_signing_key(&name, present.then_some(&key))? && present {
+            // Removed by a concurrent `remove`: the key is stored, but nothing points to it.
+            bail!("cache {name} is no longer recorded; nothing records the stored signing key");
+        }
         Ok(cfg.to_text())
     });
     plan.apply().map(drop)
@@ -248,7 +251,7 @@ fn mark_token(config_path: &std::path::Path, name: &str, present: bool) -> Resul
         let mut cfg = Config::parse(text, &path)?;
         if let Some(mut e) = cfg.cache(&name)? {
             e.has_token = present;
-            cfg.upsert_cache(&e);
+            cfg.upsert_cache(&e)?;
         }
         Ok(cfg.to_text())
     });
