@@ -254,11 +254,45 @@ impl Config {
     }
 
     pub fn remove_cache(&mut self, name: &str) -> bool {
-        self.doc
+        let removed = self
+            .doc
             .get_mut("caches")
             .and_then(Item::as_table_like_mut)
-            .and_then(|t| t.remove(name))
-            .is_some()
+            .and_then(|t| t.remove(name));
+        match removed {
+            Some(Item::Table(t)) => {
+                self.keep_leading_comments(&t);
+                true
+            }
+            Some(_) => true,
+            None => false,
+        }
+    }
+
+    /// toml_edit gives a `[section]` every comment above it, also a paragraph that a blank
+    /// line sets apart (the file's opening comment, say): that part stays, above whatever
+    /// section came next (or at the end).
+    fn keep_leading_comments(&mut self, removed: &Table) {
+        let prefix = removed.decor().prefix().and_then(|p| p.as_str());
+        let Some(kept) = prefix.and_then(|p| p.rfind("\n\n").map(|cut| &p[..cut + 2])) else {
+            return;
+        };
+        if !kept.contains('#') {
+            return;
+        }
+        let kept = kept.to_string();
+        let after = removed.position().unwrap_or(isize::MAX);
+        match next_section(self.doc.as_table_mut(), after) {
+            Some(t) => {
+                let old = t.decor().prefix().and_then(|p| p.as_str()).unwrap_or("");
+                let new = format!("{kept}{old}");
+                t.decor_mut().set_prefix(new);
+            }
+            None => {
+                let old = self.doc.trailing().as_str().unwrap_or("").to_string();
+                self.doc.set_trailing(format!("{kept}{old}"));
+            }
+        }
     }
 }
 
@@ -279,7 +313,11 @@ impl SigningKey {
         }
         let path = Path::new(value);
         if !path.is_absolute() {
-            bail!("{value:?} is neither \"keyring\" nor an absolute path");
+            // Perhaps the secret key itself, pasted where its path belongs: never shown.
+            bail!(
+                "{} is neither \"keyring\" nor an absolute path",
+                crate::redact::secret("value", value)
+            );
         }
         cache::reject_unsafe_chars(value, "secret key path")?;
         if value.contains(['?', '&', '%']) {
@@ -331,6 +369,57 @@ impl Config {
         }
         Ok(true)
     }
+}
+
+/// The section (a table with a `[header]`, or one of `[[array]]`) that comes first after
+/// document position `after`.
+fn next_section(t: &mut Table, after: isize) -> Option<&mut Table> {
+    fn best(t: &Table, after: isize) -> Option<isize> {
+        let mut found: Option<isize> = None;
+        let mut consider = |p: Option<isize>| {
+            if let Some(p) = p.filter(|p| *p > after) {
+                found = Some(found.map_or(p, |f| f.min(p)));
+            }
+        };
+        for (_, item) in t.iter() {
+            match item {
+                Item::Table(sub) => {
+                    if !sub.is_implicit() && !sub.is_dotted() {
+                        consider(sub.position());
+                    }
+                    consider(best(sub, after));
+                }
+                Item::ArrayOfTables(a) => {
+                    for sub in a.iter() {
+                        consider(sub.position());
+                        consider(best(sub, after));
+                    }
+                }
+                _ => {}
+            }
+        }
+        found
+    }
+    fn take(t: &mut Table, at: isize) -> Option<&mut Table> {
+        for (_, item) in t.iter_mut() {
+            let subs: Vec<&mut Table> = match item {
+                Item::Table(sub) => vec![sub],
+                Item::ArrayOfTables(a) => a.iter_mut().collect(),
+                _ => continue,
+            };
+            for sub in subs {
+                if sub.position() == Some(at) && !sub.is_implicit() && !sub.is_dotted() {
+                    return Some(sub);
+                }
+                if let Some(found) = take(sub, at) {
+                    return Some(found);
+                }
+            }
+        }
+        None
+    }
+    let at = best(t, after)?;
+    take(t, at)
 }
 
 /// Writes a cache's fields into its table (any shape), touching only values that changed so

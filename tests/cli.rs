@@ -697,3 +697,79 @@ fn a_signing_key_for_an_inline_table_cache_is_recorded() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(!read(&config_toml(&s)).contains("secret-key"));
 }
+
+/// Asserts that no part of `secret` appears in what the command printed (the error, its
+/// `Caused by` lines and `-v` output), and that it failed.
+fn refused_without_echo(o: &Output, secrets: &[&str]) {
+    let out = text(o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("error:"), "{out}");
+    for s in secrets {
+        assert!(!out.contains(s), "{s:?} echoed in: {out}");
+    }
+}
+
+#[test]
+fn rejected_secrets_are_never_echoed() {
+    let s = Sandbox::new();
+    // The cache's secret signing key given as --public-key.
+    let secret_key = "cache.example.org-1:BwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4/QEFCQ0RFRg==";
+    let b64 = &secret_key["cache.example.org-1:".len()..];
+    let o = s.run(
+        &[
+            "-v",
+            "use",
+            "https://cache.example.org",
+            "--public-key",
+            secret_key,
+            "--no-token",
+            "--mode",
+            "user",
+        ],
+        None,
+    );
+    refused_without_echo(&o, &[b64]);
+    assert!(
+        text(&o).contains("did you pass the secret key?"),
+        "{}",
+        text(&o)
+    );
+    // Credentials in a URL that does not parse, and in an S3 endpoint.
+    for url in [
+        "https://ci:PASSWORD@cache.example.org:99999",
+        "https://ci:PASSWORD@cache.example.org",
+        "s3://b?endpoint=http://ci:PASSWORD@s3.example.org",
+        "s3://b?endpoint=http://ci:PASSWORD@s3.example.org:99999",
+        "s3://b?endpoint=ftp://ci:PASSWORD@s3.example.org",
+        "s3://KEYID:PASSWORD@bucket",
+        "s3://PASSWORD@bucket",
+    ] {
+        let o = s.run(&["-v", "use", url, "--no-token", "--mode", "user"], None);
+        refused_without_echo(&o, &["PASSWORD", "ci:"]);
+        let o = s.run(&["-v", "exec", "--cache", url, "--", "true"], None);
+        refused_without_echo(&o, &["PASSWORD", "ci:"]);
+    }
+    assert!(!config_toml(&s).exists());
+    // `aws add-key` with its two lines swapped: the secret first.
+    let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+    let o = s.run(
+        &["-v", "aws", "add-key", "--profile", "work"],
+        Some(&format!("{secret}\nAKIAIOSFODNN7EXAMPLE\n")),
+    );
+    refused_without_echo(&o, &[secret, "wJalr", "EXAMPLEKEY"]);
+    assert!(
+        text(&o).contains("does not look like an AWS access key id"),
+        "{}",
+        text(&o)
+    );
+    // A secret key pasted into config.toml where its path belongs.
+    std::fs::create_dir_all(config_toml(&s).parent().unwrap()).unwrap();
+    std::fs::write(
+        config_toml(&s),
+        format!("[caches.c]\nurl = \"https://c.example.org\"\nsecret-key = {secret_key:?}\n"),
+    )
+    .unwrap();
+    let o = s.run(&["-v", "list"], None);
+    refused_without_echo(&o, &[b64]);
+    assert!(text(&o).contains("caches.c.secret-key"), "{}", text(&o));
+}
