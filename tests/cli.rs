@@ -773,3 +773,102 @@ fn rejected_secrets_are_never_echoed() {
     refused_without_echo(&o, &[b64]);
     assert!(text(&o).contains("caches.c.secret-key"), "{}", text(&o));
 }
+
+/// A directory that belongs to someone else: made for uid 65534 when we are root, else one of
+/// root's (never one we could change).
+fn someone_elses_dir(s: &Sandbox) -> PathBuf {
+    if unsafe { libc::geteuid() } != 0 {
+        return PathBuf::from("/usr");
+    }
+    let d = s.dir.path().join("nobodys");
+    std::fs::create_dir_all(&d).unwrap();
+    std::os::unix::fs::chown(&d, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+/// `~/.cache/nix` symlinked to `target`; an S3 cache recorded; AWS keys in the environment (no
+/// network is needed until Nix runs: the proxy starts on loopback and idles out in a second).
+fn s3_sandbox_with_nix_cache_at(target: &Path) -> Sandbox {
+    // A port of its own: tests run in parallel, each with its own proxy.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = with_config(&format!(
+        "[proxy]\nport = {port}\n[caches.bkt]\nurl = \"s3://bkt?region=us-east-1&endpoint=http://127.0.0.1:9\"\n"
+    ));
+    std::fs::create_dir_all(s.home().join(".cache")).unwrap();
+    std::os::unix::fs::symlink(target, s.home().join(".cache/nix")).unwrap();
+    s
+}
+
+fn with_aws(s: &Sandbox, args: &[&str]) -> Output {
+    let mut c = s.cmd(args);
+    c.env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        )
+        .env("XDG_STATE_HOME", s.home().join(".local/state"))
+        .env("XDG_RUNTIME_DIR", s.dir.path().join("rt"))
+        .env("NIXSTORE_AUTH_PROXY_IDLE_SECS", "1")
+        // A store of its own for push to name paths in (nothing is uploaded).
+        .env("NIX_STORE_DIR", s.dir.path().join("store"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c.output().unwrap()
+}
+
+#[test]
+fn nix_cache_dir_symlinked_to_a_private_dir_works_for_exec() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mine = tmp.path().join("nix-cache");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::set_permissions(&mine, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let s = s3_sandbox_with_nix_cache_at(&mine);
+    let o = with_aws(&s, &["exec", "--", "true"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let mode = std::fs::metadata(&mine).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "the link's target was made private");
+    assert!(
+        std::fs::symlink_metadata(s.home().join(".cache/nix"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}
+
+#[test]
+fn nix_cache_dir_symlinked_to_someone_elses_dir_is_refused_by_exec_and_push_alike() {
+    let s0 = Sandbox::new();
+    let other = someone_elses_dir(&s0);
+    let before = std::fs::metadata(&other).unwrap().permissions().mode();
+    let s = s3_sandbox_with_nix_cache_at(&other);
+    let path = s
+        .dir
+        .path()
+        .join("store/0l2xhql3vk87yhqj8a0kbxcmvs9vdxr9-x");
+    std::fs::create_dir_all(&path).unwrap();
+    let path = path.display().to_string();
+    for args in [
+        &["exec", "--", "true"][..],
+        &["push", "bkt", &path, "--no-sign"],
+    ] {
+        let o = with_aws(&s, args);
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {out}");
+        assert!(out.contains("error:"), "{args:?}: {out}");
+        assert!(
+            out.contains(&other.display().to_string()),
+            "{args:?}: {out}"
+        );
+        assert!(out.contains("belongs to"), "{args:?}: {out}");
+    }
+    assert_eq!(
+        std::fs::metadata(&other).unwrap().permissions().mode(),
+        before,
+        "left alone"
+    );
+}

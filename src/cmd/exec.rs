@@ -138,9 +138,7 @@ impl Run for ExecArgs {
             }
             // A Nix client that opens the proxy's URL itself (single-user, `nix copy`)
             // records it, secret included, in its cache database: keep that private.
-            if let Err(e) = crate::nix::client_cache::protect() {
-                ui.warn(format!("{e:#}"));
-            }
+            crate::nix::client_cache::protect()?;
             if let Some(nix) = nix() {
                 warn_if_daemon_ignores(&settings, nix, ui);
             }
