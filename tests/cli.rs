@@ -872,3 +872,89 @@ fn nix_cache_dir_symlinked_to_someone_elses_dir_is_refused_by_exec_and_push_alik
         "left alone"
     );
 }
+
+#[test]
+fn a_command_that_cannot_start_is_reported_by_the_printer() {
+    let s = Sandbox::new();
+    // The fast path (no option), the normal one, and colour forced on.
+    for args in [
+        &["exec", "--", "/nonexistent/x"][..],
+        &["--color", "never", "exec", "--", "/nonexistent/x"],
+    ] {
+        let o = s.run(args, None);
+        assert_eq!(o.status.code(), Some(127), "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&o.stderr),
+            "error: /nonexistent/x: command not found\n",
+            "{args:?}"
+        );
+    }
+    let o = s.run(&["--color", "always", "exec", "--", "/"], None);
+    assert_eq!(o.status.code(), Some(126));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("\u{1b}[") && err.contains("error:") && err.contains("/: permission denied"),
+        "{err:?}"
+    );
+    // Supervised (a proxy lease must outlive CMD): the same.
+    let mine = s.dir.path().join("nix-cache");
+    std::fs::create_dir(&mine).unwrap();
+    let s = s3_sandbox_with_nix_cache_at(&mine);
+    let o = with_aws(&s, &["--color", "never", "exec", "--", "/nonexistent/x"]);
+    assert_eq!(o.status.code(), Some(127), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "error: /nonexistent/x: command not found\n"
+    );
+}
+
+/// What `args` shows on a terminal (a pseudo-terminal from script(1)), in `s`'s environment.
+fn on_a_terminal(s: &Sandbox, args: &[&str]) -> String {
+    let line = std::iter::once(env!("CARGO_BIN_EXE_nixstore-auth"))
+        .chain(args.iter().copied())
+        .map(|a| format!("'{a}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut c = Command::new("script");
+    c.env_clear();
+    for (k, v) in s.cmd(&[]).get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    let o = c
+        .env("TERM", "xterm")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    text(&o)
+}
+
+/// A cache server that answers each connection only after `delay`, with nothing: long enough
+/// for a progress display to show.
+fn slow_server(delay: std::time::Duration) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in l.incoming().take(16) {
+            std::thread::sleep(delay);
+            drop(conn);
+        }
+    });
+    port
+}
+
+#[test]
+fn doctor_shows_its_progress_on_a_terminal_unless_quiet() {
+    let port = slow_server(std::time::Duration::from_millis(400));
+    let s = with_config(&format!("[caches.my]\nurl = \"http://127.0.0.1:{port}\"\n"));
+    let shown = on_a_terminal(&s, &["doctor"]);
+    assert!(shown.contains("checking my"), "{shown}");
+    let quiet = on_a_terminal(&s, &["--quiet", "doctor"]);
+    assert!(
+        quiet.contains("cache my"),
+        "the report is still there: {quiet}"
+    );
+    assert!(!quiet.contains("checking my"), "{quiet}");
+}

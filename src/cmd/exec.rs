@@ -44,14 +44,14 @@ impl Run for ExecArgs {
         let nested = std::env::var_os(EXEC_MARKER).is_some();
         if nested && self.caches.is_empty() && self.profile.is_none() && self.push.is_empty() {
             ui.debug("inside an outer `nixstore-auth exec`: reusing its session and settings");
-            return Ok(launch.replace());
+            return Ok(launch.replace(ui));
         }
         let dirs = Dirs::new()?;
         let cfg = Config::load(&dirs.config_file())?;
         let caches = selected_caches(&self, &cfg)?;
         let plan = cache_plan::plan(&caches, self.profile.as_deref());
         if plan.is_empty() && self.push.is_empty() {
-            return Ok(launch.replace());
+            return Ok(launch.replace(ui));
         }
         let (s3, keyring) = (&plan.s3, &plan.keyring);
 
@@ -246,10 +246,10 @@ impl Run for ExecArgs {
             )?)
         };
         if leases.is_empty() && netrc_file.is_none() && pushing.is_none() {
-            return Ok(launch.replace());
+            return Ok(launch.replace(ui));
         }
         let ctx = session::Ctx::new(&cfg, &dirs);
-        let code = refresh::while_running(&mut leases, ctx, ui, || launch.run_supervised());
+        let code = refresh::while_running(&mut leases, ctx, ui, || launch.run_supervised(ui));
         let code = match pushing {
             Some(p) => p.finish(code, self.push_strict, ui),
             None => code,
@@ -289,7 +289,8 @@ pub(super) fn fast_path() -> Option<i32> {
             return None;
         }
     }
-    Some(launch.replace())
+    // No flag can be given on this path: the printer's defaults are the ones to honour.
+    Some(launch.replace(&Ui::default()))
 }
 
 /// `--cache` names (all must be recorded), or every recorded S3 or keyring cache; and the
