@@ -336,9 +336,7 @@ pub fn resolve(req: &SessionRequest, ctx: Ctx, ui: &Ui) -> Result<Session> {
             serial,
             keys_profile,
         } => {
-            let base_acct = base_acct
-                .as_deref()
-                .expect("a base session route has an account");
+            let base_acct = &session_cache::account(keys_profile, None, Some(serial));
             // A code or a length given to `login` asks for a new base session.
             let new_base =
                 req.force_refresh && (req.mfa_code.is_some() || req.mfa_session_duration.is_some());

@@ -108,6 +108,8 @@ impl Run for ExecArgs {
                         s3: s3.clone(),
                     })
                     .collect();
+                // Invariant: the plan names a profile for every S3 group, and step 1 resolved a
+                // session for each profile of the plan.
                 let (_, session, req) = sessions
                     .iter()
                     .find(|(p, _, _)| p == profile)
