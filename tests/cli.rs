@@ -958,3 +958,84 @@ fn doctor_shows_its_progress_on_a_terminal_unless_quiet() {
     );
     assert!(!quiet.contains("checking my"), "{quiet}");
 }
+
+/// `doctor CACHE --json`'s checks of that cache, as (status, summary) pairs.
+fn doctor_checks(s: &Sandbox, cache: &str, env: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut c = s.cmd(&["doctor", cache, "--json"]);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let all: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    all.as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| {
+            c["section"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with(&format!("cache {cache}"))
+        })
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap().to_string(),
+                c["summary"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn with_aws_files(config: &str, cache_url: &str) -> Sandbox {
+    let s = with_config(&format!(
+        "keyring-backend = \"file\"\n[caches.bkt]\nurl = {cache_url:?}\n"
+    ));
+    std::fs::create_dir_all(s.home().join(".aws")).unwrap();
+    std::fs::write(s.home().join(".aws/config"), config).unwrap();
+    s
+}
+
+/// doctor and exec take their session the same way: where exec gets one without a prompt,
+/// doctor does not call it missing; the profile is the one exec would use.
+#[test]
+fn doctor_judges_the_session_as_exec_would_get_it() {
+    // A role without MFA over long-term keys, nothing cached: exec assumes it without a prompt.
+    let s = with_aws_files(
+        "[profile keys]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = x\n\
+         [profile role]\nrole_arn = arn:aws:iam::123456789012:role/r\nsource_profile = keys\n",
+        "s3://bkt?region=us-east-1&endpoint=http://127.0.0.1:9&profile=role",
+    );
+    let checks = doctor_checks(&s, "bkt", &[]);
+    assert!(
+        !checks
+            .iter()
+            .any(|(st, m)| st == "fail" && m.contains("no valid AWS session")),
+        "{checks:#?}"
+    );
+    assert!(
+        checks.iter().any(|(_, m)| m.contains("without a prompt")),
+        "{checks:#?}"
+    );
+    // An empty AWS_PROFILE means the default profile, to exec and to doctor.
+    let s = with_aws_files(
+        "[default]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = x\n",
+        "s3://bkt?region=us-east-1&endpoint=http://127.0.0.1:9",
+    );
+    let checks = doctor_checks(&s, "bkt", &[("AWS_PROFILE", "")]);
+    assert!(
+        checks
+            .iter()
+            .any(|(_, m)| m.starts_with("AWS profile default")),
+        "{checks:#?}"
+    );
+    assert!(
+        checks
+            .iter()
+            .any(|(st, m)| st == "ok" && m.starts_with("long-term AWS keys")),
+        "{checks:#?}"
+    );
+}

@@ -13,11 +13,10 @@ pub(super) fn s3_checks(
     ctx: session::Ctx,
 ) {
     use crate::proxy::Probe;
-    let profile = s3
-        .profile
-        .clone()
-        .or_else(|| std::env::var("AWS_PROFILE").ok())
-        .unwrap_or_else(|| "default".into());
+    let req = crate::aws::session::SessionRequest::new(None, Some(c.name.clone()));
+    // The profile exec would use: one rule (`--profile`, `profile=`, AWS_PROFILE, default).
+    let profile = session::profile_name(&req, ctx)
+        .unwrap_or_else(|_| s3.profile.clone().unwrap_or_else(|| "default".into()));
     let login = format!("nixstore-auth login {}", c.name);
     r.add(
         section,
@@ -79,7 +78,6 @@ pub(super) fn s3_checks(
             return;
         }
     }
-    let req = crate::aws::session::SessionRequest::new(None, Some(c.name.clone()));
     let quiet = Ui::silent();
     if let Ok(Some(info)) = session::route_info(&req, ctx, &quiet) {
         let role = match info.role_secs {
@@ -117,13 +115,25 @@ pub(super) fn s3_checks(
             None,
         );
     }
-    let session = match session::cached_only(&req, ctx, &quiet) {
-        Ok(Some(s)) => s,
-        Ok(None) => {
+    // What exec would do, decided as exec decides it, without STS or a prompt.
+    let session = match session::outlook(&req, ctx, &quiet) {
+        Ok(session::Outlook::Ready(s)) => s,
+        Ok(session::Outlook::WithoutPrompt(how)) => {
+            r.add(
+                section,
+                Status::Info,
+                format!(
+                    "no AWS session at hand; a command makes one without a prompt: {how} (the bucket is checked once one exists)"
+                ),
+                None,
+            );
+            return;
+        }
+        Ok(session::Outlook::NeedsLogin(why)) => {
             r.add(
                 section,
                 Status::Fail,
-                "no valid AWS session is cached (never logged in, or it expired)",
+                format!("no valid AWS session is cached (never logged in, or it expired): {why}"),
                 Some(login),
             );
             return;
