@@ -14,6 +14,9 @@ use zeroize::Zeroizing;
 
 use crate::ui::Ui;
 
+/// Set in the environment of every command `exec` runs.
+pub const EXEC_MARKER: &str = "NIXSTORE_AUTH_EXEC";
+
 pub const EXIT_NOT_FOUND: i32 = 127;
 pub const EXIT_CANNOT_RUN: i32 = 126;
 
@@ -71,6 +74,36 @@ impl Launch {
             Err(err) => report_spawn_error(&self.argv[0], &err, ui),
         }
     }
+}
+
+/// `nixstore-auth exec -- CMD...` with no option at all, when no credential work can be needed
+/// (no NIXSTORE_AUTH_AWS_PROFILE, no S3 or keyring cache recorded, or an outer exec already set
+/// everything up): replace this process with CMD before clap builds the whole command tree,
+/// which is most of our start-up time. `None` means "take the normal path" (any other argv, or
+/// an unreadable config, which the normal path reports).
+pub fn fast_exec() -> Option<i32> {
+    let mut args = std::env::args_os().skip(1);
+    if args.next()? != "exec" || args.next()? != "--" {
+        return None;
+    }
+    let argv: Vec<std::ffi::OsString> = args.collect();
+    if argv.is_empty() || std::env::var_os("NIXSTORE_AUTH_AWS_PROFILE").is_some() {
+        return None;
+    }
+    let mut launch = Launch::new(argv);
+    launch
+        .set
+        .push((EXEC_MARKER.into(), Zeroizing::new("1".into())));
+    if std::env::var_os(EXEC_MARKER).is_none() {
+        let dirs = crate::config::Dirs::new().ok()?;
+        let cfg = crate::config::Config::load(&dirs.config_file()).ok()?;
+        let needs_work = cfg.caches().ok()?.iter().any(crate::cache_plan::needs_exec);
+        if needs_work {
+            return None;
+        }
+    }
+    // No flag can be given on this path: the printer's defaults are the ones to honour.
+    Some(launch.replace(&Ui::default()))
 }
 
 static CHILD: AtomicI32 = AtomicI32::new(0);

@@ -520,7 +520,7 @@ pub trait Run {
 }
 
 pub fn main() -> i32 {
-    if let Some(code) = exec::fast_path() {
+    if let Some(code) = crate::launch::fast_exec() {
         return code;
     }
     // Answers the shell when it asks for completions (COMPLETE=SHELL); returns otherwise.
