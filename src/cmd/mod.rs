@@ -271,6 +271,14 @@ pub struct SessionArgs {
     pub mfa_code: Option<String>,
 }
 
+impl SessionArgs {
+    /// The session these flags ask for (`env`, `login`).
+    pub fn request(&self) -> crate::aws::session::SessionRequest {
+        crate::aws::session::SessionRequest::new(self.profile.clone(), self.cache.clone())
+            .mfa_code(self.mfa_code.clone())
+    }
+}
+
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   eval \"$(nixstore-auth env --profile work)\"
