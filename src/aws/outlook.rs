@@ -8,9 +8,8 @@ use super::decide::{Step, decide};
 use super::keys::{static_keys, stored_key};
 use super::profile::{self, Base, MfaRoute};
 use super::request::{Ctx, Origin, Renewal, Session, SessionRequest, target};
-use super::session::{needs_login, renewal_of};
 use super::session_cache;
-use super::setup::{Known, Start, base_account, facts, route_of, start};
+use super::setup::{Known, Start, base_account, facts, needs_login, renewal_of, route_of, start};
 use crate::secret::SecretStore;
 use crate::ui::Ui;
 

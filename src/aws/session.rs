@@ -46,7 +46,7 @@ use super::keys::{base_credentials, lazy_store};
 use super::mfa::{CodeSource, MfaCodes};
 use super::profile::{Base, MfaRoute, Plan};
 use super::session_cache;
-use super::setup::{Known, Profiled, Start, facts, start};
+use super::setup::{Known, Profiled, Start, facts, needs_login, renewal_of, start};
 use super::sts::{
     StsFailure, assume_hops, assume_role_with_web_identity, get_session_token, io_runtime, run_sts,
 };
@@ -109,33 +109,6 @@ fn web_identity(t: &Target, w: &WebIdentityEnv, ui: &Ui) -> Result<Session> {
         sts_endpoint: endpoint,
         renewal: Renewal::Unattended { until: None },
     })
-}
-
-/// How a session of this route is renewed, given the cached base session's expiry.
-pub(super) fn renewal_of(route: &MfaRoute, base_expires: Option<i64>, margin: i64) -> Renewal {
-    match route {
-        MfaRoute::NoMfa => Renewal::Unattended { until: None },
-        MfaRoute::Direct { .. } => Renewal::Login,
-        MfaRoute::BaseSession { .. } => match base_expires {
-            Some(e) => Renewal::Unattended {
-                until: Some(e - margin),
-            },
-            None => Renewal::Login,
-        },
-    }
-}
-
-pub(super) fn needs_login(plan: &Plan, route: &MfaRoute) -> anyhow::Error {
-    let serial = plan.mfa_serial().unwrap_or("?");
-    let why = match route {
-        MfaRoute::BaseSession { .. } => "its MFA base session has ended",
-        _ => "each of its sessions takes a new MFA code",
-    };
-    NeedsLogin(format!(
-        "profile {:?} needs a new MFA code (device {serial}): {why}",
-        plan.profile
-    ))
-    .into()
 }
 
 /// Gets MFA codes (first one before `prepare` builds anything) and runs `call` until STS takes

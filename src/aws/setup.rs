@@ -12,7 +12,7 @@ use super::environment::{
 };
 use super::keys::starts_with_long_term_key;
 use super::profile::{self, MfaRoute, Plan};
-use super::request::{Ctx, Origin, Renewal, Session, SessionRequest, Target, target};
+use super::request::{Ctx, NeedsLogin, Origin, Renewal, Session, SessionRequest, Target, target};
 use super::session_cache;
 use crate::secret::SecretStore;
 use crate::ui::Ui;
@@ -194,4 +194,31 @@ pub(super) fn facts(
         route: known.map_or(Route::NoMfa, |k| Route::from(&k.route)),
         base_fresh: known.is_some_and(|k| k.base.is_some()),
     }
+}
+
+/// How a session of this route is renewed, given the cached base session's expiry.
+pub(super) fn renewal_of(route: &MfaRoute, base_expires: Option<i64>, margin: i64) -> Renewal {
+    match route {
+        MfaRoute::NoMfa => Renewal::Unattended { until: None },
+        MfaRoute::Direct { .. } => Renewal::Login,
+        MfaRoute::BaseSession { .. } => match base_expires {
+            Some(e) => Renewal::Unattended {
+                until: Some(e - margin),
+            },
+            None => Renewal::Login,
+        },
+    }
+}
+
+pub(super) fn needs_login(plan: &Plan, route: &MfaRoute) -> anyhow::Error {
+    let serial = plan.mfa_serial().unwrap_or("?");
+    let why = match route {
+        MfaRoute::BaseSession { .. } => "its MFA base session has ended",
+        _ => "each of its sessions takes a new MFA code",
+    };
+    NeedsLogin(format!(
+        "profile {:?} needs a new MFA code (device {serial}): {why}",
+        plan.profile
+    ))
+    .into()
 }
