@@ -805,20 +805,28 @@ fn s3_sandbox_with_nix_cache_at(target: &Path) -> Sandbox {
 }
 
 fn with_aws(s: &Sandbox, args: &[&str]) -> Output {
-    let mut c = s.cmd(args);
-    c.env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
-        .env(
-            "AWS_SECRET_ACCESS_KEY",
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-        )
-        .env("XDG_STATE_HOME", s.home().join(".local/state"))
-        .env("XDG_RUNTIME_DIR", s.dir.path().join("rt"))
-        .env("NIXSTORE_AUTH_PROXY_IDLE_SECS", "1")
-        // A store of its own for push to name paths in (nothing is uploaded).
-        .env("NIX_STORE_DIR", s.dir.path().join("store"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c.output().unwrap()
+    let run = |args: &[&str]| {
+        let mut c = s.cmd(args);
+        c.env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+            .env(
+                "AWS_SECRET_ACCESS_KEY",
+                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            )
+            .env("XDG_STATE_HOME", s.home().join(".local/state"))
+            .env("XDG_RUNTIME_DIR", s.dir.path().join("rt"))
+            .env("NIXSTORE_AUTH_PROXY_IDLE_SECS", "1")
+            // A store of its own for push to name paths in (nothing is uploaded).
+            .env("NIX_STORE_DIR", s.dir.path().join("store"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c.output().unwrap()
+    };
+    let out = run(args);
+    // The proxy it may have started goes before the sandbox does (a proxy whose runtime
+    // directory vanished would wait for it forever).
+    let stop = run(&["proxy", "stop"]);
+    assert!(stop.status.success(), "{}", text(&stop));
+    out
 }
 
 #[test]
