@@ -90,6 +90,7 @@ mod tests {
             netrc: None,
             has_token: false,
             added_netrc_line: false,
+            https: Default::default(),
         }
     }
 

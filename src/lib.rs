@@ -25,6 +25,7 @@ pub mod redact;
 pub mod refresh;
 pub mod secret;
 pub mod time;
+pub mod token_command;
 pub mod ui;
 pub mod user;
 

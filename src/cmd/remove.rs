@@ -35,6 +35,7 @@ impl Run for RemoveArgs {
                     netrc: None,
                     has_token: false,
                     added_netrc_line: false,
+                    https: Default::default(),
                 }
             }
             None => return Err(config.unknown_cache(&self.cache)),

@@ -417,6 +417,7 @@ mod tests {
             netrc: netrc.map(Into::into),
             has_token: true,
             added_netrc_line: false,
+            https: Default::default(),
         }
     }
 

@@ -3,7 +3,88 @@
 //! ([`decide`], pure, table-tested) → apply ([`apply`]: one plan of file edits, the keyring).
 
 use super::*;
+use crate::config::HttpsSettings;
+use crate::error::usage;
 use crate::nix::credential_plan::{NetrcTarget, TokenPlan};
+use crate::nix::https_route::{self, Route, RouteChoice, Why};
+
+/// The HTTPS settings `use` records (flags over what was recorded) and the secret store, with
+/// the contradictions `https_route::check_flags` names as usage errors.
+pub(super) fn settings(
+    args: &UseArgs,
+    kind: &CacheKind,
+    recorded: Option<&CacheEntry>,
+) -> Result<(HttpsSettings, SecretStore)> {
+    let typed = args.route.is_some()
+        || args.auth.is_some()
+        || args.token_command.is_some()
+        || args.ca_file.is_some();
+    if matches!(kind, CacheKind::S3(_)) {
+        if typed {
+            return Err(usage(
+                "--route, --auth, --token-command and --ca-file apply to HTTPS caches",
+            ));
+        }
+        return Ok((
+            HttpsSettings::default(),
+            args.secret_store.unwrap_or_default(),
+        ));
+    }
+    let old = recorded.map(|r| r.https.clone()).unwrap_or_default();
+    if let Some(line) = &args.token_command {
+        crate::token_command::split(line).map_err(|e| usage(format!("--token-command: {e:#}")))?;
+    }
+    // A token given now replaces a recorded command, and --no-token both.
+    let token_command = if args.token_stdin || args.token_env.is_some() || args.no_token {
+        None
+    } else {
+        args.token_command.clone().or(old.token_command)
+    };
+    let auth = args.auth.unwrap_or(old.auth);
+    let route = args.route.unwrap_or(old.route);
+    https_route::check_flags(https_route::Flags {
+        route: Some(route),
+        auth: Some(auth),
+        token_command: token_command.is_some(),
+        login: args.login.is_some(),
+        netrc_store: args.secret_store == Some(SecretStore::Netrc),
+    })
+    .map_err(|e| usage(e.to_string()))?;
+    let ca_file = match &args.ca_file {
+        Some(p) => {
+            let p = std::path::absolute(p).with_context(|| format!("--ca-file {}", p.display()))?;
+            crate::config::check_ca_file(&p).map_err(|e| usage(format!("--ca-file: {e:#}")))?;
+            // Read now, so that a wrong file fails here and not in the proxy.
+            crate::proxy::https_rules::tls_config(std::slice::from_ref(&p)).context("--ca-file")?;
+            Some(p)
+        }
+        None => old.ca_file,
+    };
+    // A token that must not be in a netrc lives in the keyring unless asked otherwise (which
+    // check_flags refused above).
+    let proxy_bound =
+        route == RouteChoice::Proxy || auth == https_route::Auth::Bearer || token_command.is_some();
+    let store = args.secret_store.unwrap_or(if proxy_bound {
+        SecretStore::Keyring
+    } else {
+        SecretStore::Netrc
+    });
+    Ok((
+        HttpsSettings {
+            route,
+            auth,
+            token_command,
+            ca_file,
+            token_ttl: old.token_ttl,
+        },
+        store,
+    ))
+}
+
+/// Whether the background service is installed (then a keyring token takes the proxy).
+fn service_installed() -> bool {
+    false
+}
 
 pub(super) fn use_https(
     args: &UseArgs,
@@ -17,6 +98,11 @@ pub(super) fn use_https(
         Gathered::Facts(g) => *g,
     };
     let d = decide(&g.decide_facts())?;
+    ui.debug(format!(
+        "route {}: {}",
+        g.route.as_str(),
+        g.why.text(g.route)
+    ));
     if d.netrc_line.is_some() && !g.system && g.system_netrc.exists() {
         confirm_hiding(args, ui, &g.system_netrc)?;
     }
@@ -54,6 +140,11 @@ struct Facts {
     ours: bool,
     shared: bool,
     emptied: bool,
+    /// The route the daemon takes to the cache, and why.
+    route: Route,
+    why: Why,
+    /// The token comes from a command.
+    command: bool,
 }
 
 fn gather(
@@ -163,7 +254,8 @@ fn gather(
         Some(st) if recorded_keyring => st.get(&account)?,
         _ => None,
     };
-    let given = if target.path.is_some() || keyring {
+    let command = entry.https.token_command.is_some();
+    let given = if !command && (target.path.is_some() || keyring) {
         read_token(args, &machine, existing.is_some() || in_keyring.is_some())?
     } else {
         None
@@ -174,7 +266,22 @@ fn gather(
     let shared = config.caches()?.iter().any(|c| {
         c.name != entry.name && c.netrc.is_some() && c.netrc.as_deref() == target.path.as_deref()
     });
+    let (route, why) = https_route::route(https_route::RouteFacts {
+        asked: entry.https.route,
+        auth: entry.https.auth,
+        command,
+        keyring,
+        token: command
+            || given.is_some()
+            || existing.is_some()
+            || in_keyring.is_some()
+            || (entry.has_token && keyring),
+        service: service_installed(),
+    });
     Ok(Gathered::Facts(Box::new(Facts {
+        route,
+        why,
+        command,
         setup,
         url,
         machine,
@@ -209,6 +316,8 @@ struct DecideFacts {
     ours: bool,
     shared: bool,
     emptied: bool,
+    route: Route,
+    command: bool,
 }
 
 impl Facts {
@@ -224,6 +333,8 @@ impl Facts {
             ours: self.ours,
             shared: self.shared,
             emptied: self.emptied,
+            route: self.route,
+            command: self.command,
         }
     }
 }
@@ -242,14 +353,18 @@ struct Decision {
 
 /// Pure: the token plan, the token it moves, and the `netrc-file` line.
 fn decide(f: &DecideFacts) -> Result<Decision> {
-    let tp = credential_plan::token_plan(credential_plan::TokenFacts {
-        keyring: f.keyring,
-        recorded_keyring: f.recorded_keyring,
-        given: f.given.is_some(),
-        in_netrc: f.existing.is_some(),
-        in_keyring: f.in_keyring.is_some(),
-        netrc_file: f.netrc_file,
-    });
+    let tp = credential_plan::token_plan_on(
+        f.route,
+        f.command,
+        credential_plan::TokenFacts {
+            keyring: f.keyring,
+            recorded_keyring: f.recorded_keyring,
+            given: f.given.is_some(),
+            in_netrc: f.existing.is_some(),
+            in_keyring: f.in_keyring.is_some(),
+            netrc_file: f.netrc_file,
+        },
+    );
     // A moved token must pass the same rule as a given one, or `exec` would refuse it later.
     let token = match tp.source {
         Some(TokenSource::Given) => f.given.clone(),
@@ -297,9 +412,20 @@ fn apply(
             entry.public_keys.clone()
         };
         let netrc_line = d.netrc_line.clone();
+        let route = g.route;
         plan.edit(conf_path, 0o644, false, move |text| {
             let mut c = NixConf::parse(text)?;
-            c.add_value("substituters", &url)?;
+            match route {
+                Route::Netrc => {
+                    c.add_value("substituters", &url)?;
+                }
+                // The daemon sees the proxy's URL (exec, the background service); the real
+                // URL would only meet a 401 there. `use` wrote it for the netrc route.
+                Route::Proxy => {
+                    c.remove_value("substituters", &url);
+                    c.remove_value("substituters", &format!("{url}/"));
+                }
+            };
             for k in &keys {
                 c.add_value("trusted-public-keys", k)?;
             }
@@ -342,8 +468,14 @@ fn apply(
     };
     record(&mut plan, config_path, &entry, netrc_line_change);
 
+    let route_line = format!(
+        "route {} for {url}: {}",
+        g.route.as_str(),
+        g.why.text(g.route)
+    );
     if args.edit.dry_run {
         ui.out(format_args!("{}", plan.preview()?))?;
+        ui.info(&route_line);
         if tp.store_in_keyring {
             ui.info(format!(
                 "would store the token for {machine} in the keyring"
@@ -371,7 +503,10 @@ fn apply(
             st.describe()
         ));
     }
-    if g.keyring {
+    ui.info(&route_line);
+    if g.route == Route::Proxy {
+        ui.info("the nix-daemon reaches the cache through your loopback proxy, which adds the credential: run Nix through `nixstore-auth exec -- nix ...`");
+    } else if g.keyring {
         ui.info("plain `nix` cannot read the keyring: run Nix through `nixstore-auth exec -- nix ...` or the shell wrappers (`nixstore-auth shell-init`)");
     }
     if changed.is_empty() {
@@ -420,6 +555,8 @@ mod tests {
             ours: true,
             shared: false,
             emptied: true,
+            route: Route::Netrc,
+            command: false,
         };
         let with = |f: &dyn Fn(&mut DecideFacts)| {
             let mut x = base.clone();

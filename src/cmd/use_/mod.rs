@@ -66,6 +66,7 @@ impl Run for UseArgs {
                 kind.url()
             ));
         }
+        let (https, secret_store) = https::settings(&self, &kind, recorded.as_ref())?;
         let entry = CacheEntry {
             name,
             kind,
@@ -78,10 +79,11 @@ impl Run for UseArgs {
                 .or_else(|| recorded.as_ref().map(|r| r.login.clone()))
                 .filter(|l| !l.is_empty())
                 .unwrap_or_else(|| DEFAULT_LOGIN.to_string()),
-            secret_store: self.secret_store,
+            secret_store,
             nix_conf: None,
             netrc: None,
             added_netrc_line: false,
+            https,
             has_token: recorded.as_ref().is_some_and(|r| r.has_token),
         };
         // Checked now, not when netrc is written: a keyring cache records it for `exec`.
