@@ -60,6 +60,31 @@ pub fn tls_config(files: &[PathBuf]) -> Result<rustls::ClientConfig> {
         .with_no_client_auth())
 }
 
+/// The `Authorization` header the proxy adds for a cache: `Basic base64(login:token)` (what
+/// curl makes of a netrc entry) or `Bearer token`; marked sensitive so that no `Debug` shows it.
+/// A token that cannot be a header value (a control character) is an error that never shows it.
+pub fn authorization(
+    auth: crate::nix::https_route::Auth,
+    login: &str,
+    token: &crate::secret::Token,
+) -> Result<hyper::header::HeaderValue> {
+    use base64::Engine;
+    use zeroize::Zeroizing;
+    let value = Zeroizing::new(match auth {
+        crate::nix::https_route::Auth::Basic => format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD
+                .encode(Zeroizing::new(format!("{login}:{}", token.as_str())).as_bytes())
+        ),
+        crate::nix::https_route::Auth::Bearer => format!("Bearer {}", token.as_str()),
+    });
+    let mut v = hyper::header::HeaderValue::from_str(&value).map_err(|_| {
+        anyhow::anyhow!("the token has characters an HTTP header cannot carry")
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
 /// Scheme, host and port (the scheme's default when the URL names none).
 pub fn origin(u: &Url) -> (String, String, Option<u16>) {
     (
@@ -286,6 +311,25 @@ mod tests {
                 assert!(!matches!(got, Status(401 | 403 | 404)));
             }
         }
+    }
+
+    #[test]
+    fn the_header_is_basic_or_bearer_and_never_shown() {
+        use crate::nix::https_route::Auth;
+        let t = |s: &str| crate::secret::Token::new(zeroize::Zeroizing::new(s.into())).unwrap();
+        let basic = authorization(Auth::Basic, "nixstore-auth", &t("s3cr3t")).unwrap();
+        // curl's netrc header for the same entry.
+        assert_eq!(
+            basic.to_str().unwrap(),
+            "Basic bml4c3RvcmUtYXV0aDpzM2NyM3Q="
+        );
+        let bearer = authorization(Auth::Bearer, "ignored", &t("eyJ.x-_")).unwrap();
+        assert_eq!(bearer.to_str().unwrap(), "Bearer eyJ.x-_");
+        assert!(bearer.is_sensitive() && !format!("{bearer:?}").contains("eyJ"));
+        let e = authorization(Auth::Bearer, "", &t("ünï"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ASCII") && !e.contains("ünï"), "{e}");
     }
 
     #[test]

@@ -122,6 +122,8 @@ pub struct NginxOptions<'a> {
     basic_auth: Option<(String, String)>,
     tls: Option<&'a Tls>,
     dav_put: bool,
+    bearer: Option<String>,
+    redirect_nars: Option<String>,
 }
 
 impl<'a> NginxOptions<'a> {
@@ -132,7 +134,23 @@ impl<'a> NginxOptions<'a> {
             basic_auth: None,
             tls: None,
             dav_put: false,
+            bearer: None,
+            redirect_nars: None,
         }
+    }
+
+    /// Require `Authorization: Bearer TOKEN` (a `map` on `$http_authorization`, 401 otherwise);
+    /// [`Nginx::set_bearer`] rotates the token.
+    pub fn bearer(mut self, token: &str) -> Self {
+        self.bearer = Some(token.to_string());
+        self
+    }
+
+    /// Answer every `/nar/...` (after the auth check) with a 302 to the same path below `base`
+    /// (another origin, e.g. a second nginx): how attic and cachix send NARs to object storage.
+    pub fn redirect_nars(mut self, base: &str) -> Self {
+        self.redirect_nars = Some(base.trim_end_matches('/').to_string());
+        self
     }
 
     /// Take uploads: WebDAV `PUT` (creating directories such as `nar/`), behind the same auth,
@@ -164,6 +182,15 @@ pub struct AccessEntry {
     pub method: String,
     pub uri: String,
     pub status: u16,
+    /// The `Authorization` header as received ("" without one): the test's own log.
+    #[serde(default)]
+    pub authorization: String,
+}
+
+fn write_bearer(dir: &Path, token: &str) {
+    let tmp = dir.join("bearer.map.new");
+    fs::write(&tmp, format!("\"Bearer {token}\" 1;\n")).unwrap();
+    fs::rename(&tmp, dir.join("bearer.map")).unwrap();
 }
 
 /// An nginx with its own configuration, pid file and logs in the test's directory, listening on
@@ -209,6 +236,24 @@ impl Nginx {
             ),
             None => (format!("127.0.0.1:{port}"), String::new()),
         };
+        // The accepted header lives in its own file, so that a rotation rewrites only that.
+        let (bearer_map, bearer_check) = match &opts.bearer {
+            Some(token) => {
+                write_bearer(&dir, token);
+                (
+                    format!(
+                        "map $http_authorization $bearer_ok {{\n        default 0;\n        include {};\n    }}",
+                        d("bearer.map")
+                    ),
+                    "if ($bearer_ok = 0) { return 401; }".to_string(),
+                )
+            }
+            None => (String::new(), String::new()),
+        };
+        let redirect = match &opts.redirect_nars {
+            Some(base) => format!("location /nar/ {{ return 302 {base}$request_uri; }}"),
+            None => String::new(),
+        };
         let dav = if opts.dav_put {
             "dav_methods PUT;\n        create_full_put_path on;\n        dav_access user:rw group:r all:r;\n        client_max_body_size 0;"
         } else {
@@ -223,7 +268,7 @@ pid {pid};
 error_log {error} info;
 events {{ worker_connections 64; }}
 http {{
-    log_format e2e escape=json '{{"user":"$remote_user","method":"$request_method","uri":"$request_uri","status":$status}}';
+    log_format e2e escape=json '{{"user":"$remote_user","method":"$request_method","uri":"$request_uri","status":$status,"authorization":"$http_authorization"}}';
     access_log {access} e2e;
     client_body_temp_path {tmp}/client_body;
     proxy_temp_path {tmp}/proxy;
@@ -232,12 +277,15 @@ http {{
     scgi_temp_path {tmp}/scgi;
     default_type application/octet-stream;
     types {{ text/x-nix-narinfo narinfo; }}
+    {bearer_map}
     server {{
         listen {listen};
         server_name _;
         root {root};
         {tls}
         {auth}
+        {bearer_check}
+        {redirect}
         {dav}
     }}
 }}
@@ -275,6 +323,34 @@ http {{
     /// gives two caches different netrc `machine` names.
     pub fn url_for_host(&self, host: &str) -> String {
         format!("{}://{host}:{}", self.scheme, self.port)
+    }
+
+    /// Accept only `Bearer TOKEN` from now on: rewrites the map, reloads nginx, and waits until
+    /// a request with the new token is let in.
+    pub fn set_bearer(&self, token: &str, tls: Option<&Tls>) {
+        write_bearer(&self.dir, token);
+        let pid = fs::read_to_string(self.dir.join("nginx.pid")).unwrap();
+        run_root("kill", ["-HUP", pid.trim()], None).assert_success("nginx reload");
+        let mut curl = vec![
+            "-s".to_string(),
+            "-o".into(),
+            "/dev/null".into(),
+            "-w".into(),
+            "%{http_code}".into(),
+            "-H".into(),
+            "@-".into(),
+        ];
+        if let Some(t) = tls {
+            curl.extend(["--cacert".into(), t.ca_cert.display().to_string()]);
+        }
+        curl.push(format!("{}/nix-cache-info", self.url()));
+        let header = format!("Authorization: Bearer {token}\n");
+        super::wait_until("nginx takes the new token", Duration::from_secs(10), || {
+            run_root("curl", &curl, Some(header.as_bytes()))
+                .stdout
+                .trim()
+                == "200"
+        });
     }
 
     pub fn access_log_path(&self) -> PathBuf {
