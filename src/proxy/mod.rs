@@ -40,6 +40,7 @@
 
 mod clients;
 mod control;
+pub mod https;
 pub mod https_rules;
 mod listen;
 mod log;
