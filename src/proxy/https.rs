@@ -10,7 +10,16 @@ use std::time::Duration;
 use reqwest::Method;
 use url::Url;
 
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+
 use super::https_rules;
+use super::log::log;
+use super::respond::{Body, BoxError, empty, redirect, text};
+use super::state::{InFlight, Upstream};
+use super::upstream;
 use crate::cloud::{AuthError, AuthResult, Authorized, BoxFuture, ObjectAuth, State};
 use crate::nix::https_route::Auth;
 use crate::secret::Token;
@@ -154,6 +163,249 @@ impl ObjectAuth for Https {
                 *self.refused.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some("the cache refused the stored token".into());
                 false
+            }
+        }
+    }
+}
+
+/// An HTTPS mount: the cache's credential and its own client (the cache's CA bundles; HTTPS
+/// only for an `https://` cache, so that nothing downgrades to plain HTTP).
+#[allow(dead_code)] // mounted once the background service's proxy lands (issue 19)
+pub struct HttpsMount {
+    pub auth: Arc<Https>,
+    pub(super) client: Upstream,
+}
+
+impl HttpsMount {
+    /// The mount for `auth`, verifying the cache with the system's roots plus `ca_files`.
+    pub fn new(auth: Arc<Https>, ca_files: &[std::path::PathBuf]) -> anyhow::Result<HttpsMount> {
+        let tls = https_rules::tls_config(ca_files)?;
+        let https_only = auth.base().scheme() == "https";
+        Ok(HttpsMount {
+            client: client(tls, https_only),
+            auth,
+        })
+    }
+}
+
+/// The pooled client of one HTTPS cache: HTTP/1.1, redirects never followed by the client (the
+/// proxy decides each: `https_rules::redirect`).
+fn client(tls: rustls::ClientConfig, https_only: bool) -> Upstream {
+    use hyper_util::client::legacy::connect::HttpConnector;
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(10)));
+    let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls);
+    let tls = if https_only {
+        builder.https_only().enable_http1().wrap_connector(http)
+    } else {
+        builder.https_or_http().enable_http1().wrap_connector(http)
+    };
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .http1_max_buf_size(upstream::UPSTREAM_READ_BUF)
+        .build(tls)
+}
+
+/// What a forwarded request came to.
+#[allow(dead_code)] // see HttpsMount
+pub(super) enum Forwarded {
+    /// The answer for Nix.
+    Answer(Response<Body>),
+    /// The cache refused the credential and only a person can fix it: why (no secret). The
+    /// caller answers by the background service's rule for a credential that needs a person.
+    NeedsPerson(String),
+}
+
+/// Forwards `req` for `key` to the cache with the credential added: follows redirects within
+/// the cache's origin (with the credential), hands others on to Nix (without it), asks once
+/// more with a fresh token when a command's token was refused, and maps the cache's statuses
+/// so that a 401/403 never reaches Nix as 401/403/404. `what` names the request in the log.
+#[allow(dead_code)] // see HttpsMount
+pub(super) async fn forward(
+    mount: &HttpsMount,
+    what: &str,
+    key: &str,
+    req: Request<Incoming>,
+    guard: InFlight,
+    verbose: bool,
+) -> Forwarded {
+    let (parts, body) = req.into_parts();
+    let method = parts.method.clone();
+    let write = method == Method::PUT;
+    let progress = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
+    // An upload's body can be sent once: a PUT is never asked again.
+    let mut body = if write {
+        let progress = progress.clone();
+        Some(
+            body.map_err(|e| Box::new(e) as BoxError)
+                .map_frame(move |f| {
+                    *progress.lock().unwrap_or_else(|e| e.into_inner()) =
+                        tokio::time::Instant::now();
+                    f
+                })
+                .boxed_unsync(),
+        )
+    } else {
+        None
+    };
+    let fail = |status: StatusCode, log_line: String, msg: &str| {
+        log(format!("{what}: {log_line} ({})", status.as_u16()));
+        Forwarded::Answer(text(status, msg))
+    };
+    let mut retried = false;
+    'fresh: loop {
+        let authorized = match mount.auth.authorize(method.clone(), key).await {
+            Ok(a) => a,
+            Err(AuthError::NeedsPerson { why, .. }) => return Forwarded::NeedsPerson(why),
+            Err(AuthError::Refused(why)) => {
+                return fail(
+                    StatusCode::BAD_GATEWAY,
+                    why,
+                    "cannot authorise the request; see the proxy log",
+                );
+            }
+            Err(AuthError::Transient(why)) => {
+                return fail(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    why,
+                    "cannot authorise the request now; see the proxy log",
+                );
+            }
+        };
+        let mut url = authorized.url.clone();
+        let mut hops = 0;
+        loop {
+            let mut up = Request::builder()
+                .method(method.clone())
+                .uri(url.as_str())
+                .header(header::USER_AGENT, upstream::USER_AGENT);
+            for (k, v) in &authorized.headers {
+                up = up.header(k, v);
+            }
+            for h in upstream::REQUEST_HEADERS {
+                if let Some(v) = parts.headers.get(h) {
+                    up = up.header(h, v);
+                }
+            }
+            let up_body = body.take().unwrap_or_else(empty);
+            let up = match up.body(up_body) {
+                Ok(r) => r,
+                Err(e) => {
+                    return fail(
+                        StatusCode::BAD_GATEWAY,
+                        format!("cannot build the request: {e}"),
+                        "cannot build the upstream request",
+                    );
+                }
+            };
+            *progress.lock().unwrap_or_else(|e| e.into_inner()) = tokio::time::Instant::now();
+            let resp = match upstream::answer_in_time(mount.client.request(up), &progress).await {
+                Some(Ok(r)) => r,
+                Some(Err(e)) => {
+                    let kind = if upstream::is_timeout(&e) {
+                        "timed out"
+                    } else if e.is_connect() {
+                        "cannot be reached"
+                    } else {
+                        "failed"
+                    };
+                    // The chain names no URL (hyper's errors carry none) and no header.
+                    return fail(
+                        StatusCode::BAD_GATEWAY,
+                        format!("the cache {kind}: {}", upstream::error_chain(&e)),
+                        &format!("the cache {kind}; see the proxy log"),
+                    );
+                }
+                None => {
+                    return fail(
+                        StatusCode::BAD_GATEWAY,
+                        "the cache timed out".into(),
+                        "the cache timed out; see the proxy log",
+                    );
+                }
+            };
+            let status = resp.status().as_u16();
+            if https_rules::is_redirect(status) {
+                let location = resp
+                    .headers()
+                    .get(header::LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                drop(resp);
+                match https_rules::redirect(mount.auth.base(), &url, &location, hops) {
+                    https_rules::Redirect::Follow(next) if !write => {
+                        if verbose {
+                            log(format!(
+                                "{what}: {status} within the cache's origin, followed"
+                            ));
+                        }
+                        url = next;
+                        hops += 1;
+                        continue;
+                    }
+                    https_rules::Redirect::PassOn(next) if !write => {
+                        if verbose {
+                            log(format!(
+                                "{what}: {status} to another origin, passed on to Nix"
+                            ));
+                        }
+                        return match HeaderValue::from_str(next.as_str()) {
+                            Ok(v) => Forwarded::Answer(redirect(v)),
+                            Err(_) => fail(
+                                StatusCode::BAD_GATEWAY,
+                                "a redirect that is no header".into(),
+                                "the cache redirected badly",
+                            ),
+                        };
+                    }
+                    https_rules::Redirect::Refuse(why) => {
+                        return fail(StatusCode::BAD_GATEWAY, why.into(), why);
+                    }
+                    _ => {
+                        return fail(
+                            StatusCode::BAD_GATEWAY,
+                            format!("the cache answered an upload with {status}"),
+                            "the cache redirected an upload",
+                        );
+                    }
+                }
+            }
+            let renewable = matches!(status, 401 | 403) && mount.auth.refused(&authorized);
+            match https_rules::outcome(status, renewable, retried || write, write) {
+                https_rules::Outcome::Pass => {
+                    if verbose {
+                        log(format!("{what}: {status}"));
+                    }
+                    return Forwarded::Answer(upstream::pass(resp, guard));
+                }
+                https_rules::Outcome::RetryFresh => {
+                    drop(resp);
+                    log(format!(
+                        "{what}: the cache refused the token ({status}); running the token command again"
+                    ));
+                    retried = true;
+                    continue 'fresh;
+                }
+                https_rules::Outcome::NeedsPerson => {
+                    drop(resp);
+                    let why = format!("the cache refused the credential ({status})");
+                    log(format!("{what}: {why}"));
+                    return Forwarded::NeedsPerson(why);
+                }
+                https_rules::Outcome::Status(s) => {
+                    let detail = upstream::read_limited(resp, 1024).await;
+                    let shown = super::log::clean(detail.trim(), 200);
+                    let s = StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_GATEWAY);
+                    return fail(
+                        s,
+                        format!("the cache answered {status}: {shown}"),
+                        &format!("the cache answered {status}; see the proxy log"),
+                    );
+                }
             }
         }
     }
