@@ -162,7 +162,7 @@ fn expired_sessions_are_refreshed(e2e: &E2e) {
     ]));
     ok(&home.run(&["exec", "--profile", "work", "--", "true"]));
     assert_eq!(bed.calls("AssumeRole"), 1, "reused while valid");
-    std::thread::sleep(Duration::from_secs(4));
+    home.wait_until_cached_sessions_expire();
     let out = home.run(&["exec", "--profile", "work", "--", "true"]);
     assert!(!out.status.success(), "an expired session was reused");
     assert!(text(&out.stderr).contains("--mfa-code"));
@@ -574,7 +574,7 @@ fn doctor_reports_s3_sessions_without_prompting(e2e: &E2e) {
     );
     assert!(!needs_login(&cs), "{cs:#?}");
 
-    std::thread::sleep(Duration::from_secs(7));
+    home.wait_until_cached_sessions_expire();
     let out = home.run(&["doctor", "bkt", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
