@@ -151,8 +151,11 @@ pub struct E2e {
     /// Scratch directory under /tmp, mode 0755 so that test users can reach their homes below
     /// it. Put secrets in 0700 subdirectories ([`E2e::private_dir`]).
     pub dir: PathBuf,
-    /// `nixstore-auth` built by cargo for this test run, copied into `dir` (mode 0755).
+    /// `nixstore-auth` built by cargo for this test run, linked once per run below /tmp (mode
+    /// 0755, reachable by test users and from the chroot).
     pub bin: PathBuf,
+    /// When the proof started (before its users, servers and secrets were made).
+    pub started: SystemTime,
     tempdir: Option<tempfile::TempDir>,
     // Unmounted after the directory is gone, before the lock is released.
     _prepared: Prepared,
@@ -208,6 +211,7 @@ impl E2e {
                 std::sync::atomic::Ordering::Relaxed,
             );
         }
+        let started = SystemTime::now();
         let nix = NixUnderTest::named(nix_id);
         let prepared = nix.prepare();
         let tempdir = tempfile::Builder::new()
@@ -241,6 +245,7 @@ impl E2e {
             nix,
             dir,
             bin,
+            started,
             tempdir,
             _prepared: prepared,
             _lock: lock,
