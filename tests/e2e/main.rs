@@ -23,6 +23,7 @@ mod support;
 // `crate::proofs!(...)`) and hands its proofs to the harness.
 crate::areas!(
     aws,
+    builders,
     doctor,
     https,
     keyring,
