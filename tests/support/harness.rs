@@ -255,7 +255,48 @@ fn self_checks(areas: &[&[Proof]]) -> Vec<Trial> {
             Ok(())
         },
     );
-    vec![without_switch, selection]
+    let filters = Trial::test("harness::filters_select_as_libtest_does", || {
+        // (command line, names kept)
+        let names = [
+            "a::x::nix_2_8",
+            "a::x::nix_2_34",
+            "b::y::nix_2_8",
+            "c::z::nix_2_8",
+        ];
+        let rows: [(&[&str], &[&str]); 6] = [
+            (&[], &names),
+            (&["a::"], &["a::x::nix_2_8", "a::x::nix_2_34"]),
+            (
+                &["a::", "c::"],
+                &["a::x::nix_2_8", "a::x::nix_2_34", "c::z::nix_2_8"],
+            ),
+            (&["--exact", "b::y::nix_2_8", "a::x"], &["b::y::nix_2_8"]),
+            (
+                &["--skip", "nix_2_34", "--test-threads", "2", "a::", "b::"],
+                &["a::x::nix_2_8", "b::y::nix_2_8"],
+            ),
+            (&["--", "--odd", "c::"], &["c::z::nix_2_8"]),
+        ];
+        for (argv, want) in rows {
+            let mut full = vec!["e2e".to_string()];
+            full.extend(argv.iter().map(|a| a.to_string()));
+            let cli = Cli::parse(full);
+            let mut trials: Vec<Trial> = names.iter().map(|n| Trial::test(*n, || Ok(()))).collect();
+            cli.filter(&mut trials);
+            // A single filter and --skip are libtest-mimic's to apply.
+            let kept: Vec<&str> = trials
+                .iter()
+                .map(|t| t.name())
+                .filter(|n| cli.args.filter.as_deref().is_none_or(|f| n.contains(f)))
+                .filter(|n| !cli.args.skip.iter().any(|s| n.contains(s.as_str())))
+                .collect();
+            if kept != want {
+                return Err(format!("{argv:?}: kept {kept:?}, want {want:?}").into());
+            }
+        }
+        Ok(())
+    });
+    vec![without_switch, selection, filters]
 }
 
 /// What a rerun of this binary printed.
