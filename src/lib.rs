@@ -19,6 +19,7 @@ pub mod plan;
 pub mod proxy;
 pub mod push;
 pub mod refresh;
+pub mod s3_params;
 pub mod secret;
 pub mod time;
 pub mod ui;

@@ -96,7 +96,12 @@ pub(super) async fn forward(
             Err(e) => log(format!("{what}: cannot presign ({e:#}); streaming")),
         }
     }
-    let signed = match sign::signed_headers(&session, region, method.as_str(), &url) {
+    // S3 wants x-amz-* headers signed; the storage class is the only one we add.
+    let amz: Vec<(&str, &str)> = match mount.s3.params.storage_class() {
+        Some(class) if method == Method::PUT => vec![("x-amz-storage-class", class)],
+        _ => Vec::new(),
+    };
+    let signed = match sign::signed_headers(&session, region, method.as_str(), &url, &amz) {
         Ok(h) => h,
         Err(e) => {
             log(format!("{what}: cannot sign: {e:#} (502)"));
@@ -123,6 +128,9 @@ pub(super) async fn forward(
         .header(header::USER_AGENT, USER_AGENT);
     for (k, v) in signed {
         up = up.header(k, v);
+    }
+    for (k, v) in &amz {
+        up = up.header(*k, *v);
     }
     for h in REQUEST_HEADERS {
         if let Some(v) = parts.headers.get(h) {
