@@ -277,56 +277,76 @@ fn upload_loop(lane: Lane, shared: &Shared) {
             shared.wait(Duration::from_millis(500));
             continue;
         }
-        let mut progressed = false;
+        // Every entry that can be claimed goes up in one batch: its closures share paths, and
+        // independent paths go up side by side (`Target::jobs`).
+        let mut claims = Vec::new();
         for e in todo {
             if shared.stop.load(Ordering::SeqCst) {
                 return;
             }
-            let claim = match lane.spool.try_claim(&e) {
-                Ok(Some(c)) => c,
+            match lane.spool.try_claim(&e) {
+                Ok(Some(c)) => claims.push((e, c)),
                 Ok(None) => {
                     // Another pusher works on it (or just finished it).
                     skipped.insert(e.path.clone(), Instant::now());
-                    continue;
                 }
                 Err(err) => {
                     shared.say(|ui| ui.warn(format!("{err:#}")));
                     skipped.insert(e.path.clone(), Instant::now());
-                    continue;
                 }
+            }
+        }
+        let progressed = !claims.is_empty();
+        if progressed {
+            let paths: Vec<StorePath> = claims.iter().map(|(e, _)| e.path.clone()).collect();
+            let done_paths = Mutex::new(std::collections::HashSet::new());
+            let mut each = |p: &StorePath, done: &Done| {
+                done_paths
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(p.clone());
+                record(shared, &name, p, done);
             };
-            progressed = true;
-            let mut each = |p: &StorePath, done: &Done| record(shared, &name, p, done);
-            match up.push_closure(std::slice::from_ref(&e.path), &shared.stop, &mut each) {
-                Ok(()) => {
+            let result = up.push_closure(&paths, &shared.stop, &mut each);
+            if result.is_err() && shared.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let done_paths = done_paths.into_inner().unwrap_or_else(|e| e.into_inner());
+            for (e, claim) in claims {
+                if done_paths.contains(&e.path) {
                     if let Err(err) = claim.done() {
                         shared.say(|ui| ui.warn(format!("{err:#}")));
                     }
                     skipped.remove(&e.path);
                     bar_inc(shared);
+                    continue;
                 }
-                Err(_) if shared.stop.load(Ordering::SeqCst) => return,
-                Err(f) => {
-                    let needed = if f.path == e.path {
-                        String::new()
-                    } else {
-                        format!(" (needed by {})", e.path)
-                    };
-                    shared.say(|ui| {
-                        ui.warn(format!(
-                            "cannot upload {}{needed} to {name}: {}; it stays queued",
-                            f.path, f.reason
-                        ))
-                    });
-                    skipped.insert(e.path.clone(), Instant::now());
-                    bar_inc(shared);
-                    shared
-                        .outcome
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .failures
-                        .push((name.clone(), f));
-                }
+                let f = match &result {
+                    Err(f) => f.clone(),
+                    Ok(()) => Failure {
+                        path: e.path.clone(),
+                        reason: "not uploaded".into(),
+                    },
+                };
+                let needed = if f.path == e.path {
+                    String::new()
+                } else {
+                    format!(" (needed by {})", e.path)
+                };
+                shared.say(|ui| {
+                    ui.warn(format!(
+                        "cannot upload {}{needed} to {name}: {}; it stays queued",
+                        f.path, f.reason
+                    ))
+                });
+                skipped.insert(e.path.clone(), Instant::now());
+                bar_inc(shared);
+                shared
+                    .outcome
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .failures
+                    .push((name.clone(), f));
             }
         }
         if !progressed {
