@@ -68,6 +68,13 @@ fn encode_segment(seg: &str, out: &mut String) {
     }
 }
 
+/// A query parameter's value, encoded as S3 signs it.
+pub fn encode_query_value(v: &str) -> String {
+    let mut out = String::new();
+    encode_segment(v, &mut out);
+    out
+}
+
 /// Whether a bucket name can be a DNS label under a TLS wildcard (no dots, lowercase).
 fn virtual_host_ok(bucket: &str) -> bool {
     !bucket.is_empty()

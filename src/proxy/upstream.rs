@@ -76,6 +76,10 @@ pub(super) async fn forward(
             );
         }
     };
+    // Uploads a stopped proxy left unfinished go first (the next push's first request).
+    if peer_uid == super::paths::uid() {
+        super::multipart::abort_leftovers(state, &name, &mount, &session).await;
+    }
     // NARs are most of the bytes: where S3 takes presigned URLs, Nix gets one and downloads
     // straight from S3 (curl, and so Nix, follows redirects), and the proxy copies nothing.
     if method == Method::GET
@@ -109,6 +113,29 @@ pub(super) async fn forward(
         }
     };
     let (parts, body) = req.into_parts();
+    let length = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if method == Method::PUT && super::multipart::wanted(&mount, length) {
+        let ct = parts.headers.get(header::CONTENT_TYPE).cloned();
+        let resp = super::multipart::upload(
+            state,
+            &what,
+            &name,
+            &mount,
+            &session,
+            region,
+            &url,
+            ct,
+            body,
+            length.unwrap_or(0),
+        )
+        .await;
+        drop(guard);
+        return resp;
+    }
     let progress = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
     let up_body: Body = if method == Method::PUT {
         // Streamed through; S3 needs Content-Length on PUT, which Nix (curl) always sends.
@@ -341,7 +368,7 @@ async fn answer_in_time<F: std::future::Future>(
     }
 }
 
-const USER_AGENT: &str = concat!("nixstore-auth-proxy/", env!("CARGO_PKG_VERSION"));
+pub(super) const USER_AGENT: &str = concat!("nixstore-auth-proxy/", env!("CARGO_PKG_VERSION"));
 
 fn is_timeout(e: &hyper_util::client::legacy::Error) -> bool {
     let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
