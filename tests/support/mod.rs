@@ -35,6 +35,7 @@ mod nginx;
 mod nix;
 mod nut;
 mod s3;
+mod s3s;
 mod service;
 mod users;
 
@@ -44,6 +45,7 @@ pub use nginx::{AccessEntry, Nginx, NginxOptions, Tls};
 pub use nix::{ExtraPaths, NixConf, NixDaemon, SignedCache, add_paths, cache_secret_key, root_nix};
 pub use nut::{ALL as ALL_NIX, NixUnderTest, Prepared, SELECT_VAR};
 pub use s3::*;
+pub use s3s::*;
 pub use service::{Moto, ProcStat, Service, StsFront, port_open, processes, venv_bin};
 pub use users::{TestUser, USER_PATH, UserCmd};
 
@@ -71,6 +73,7 @@ const SCRIPTS: &[(&str, &str)] = &[
     ("flood.py", include_str!("py/flood.py")),
     ("squat.py", include_str!("py/squat.py")),
     ("slow_client.py", include_str!("py/slow_client.py")),
+    ("s3_front.py", include_str!("py/s3_front.py")),
 ];
 
 /// Whether end-to-end tests are switched on (`CI=true` or `NIXSTORE_AUTH_E2E=1`).
