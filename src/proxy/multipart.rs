@@ -109,8 +109,16 @@ fn update_records(keep: impl Fn(&Record) -> bool, add: Option<&Record>) {
     }
 }
 
+/// Whether `pid` runs (a zombie no longer does: a killed proxy whose parent is gone may stay
+/// one where nothing reaps orphans).
 fn alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next());
+    !matches!(state, Some("Z" | "X") | None)
 }
 
 /// Aborts the uploads a dead proxy left for mount `name` (once per mount and process).
