@@ -200,6 +200,19 @@ pub(super) async fn forward(
         if state.verbose {
             log(format!("{what}: {status}"));
         }
+        let p = &mount.s3.params;
+        if key == "nix-cache-info"
+            && method == Method::GET
+            && status == 200
+            && (p.priority().is_some() || p.want_mass_query().is_some())
+        {
+            let body = read_limited(resp, 64 * 1024).await;
+            return cache_info_response(&with_url_settings(
+                &body,
+                p.priority(),
+                p.want_mass_query(),
+            ));
+        }
         return pass(resp, guard);
     }
     // An error: S3 explains it in a small XML body (none for HEAD).
@@ -265,6 +278,40 @@ pub(super) async fn forward(
             )
         }
     }
+}
+
+/// `nix-cache-info` with the cache URL's `priority` and `want-mass-query`: the daemon reads the
+/// cache through the proxy's URL, which cannot carry them, and Nix takes them from this file
+/// when its URL has none (the same meaning as on Nix's own `s3://` URL).
+fn with_url_settings(body: &str, priority: Option<i64>, mass: Option<bool>) -> String {
+    let mut out: String = body
+        .lines()
+        .filter(|l| {
+            !(priority.is_some() && l.starts_with("Priority:")
+                || mass.is_some() && l.starts_with("WantMassQuery:"))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    if let Some(p) = priority {
+        out.push_str(&format!("Priority: {p}\n"));
+    }
+    if let Some(m) = mass {
+        out.push_str(&format!("WantMassQuery: {}\n", u8::from(m)));
+    }
+    out
+}
+
+fn cache_info_response(text: &str) -> Response<Body> {
+    let mut r = Response::new(
+        http_body_util::Full::new(Bytes::from(text.to_string()))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/x-nix-cache-info"),
+    );
+    r
 }
 
 /// What S3's refusal of a write (PUT) becomes: `Some((status for Nix, whether the session
@@ -505,6 +552,19 @@ pub(super) fn upstream_client() -> Upstream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_url_s_priority_and_mass_query_reach_nix_in_nix_cache_info() {
+        let info = "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 40\n";
+        assert_eq!(
+            with_url_settings(info, Some(10), None),
+            "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 10\n"
+        );
+        assert_eq!(
+            with_url_settings("StoreDir: /nix/store\n", None, Some(false)),
+            "StoreDir: /nix/store\nWantMassQuery: 0\n"
+        );
+    }
 
     #[test]
     fn a_refused_write_is_passed_on_and_only_credential_errors_blame_the_session() {
