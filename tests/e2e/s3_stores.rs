@@ -265,14 +265,14 @@ fn multipart_uploads_retry_parts_and_leave_nothing_behind(e2e: &E2e) {
 }
 
 /// Writes a derivation below the user's HOME: `top` references `dep`, so the closure has two
-/// paths. Its relative path.
+/// paths (the builder has no PATH: shell built-ins only). Its relative path.
 fn closure_derivation(bed: &StoreBed, tag: &str) -> String {
     let u = unique_tag();
     let text = format!(
         "let dep = derivation {{ name = \"nsa-e2e-dep-{tag}\"; system = builtins.currentSystem; \
          builder = \"/bin/sh\"; args = [ \"-c\" \"echo dep {u} > $out\" ]; }};\n\
          in derivation {{ name = \"nsa-e2e-top-{tag}\"; system = builtins.currentSystem; \
-         builder = \"/bin/sh\"; args = [ \"-c\" \"for i in $(seq 2000); do echo ${{dep}} {u}; done > $out\" ]; }}\n"
+         builder = \"/bin/sh\"; args = [ \"-c\" \"i=0; while [ $i -lt 2000 ]; do echo ${{dep}} {u}; i=$((i+1)); done > $out\" ]; }}\n"
     );
     let rel = format!("drv-{tag}.nix");
     bed.write_user_file(&rel, &text);
