@@ -28,7 +28,10 @@ impl Run for WatchStoreArgs {
         } = setup::setup(&entry, &self.upload.options(), &cfg, &dirs, ui)?;
         let spool = Spool::open(&dirs.state, &entry.name)?;
         let signals = Counting::start();
-        let pusher = Pusher::start(vec![Lane { target, spool }], true, *ui)?;
+        let env = lease
+            .as_ref()
+            .map(|(_, s, _)| crate::aws::session::EnvDelta::for_session(s));
+        let pusher = Pusher::start(vec![Lane { target, spool }], true, env, *ui)?;
         let left = pusher.queued();
         ui.info(format!(
             "watching {} for new paths to push to {} (Ctrl-C: finish the queue and stop; again: stop at once){}",

@@ -83,8 +83,13 @@ pub struct Pusher {
 
 impl Pusher {
     /// Starts the upload threads, and with `watch` the store watcher (watching from the
-    /// moment this returns).
-    pub fn start(lanes: Vec<Lane>, watch: bool, ui: Ui) -> Result<Pusher> {
+    /// moment this returns; its `nix-store` gets `env`, the session's variables).
+    pub fn start(
+        lanes: Vec<Lane>,
+        watch: bool,
+        env: Option<crate::aws::session::EnvDelta>,
+        ui: Ui,
+    ) -> Result<Pusher> {
         let shared = Arc::new(Shared {
             ui,
             watching: AtomicBool::new(watch),
@@ -100,7 +105,9 @@ impl Pusher {
             let store = super::store_dir();
             let w = StoreWatcher::new(&store)?;
             let shared = shared.clone();
-            Some(std::thread::spawn(move || watch_loop(w, spools, &shared)))
+            Some(std::thread::spawn(move || {
+                watch_loop(w, spools, env.as_ref(), &shared)
+            }))
         } else {
             None
         };
@@ -195,7 +202,12 @@ impl Drop for Pusher {
     }
 }
 
-fn watch_loop(mut w: StoreWatcher, spools: Vec<Spool>, shared: &Shared) {
+fn watch_loop(
+    mut w: StoreWatcher,
+    spools: Vec<Spool>,
+    env: Option<&crate::aws::session::EnvDelta>,
+    shared: &Shared,
+) {
     let mut told_overflow = false;
     loop {
         let last = !shared.watching.load(Ordering::SeqCst);
@@ -217,7 +229,7 @@ fn watch_loop(mut w: StoreWatcher, spools: Vec<Spool>, shared: &Shared) {
             });
         }
         if !seen.is_empty() {
-            match watch::valid_paths(&seen) {
+            match watch::valid_paths(&seen, env) {
                 Ok(valid) if !valid.is_empty() => {
                     for s in &spools {
                         if let Err(e) = s.enqueue(&valid) {

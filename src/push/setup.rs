@@ -308,7 +308,8 @@ pub fn start_for_exec(
         });
     }
     let signals = Counting::start();
-    let pusher = Pusher::start(lanes, true, *ui)?;
+    let env = kept.map(|k| EnvDelta::for_session(&k.session));
+    let pusher = Pusher::start(lanes, true, env, *ui)?;
     let left = pusher.queued();
     if left > 0 {
         ui.info(format!(
