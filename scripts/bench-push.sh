@@ -132,23 +132,28 @@ run_floor() {
 }
 seconds() { local s e; s=$(date +%s%N); "$@" >/dev/null; e=$(date +%s%N); echo "$(( (e - s) / 1000000 ))"; }
 
+text_hash=$(basename "$text_path" | cut -c1-32)
+file_size=0 nar_size=0 comp=?
 push_ms=() floor_ms=()
 for r in $(seq "$rounds"); do
   if [ $((r % 2)) -eq 1 ]; then order="push floor"; else order="floor push"; fi
   for what in $order; do
     empty_bucket
-    if [ "$what" = push ]; then t=$(seconds run_push); push_ms+=("$t"); else t=$(seconds run_floor); floor_ms+=("$t"); fi
+    if [ "$what" = push ]; then
+      t=$(seconds run_push); push_ms+=("$t")
+      narinfo=$work/data/bench/$text_hash.narinfo
+      file_size=$(awk '/^FileSize:/ {print $2}' "$narinfo")
+      nar_size=$(awk '/^NarSize:/ {print $2}' "$narinfo")
+      comp=$(awk '/^Compression:/ {print $2}' "$narinfo")
+    else
+      t=$(seconds run_floor); floor_ms+=("$t")
+    fi
     printf 'round %d %-5s %6d ms\n' "$r" "$what" "$t"
   done
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 pm=$(median "${push_ms[@]}")
 fm=$(median "${floor_ms[@]}")
-text_hash=$(basename "$text_path" | cut -c1-32)
-narinfo=$work/data/bench/$text_hash.narinfo
-file_size=$(awk '/^FileSize:/ {print $2}' "$narinfo")
-nar_size=$(awk '/^NarSize:/ {print $2}' "$narinfo")
-comp=$(awk '/^Compression:/ {print $2}' "$narinfo")
 echo
 echo "closure: ${#paths[@]} paths, $((nar_bytes / 1024 / 1024)) MiB of NARs; push --jobs $jobs, compression $comp"
 echo "median push: $pm ms; median curl floor: $fm ms"

@@ -1,4 +1,4 @@
-//! The uploader's HTTP: one connection pool per upload thread, requests to the cache's base URL
+//! The uploader's HTTP: one connection pool per cache, shared by its upload threads, requests to the cache's base URL
 //! (the proxy's `http://127.0.0.1:PORT/SECRET/NAME` for S3, the HTTPS cache itself with its
 //! recorded credential), whatever the cache's kind. Bodies stream from memory or an unlinked
 //! file with their length given, so a retry sends the same bytes again.
@@ -42,7 +42,7 @@ impl Endpoint {
     }
 }
 
-/// An HTTP client for one thread.
+/// The HTTP client of one cache's uploads.
 pub struct Conn {
     rt: tokio::runtime::Runtime,
     client: reqwest::Client,
@@ -56,8 +56,12 @@ pub struct PutError {
 }
 
 impl Conn {
+    /// One client with its own small runtime, shared by every upload thread of a cache
+    /// (`Handle::block_on` from each): its pooled connections live on the runtime's threads.
     pub fn new() -> Result<Conn> {
-        let rt = tokio::runtime::Builder::new_current_thread()
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("nixstore-auth-upload-http")
             .enable_all()
             .build()
             .context("cannot start the HTTP client")?;

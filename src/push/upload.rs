@@ -80,6 +80,7 @@ pub struct Uploader<'a> {
     /// Whether `nix-cache-info` was found or written in this run.
     cache_info: OnceLock<()>,
     tmp: PathBuf,
+    conn: Conn,
 }
 
 /// The scheduler's state: which paths wait for which, which are ready.
@@ -102,6 +103,7 @@ impl<'a> Uploader<'a> {
             backoff: vec![Duration::from_secs(1), Duration::from_secs(3)],
             cache_info: OnceLock::new(),
             tmp,
+            conn: Conn::new()?,
         })
     }
 
@@ -163,18 +165,7 @@ impl<'a> Uploader<'a> {
         each: &Mutex<&mut Each<'_>>,
         stop: &AtomicBool,
     ) {
-        let conn = match Conn::new() {
-            Ok(c) => c,
-            Err(e) => {
-                let mut s = sched.lock().unwrap_or_else(|e| e.into_inner());
-                s.failed.get_or_insert(Failure {
-                    path: infos[0].path.clone(),
-                    reason: format!("{e:#}"),
-                });
-                cv.notify_all();
-                return;
-            }
-        };
+        let conn = &self.conn;
         loop {
             let i = {
                 let mut s = sched.lock().unwrap_or_else(|e| e.into_inner());
@@ -196,9 +187,9 @@ impl<'a> Uploader<'a> {
                 }
             };
             let result = self
-                .ensure_cache_info(&conn)
+                .ensure_cache_info(conn)
                 .map_err(|e| format!("{e:#}"))
-                .and_then(|()| self.push_one(&conn, &infos[i], stop));
+                .and_then(|()| self.push_one(conn, &infos[i], stop));
             let mut s = sched.lock().unwrap_or_else(|e| e.into_inner());
             s.running -= 1;
             match result {
