@@ -53,8 +53,9 @@ quiet() {
 # --- Debian packages --------------------------------------------------------------------------
 # python3-venv gives `python3 -m venv` (with pip) on Debian; the rest is what the tests run.
 # debootstrap makes the chroot with Debian sid's Nix (scripts/nix-chroot.sh).
+# systemd (systemd-analyze) and man-db (man): tests/flake.rs verifies the service's unit files.
 packages=(nix-bin nginx-light apache2-utils gnome-keyring dbus libsecret-tools tmux zsh fish curl
-  ca-certificates openssl jq hyperfine python3-venv debootstrap)
+  ca-certificates openssl jq hyperfine python3-venv debootstrap systemd man-db)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
