@@ -20,7 +20,7 @@
 # against its NAR size (goal: smaller). It exits non-zero only when the setup fails.
 #
 # usage: scripts/bench-push.sh [ROUNDS=3]
-# environment: NSMALL=100 BIG_MIB=64 JOBS=4 COMPRESSION=zstd|xz|none
+# environment: NSMALL=100 BIG_MIB=64 JOBS=8 COMPRESSION=zstd|xz|none
 #   NIXSTORE_AUTH_BIN=path (else a release build of this tree)
 #   NIXSTORE_AUTH_S3S_FS=path (else /var/cache/nixstore-auth-test/s3s-fs-0.14.1/bin/s3s-fs)
 set -euo pipefail
@@ -28,7 +28,7 @@ set -euo pipefail
 rounds=${1:-3}
 nsmall=${NSMALL:-100}
 big_mib=${BIG_MIB:-64}
-jobs=${JOBS:-4}
+jobs=${JOBS:-8}
 compression=${COMPRESSION:-}
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 s3s=${NIXSTORE_AUTH_S3S_FS:-/var/cache/nixstore-auth-test/s3s-fs-0.14.1/bin/s3s-fs}
@@ -120,7 +120,7 @@ chmod -R go-rwx "$work/home"
 empty_bucket() { rm -rf "$work/data/bench" "$work"/data/.upload*; mkdir -p "$work/data/bench"; }
 run_push() {
   HOME=$work/home XDG_RUNTIME_DIR=$work/run AWS_EC2_METADATA_DISABLED=true \
-    "$bin" --quiet push bench --jobs "$jobs" "${paths[@]}"
+    "$bin" --quiet push bench --jobs "$jobs" "${@:-${paths[@]}}"
 }
 run_floor() {
   local args=()
@@ -159,3 +159,10 @@ echo "closure: ${#paths[@]} paths, $((nar_bytes / 1024 / 1024)) MiB of NARs; pus
 echo "median push: $pm ms; median curl floor: $fm ms"
 awk -v p="$pm" -v f="$fm" 'BEGIN { printf "push / floor: %.2fx (goal: at most 2x)\n", p / f }'
 awk -v a="$file_size" -v b="$nar_size" 'BEGIN { printf "compressible path: stored %d of %d bytes (%.1f%%; goal: smaller)\n", a, b, 100 * a / b }'
+# Where push's time goes: the small paths alone, each big path alone (one run each).
+mapfile -t small < <(printf '%s\n' "${paths[@]}" | grep -- '-small-')
+random_path=$(printf '%s\n' "${paths[@]}" | grep -- '-big-random$')
+empty_bucket; t_small=$(seconds run_push "${small[@]}")
+empty_bucket; t_random=$(seconds run_push "$random_path")
+empty_bucket; t_text=$(seconds run_push "$text_path")
+echo "breakdown (one run each): ${#small[@]} small paths $t_small ms; ${big_mib} MiB incompressible $t_random ms; ${big_mib} MiB compressible $t_text ms"

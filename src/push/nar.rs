@@ -1,5 +1,5 @@
-//! One path's NAR, ready to upload: exported by `nix-store --dump` (any user can read the
-//! store), hashed on the way (its SHA-256 and size must be what Nix recorded, or nothing is
+//! One path's NAR, ready to upload: written from the store's files (any user can read the
+//! store; `nix-store --dump` where that fails), hashed on the way (its SHA-256 and size must be what Nix recorded, or nothing is
 //! uploaded), compressed (zstd, xz or none) and hashed again, into memory up to a few MiB and
 //! beyond that into an unlinked 0600 file in the cache's private spool directory, so that the
 //! upload knows its length (S3 needs it) and can be retried without exporting again, and a
@@ -186,7 +186,31 @@ impl<W: Write> Finish<W> for liblzma::write::XzEncoder<W> {
     }
 }
 
-/// Exports, checks and compresses `info`'s NAR; `stop` kills the export.
+/// The NAR's bytes on their way: hashed and counted (the NAR as Nix records it), then into
+/// the compressor.
+struct NarSink<'a> {
+    hash: Sha256,
+    size: u64,
+    enc: Box<dyn Finish<Spill<'a>> + 'a>,
+}
+
+impl Write for NarSink<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.hash.update(buf);
+        self.size += buf.len() as u64;
+        self.enc.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Exports, checks and compresses `info`'s NAR; `stop` ends the export. The NAR is written
+/// in-process from the store's files (a process per path costs more than a small path's
+/// upload); if that fails or does not give the hash Nix recorded (a store not at its logical
+/// path, a file we cannot read), `nix-store --dump` makes it instead.
 pub fn prepare(
     info: &PathInfo,
     codec: Codec,
@@ -194,6 +218,152 @@ pub fn prepare(
     env: Option<&EnvDelta>,
     stop: &AtomicBool,
 ) -> Result<Prepared> {
+    match export(info, codec, tmp, stop, |sink| {
+        dump(Path::new(info.path.as_str()), sink, stop)
+    }) {
+        Ok(p) => Ok(p),
+        Err(_) if stop.load(Ordering::SeqCst) => bail!("stopped"),
+        Err(_) => export(info, codec, tmp, stop, |sink| {
+            nix_store_dump(info, env, sink, stop)
+        }),
+    }
+}
+
+/// Writes a NAR with `write` into hashing and compression, and checks it against Nix's record.
+fn export(
+    info: &PathInfo,
+    codec: Codec,
+    tmp: &Path,
+    stop: &AtomicBool,
+    write: impl FnOnce(&mut NarSink) -> Result<()>,
+) -> Result<Prepared> {
+    let spill = Spill {
+        dir: tmp,
+        mem: Vec::new(),
+        file: None,
+        hash: Sha256::new(),
+        size: 0,
+    };
+    let mut sink = NarSink {
+        hash: Sha256::new(),
+        size: 0,
+        enc: encoder(codec, spill)?,
+    };
+    write(&mut sink)?;
+    if stop.load(Ordering::SeqCst) {
+        bail!("stopped");
+    }
+    let NarSink { hash, size, enc } = sink;
+    let spill = enc.finish_box().context("compressing the NAR")?;
+    let got: [u8; 32] = hash.finalize().into();
+    if got != info.nar_hash || size != info.nar_size {
+        bail!(
+            "the NAR of {} is not what Nix recorded (sha256 {} and {} bytes, Nix says {} and {}): the store path may be corrupt; `nix store verify {}` checks it",
+            info.path,
+            super::narinfo::sha256_field(&got),
+            size,
+            super::narinfo::sha256_field(&info.nar_hash),
+            info.nar_size,
+            info.path
+        );
+    }
+    let file_hash: [u8; 32] = spill.hash.finalize().into();
+    let body = match spill.file {
+        Some(f) => Body::File(std::sync::Arc::new(f), spill.size),
+        None => Body::Memory(bytes::Bytes::from(spill.mem)),
+    };
+    Ok(Prepared {
+        file: NarFile {
+            url: nar_key(info, codec.compression),
+            compression: codec.compression,
+            file_hash,
+            file_size: spill.size,
+        },
+        body,
+    })
+}
+
+/// A NAR string: its length (u64, little endian), the bytes, zeros to a multiple of 8.
+fn nar_str(out: &mut impl Write, s: &[u8]) -> std::io::Result<()> {
+    out.write_all(&(s.len() as u64).to_le_bytes())?;
+    out.write_all(s)?;
+    out.write_all(&[0u8; 8][..(8 - s.len() % 8) % 8])
+}
+
+/// The NAR of `path` (Nix's archive format: `nix-archive-1`, then the tree with directory
+/// entries sorted by name, the executable bit of regular files, symlink targets).
+pub fn dump(path: &Path, out: &mut impl Write, stop: &AtomicBool) -> Result<()> {
+    nar_str(out, b"nix-archive-1")?;
+    dump_node(path, out, stop).with_context(|| format!("reading {}", path.display()))
+}
+
+fn dump_node(path: &Path, out: &mut impl Write, stop: &AtomicBool) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::PermissionsExt;
+    if stop.load(Ordering::SeqCst) {
+        bail!("stopped");
+    }
+    let meta = std::fs::symlink_metadata(path)?;
+    nar_str(out, b"(")?;
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        nar_str(out, b"type")?;
+        nar_str(out, b"symlink")?;
+        nar_str(out, b"target")?;
+        nar_str(out, std::fs::read_link(path)?.as_os_str().as_bytes())?;
+    } else if ft.is_file() {
+        nar_str(out, b"type")?;
+        nar_str(out, b"regular")?;
+        if meta.permissions().mode() & 0o100 != 0 {
+            nar_str(out, b"executable")?;
+            nar_str(out, b"")?;
+        }
+        nar_str(out, b"contents")?;
+        let len = meta.len();
+        out.write_all(&len.to_le_bytes())?;
+        let mut f = File::open(path)?;
+        let mut buf = vec![0u8; CHUNK.min(len as usize).max(1)];
+        let mut left = len;
+        while left > 0 {
+            if stop.load(Ordering::SeqCst) {
+                bail!("stopped");
+            }
+            let want = (left as usize).min(buf.len());
+            f.read_exact(&mut buf[..want])?;
+            out.write_all(&buf[..want])?;
+            left -= want as u64;
+        }
+        out.write_all(&[0u8; 8][..((8 - len % 8) % 8) as usize])?;
+    } else if ft.is_dir() {
+        nar_str(out, b"type")?;
+        nar_str(out, b"directory")?;
+        let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(path)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<std::io::Result<_>>()?;
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        for name in names {
+            nar_str(out, b"entry")?;
+            nar_str(out, b"(")?;
+            nar_str(out, b"name")?;
+            nar_str(out, name.as_bytes())?;
+            nar_str(out, b"node")?;
+            dump_node(&path.join(&name), out, stop)?;
+            nar_str(out, b")")?;
+        }
+    } else {
+        bail!("{} is not a file, directory or symlink", path.display());
+    }
+    nar_str(out, b")")?;
+    Ok(())
+}
+
+/// The NAR from `nix-store --dump` (killed when `stop` is set).
+fn nix_store_dump(
+    info: &PathInfo,
+    env: Option<&EnvDelta>,
+    sink: &mut NarSink,
+    stop: &AtomicBool,
+) -> Result<()> {
     let mut cmd = super::command("nix-store", env);
     cmd.arg("--dump")
         .arg(info.path.as_str())
@@ -220,16 +390,6 @@ pub fn prepare(
         }
         s
     });
-    let spill = Spill {
-        dir: tmp,
-        mem: Vec::new(),
-        file: None,
-        hash: Sha256::new(),
-        size: 0,
-    };
-    let mut enc = encoder(codec, spill)?;
-    let mut nar_hash = Sha256::new();
-    let mut nar_size = 0u64;
     let mut buf = vec![0u8; CHUNK];
     let read = loop {
         if stop.load(Ordering::SeqCst) {
@@ -242,9 +402,7 @@ pub fn prepare(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => break Err(e),
         };
-        nar_hash.update(&buf[..n]);
-        nar_size += n as u64;
-        if let Err(e) = enc.write_all(&buf[..n]) {
+        if let Err(e) = sink.write_all(&buf[..n]) {
             break Err(e);
         }
     };
@@ -257,33 +415,7 @@ pub fn prepare(
     if !status.success() {
         bail!("nix-store --dump {} failed: {}", info.path, text.trim());
     }
-    let spill = enc.finish_box().context("compressing the NAR")?;
-    let got: [u8; 32] = nar_hash.finalize().into();
-    if got != info.nar_hash || nar_size != info.nar_size {
-        bail!(
-            "the NAR of {} is not what Nix recorded (sha256 {} and {} bytes, Nix says {} and {}): the store path may be corrupt; `nix store verify {}` checks it",
-            info.path,
-            super::narinfo::sha256_field(&got),
-            nar_size,
-            super::narinfo::sha256_field(&info.nar_hash),
-            info.nar_size,
-            info.path
-        );
-    }
-    let file_hash: [u8; 32] = spill.hash.finalize().into();
-    let body = match spill.file {
-        Some(f) => Body::File(std::sync::Arc::new(f), spill.size),
-        None => Body::Memory(bytes::Bytes::from(spill.mem)),
-    };
-    Ok(Prepared {
-        file: NarFile {
-            url: nar_key(info, codec.compression),
-            compression: codec.compression,
-            file_hash,
-            file_size: spill.size,
-        },
-        body,
-    })
+    Ok(())
 }
 
 /// `text` compressed with `c` (narinfos with `narinfo-compression`).
@@ -323,6 +455,48 @@ mod tests {
         assert_eq!(&body.read_at(5, 10).unwrap()[..], &data[5..15]);
         let tail = body.read_at(data.len() as u64 - 3, 10).unwrap();
         assert_eq!(&tail[..], &data[data.len() - 3..]);
+    }
+
+    #[test]
+    fn nars_are_nix_s_format() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("t");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("b"), b"hello").unwrap();
+        std::fs::write(root.join("a"), b"").unwrap();
+        std::fs::set_permissions(root.join("a"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::symlink("b", root.join("c")).unwrap();
+        let mut nar = Vec::new();
+        dump(&root, &mut nar, &AtomicBool::new(false)).unwrap();
+        // Every string is padded to 8 bytes; entries come sorted: a (executable, empty), b, c.
+        assert_eq!(nar.len() % 8, 0);
+        let text: Vec<u8> = nar
+            .iter()
+            .copied()
+            .filter(|b| b.is_ascii_graphic())
+            .collect();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.starts_with(
+                "nix-archive-1(typedirectoryentry(nameanode(typeregularexecutablecontents))"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("entry(namebnode(typeregularcontentshello))"),
+            "{text}"
+        );
+        assert!(text.ends_with("namecnode(typesymlinktargetb)))"), "{text}");
+        // When nix-store is at hand, the NAR is byte for byte its `--dump`.
+        if let Ok(out) = std::process::Command::new("nix-store")
+            .arg("--dump")
+            .arg(&root)
+            .output()
+            && out.status.success()
+        {
+            assert_eq!(out.stdout, nar);
+        }
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub struct Failure {
 pub type Each<'a> = dyn FnMut(&StorePath, &Done) + Send + 'a;
 
 /// The default number of paths uploaded at a time (`--jobs`, `NIXSTORE_AUTH_PUSH_JOBS`).
-pub const DEFAULT_JOBS: usize = 4;
+pub const DEFAULT_JOBS: usize = 8;
 
 /// Uploads for one target.
 pub struct Uploader<'a> {
