@@ -13,6 +13,28 @@ use std::time::{Duration, Instant};
 
 const NAME: &str = "store";
 
+/// Prints how long the proof's body took (what these proofs add to the suite), at its end.
+struct Timed(Instant, String);
+
+impl Timed {
+    fn start(e2e: &E2e) -> Timed {
+        Timed(
+            Instant::now(),
+            format!("{} on Nix {}", e2e.name, e2e.nix.id),
+        )
+    }
+}
+
+impl Drop for Timed {
+    fn drop(&mut self) {
+        note(&format!(
+            "{}: {:.1} s",
+            self.1,
+            self.0.elapsed().as_secs_f64()
+        ));
+    }
+}
+
 /// The front's log entries for `method` on a key of the bucket ending with `suffix`.
 fn requests<'a>(
     all: &'a [serde_json::Value],
@@ -80,6 +102,7 @@ fn verify_local(e2e: &E2e, paths: &[&str], public_key: &str) {
 /// presigned) carries the URL's custom region in its credential scope, and every path is
 /// path style (`/BUCKET/KEY`).
 fn presigned_nars_region_and_path_style_through_the_daemon(e2e: &E2e) {
+    let _timed = Timed::start(e2e);
     let bed = StoreBed::new(e2e);
     let cache = SignedCache::create(e2e, "st1");
     bed.s3s.put_dir(&bed.bucket, &cache.dir);
@@ -149,6 +172,7 @@ fn presigned_nars_region_and_path_style_through_the_daemon(e2e: &E2e) {
 /// midway (the proxy and push killed with SIGKILL while part 3 is held) leaves an unfinished
 /// upload in s3s-fs's data directory; the next `push` aborts it, and none is left.
 fn multipart_uploads_retry_parts_and_leave_nothing_behind(e2e: &E2e) {
+    let _timed = Timed::start(e2e);
     let bed = StoreBed::new(e2e);
     let cache = SignedCache::create(e2e, "st3");
     bed.use_cache(
@@ -298,6 +322,7 @@ fn build(bed: &StoreBed, drv: &str) -> String {
 /// daemon substitutes the closure with the cache's public key and `nix store verify
 /// --sigs-needed 1` passes.
 fn push_closure_with_zstd_substitutes_on_a_fresh_store(e2e: &E2e) {
+    let _timed = Timed::start(e2e);
     let bed = StoreBed::new(e2e);
     let cache = SignedCache::create(e2e, "st4");
     bed.use_cache(&bed.url(""), NAME, &cache.public_key);
@@ -381,6 +406,7 @@ fn push_closure_with_zstd_substitutes_on_a_fresh_store(e2e: &E2e) {
 /// binary of main before this change, `nix copy` and both `nix-store` children recorded
 /// `AWS_PROFILE=wrong` and the bogus token.)
 fn push_children_get_the_session_environment_and_nothing_else(e2e: &E2e) {
+    let _timed = Timed::start(e2e);
     let bed = StoreBed::new(e2e);
     let cache = SignedCache::create(e2e, "st5");
     bed.use_cache(&bed.url(""), NAME, &cache.public_key);
