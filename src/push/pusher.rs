@@ -308,6 +308,28 @@ fn upload_loop(lane: Lane, shared: &Shared) {
                 }
             }
         }
+        // A queued path that left the store since (garbage collected) cannot go up, and in a
+        // batch it would fail the others: it leaves the queue, with a warning.
+        if !claims.is_empty() {
+            let all: Vec<StorePath> = claims.iter().map(|(e, _)| e.path.clone()).collect();
+            if let Ok(valid) = watch::valid_paths(&all, lane.target.env.as_ref()) {
+                let (keep, gone): (Vec<_>, Vec<_>) = claims
+                    .into_iter()
+                    .partition(|(e, _)| valid.contains(&e.path));
+                claims = keep;
+                for (e, claim) in gone {
+                    if let Err(err) = claim.done() {
+                        shared.say(|ui| ui.warn(format!("{err:#}")));
+                    }
+                    shared.say(|ui| {
+                        ui.warn(format!(
+                            "{} is no longer in the store: dropped from the queue of {name}",
+                            e.path
+                        ))
+                    });
+                }
+            }
+        }
         let progressed = !claims.is_empty();
         if progressed {
             let paths: Vec<StorePath> = claims.iter().map(|(e, _)| e.path.clone()).collect();
