@@ -5,6 +5,8 @@ use base64::Engine;
 use percent_encoding::{AsciiSet, utf8_percent_encode};
 use url::Url;
 
+use crate::redact;
+
 /// An S3 cache in Nix's own URL form: `s3://bucket[/prefix]?region=R&endpoint=E&profile=P`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S3Ref {
@@ -157,21 +159,31 @@ pub fn looks_like_url(s: &str) -> bool {
 /// Parses a cache URL given on the command line. Refuses credentials in the URL.
 pub fn parse_url(input: &str) -> Result<CacheKind> {
     reject_unsafe_chars(input, "cache URL")?;
-    let url = Url::parse(input).with_context(|| format!("not a valid cache URL: {input:?}"))?;
+    // A URL that does not parse is shown with its login and password hidden.
+    let shown = || redact::url(input);
+    let url = Url::parse(input).with_context(|| format!("not a valid cache URL: {:?}", shown()))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(crate::ui::error_with_help(
+            "the URL carries a login or password",
+            match url.scheme() {
+                "s3" => {
+                    "pass the URL without it: S3 credentials come from your AWS session (`nixstore-auth aws add-key`, `nixstore-auth login`)"
+                }
+                _ => {
+                    "pass the URL without it and give the token with --token-stdin (or --token-env VAR), so that it never appears in argv or shell history"
+                }
+            },
+        ));
+    }
     match url.scheme() {
         "https" | "http" => {
-            if !url.username().is_empty() || url.password().is_some() {
-                return Err(crate::ui::error_with_help(
-                    "the URL carries a login or password",
-                    "pass the URL without it and give the token with --token-stdin (or --token-env VAR), so that it never appears in argv or shell history",
-                ));
-            }
             if url.host_str().is_none() {
-                bail!("the cache URL {input:?} has no host");
+                bail!("the cache URL {:?} has no host", shown());
             }
             if url.query().is_some() || url.fragment().is_some() {
                 bail!(
-                    "the cache URL {input:?} has a query or fragment; Nix HTTP caches take neither"
+                    "the cache URL {:?} has a query or fragment; Nix HTTP caches take neither",
+                    shown()
                 );
             }
             Ok(CacheKind::Https { url })
@@ -280,21 +292,22 @@ pub fn validate_profile(profile: &str) -> Result<()> {
 pub fn validate_endpoint(endpoint: &str) -> Result<String> {
     // Before parsing: the URL parser silently drops tabs and newlines.
     reject_unsafe_chars(endpoint, "S3 endpoint")?;
+    let shown = redact::url(endpoint);
     let url = Url::parse(endpoint)
-        .with_context(|| format!("the S3 endpoint {endpoint:?} is not a valid URL"))?;
-    if url.scheme() != "http" && url.scheme() != "https" {
-        bail!("the S3 endpoint {endpoint:?} must be an http:// or https:// URL");
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        bail!("the S3 endpoint {endpoint:?} has no host");
-    }
+        .with_context(|| format!("the S3 endpoint {shown:?} is not a valid URL"))?;
     if !url.username().is_empty() || url.password().is_some() {
         bail!(
-            "the S3 endpoint {endpoint:?} carries a login or password; credentials come from your AWS session"
+            "the S3 endpoint {shown:?} carries a login or password; credentials come from your AWS session"
         );
     }
+    if url.scheme() != "http" && url.scheme() != "https" {
+        bail!("the S3 endpoint {shown:?} must be an http:// or https:// URL");
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        bail!("the S3 endpoint {shown:?} has no host");
+    }
     if url.query().is_some() || url.fragment().is_some() {
-        bail!("the S3 endpoint {endpoint:?} has a query or fragment; give the endpoint's base URL");
+        bail!("the S3 endpoint {shown:?} has a query or fragment; give the endpoint's base URL");
     }
     Ok(url.as_str().trim_end_matches('/').to_string())
 }
@@ -302,18 +315,21 @@ pub fn validate_endpoint(endpoint: &str) -> Result<String> {
 /// Validates a Nix public key `name:base64` (an ed25519 key, 32 bytes once decoded).
 pub fn validate_public_key(key: &str) -> Result<()> {
     reject_unsafe_chars(key, "public key")?;
+    // A rejected key may be the secret key pasted in its place: never shown.
+    let shown = || redact::secret("public key", key);
     let (name, b64) = key
         .split_once(':')
-        .with_context(|| format!("public key {key:?} is not of the form NAME:BASE64"))?;
+        .with_context(|| format!("{} is not of the form NAME:BASE64", shown()))?;
     if name.is_empty() || name.contains(char::is_whitespace) {
-        bail!("public key {key:?} needs a name before ':' without spaces");
+        bail!("{} needs a name before ':' without spaces", shown());
     }
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64)
-        .with_context(|| format!("public key {key:?}: the part after ':' is not valid base64"))?;
+        .map_err(|_| anyhow::anyhow!("{}: the part after ':' is not valid base64", shown()))?;
     if bytes.len() != 32 {
         bail!(
-            "public key {key:?} decodes to {} bytes; an ed25519 public key has 32 (did you pass the secret key?)",
+            "{} decodes to {} bytes; an ed25519 public key has 32 (did you pass the secret key?)",
+            shown(),
             bytes.len()
         );
     }
@@ -551,6 +567,84 @@ mod tests {
             proptest::prop_assert_eq!(&again, &r, "{}", url);
             proptest::prop_assert_eq!(again.to_url(), url);
         }
+    }
+
+    #[test]
+    fn secret_shaped_values_are_refused_without_a_character_of_them() {
+        const SECRET_KEY: &str = "c-1:BwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4/QEFCQ0RFRg==";
+        let b64 = &SECRET_KEY[4..];
+        let cases: Vec<(Result<()>, &str, &str)> = vec![
+            (
+                validate_public_key(SECRET_KEY),
+                "did you pass the secret key?",
+                b64,
+            ),
+            (
+                validate_public_key("SECRETTOKEN"),
+                "NAME:BASE64",
+                "SECRETTOKEN",
+            ),
+            (validate_public_key(":SECRET"), "needs a name", "SECRET"),
+            (
+                validate_public_key("k:SECRET!x"),
+                "not valid base64",
+                "SECRET",
+            ),
+            (
+                parse_url("https://ci:PASSWORD@cache.example.org:99999").map(drop),
+                "invalid",
+                "PASSWORD",
+            ),
+            (
+                parse_url("https://ci:PASSWORD@cache.example.org").map(drop),
+                "login or password",
+                "PASSWORD",
+            ),
+            (
+                parse_url("s3://KEYID:PASSWORD@bucket").map(drop),
+                "login or password",
+                "PASSWORD",
+            ),
+            (
+                parse_url("s3://PASSWORD@bucket").map(drop),
+                "login or password",
+                "PASSWORD",
+            ),
+            (
+                validate_endpoint("http://ci:PASSWORD@h").map(drop),
+                "login or password",
+                "PASSWORD",
+            ),
+            (
+                validate_endpoint("http://ci:PASSWORD@h:99999").map(drop),
+                "not a valid URL",
+                "PASSWORD",
+            ),
+            (
+                validate_endpoint("ftp://ci:PASSWORD@h").map(drop),
+                "login or password",
+                "PASSWORD",
+            ),
+            (
+                validate_endpoint("http://ci:PA/SS@h:99999").map(drop),
+                "not a valid URL",
+                "PA/SS",
+            ),
+        ];
+        for (got, needle, secret) in cases {
+            let err = format!("{:#}", got.unwrap_err());
+            assert!(err.contains(needle), "{err}");
+            assert!(!err.contains(secret), "{secret} in {err}");
+            assert!(!err.contains("ci:"), "{err}");
+        }
+        // Names that are not secrets stay visible.
+        let err = format!(
+            "{:#}",
+            parse_url("s3://b?region=EU&profile=me@work").unwrap_err()
+        );
+        assert!(err.contains("\"EU\""), "{err}");
+        let err = format!("{:#}", validate_profile("me work").unwrap_err());
+        assert!(err.contains("\"me work\""), "{err}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod nix;
 pub mod plan;
 pub mod proxy;
 pub mod push;
+pub mod redact;
 pub mod refresh;
 pub mod s3_params;
 pub mod secret;

@@ -275,6 +275,14 @@ fn parse_jobs(v: &str) -> Result<usize, String> {
     crate::push::upload::parse_jobs(v).map_err(|e| e.to_string())
 }
 
+impl SessionArgs {
+    /// The session these flags ask for (`env`, `login`).
+    pub fn request(&self) -> crate::aws::session::SessionRequest {
+        crate::aws::session::SessionRequest::new(self.profile.clone(), self.cache.clone())
+            .mfa_code(self.mfa_code.clone())
+    }
+}
+
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   eval \"$(nixstore-auth env --profile work)\"
@@ -527,7 +535,7 @@ pub trait Run {
 }
 
 pub fn main() -> i32 {
-    if let Some(code) = exec::fast_path() {
+    if let Some(code) = crate::launch::fast_exec() {
         return code;
     }
     // Answers the shell when it asks for completions (COMPLETE=SHELL); returns otherwise.

@@ -532,6 +532,7 @@ pub(super) fn upstream_client() -> Upstream {
             log(format!(
                 "no system CA certificates ({e}); HTTPS endpoints will fail"
             ));
+            // Invariant: aws-lc-rs, the provider we build with, has the default versions.
             let config = rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
                 .expect("aws-lc-rs supports the default TLS versions")
