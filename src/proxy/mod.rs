@@ -42,6 +42,7 @@ mod clients;
 mod control;
 mod listen;
 mod log;
+mod multipart;
 mod paths;
 mod peer;
 mod probe;

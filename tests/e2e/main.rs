@@ -26,5 +26,6 @@ mod proxy;
 mod push;
 mod s3;
 mod s3_security;
+mod s3_stores;
 mod sessions;
 mod versions;
