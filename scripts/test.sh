@@ -197,6 +197,29 @@ command -v cargo >/dev/null || die "cargo not found: install Rust with rustup (h
 cargo fmt --version >/dev/null 2>&1 || quiet "rustup component add rustfmt" rustup component add rustfmt
 cargo clippy --version >/dev/null 2>&1 || quiet "rustup component add clippy" rustup component add clippy
 
+# --- s3s-fs: the S3 server that checks every signature (tests/support/s3s.rs, bench-push.sh) ----
+# Built once from crates.io with cargo (about 6 minutes cold on 2 cores) and kept under
+# /var/cache/nixstore-auth-test/; a first build runs in the background while the stages below
+# run, and the end-to-end stage waits for it.
+s3s_version=0.14.1
+s3s_root=/var/cache/nixstore-auth-test/s3s-fs-$s3s_version
+s3s_pid=
+if [ ! -x "$s3s_root/bin/s3s-fs" ]; then
+  say "building s3s-fs $s3s_version in the background (cargo install, once)"
+  mkdir -p "$s3s_root"
+  # Its own target directory: the tests' builds must not wait for its lock.
+  CARGO_TARGET_DIR=$s3s_root/build nice cargo install --quiet --locked s3s-fs \
+    --version "$s3s_version" --features binary --root "$s3s_root" >"$logdir/s3s-fs.log" 2>&1 &
+  s3s_pid=$!
+fi
+wait_s3s() {
+  if ! wait "$s3s_pid"; then
+    tail -n 40 "$logdir/s3s-fs.log" >&2
+    return 1
+  fi
+  rm -rf "$s3s_root/build"
+}
+
 # --- The tests ----------------------------------------------------------------------------------
 # Under sudo, build into a root-owned subdirectory so that the caller's own target/ stays theirs.
 if [ -n "${SUDO_USER:-}" ] && [ -z "${CARGO_TARGET_DIR:-}" ]; then
@@ -247,6 +270,9 @@ step "cargo test --doc" cargo test --doc
 # End-to-end proofs share /etc/nix, the nix-daemon and test users: one at a time (they also take
 # the machine-wide lock /tmp/nixstore-auth-e2e.lock against other runs on this machine), one Nix
 # after the other (proxies of equal uids would collide on the shared loopback).
+if [ "${#e2e[@]}" -gt 0 ] && [ -n "$s3s_pid" ]; then
+  step "s3s-fs (waiting for its build)" wait_s3s
+fi
 if [ "${#e2e[@]}" -gt 0 ]; then
   for v in "${nix_versions[@]}"; do
     if [ "$v" = 2.34 ]; then
@@ -255,6 +281,12 @@ if [ "${#e2e[@]}" -gt 0 ]; then
     NIXSTORE_AUTH_TEST_NIX=$v step "cargo test (end-to-end, Nix $v)" \
       cargo test "${e2e[@]}" -- --test-threads=1 "::nix_${v//./_}"
   done
+fi
+# The push benchmark's ratios (printed, not a test: it fails only when its setup fails), with the
+# binary the tests ran (its codecs and hashing are optimised in test builds too: Cargo.toml).
+if [ -n "$s3s_pid" ] || [ -x "$s3s_root/bin/s3s-fs" ]; then
+  NIXSTORE_AUTH_BIN=${CARGO_TARGET_DIR:-$repo/target}/debug/nixstore-auth \
+    step "bench-push.sh (ratios, not timed)" bash scripts/bench-push.sh 1
 fi
 
 summary

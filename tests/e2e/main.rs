@@ -31,6 +31,7 @@ crate::areas!(
     push,
     s3,
     s3_security,
+    s3_stores,
     sessions,
     versions,
 );

@@ -49,6 +49,7 @@ mod nginx;
 mod nix;
 mod nut;
 mod s3;
+mod s3s;
 mod service;
 pub mod shared;
 mod users;
@@ -65,6 +66,7 @@ pub use nginx::{AccessEntry, Nginx, NginxOptions, Tls};
 pub use nix::{ExtraPaths, NixConf, NixDaemon, SignedCache, add_paths, cache_secret_key, root_nix};
 pub use nut::{ALL as ALL_NIX, NixUnderTest, Prepared, SELECT_VAR};
 pub use s3::*;
+pub use s3s::*;
 pub use service::{Moto, ProcStat, Service, StsFront, moto_py, port_open, processes, venv_bin};
 pub use users::{TestUser, USER_PATH, UserCmd};
 
@@ -92,6 +94,7 @@ const SCRIPTS: &[(&str, &str)] = &[
     ("flood.py", include_str!("py/flood.py")),
     ("squat.py", include_str!("py/squat.py")),
     ("slow_client.py", include_str!("py/slow_client.py")),
+    ("s3_front.py", include_str!("py/s3_front.py")),
     ("gcs_front.py", include_str!("py/gcs_front.py")),
     ("entra_stub.py", include_str!("py/entra_stub.py")),
 ];
