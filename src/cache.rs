@@ -17,6 +17,8 @@ pub struct S3Ref {
     /// The endpoint as a full URL (`http://127.0.0.1:5000`), normalised from `endpoint` + `scheme`.
     pub endpoint: Option<String>,
     pub profile: Option<String>,
+    /// Every other parameter Nix's S3 store knows (compression, multipart, addressing, ...).
+    pub params: crate::s3_params::S3Params,
 }
 
 impl S3Ref {
@@ -39,6 +41,9 @@ impl S3Ref {
             if let Some(v) = value {
                 query.push(format!("{key}={}", utf8_percent_encode(v, QUERY_VALUE)));
             }
+        }
+        for (key, v) in self.params.pairs() {
+            query.push(format!("{key}={}", utf8_percent_encode(v, QUERY_VALUE)));
         }
         if !query.is_empty() {
             s.push('?');
@@ -199,6 +204,7 @@ fn parse_s3(url: &Url) -> Result<S3Ref> {
     let prefix = url.path().trim_matches('/');
     let prefix = (!prefix.is_empty()).then(|| prefix.to_string());
     let (mut region, mut endpoint, mut profile, mut scheme) = (None, None, None, None);
+    let mut params = crate::s3_params::S3Params::default();
     // query_pairs percent-decodes each value exactly once; the values are checked decoded.
     for (k, v) in url.query_pairs() {
         let slot = match k.as_ref() {
@@ -206,9 +212,11 @@ fn parse_s3(url: &Url) -> Result<S3Ref> {
             "endpoint" => &mut endpoint,
             "profile" => &mut profile,
             "scheme" => &mut scheme,
-            // Nix knows more parameters (compression, parallel-compression, ...): they do not
-            // change how we reach the bucket.
-            _ => continue,
+            // Every other parameter Nix knows (and only those): s3_params.rs.
+            _ => {
+                params.set(&k, &v)?;
+                continue;
+            }
         };
         // Readers disagree on which of a repeated parameter counts: refuse rather than guess.
         if slot.replace(v.into_owned()).is_some() {
@@ -233,12 +241,18 @@ fn parse_s3(url: &Url) -> Result<S3Ref> {
             Some(validate_endpoint(&format!("{scheme}://{e}"))?)
         }
     };
+    if params.addressing() == crate::s3_params::Addressing::Virtual && bucket.contains('.') {
+        bail!(
+            "addressing-style=virtual needs a bucket name without dots (TLS certificates do not cover them); use path or auto"
+        );
+    }
     Ok(S3Ref {
         bucket,
         prefix,
         region,
         endpoint,
         profile,
+        params,
     })
 }
 
@@ -504,6 +518,7 @@ mod tests {
             region: Some("eu-west-1".into()),
             endpoint: Some("http://127.0.0.1:5000/x&y=z+w%41".into()),
             profile: Some("me+you@work".into()),
+            params: Default::default(),
         };
         let url = r.to_url();
         assert_eq!(
@@ -511,6 +526,19 @@ mod tests {
             "s3://b/p/q?region=eu-west-1&endpoint=http://127.0.0.1:5000/x%26y%3Dz%2Bw%2541&profile=me%2Byou@work"
         );
         assert_eq!(s3(&url).unwrap(), r);
+    }
+
+    #[test]
+    fn nix_s3_parameters_round_trip_and_unknown_ones_are_refused() {
+        let url = "s3://b?region=garage&endpoint=http://127.0.0.1:9000&addressing-style=path&compression=xz&multipart-chunk-size=5242880&multipart-threshold=5242880&storage-class=STANDARD_IA";
+        let r = s3(url).unwrap();
+        assert_eq!(r.region.as_deref(), Some("garage"));
+        assert_eq!(r.params.multipart_threshold(), 5242880);
+        assert_eq!(s3(&r.to_url()).unwrap(), r);
+        let err = s3("s3://b?region=eu-west-1&compresion=zstd").unwrap_err();
+        assert!(format!("{err:#}").contains("\"compresion\""), "{err:#}");
+        let err = s3("s3://my.bucket?addressing-style=virtual").unwrap_err();
+        assert!(format!("{err:#}").contains("without dots"), "{err:#}");
     }
 
     proptest::proptest! {
@@ -533,7 +561,7 @@ mod tests {
                 },
                 None => None,
             };
-            let r = S3Ref { bucket, prefix, region, endpoint, profile };
+            let r = S3Ref { bucket, prefix, region, endpoint, profile, params: Default::default() };
             let url = r.to_url();
             let again = s3(&url).map_err(|e| proptest::test_runner::TestCaseError::fail(format!("{url}: {e:#}")))?;
             proptest::prop_assert_eq!(&again, &r, "{}", url);

@@ -23,6 +23,7 @@ pub mod proxy;
 pub mod push;
 pub mod redact;
 pub mod refresh;
+pub mod s3_params;
 pub mod secret;
 pub mod time;
 pub mod token_command;

@@ -182,9 +182,9 @@ impl Run for ExecArgs {
                 .filter(|c| self.push.iter().any(|p| named(c, p, &cfg)))
                 .cloned()
                 .collect();
-            Some(super::watch_store::start_for_exec(
+            Some(crate::push::setup::start_for_exec(
                 &targets,
-                leases.first().map(|k| &k.lease),
+                leases.first(),
                 self.no_sign,
                 &cfg,
                 &dirs,

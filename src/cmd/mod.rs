@@ -290,6 +290,10 @@ pub struct SessionArgs {
     pub mfa_code: Option<String>,
 }
 
+fn parse_jobs(v: &str) -> Result<usize, String> {
+    crate::push::upload::parse_jobs(v).map_err(|e| e.to_string())
+}
+
 impl SessionArgs {
     /// The session these flags ask for (`env`, `login`).
     pub fn request(&self) -> crate::aws::session::SessionRequest {
@@ -370,6 +374,9 @@ pub struct UploadFlags {
     /// A one-time MFA code (or NIXSTORE_AUTH_MFA_CODE)
     #[arg(long, env = "NIXSTORE_AUTH_MFA_CODE", hide_env_values = true)]
     pub mfa_code: Option<String>,
+    /// Upload this many paths at a time (1 to 64; `exec --push` reads NIXSTORE_AUTH_PUSH_JOBS)
+    #[arg(short, long, value_name = "N", env = "NIXSTORE_AUTH_PUSH_JOBS", default_value_t = crate::push::upload::DEFAULT_JOBS, value_parser = parse_jobs)]
+    pub jobs: usize,
 }
 
 #[derive(Debug, Args)]

@@ -44,6 +44,7 @@ pub mod https;
 pub mod https_rules;
 mod listen;
 mod log;
+mod multipart;
 mod paths;
 mod peer;
 mod probe;

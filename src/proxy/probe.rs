@@ -29,7 +29,7 @@ pub fn probe(creds: &Credentials, s3: &S3Ref) -> Probe {
         Ok(target) => target,
         Err(e) => return Probe::Unreachable(format!("{e:#}")),
     };
-    let headers = match sign::signed_headers(&session, region, "GET", &url) {
+    let headers = match sign::signed_headers(&session, region, "GET", &url, &[]) {
         Ok(h) => h,
         Err(e) => return Probe::Unreachable(format!("{e:#}")),
     };
