@@ -147,6 +147,23 @@ pub fn route(f: RouteFacts) -> (Route, Why) {
     }
 }
 
+/// nix.conf for a cache on `route`: the netrc route lists the cache's own URL as a
+/// substituter; the proxy route does not (the daemon gets the proxy's URL from `exec` or the
+/// background service's include file, and would meet only a 401 at the real one). One rule
+/// for `use` and for `service install`/`uninstall`, which move keyring caches between routes.
+/// Returns whether anything changed.
+pub fn edit_conf(conf: &mut super::conf::NixConf, route: Route, url: &str) -> Result<bool> {
+    Ok(match route {
+        Route::Netrc => conf.add_value("substituters", url)?,
+        Route::Proxy => {
+            let a = conf.remove_value("substituters", url);
+            // `use` writes the URL as given; with a trailing slash it is the same cache.
+            let b = conf.remove_value("substituters", &format!("{url}/"));
+            a || b
+        }
+    })
+}
+
 /// What `use` was told about an HTTPS cache's credential (flags as typed; `None`: not given).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Flags {
@@ -355,6 +372,26 @@ mod tests {
             let e = check_flags(f).unwrap_err().to_string();
             assert!(e.contains(needle), "{f:?}: {e}");
         }
+    }
+
+    #[test]
+    fn nix_conf_lists_the_real_url_only_on_the_netrc_route() {
+        use super::super::conf::NixConf;
+        let url = "https://cache.example.org";
+        let mut c = NixConf::parse("# mine\nkeep-outputs = true\n").unwrap();
+        assert!(edit_conf(&mut c, Route::Netrc, url).unwrap());
+        assert!(
+            c.to_text()
+                .contains("extra-substituters = https://cache.example.org")
+        );
+        assert!(!edit_conf(&mut c, Route::Netrc, url).unwrap());
+        assert!(edit_conf(&mut c, Route::Proxy, url).unwrap());
+        assert_eq!(c.to_text(), "# mine\nkeep-outputs = true\n");
+        assert!(!edit_conf(&mut c, Route::Proxy, url).unwrap());
+        let mut slash =
+            NixConf::parse("extra-substituters = https://cache.example.org/\n").unwrap();
+        assert!(edit_conf(&mut slash, Route::Proxy, url).unwrap());
+        assert!(!slash.to_text().contains("cache.example.org"));
     }
 
     #[test]

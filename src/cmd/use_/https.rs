@@ -415,17 +415,7 @@ fn apply(
         let route = g.route;
         plan.edit(conf_path, 0o644, false, move |text| {
             let mut c = NixConf::parse(text)?;
-            match route {
-                Route::Netrc => {
-                    c.add_value("substituters", &url)?;
-                }
-                // The daemon sees the proxy's URL (exec, the background service); the real
-                // URL would only meet a 401 there. `use` wrote it for the netrc route.
-                Route::Proxy => {
-                    c.remove_value("substituters", &url);
-                    c.remove_value("substituters", &format!("{url}/"));
-                }
-            };
+            https_route::edit_conf(&mut c, route, &url)?;
             for k in &keys {
                 c.add_value("trusted-public-keys", k)?;
             }
