@@ -20,6 +20,7 @@ pub mod proxy;
 pub mod push;
 pub mod refresh;
 pub mod secret;
+pub mod service;
 pub mod time;
 pub mod ui;
 pub mod user;

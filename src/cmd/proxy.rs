@@ -15,6 +15,7 @@ impl Run for ProxyArgs {
             ProxyAction::RotateSecret => {
                 let (file, told) = proxy::rotate_secret(&layout)?;
                 ui.info(format!("wrote a new proxy secret to {}", file.display()));
+                crate::service::include::after_change(&dirs, ui);
                 if told {
                     ui.info("the running proxy uses it now; commands started before with the old URL get 401 until they are run through `nixstore-auth exec` again");
                 }
@@ -28,7 +29,28 @@ impl Run for ProxyArgs {
                 }
                 Ok(0)
             }
-            ProxyAction::Serve => proxy::serve(layout, ui).map(|()| 0),
+            ProxyAction::Serve { persistent } => proxy::serve(layout, persistent, ui).map(|()| 0),
+            ProxyAction::Start { persistent } => {
+                match proxy::start(&layout, persistent, ui)? {
+                    proxy::Started::New(pid) => ui.info(format!(
+                        "started the proxy (pid {pid}){}",
+                        if persistent {
+                            ": it serves every recorded S3 cache and keeps running"
+                        } else {
+                            ""
+                        }
+                    )),
+                    proxy::Started::Running(pid) => ui.info(format!(
+                        "the proxy runs already (pid {pid}){}",
+                        if persistent {
+                            "; it is a background proxy now"
+                        } else {
+                            ""
+                        }
+                    )),
+                }
+                Ok(0)
+            }
             ProxyAction::Lease => lease(&layout, ui),
         }
     }
@@ -74,14 +96,20 @@ fn status(layout: &proxy::Layout, ui: &Ui) -> Result<i32> {
     match proxy::status(layout)? {
         None => {
             ui.outln(format_args!(
-                "proxy: not running (it starts with `nixstore-auth exec`)"
+                "proxy: not running (`nixstore-auth exec` starts it for a command; `nixstore-auth service install` keeps it running)"
             ))?;
             ui.outln(format_args!("url:   http://127.0.0.1:{port}/<secret>/NAME"))?;
         }
         Some(st) => {
             ui.outln(format_args!(
-                "proxy: running, pid {}, {} client(s)",
-                st.pid, st.leases
+                "proxy: running, pid {}, {} client(s){}",
+                st.pid,
+                st.leases,
+                match (st.background, st.activated) {
+                    (_, true) => ", background (socket-activated)",
+                    (true, false) => ", background",
+                    (false, false) => "",
+                }
             ))?;
             ui.outln(format_args!(
                 "url:   http://127.0.0.1:{}/<secret>/NAME",
@@ -98,6 +126,13 @@ fn status(layout: &proxy::Layout, ui: &Ui) -> Result<i32> {
                     ", used by the nix-daemon"
                 } else {
                     ""
+                };
+                let exp = match &m.standing {
+                    Some(proxy::Standing::NeedsPerson { why }) => format!(
+                        "{exp}; needs you: {why}: run `{}`",
+                        proxy::login_command(&m.name)
+                    ),
+                    _ => exp,
                 };
                 ui.outln(format_args!(
                     "cache: {} -> {} (session {}{exp}{nars}{daemon})",

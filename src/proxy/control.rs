@@ -34,6 +34,12 @@ pub enum Request<'a> {
     Status,
     Stop,
     ReloadSecret,
+    /// `use`, `remove` and `service install` changed config.toml: a background proxy mounts
+    /// every recorded S3 cache again (and unmounts what is gone).
+    Reload,
+    /// Become a background proxy (`proxy start --persistent` while a command's proxy runs):
+    /// mount every recorded cache, renew sessions itself, never exit when idle.
+    Background,
 }
 
 /// Credentials on the wire. `Cow` lets the client serialise borrowed secrets without copies.
@@ -93,16 +99,6 @@ pub struct WireMount {
 }
 
 impl WireMount {
-    pub fn from_mount(m: &super::Mount) -> WireMount {
-        WireMount {
-            name: m.name.clone(),
-            bucket: m.s3.bucket.clone(),
-            prefix: m.s3.prefix.clone(),
-            region: m.s3.region.clone(),
-            endpoint: m.s3.endpoint.clone(),
-        }
-    }
-
     pub fn from_s3(name: &str, s3: &crate::cache::S3Ref) -> WireMount {
         WireMount {
             name: name.to_string(),
@@ -159,6 +155,13 @@ pub struct Reply {
     pub renewed: usize,
     #[serde(default)]
     pub mounts: Vec<MountStatus>,
+    /// A background proxy: it mounts every recorded cache, renews sessions itself and does not
+    /// exit when idle.
+    #[serde(default)]
+    pub background: bool,
+    /// The service manager handed it its socket (systemd, launchd).
+    #[serde(default)]
+    pub activated: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -178,6 +181,15 @@ pub struct MountStatus {
     /// What the client said about the session in use.
     #[serde(default)]
     pub info: Option<SessionInfo>,
+    /// The URL's generation (`NAME~N` from 1 on; see `urls.rs`).
+    #[serde(default)]
+    pub generation: u32,
+    /// Where the credential stands (valid, renews by itself until, needs a person).
+    #[serde(default)]
+    pub standing: Option<super::credential::Standing>,
+    /// Mounted by a background proxy because config.toml records it.
+    #[serde(default)]
+    pub recorded: bool,
 }
 
 #[cfg(test)]

@@ -25,5 +25,6 @@ mod proxy;
 mod push;
 mod s3;
 mod s3_security;
+mod service;
 mod sessions;
 mod versions;

@@ -1,0 +1,584 @@
+//! The proxy's API for commands: start or reuse it, lease it, hand it sessions, ask its state,
+//! stop it, rotate its URL secret. Everything crosses the private control socket.
+
+use anyhow::{Context, Result, bail};
+use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+use super::control::{Reply as Status, Request, SessionInfo, WireMount};
+use super::paths::{self, GRACE_ENV, Layout};
+use super::peer;
+
+/// Whether the proxy can tell which local user a connection comes from (Linux). Elsewhere it
+/// relies on the URL secret alone.
+pub const PEER_CHECK: bool = peer::SUPPORTED;
+
+/// An S3 cache to serve under `NAME`.
+#[derive(Debug, Clone)]
+pub struct Mount {
+    pub name: String,
+    pub s3: crate::cache::S3Ref,
+}
+
+/// A client's hold on the proxy: while it lives the proxy keeps running. Dropping it (or the
+/// process dying) releases it.
+pub struct Lease {
+    stream: UnixStream,
+    port: u16,
+    pid: u32,
+    secret: Zeroizing<String>,
+    mounts: Vec<WireMount>,
+    info: Option<SessionInfo>,
+    /// Each mount's URL generation, as the proxy said.
+    generations: std::collections::HashMap<String, u32>,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("port", &self.port)
+            .field("pid", &self.pid)
+            .field("mounts", &self.mounts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lease {
+    /// The cache's URL for Nix: `http://127.0.0.1:PORT/SECRET/NAME`. It holds the secret: hand
+    /// it to Nix through `NIX_CONFIG` only, never argv or a world-readable file.
+    pub fn url_for(&self, name: &str) -> String {
+        let generation = self.generations.get(name).copied().unwrap_or(0);
+        super::urls::url(self.port, self.secret.as_str(), name, generation)
+    }
+
+    /// The proxy's process id.
+    pub fn proxy_pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Hands the proxy a newer session for this lease's caches.
+    pub fn refresh(&mut self, creds: &crate::aws::Credentials) -> Result<()> {
+        let info = self.info.clone();
+        self.refresh_with(creds, info)
+    }
+
+    /// The same, saying where the new session came from and how it renews.
+    pub fn refresh_with(
+        &mut self,
+        creds: &crate::aws::Credentials,
+        info: Option<SessionInfo>,
+    ) -> Result<()> {
+        self.info = info;
+        let req = Request::Lease {
+            creds: creds.into(),
+            mounts: self.mounts.clone(),
+            info: self.info.clone(),
+        };
+        exchange(&self.stream, &req).map(drop)
+    }
+
+    /// The names of the caches this lease mounts.
+    pub fn cache_names(&self) -> Vec<String> {
+        self.mounts.iter().map(|m| m.name.clone()).collect()
+    }
+}
+
+/// Hands a running proxy a newer session (from `login`): the caches named, and every cache
+/// whose session is of `info.profile`, take it where it is fresher. `None` when no proxy runs;
+/// else how many caches took it.
+pub fn renew(
+    layout: &Layout,
+    creds: &crate::aws::Credentials,
+    info: SessionInfo,
+    caches: &[String],
+) -> Result<Option<usize>> {
+    let sock = layout.socket_path()?;
+    let Some(s) = connect_control(&sock)? else {
+        return Ok(None);
+    };
+    let req = Request::Renew {
+        creds: creds.into(),
+        info,
+        caches: caches.to_vec(),
+    };
+    exchange(&s, &req).map(|r| Some(r.renewed))
+}
+
+/// Tells a running proxy that config.toml changed (`use`, `remove`, `service install`): a
+/// background proxy mounts every recorded S3 cache again. `None` when no proxy runs.
+pub fn reload(layout: &Layout) -> Result<Option<Status>> {
+    let Some(s) = connect_control(&layout.socket_path()?)? else {
+        return Ok(None);
+    };
+    exchange(&s, &Request::Reload).map(Some)
+}
+
+/// The URL Nix gets for each of `names` now (the secret, the port, each URL's generation),
+/// starting nothing; `fixed`: every generation 0 (URLs an administrator listed).
+pub fn current_urls(layout: &Layout, names: &[String], fixed: bool) -> Result<Vec<String>> {
+    let mut layout = layout.clone();
+    if layout.port_origin == paths::PortOrigin::Default {
+        // Written where Nix reads it: fix the port now, not at the first start.
+        let running = match connect_control(&layout.socket_path()?)? {
+            Some(s) => Some(exchange(&s, &Request::Status)?.port),
+            None => None,
+        };
+        layout.settle_port(running)?;
+    }
+    let secret = paths::read_or_create_secret(&layout.secret_file())?;
+    let generations = super::urls::load(&super::urls::file(&layout.dirs.state))?;
+    names
+        .iter()
+        .map(|n| {
+            crate::cache::validate_name(n)?;
+            let g = if fixed { 0 } else { generations.of(n) };
+            Ok(super::urls::url(layout.port, secret.as_str(), n, g))
+        })
+        .collect()
+}
+
+/// What `proxy start` found or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Started {
+    /// A proxy was started (its pid).
+    New(u32),
+    /// One ran already (its pid); with `persistent`, it is a background proxy now.
+    Running(u32),
+}
+
+/// `proxy start [--persistent]`: starts the proxy detached, or finds the running one (or the
+/// one a service manager starts on the first connection). `persistent`: a background proxy
+/// that mounts every recorded cache, renews sessions itself and never exits when idle.
+pub fn start(layout: &Layout, persistent: bool, ui: &crate::ui::Ui) -> Result<Started> {
+    let mut layout = layout.clone();
+    let sock = layout.runtime_dir()?.join("proxy.sock");
+    let _start = paths::lock_start(&layout.runtime_dir()?, true)?;
+    let (stream, new) = match connect_control(&sock)? {
+        Some(s) => (s, false),
+        None => match activate(&layout, &sock)? {
+            Some(s) => (s, false),
+            None => {
+                layout.settle_port(None)?;
+                (spawn(&layout, &sock, ui, persistent)?, true)
+            }
+        },
+    };
+    let req = if persistent && !new {
+        Request::Background
+    } else {
+        Request::Status
+    };
+    let reply = exchange(&stream, &req)?;
+    layout.settle_port(Some(reply.port))?;
+    Ok(if new {
+        Started::New(reply.pid)
+    } else {
+        Started::Running(reply.pid)
+    })
+}
+
+/// A proxy a service manager starts on the first connection (its socket unit holds the
+/// port): connect once to start it, and wait for its control socket. `None` when nothing
+/// listens on the port; an error when something else holds it.
+fn activate(layout: &Layout, sock: &Path) -> Result<Option<UnixStream>> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], layout.port));
+    if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err() {
+        return Ok(None);
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Some(s) = connect_control(sock)? {
+            return Ok(Some(s));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("{}", layout.port_taken_message())
+}
+
+/// Starts or reuses the user's proxy, hands it `creds` (kept if fresher than what it has) and
+/// the mounts, and returns once the proxy serves them.
+pub fn ensure_running(
+    layout: &Layout,
+    creds: &crate::aws::Credentials,
+    mounts: &[Mount],
+    ui: &crate::ui::Ui,
+) -> Result<Lease> {
+    ensure_running_for(layout, creds, None, mounts, ui)
+}
+
+/// [`ensure_running`], saying where the session came from and how it renews (shown by `proxy
+/// status`).
+pub fn ensure_running_for(
+    layout: &Layout,
+    creds: &crate::aws::Credentials,
+    info: Option<SessionInfo>,
+    mounts: &[Mount],
+    ui: &crate::ui::Ui,
+) -> Result<Lease> {
+    let mut layout = layout.clone();
+    let secret = paths::read_or_create_secret(&layout.secret_file())?;
+    let rundir = layout.runtime_dir()?;
+    let sock = rundir.join("proxy.sock");
+    let wire: Vec<WireMount> = mounts
+        .iter()
+        .map(|m| WireMount::from_s3(&m.name, &m.s3))
+        .collect();
+    for m in &wire {
+        crate::cache::validate_name(&m.name)?;
+    }
+    // Held until the lease is counted, so that the proxy cannot decide to exit in between.
+    let _start = paths::lock_start(&rundir, true)?;
+    let mut last_err = None;
+    for _attempt in 0..2 {
+        let stream = match connect_control(&sock)? {
+            Some(s) => s,
+            None => match activate(&layout, &sock)? {
+                Some(s) => s,
+                None => {
+                    layout.settle_port(None)?;
+                    spawn(&layout, &sock, ui, false)?
+                }
+            },
+        };
+        let req = Request::Lease {
+            creds: creds.into(),
+            mounts: wire.clone(),
+            info: info.clone(),
+        };
+        match exchange(&stream, &req) {
+            Ok(reply) => {
+                // A proxy started before ports were remembered: its port is the stable one.
+                layout.settle_port(Some(reply.port))?;
+                if reply.port != layout.port {
+                    ui.warn(format!(
+                        "the running proxy listens on port {} but the configuration says {}; `nixstore-auth proxy stop` makes the next run use the new port",
+                        reply.port, layout.port
+                    ));
+                }
+                ui.debug(format!(
+                    "proxy pid {} on 127.0.0.1:{} serves {} cache(s)",
+                    reply.pid,
+                    reply.port,
+                    wire.len()
+                ));
+                let generations = reply
+                    .mounts
+                    .iter()
+                    .map(|m| (m.name.clone(), m.generation))
+                    .collect();
+                return Ok(Lease {
+                    stream,
+                    port: reply.port,
+                    pid: reply.pid,
+                    secret,
+                    mounts: wire,
+                    info,
+                    generations,
+                });
+            }
+            // A proxy that was just exiting: start a new one.
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(last_err.expect("two attempts failed")).context("cannot reach the nixstore-auth proxy")
+}
+
+/// Who the proxy serves, in a sentence for `proxy status` and `doctor`.
+pub fn access_summary() -> String {
+    if PEER_CHECK {
+        format!(
+            "only uid {} and root (the nix-daemon) can connect, only uid {} can upload; other local users are refused at connect, even with the URL",
+            paths::uid(),
+            paths::uid()
+        )
+    } else {
+        "this platform cannot tell which local user a connection comes from: the proxy relies on the URL secret alone".into()
+    }
+}
+
+/// The URL an administrator lists for `name` (generation 0: it never moves), without
+/// starting anything.
+pub fn stable_url_for(layout: &Layout, name: &str) -> Result<String> {
+    let mut layout = layout.clone();
+    // Shown URLs may be listed by an administrator: fix the port now, not at the first start.
+    let running = match connect_control(&layout.socket_path()?)? {
+        Some(s) => Some(exchange(&s, &Request::Status)?.port),
+        None => None,
+    };
+    layout.settle_port(running)?;
+    let mut urls = current_urls(&layout, &[name.to_string()], true)?;
+    urls.pop().context("no URL")
+}
+
+/// The running proxy's state, or `None` when none runs.
+pub fn status(layout: &Layout) -> Result<Option<Status>> {
+    let sock = layout.socket_path()?;
+    match connect_control(&sock)? {
+        Some(s) => exchange(&s, &Request::Status).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Stops the running proxy; `false` when none ran.
+pub fn stop(layout: &Layout) -> Result<bool> {
+    let sock = layout.socket_path()?;
+    let Some(s) = connect_control(&sock)? else {
+        return Ok(false);
+    };
+    exchange(&s, &Request::Stop)?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sock.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(true)
+}
+
+/// Makes a new URL secret; a running proxy switches to it at once. Returns the secret file
+/// and whether a running proxy took it.
+pub fn rotate_secret(layout: &Layout) -> Result<(PathBuf, bool)> {
+    let file = layout.secret_file();
+    paths::rotate_secret(&file)?;
+    let sock = layout.socket_path()?;
+    let told = match connect_control(&sock)? {
+        Some(s) => {
+            exchange(&s, &Request::ReloadSecret)?;
+            true
+        }
+        None => false,
+    };
+    Ok((file, told))
+}
+
+/// Facts for `proxy status` when nothing runs: the port and where files are.
+pub fn describe(layout: &Layout) -> Result<(u16, PathBuf, PathBuf)> {
+    Ok((layout.port, layout.secret_file(), layout.log_file()))
+}
+
+/// Connects to the proxy's control socket; `None` when nothing listens there. A socket served
+/// by another user is an error, before anything (credentials above all) is sent to it.
+fn connect_control(sock: &Path) -> Result<Option<UnixStream>> {
+    let stream = match UnixStream::connect(sock) {
+        Ok(s) => s,
+        // No socket, or a stale one that nothing listens on: no proxy runs.
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "cannot connect to the proxy's socket {}; nothing was sent to it",
+                    sock.display()
+                )
+            });
+        }
+    };
+    let owner = socket_peer_uid(&stream)
+        .with_context(|| format!("cannot tell who serves {}", sock.display()))?;
+    if owner != paths::uid() {
+        bail!(
+            "{} is served by uid {owner}, not by you (uid {}); nothing was sent to it. Remove it (and find out how another user got a socket into your runtime directory)",
+            sock.display(),
+            paths::uid()
+        );
+    }
+    Ok(Some(stream))
+}
+
+/// The uid of the process that listens on the other end of `s`.
+fn socket_peer_uid(s: &UnixStream) -> std::io::Result<u32> {
+    use std::os::fd::AsRawFd;
+    #[cfg(target_os = "linux")]
+    {
+        let mut cred = libc::ucred {
+            pid: 0,
+            uid: 0,
+            gid: 0,
+        };
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        // SAFETY: SO_PEERCRED fills a ucred we own, of the length we pass.
+        let rc = unsafe {
+            libc::getsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                (&mut cred as *mut libc::ucred).cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(cred.uid)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let (mut uid, mut gid) = (0, 0);
+        // SAFETY: getpeereid writes two ids we own.
+        if unsafe { libc::getpeereid(s.as_raw_fd(), &mut uid, &mut gid) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(uid)
+    }
+}
+
+/// Sends one request line and reads the reply line.
+fn exchange(stream: &UnixStream, req: &Request) -> Result<Status> {
+    let mut line = Zeroizing::new(serde_json::to_vec(req).context("encoding a control request")?);
+    line.push(b'\n');
+    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+    (&*stream)
+        .write_all(&line)
+        .context("the proxy closed its control socket")?;
+    let mut reply = String::new();
+    // One reply per request and nothing unasked, so a fresh reader loses nothing.
+    BufReader::new(stream)
+        .read_line(&mut reply)
+        .context("no answer from the proxy")?;
+    if reply.is_empty() {
+        bail!("the proxy closed the connection without answering (it may be exiting)");
+    }
+    let reply: Status = serde_json::from_str(&reply).context("malformed answer from the proxy")?;
+    match (&reply.error, reply.ok) {
+        (Some(e), _) => bail!("the proxy refused: {e}"),
+        (None, false) => bail!("the proxy refused the request"),
+        _ => Ok(reply),
+    }
+}
+
+/// Environment the detached proxy keeps; everything else is dropped, AWS credentials and the
+/// profile choice of the caller's shell above all. A background proxy resolves sessions
+/// itself, so it keeps what finding them needs and is no secret: the home and XDG
+/// directories (AWS config files, our config, the session cache), the session bus (the
+/// keyring), and AWS settings that name files, regions and endpoints. `serve` drops the
+/// credential variables again, whoever started it (`CREDENTIAL_VARS`).
+const ENV_KEEP: &[&str] = &[
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "TMPDIR",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "XDG_CACHE_HOME",
+    "XDG_STATE_HOME",
+    "XDG_RUNTIME_DIR",
+    "DBUS_SESSION_BUS_ADDRESS",
+    "NIX_USER_CONF_FILES",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_STS",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_EC2_METADATA_DISABLED",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_SESSION_NAME",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    GRACE_ENV,
+];
+
+/// Starts `nixstore-auth proxy serve` detached and returns a connection to its control socket.
+fn spawn(layout: &Layout, sock: &Path, ui: &crate::ui::Ui, persistent: bool) -> Result<UnixStream> {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    wait_for_port(layout)?;
+    let log_path = layout.log_file();
+    let log = paths::open_log(&log_path)?;
+    let exe = std::env::current_exe().context("cannot find the nixstore-auth executable")?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["proxy", "serve"]);
+    if persistent {
+        cmd.arg("--persistent");
+    }
+    if ui.verbose > 0 {
+        cmd.arg("--verbose");
+    }
+    cmd.env_clear();
+    for k in ENV_KEEP {
+        if let Some(v) = std::env::var_os(k) {
+            cmd.env(k, v);
+        }
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+    // SAFETY: setsid is async-signal-safe; it detaches the proxy from our terminal and process
+    // group, so Ctrl-C aimed at `exec` and its command does not reach it.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("cannot start the proxy")?;
+    ui.debug(format!(
+        "started the proxy (pid {}), log in {}",
+        child.id(),
+        log_path.display()
+    ));
+    // A background proxy resolves every recorded cache's session before it serves.
+    let deadline = Instant::now() + Duration::from_secs(if persistent { 60 } else { 10 });
+    let stream = loop {
+        if let Some(s) = connect_control(sock)? {
+            break s;
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "the proxy exited at start ({status}):\n{}\n(full log: {})",
+                paths::log_tail(&log_path, 5),
+                log_path.display()
+            );
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "the proxy did not come up within {} s; see {}",
+                if persistent { 60 } else { 10 },
+                log_path.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // Reap it whenever it exits, so it never lingers as a zombie of a long-running `exec`.
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+    Ok(stream)
+}
+
+/// Fails with a message naming the config key when another program holds the port. A proxy
+/// that is just exiting may hold it for a moment, hence the short wait.
+fn wait_for_port(layout: &Layout) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match std::net::TcpListener::bind(("127.0.0.1", layout.port)) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::AddrInUse && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) if e.kind() == ErrorKind::AddrInUse => bail!("{}", layout.port_taken_message()),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot listen on 127.0.0.1:{}", layout.port));
+            }
+        }
+    }
+}
