@@ -531,6 +531,9 @@ pub enum ProxyAction {
     /// Hold a lease on the proxy with credentials read from stdin (for tests and debugging)
     #[command(hide = true)]
     Lease,
+    /// Remove FILE once stdin ends, if proxy PID wrote it (the background proxy's watcher)
+    #[command(hide = true)]
+    WatchUrls { file: PathBuf, pid: u32 },
 }
 
 #[derive(Debug, Args)]

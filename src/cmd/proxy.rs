@@ -7,6 +7,11 @@ use std::io::BufRead;
 
 impl Run for ProxyArgs {
     fn run(self, ui: &Ui) -> Result<i32> {
+        // The watcher needs nothing else (and must not fail on a config it does not read).
+        if let ProxyAction::WatchUrls { file, pid } = &self.action {
+            proxy::watch_urls(file, *pid);
+            return Ok(0);
+        }
         let dirs = crate::config::Dirs::new()?;
         let cfg = crate::config::Config::load(&dirs.config_file())?;
         let layout = proxy::Layout::new(&dirs, &cfg)?;
@@ -40,18 +45,14 @@ impl Run for ProxyArgs {
                             ""
                         }
                     )),
-                    proxy::Started::Running(pid) => ui.info(format!(
-                        "the proxy runs already (pid {pid}){}",
-                        if persistent {
-                            "; it is a background proxy now"
-                        } else {
-                            ""
-                        }
-                    )),
+                    proxy::Started::Running(pid) => {
+                        ui.info(format!("the proxy runs already (pid {pid})"))
+                    }
                 }
                 Ok(0)
             }
             ProxyAction::Lease => lease(&layout, ui),
+            ProxyAction::WatchUrls { .. } => Ok(0),
         }
     }
 }

@@ -123,12 +123,6 @@ fn install(dirs: &Dirs, cfg: &Config, dry_run: bool, ui: &Ui) -> Result<i32> {
         .and_then(|p| p.canonicalize())
         .context("cannot find the nixstore-auth executable")?;
     let units = unit_files(dirs, d.route, &bin, layout.port, &layout.log_file())?;
-    let include_text = if dry_run && layout.port_origin == proxy::PortOrigin::Default {
-        // Nothing is written by a dry run, not even the remembered port.
-        None
-    } else {
-        Some(crate::service::include::desired(dirs, cfg, d.fixed_urls)?)
-    };
     let previous = marker::load(dirs)?;
     let line_added = match &d.conf {
         ConfAction::AddLine => true,
@@ -148,7 +142,12 @@ fn install(dirs: &Dirs, cfg: &Config, dry_run: bool, ui: &Ui) -> Result<i32> {
         fixed_urls: d.fixed_urls,
         units: units.iter().map(|(p, _)| p.clone()).collect(),
     };
-
+    let include_text = if dry_run && layout.port_origin == proxy::PortOrigin::Default {
+        // Nothing is written by a dry run, not even the remembered port.
+        None
+    } else {
+        Some(crate::service::include::desired(dirs, cfg, &installed)?)
+    };
     let mut files = Plan::new();
     for (path, text) in &units {
         let text = text.clone();
@@ -177,6 +176,12 @@ fn install(dirs: &Dirs, cfg: &Config, dry_run: bool, ui: &Ui) -> Result<i32> {
                 include_file.display(),
                 s3.len()
             ))?,
+        }
+        if d.route == Route::Persistent {
+            ui.outln(format_args!(
+                "{}: the URLs, written by the running background proxy and removed when it exits",
+                crate::service::include::runtime_file(dirs).display()
+            ))?;
         }
         for line in start_commands(d.route) {
             ui.outln(format_args!("would run: {line}"))?;
@@ -259,7 +264,7 @@ fn start(route: Route, units: &[(PathBuf, String)], layout: &proxy::Layout, ui: 
                 "no user service manager answers (`systemctl --user`): started a detached background proxy (pid {pid})"
             )),
             proxy::Started::Running(pid) => ui.info(format!(
-                "no user service manager answers (`systemctl --user`): the running proxy (pid {pid}) is the background proxy now"
+                "no user service manager answers (`systemctl --user`): the background proxy runs already (pid {pid})"
             )),
         },
     }
@@ -369,6 +374,7 @@ fn uninstall(dirs: &Dirs, cfg: &Config, dry_run: bool, ui: &Ui) -> Result<i32> {
     gone.push(m.include.clone());
     gone.push(marker::path(dirs));
     gone.push(marker::persistent_flag(dirs));
+    gone.push(crate::service::include::runtime_file(dirs));
     if remove_conf {
         gone.push(m.nix_conf.clone());
     }
@@ -410,8 +416,14 @@ fn uninstall(dirs: &Dirs, cfg: &Config, dry_run: bool, ui: &Ui) -> Result<i32> {
         ui.info(format!("updated {}", p.display()));
     }
     for p in &gone {
-        std::fs::remove_file(p).with_context(|| format!("cannot remove {}", p.display()))?;
-        ui.info(format!("removed {}", p.display()));
+        match std::fs::remove_file(p) {
+            Ok(()) => ui.info(format!("removed {}", p.display())),
+            // The proxy took its own file with it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot remove {}", p.display()));
+            }
+        }
     }
     if m.route == Route::Systemd
         && let Err(e) = manager::systemd_reload()

@@ -116,6 +116,8 @@ impl Renewer {
                 last_error: None,
             });
         }
+        drop(map);
+        runtime_urls(&self.dirs);
         Ok(format!("{} recorded cache(s) mounted", wanted.len()))
     }
 
@@ -221,28 +223,6 @@ pub(super) fn spawn(state: &Arc<State>, renewer: Renewer) {
     let (tx, rx) = std::sync::mpsc::channel();
     *state.renewer.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
     std::thread::spawn(move || renewer.run(rx));
-}
-
-/// Makes a command's proxy a background one (`proxy start --persistent` while it runs):
-/// from now on it mounts every recorded cache, renews, and never exits when idle.
-pub(super) fn become_background(state: &Arc<State>) {
-    if state
-        .background
-        .swap(true, std::sync::atomic::Ordering::SeqCst)
-    {
-        return;
-    }
-    log("now a background proxy (proxy start --persistent)");
-    let (tx, rx) = std::sync::mpsc::channel();
-    *state.renewer.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
-    let mut renewer = Renewer::new(state.clone(), state.dirs.clone());
-    std::thread::spawn(move || {
-        match renewer.load() {
-            Ok(summary) => log(summary),
-            Err(e) => log(format!("cannot read config.toml: {e}")),
-        }
-        renewer.run(rx)
-    });
 }
 
 /// Asks the renewer to read config.toml again; `None` when no renewer runs (a command's proxy).
@@ -375,5 +355,16 @@ pub(super) fn moved_on(state: &State, dirs: &Dirs, took: &[String]) {
         Ok(Some(p)) => log(format!("rewrote {}", p.display())),
         Ok(None) => {}
         Err(e) => log(format!("cannot rewrite the include file: {e:#}")),
+    }
+    runtime_urls(dirs);
+}
+
+/// Without a service manager, the background proxy keeps its URLs in the runtime file the
+/// include file names (and removes it when it exits): written again after every change.
+fn runtime_urls(dirs: &Dirs) {
+    match crate::service::include::sync_runtime(dirs) {
+        Ok(Some(p)) => log(format!("wrote the URLs to {}", p.display())),
+        Ok(None) => {}
+        Err(e) => log(format!("cannot write the URLs for Nix: {e:#}")),
     }
 }

@@ -145,39 +145,38 @@ pub fn current_urls(layout: &Layout, names: &[String], fixed: bool) -> Result<Ve
 pub enum Started {
     /// A proxy was started (its pid).
     New(u32),
-    /// One ran already (its pid); with `persistent`, it is a background proxy now.
+    /// One ran already (its pid).
     Running(u32),
 }
 
 /// `proxy start [--persistent]`: starts the proxy detached, or finds the running one (or the
 /// one a service manager starts on the first connection). `persistent`: a background proxy
-/// that mounts every recorded cache, renews sessions itself and never exits when idle.
+/// that mounts every recorded cache, renews sessions itself and never exits when idle; a
+/// command's proxy that runs is replaced by one (the background proxy mounts every recorded
+/// cache itself, so running commands keep their URLs).
 pub fn start(layout: &Layout, persistent: bool, ui: &crate::ui::Ui) -> Result<Started> {
     let mut layout = layout.clone();
     let sock = layout.runtime_dir()?.join("proxy.sock");
+    let found = match connect_control(&sock)? {
+        Some(s) => Some(s),
+        None => activate(&layout, &sock)?,
+    };
+    if let Some(s) = found {
+        let reply = exchange(&s, &Request::Status)?;
+        if !persistent || reply.background {
+            return Ok(Started::Running(reply.pid));
+        }
+        ui.info(format!(
+            "replacing the running proxy (pid {}), a command's, by a background one",
+            reply.pid
+        ));
+        stop(&layout)?;
+    }
     let _start = paths::lock_start(&layout.runtime_dir()?, true)?;
-    let (stream, new) = match connect_control(&sock)? {
-        Some(s) => (s, false),
-        None => match activate(&layout, &sock)? {
-            Some(s) => (s, false),
-            None => {
-                layout.settle_port(None)?;
-                (spawn(&layout, &sock, ui, persistent)?, true)
-            }
-        },
-    };
-    let req = if persistent && !new {
-        Request::Background
-    } else {
-        Request::Status
-    };
-    let reply = exchange(&stream, &req)?;
-    layout.settle_port(Some(reply.port))?;
-    Ok(if new {
-        Started::New(reply.pid)
-    } else {
-        Started::Running(reply.pid)
-    })
+    layout.settle_port(None)?;
+    let stream = spawn(&layout, &sock, ui, persistent)?;
+    let reply = exchange(&stream, &Request::Status)?;
+    Ok(Started::New(reply.pid))
 }
 
 /// A proxy a service manager starts on the first connection (its socket unit holds the

@@ -130,11 +130,6 @@ pub(super) async fn serve(state: Arc<State>, stream: UnixStream) {
                 let _ = write_reply(&mut wr, &reply).await;
                 break;
             }
-            Request::Background => {
-                super::background::become_background(&state);
-                let _ = write_reply(&mut wr, &state.status()).await;
-                break;
-            }
             Request::ReloadSecret => {
                 let reply = match paths::read_secret(&state.secret_file) {
                     Ok(Some(s)) => {

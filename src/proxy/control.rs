@@ -37,9 +37,6 @@ pub enum Request<'a> {
     /// `use`, `remove` and `service install` changed config.toml: a background proxy mounts
     /// every recorded S3 cache again (and unmounts what is gone).
     Reload,
-    /// Become a background proxy (`proxy start --persistent` while a command's proxy runs):
-    /// mount every recorded cache, renew sessions itself, never exit when idle.
-    Background,
 }
 
 /// Credentials on the wire. `Cow` lets the client serialise borrowed secrets without copies.

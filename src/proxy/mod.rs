@@ -69,4 +69,4 @@ pub use credential::{Standing, login_command};
 pub use paths::runtime_dir_of;
 pub use paths::{GRACE_ENV, Layout, PortOrigin, default_port};
 pub use probe::{Probe, probe};
-pub use server::serve;
+pub use server::{serve, watch_urls};

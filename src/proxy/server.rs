@@ -58,6 +58,13 @@ pub fn serve(layout: Layout, persistent: bool, ui: &crate::ui::Ui) -> Result<()>
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    // Without a service manager, the URLs the user's Nix reads exist only while this proxy
+    // runs: a watcher removes them when it exits, also when it is killed.
+    let runtime_urls = (persistent && passed.is_none())
+        .then(|| crate::service::include::runtime_file(&layout.dirs));
+    if let Some(path) = &runtime_urls {
+        guard_runtime_urls(path);
+    }
     log::cap_at(&layout.log_file());
     super::listen::raise_file_limit();
     let secret = paths::read_or_create_secret(&layout.secret_file())?;
@@ -115,11 +122,86 @@ pub fn serve(layout: Layout, persistent: bool, ui: &crate::ui::Ui) -> Result<()>
         .build()
         .context("cannot start the async runtime")?;
     let result = rt.block_on(run(layout, state, passed, renewer, &notifier));
+    if let Some(path) = &runtime_urls {
+        crate::service::include::clear_runtime(path, std::process::id());
+    }
     if let Err(e) = &result {
         log(format!("error: {e:#}"));
         notifier.send(&format!("STATUS=failed: {e:#}"));
     }
     result
+}
+
+/// Starts a watcher (`nixstore-auth proxy watch-urls PATH PID`, its own session) that removes
+/// `path` once this process has exited, whatever ends it (`kill -9` too): it reads a pipe only
+/// this process holds open until its end. It removes the file only if this process wrote it
+/// (its pid is in the first line). Must be called while this is the only thread.
+fn guard_runtime_urls(path: &std::path::Path) {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let failed =
+        || log("cannot start the watcher of the URL file; it stays if the proxy is killed");
+    let Ok(exe) = std::env::current_exe() else {
+        return failed();
+    };
+    let (Ok(exe), Ok(file)) = (
+        CString::new(exe.as_os_str().as_bytes()),
+        CString::new(path.as_os_str().as_bytes()),
+    ) else {
+        return failed();
+    };
+    let pid = CString::new(std::process::id().to_string()).unwrap_or_default();
+    let args = [
+        c"nixstore-auth",
+        c"proxy",
+        c"watch-urls",
+        file.as_c_str(),
+        pid.as_c_str(),
+    ];
+    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 fills two descriptors we own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return failed();
+    }
+    let (read_end, write_end) = (fds[0], fds[1]);
+    // SAFETY: fork while single-threaded (serve has started no thread yet); the child makes
+    // the pipe its stdin, leaves our session and process group, and execs at once.
+    match unsafe { libc::fork() } {
+        0 => unsafe {
+            libc::setsid();
+            libc::dup2(read_end, 0);
+            for fd in 3..1024 {
+                libc::close(fd);
+            }
+            libc::execv(exe.as_ptr(), argv.as_ptr());
+            libc::_exit(127);
+        },
+        pid if pid > 0 => {
+            // SAFETY: our copy of the read end; the write end stays open (close-on-exec) until
+            // this process ends: its closing is the watcher's signal.
+            unsafe { libc::close(read_end) };
+            let _ = write_end;
+        }
+        _ => failed(),
+    }
+}
+
+/// `proxy watch-urls PATH PID` (hidden): waits for the end of stdin (the proxy `PID` exited),
+/// then removes `PATH` if that proxy wrote it.
+pub fn watch_urls(path: &std::path::Path, pid: u32) {
+    let mut sink = [0u8; 64];
+    let mut stdin = std::io::stdin().lock();
+    loop {
+        match std::io::Read::read(&mut stdin, &mut sink) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    crate::service::include::clear_runtime(path, pid);
 }
 
 /// Makes the proxy's log file its stderr, whatever stderr was (a service manager's journal, a

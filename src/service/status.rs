@@ -45,6 +45,12 @@ pub struct IncludeState {
     pub private: bool,
     /// It lists every recorded S3 cache at its current URL.
     pub current: bool,
+    /// Without a service manager: the runtime file with the URLs, which the running
+    /// background proxy keeps (absent while it is down).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<PathBuf>,
+    /// It is there and lists every recorded S3 cache at its current URL.
+    pub runtime_current: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -253,7 +259,9 @@ pub fn gather(dirs: &Dirs, cfg: &Config, wake: bool) -> Result<Report> {
         }
     }
 
-    let include_state = installed.as_ref().map(|m| include_state(dirs, cfg, m));
+    let include_state = installed
+        .as_ref()
+        .map(|m| include_state(dirs, cfg, m, st.as_ref().map(|s| s.pid)));
     if let Some(i) = &include_state {
         if !i.line {
             problems.push(Problem {
@@ -276,6 +284,18 @@ pub fn gather(dirs: &Dirs, cfg: &Config, wake: bool) -> Result<Report> {
                     i.file.display()
                 ),
                 fix: "nixstore-auth service install (writes it again)".into(),
+            });
+        }
+        if st.as_ref().is_some_and(|s| s.background) && i.runtime.is_some() && !i.runtime_current {
+            problems.push(Problem {
+                what: format!(
+                    "the running proxy's URL file {} is missing or out of date",
+                    i.runtime
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default()
+                ),
+                fix: "nixstore-auth proxy stop; nixstore-auth proxy start --persistent".into(),
             });
         }
         if i.present && !i.private {
@@ -337,7 +357,7 @@ pub fn expected_unit(
     })
 }
 
-fn include_state(dirs: &Dirs, cfg: &Config, m: &Installed) -> IncludeState {
+fn include_state(dirs: &Dirs, cfg: &Config, m: &Installed, pid: Option<u32>) -> IncludeState {
     use std::os::unix::fs::PermissionsExt;
     let conf_text = crate::fs::read_optional(&m.nix_conf)
         .ok()
@@ -347,8 +367,14 @@ fn include_state(dirs: &Dirs, cfg: &Config, m: &Installed) -> IncludeState {
     let private = std::fs::metadata(&m.include)
         .map(|md| md.permissions().mode() & 0o077 == 0)
         .unwrap_or(false);
-    let current = match (&text, super::include::desired(dirs, cfg, m.fixed_urls)) {
+    let current = match (&text, super::include::desired(dirs, cfg, m)) {
         (Some(t), Ok(want)) => *t == want,
+        _ => false,
+    };
+    let runtime = (m.route == Route::Persistent).then(|| super::include::runtime_file(dirs));
+    let runtime_current = match (&runtime, pid) {
+        (Some(p), Some(pid)) => super::include::desired_runtime(dirs, cfg, m, pid)
+            .is_ok_and(|want| crate::fs::read_optional(p).ok().flatten() == Some(want)),
         _ => false,
     };
     IncludeState {
@@ -358,6 +384,8 @@ fn include_state(dirs: &Dirs, cfg: &Config, m: &Installed) -> IncludeState {
         present: text.is_some(),
         private,
         current,
+        runtime,
+        runtime_current,
     }
 }
 

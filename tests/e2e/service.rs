@@ -145,11 +145,16 @@ impl<'a> Svc<'a> {
 
     /// A derivation in no cache (unique per call): a plain `nix-build` of it must build.
     fn local_build(&self, tag: &str) -> Output {
+        self.local_build_with(tag, "")
+    }
+
+    /// The same with more options for `nix-build`.
+    fn local_build_with(&self, tag: &str, options: &str) -> Output {
         let expr = format!(
             "derivation {{ name = \"nsa-local-{tag}-{}\"; system = builtins.currentSystem; builder = \"/bin/sh\"; args = [ \"-c\" \"echo built > $out\" ]; }}",
             unique_tag()
         );
-        self.plain(&format!("nix-build --no-out-link -E '{expr}'"))
+        self.plain(&format!("nix-build --no-out-link {options} -E '{expr}'"))
     }
 
     /// `service status` as the user.
@@ -190,16 +195,29 @@ fn plain_nix_substitutes_through_the_background_service(e2e: &E2e) {
         "{conf}"
     );
     let include = fs::read_to_string(s.include_file()).unwrap();
-    let mode = fs::metadata(s.include_file()).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600, "the include file is private");
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode(&s.include_file()),
+        0o600,
+        "the include file is private"
+    );
     let secret = s.bed.url_secret();
     let url = format!("http://127.0.0.1:{}/{secret}/{NAME}", s.bed.port);
+    // No service manager: the URLs are in a runtime file the running proxy keeps.
+    let runtime_urls = s.bed.runtime_dir().join("nixstore-auth/nix.conf");
     assert!(
-        include.contains(&format!("extra-substituters = {url}\n"))
-            && include.contains(&s.p1.public_key)
-            && include.contains("fallback = true"),
+        include.contains(&s.p1.public_key)
+            && include.contains("\nfallback = true\n")
+            && include.ends_with(&format!("\n!include {}\n", runtime_urls.display()))
+            && !include.contains(&secret),
         "{include}"
     );
+    let urls = fs::read_to_string(&runtime_urls).unwrap();
+    assert!(
+        urls.contains(&format!("\nextra-substituters = {url}\n")),
+        "{urls}"
+    );
+    assert_eq!(mode(&runtime_urls), 0o600, "the URL file is private");
     assert!(!conf.contains(&secret), "the secret URL is in nix.conf");
     let nix_cache = s.bed.user.home.join(".cache/nix");
     assert_eq!(
@@ -307,13 +325,22 @@ fn socket_activation_for_real(e2e: &E2e) {
 
     // systemd-analyze verify: on the host (the units name /tmp paths, the same on both sides).
     let rt = e2e.private_dir("verify-run");
+    // `Documentation=man:nixstore-auth-service(1)`: verify looks the page up with man(1); the
+    // one generated in this tree, in man's layout.
+    let man1 = e2e.dir.join("man/man1");
+    fs::create_dir_all(&man1).unwrap();
+    fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("man/nixstore-auth-service.1"),
+        man1.join("nixstore-auth-service.1"),
+    )
+    .unwrap();
     let out = run(
         Command::new("systemd-analyze")
             .args(["--user", "verify"])
             .arg(&socket_unit)
             .arg(&service_unit)
             .env("XDG_RUNTIME_DIR", &rt)
-            .env("MANPATH", Path::new(env!("CARGO_MANIFEST_DIR")).join("man")),
+            .env("MANPATH", e2e.dir.join("man")),
         None,
         DEFAULT_TIMEOUT,
     );
@@ -356,16 +383,34 @@ fn socket_activation_for_real(e2e: &E2e) {
         cmd.arg(format!("--setenv={k}={v}"));
     }
     cmd.args(&exec_start);
+    // Ready when it says it listens (a connection would start the proxy already).
+    let activate_log = e2e.dir.join("socket-activate.log");
     let activator = Service::spawn(
         "systemd-socket-activate",
         cmd,
-        &e2e.dir.join("socket-activate.log"),
+        &activate_log,
         Duration::from_secs(10),
-        || port_open(s.bed.port),
+        || {
+            fs::read_to_string(&activate_log)
+                .unwrap_or_default()
+                .contains("Listening on")
+        },
     );
+    // systemd-socket-activate execs the unit's command in its own process at the first
+    // connection: until then that process is systemd-socket-activate itself.
+    let pid = activator.pid().unwrap();
+    let comm = |pid: u32| proc_text(pid, "comm").trim().to_string();
+    // runuser may fork: its child, in the same process group, is the command.
+    let runuser_child = || {
+        processes(|p| p.pgid == pid && p.pid != pid)
+            .first()
+            .map(|p| p.pid)
+            .unwrap_or(pid)
+    };
     assert!(
-        proxy_pids(u.uid).is_empty(),
-        "nothing runs before the first connection"
+        comm(runuser_child()).starts_with("systemd-socket"),
+        "nothing runs before the first connection: {}",
+        comm(runuser_child())
     );
     let started = Instant::now();
     // The first connection is the daemon's: it starts the proxy.
@@ -388,14 +433,22 @@ fn socket_activation_for_real(e2e: &E2e) {
     assert!(st.stdout.contains("socket-activated"), "{st}");
     let status = s.nsa(&["service", "status"]).env("PATH", &path).run();
     status.assert_success("service status with the socket-activated proxy");
-    // `proxy stop`: the process exits, the socket stays: the next connection starts it again.
-    s.nsa(&["proxy", "stop"]).run().assert_success("proxy stop");
-    wait_until("the proxy to exit", Duration::from_secs(10), || {
-        proxy_pids(u.uid).is_empty()
-    });
-    let out = s.plain(&format!("nix-store -r {}", s.p2()));
-    out.assert_success("plain nix-store -r after proxy stop: started again");
+    let proxy_pid = runuser_child();
+    assert_eq!(comm(proxy_pid), "nixstore-auth", "the activated proxy");
+    // `exec` leases the background proxy: no second proxy.
+    let out = s.bed.exec(&["nix-store", "-r", s.p2()]);
+    out.assert_success("exec -- nix-store -r P2 with the background proxy running");
     assert!(s.valid(s.p2()));
+    assert_eq!(proxy_pids(u.uid), [proxy_pid], "one proxy: {out}");
+    assert!(s.bed.proxy_log().contains("client attached"));
+    // `proxy stop` ends it cleanly (systemd would start it again on the next connection; this
+    // stand-in execs the proxy in its own process and so has no socket left to listen on).
+    s.nsa(&["proxy", "stop"]).run().assert_success("proxy stop");
+    while !said.contains("STOPPING=1") {
+        let n = notify.recv(&mut buf).expect("STOPPING=1 on NOTIFY_SOCKET");
+        said.push_str(&String::from_utf8_lossy(&buf[..n]));
+        said.push('\n');
+    }
     drop(activator);
 }
 
@@ -516,10 +569,10 @@ fn a_person_is_needed_then_login_substitutes_at_once(e2e: &E2e) {
             .contains("handed the new session to the running proxy"),
         "{login}"
     );
-    let include = fs::read_to_string(s.include_file()).unwrap();
+    let urls = fs::read_to_string(s.bed.runtime_dir().join("nixstore-auth/nix.conf")).unwrap();
     assert!(
-        include.contains(&format!("/{NAME}~1")),
-        "the URL moved on: {include}"
+        urls.contains(&format!("/{NAME}~1\n")),
+        "the URL moved on: {urls}"
     );
     let out = s.plain(&format!("nix-store -r {}", s.p2()));
     out.assert_success("the same path right after login");
@@ -529,24 +582,40 @@ fn a_person_is_needed_then_login_substitutes_at_once(e2e: &E2e) {
     s.assert_other_user_finds_nothing(&bob);
 }
 
-/// Proof 5: the proxy is down (`proxy stop`, no service manager to start it again): a plain
-/// build of a derivation in no cache succeeds (the include file's `fallback = true`), and
-/// `doctor`, `service status` and the shell hook say the proxy is down.
+/// Proof 5: the proxy is down (no service manager to start it again) after the daemon used
+/// the cache: stopped (`proxy stop`), and killed (`kill -9`). A plain build of a derivation in
+/// no cache succeeds, even with `--option fallback false`: the URLs live in a runtime file
+/// only the running proxy keeps (a watcher removes it when the proxy is killed), so Nix does
+/// not know the cache while it is down (Nix 2.8 fails every build while it knows a cache it
+/// cannot reach, with or without `fallback`: its `SubstituterDisabled` ends the daemon's
+/// worker). `doctor`, `service status` and the shell hook say the proxy is down.
 fn with_the_proxy_down_plain_builds_still_work(e2e: &E2e) {
     let s = Svc::start(e2e, "down", false, 20);
     s.install();
+    let runtime_urls = s.bed.runtime_dir().join("nixstore-auth/nix.conf");
+    assert!(runtime_urls.exists(), "the running proxy keeps its URLs");
+    // The daemon knows the cache now (it keeps its nix-cache-info), as before a reboot.
+    s.plain(&format!("nix-store -r {}", s.p1.store_path))
+        .assert_success("plain nix-store -r P1 while the proxy is up");
     s.nsa(&["proxy", "stop"]).run().assert_success("proxy stop");
     wait_until("the proxy to exit", Duration::from_secs(10), || {
         proxy_pids(s.bed.user.uid).is_empty()
     });
-    let t = Instant::now();
-    let out = s.local_build("down");
-    out.assert_success("a plain build with the proxy down");
-    note(&format!(
-        "{}: plain build with the proxy down took {:?}",
-        e2e.name,
-        t.elapsed()
-    ));
+    assert!(
+        !runtime_urls.exists(),
+        "a stopped proxy takes its URLs with it"
+    );
+    let build_without_fallback = |what: &str| {
+        let t = Instant::now();
+        let out = s.local_build_with(what, "--option fallback false");
+        out.assert_success(&format!("a plain build with the proxy {what}"));
+        note(&format!(
+            "{}: plain build with the proxy {what} took {:?}",
+            e2e.name,
+            t.elapsed()
+        ));
+    };
+    build_without_fallback("stopped");
     let doctor = s.nsa(&["doctor"]).run();
     doctor.assert_code(1, "doctor with the proxy down");
     assert!(doctor.stdout.contains("the proxy is down"), "{doctor}");
@@ -566,6 +635,23 @@ fn with_the_proxy_down_plain_builds_still_work(e2e: &E2e) {
         1,
         "{hook}"
     );
+
+    // Killed: started again, used, then `kill -9`.
+    s.nsa(&["proxy", "start", "--persistent"])
+        .run()
+        .assert_success("proxy start --persistent");
+    s.plain(&format!("nix-store -r {}", s.p2()))
+        .assert_success("plain nix-store -r P2 with the proxy started again");
+    let pids = proxy_pids(s.bed.user.uid);
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    // SAFETY: kill(2) of the test user's proxy, which this proof started.
+    unsafe { libc::kill(pids[0] as i32, libc::SIGKILL) };
+    wait_until(
+        "the watcher to remove the killed proxy's URLs",
+        Duration::from_secs(10),
+        || !runtime_urls.exists(),
+    );
+    build_without_fallback("killed");
     let bob = TestUser::create(e2e, "b");
     s.assert_other_user_finds_nothing(&bob);
 }
