@@ -142,8 +142,10 @@ fn install(dirs: &Dirs, cfg: &Config, dry_run: bool, ui: &Ui) -> Result<i32> {
         fixed_urls: d.fixed_urls,
         units: units.iter().map(|(p, _)| p.clone()).collect(),
     };
-    let include_text = if dry_run && layout.port_origin == proxy::PortOrigin::Default {
-        // Nothing is written by a dry run, not even the remembered port.
+    let include_text = if dry_run
+        && (layout.port_origin == proxy::PortOrigin::Default || !layout.secret_file().exists())
+    {
+        // Nothing is written by a dry run, not even the remembered port or a new secret.
         None
     } else {
         Some(crate::service::include::desired(dirs, cfg, &installed)?)

@@ -179,6 +179,20 @@ pub fn start(layout: &Layout, persistent: bool, ui: &crate::ui::Ui) -> Result<St
     Ok(Started::New(reply.pid))
 }
 
+/// The state of the proxy a service manager starts on the first connection: connects to its
+/// port to start it (as the nix-daemon's first request would); starts nothing else. `None`
+/// when nothing listens there.
+pub fn wake(layout: &Layout) -> Result<Option<Status>> {
+    if let Some(st) = status(layout)? {
+        return Ok(Some(st));
+    }
+    let sock = layout.socket_path()?;
+    match activate(layout, &sock)? {
+        Some(s) => exchange(&s, &Request::Status).map(Some),
+        None => Ok(None),
+    }
+}
+
 /// A proxy a service manager starts on the first connection (its socket unit holds the
 /// port): connect once to start it, and wait for its control socket. `None` when nothing
 /// listens on the port; an error when something else holds it.

@@ -168,10 +168,7 @@ pub fn gather(dirs: &Dirs, cfg: &Config, wake: bool) -> Result<Report> {
     let st = match proxy::status(&layout)? {
         Some(st) => Some(st),
         None if wake && route.is_some_and(Route::socket_activated) => {
-            match proxy::start(&layout, false, &crate::ui::Ui::silent()) {
-                Ok(_) => proxy::status(&layout)?,
-                Err(_) => None,
-            }
+            proxy::wake(&layout).ok().flatten()
         }
         None => None,
     };

@@ -171,6 +171,33 @@ impl<'a> Svc<'a> {
     }
 }
 
+/// What the nix-daemon's narinfo cache (its HOME's `~/.cache/nix/binary-cache-v*.sqlite`)
+/// says of store path hash `hash` under each cache URL starting with `url_prefix`:
+/// `(url, present)` rows (present 0: a remembered miss).
+fn daemon_remembers(e2e: &E2e, url_prefix: &str, hash: &str) -> Vec<(String, i64)> {
+    let dir = e2e.dir.join("daemon-home/.cache/nix");
+    let script = "import sqlite3, sys, glob\n\
+                  for f in glob.glob(sys.argv[1] + '/binary-cache-v*.sqlite'):\n\
+                  \x20   c = sqlite3.connect(f)\n\
+                  \x20   for url, present in c.execute('select c.url, n.present from NARs n join BinaryCaches c on n.cache = c.id where n.hashPart = ? order by c.id', (sys.argv[2],)):\n\
+                  \x20       print(url, present)\n";
+    let out = run(
+        Command::new(venv_bin("python"))
+            .args(["-c", script])
+            .arg(&dir)
+            .arg(hash),
+        None,
+        DEFAULT_TIMEOUT,
+    );
+    out.assert_success("read the daemon's narinfo cache");
+    out.stdout
+        .lines()
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(u, _)| u.starts_with(url_prefix))
+        .map(|(u, p)| (u.to_string(), p.parse().unwrap_or(-1)))
+        .collect()
+}
+
 /// Proofs 1, 6 and 7: `use` + `service install` (no user service manager: a detached
 /// persistent proxy); plain `nix-store -r` (and `nix build`) substitute through the daemon;
 /// another user cannot read the include file, gets nothing from the port and finds the URL
@@ -535,6 +562,18 @@ fn a_person_is_needed_then_login_substitutes_at_once(e2e: &E2e) {
         "a miss, as Nix says it: {out}"
     );
     assert!(!s.valid(s.p2()));
+    // The daemon remembers that miss under the cache's URL (a new URL is what forgets it).
+    let base = format!(
+        "http://127.0.0.1:{}/{}/{NAME}",
+        s.bed.port,
+        s.bed.url_secret()
+    );
+    let hash2 = &s.p2().rsplit('/').next().unwrap()[..32];
+    assert_eq!(
+        daemon_remembers(e2e, &base, hash2),
+        [(base.clone(), 0)],
+        "the daemon did not remember the miss"
+    );
     s.local_build("person")
         .assert_success("a plain build of a local derivation while a person is needed");
     let log = s.bed.proxy_log();
@@ -577,6 +616,11 @@ fn a_person_is_needed_then_login_substitutes_at_once(e2e: &E2e) {
     let out = s.plain(&format!("nix-store -r {}", s.p2()));
     out.assert_success("the same path right after login");
     assert!(s.valid(s.p2()));
+    assert_eq!(
+        daemon_remembers(e2e, &base, hash2),
+        [(base.clone(), 0), (format!("{base}~1"), 1)],
+        "the old URL keeps its miss; the new one found the path"
+    );
     s.status().assert_success("service status after login");
     let bob = TestUser::create(e2e, "b");
     s.assert_other_user_finds_nothing(&bob);
