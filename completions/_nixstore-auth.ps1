@@ -381,6 +381,7 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
             [CompletionResult]::new('start', 'start', [CompletionResultType]::ParameterValue, 'Start the proxy detached (it exits when idle, unless --persistent)')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the proxy in the foreground: what `exec`, `proxy start` and the service manager run')
             [CompletionResult]::new('lease', 'lease', [CompletionResultType]::ParameterValue, 'Hold a lease on the proxy with credentials read from stdin (for tests and debugging)')
+            [CompletionResult]::new('watch-urls', 'watch-urls', [CompletionResultType]::ParameterValue, 'Remove FILE once stdin ends, if proxy PID wrote it (the background proxy''s watcher)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -446,6 +447,16 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
+        'nixstore-auth;proxy;watch-urls' {
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour output (NO_COLOR set: never, unless `always`)')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and warnings')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors and warnings')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
         'nixstore-auth;proxy;help' {
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show whether the proxy runs, its URL base and its caches')
             [CompletionResult]::new('rotate-secret', 'rotate-secret', [CompletionResultType]::ParameterValue, 'Make a new URL secret (the old URLs stop working)')
@@ -453,6 +464,7 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
             [CompletionResult]::new('start', 'start', [CompletionResultType]::ParameterValue, 'Start the proxy detached (it exits when idle, unless --persistent)')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the proxy in the foreground: what `exec`, `proxy start` and the service manager run')
             [CompletionResult]::new('lease', 'lease', [CompletionResultType]::ParameterValue, 'Hold a lease on the proxy with credentials read from stdin (for tests and debugging)')
+            [CompletionResult]::new('watch-urls', 'watch-urls', [CompletionResultType]::ParameterValue, 'Remove FILE once stdin ends, if proxy PID wrote it (the background proxy''s watcher)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -472,6 +484,9 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
             break
         }
         'nixstore-auth;proxy;help;lease' {
+            break
+        }
+        'nixstore-auth;proxy;help;watch-urls' {
             break
         }
         'nixstore-auth;proxy;help;help' {
@@ -632,6 +647,7 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
             [CompletionResult]::new('start', 'start', [CompletionResultType]::ParameterValue, 'Start the proxy detached (it exits when idle, unless --persistent)')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the proxy in the foreground: what `exec`, `proxy start` and the service manager run')
             [CompletionResult]::new('lease', 'lease', [CompletionResultType]::ParameterValue, 'Hold a lease on the proxy with credentials read from stdin (for tests and debugging)')
+            [CompletionResult]::new('watch-urls', 'watch-urls', [CompletionResultType]::ParameterValue, 'Remove FILE once stdin ends, if proxy PID wrote it (the background proxy''s watcher)')
             break
         }
         'nixstore-auth;help;proxy;status' {
@@ -650,6 +666,9 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
             break
         }
         'nixstore-auth;help;proxy;lease' {
+            break
+        }
+        'nixstore-auth;help;proxy;watch-urls' {
             break
         }
         'nixstore-auth;help;service' {

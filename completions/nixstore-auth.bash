@@ -166,6 +166,9 @@ _nixstore__auth() {
             nixstore__auth__subcmd__help__subcmd__proxy,stop)
                 cmd="nixstore__auth__subcmd__help__subcmd__proxy__subcmd__stop"
                 ;;
+            nixstore__auth__subcmd__help__subcmd__proxy,watch-urls)
+                cmd="nixstore__auth__subcmd__help__subcmd__proxy__subcmd__watch__subcmd__urls"
+                ;;
             nixstore__auth__subcmd__help__subcmd__secret,delete)
                 cmd="nixstore__auth__subcmd__help__subcmd__secret__subcmd__delete"
                 ;;
@@ -205,6 +208,9 @@ _nixstore__auth() {
             nixstore__auth__subcmd__proxy,stop)
                 cmd="nixstore__auth__subcmd__proxy__subcmd__stop"
                 ;;
+            nixstore__auth__subcmd__proxy,watch-urls)
+                cmd="nixstore__auth__subcmd__proxy__subcmd__watch__subcmd__urls"
+                ;;
             nixstore__auth__subcmd__proxy__subcmd__help,help)
                 cmd="nixstore__auth__subcmd__proxy__subcmd__help__subcmd__help"
                 ;;
@@ -225,6 +231,9 @@ _nixstore__auth() {
                 ;;
             nixstore__auth__subcmd__proxy__subcmd__help,stop)
                 cmd="nixstore__auth__subcmd__proxy__subcmd__help__subcmd__stop"
+                ;;
+            nixstore__auth__subcmd__proxy__subcmd__help,watch-urls)
+                cmd="nixstore__auth__subcmd__proxy__subcmd__help__subcmd__watch__subcmd__urls"
                 ;;
             nixstore__auth__subcmd__secret,delete)
                 cmd="nixstore__auth__subcmd__secret__subcmd__delete"
@@ -689,7 +698,7 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__help__subcmd__proxy)
-            opts="status rotate-secret stop start serve lease"
+            opts="status rotate-secret stop start serve lease watch-urls"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -773,6 +782,20 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__help__subcmd__proxy__subcmd__stop)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nixstore__subcmd__auth__subcmd__help__subcmd__proxy__subcmd__watch__subcmd__urls)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1047,7 +1070,7 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__proxy)
-            opts="-v -q -h --verbose --quiet --color --help status rotate-secret stop start serve lease help"
+            opts="-v -q -h --verbose --quiet --color --help status rotate-secret stop start serve lease watch-urls help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1065,7 +1088,7 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__proxy__subcmd__help)
-            opts="status rotate-secret stop start serve lease help"
+            opts="status rotate-secret stop start serve lease watch-urls help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1176,6 +1199,20 @@ _nixstore__auth() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        nixstore__subcmd__auth__subcmd__proxy__subcmd__help__subcmd__watch__subcmd__urls)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         nixstore__subcmd__auth__subcmd__proxy__subcmd__lease)
             opts="-v -q -h --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1267,6 +1304,24 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__proxy__subcmd__stop)
+            opts="-v -q -h --verbose --quiet --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nixstore__subcmd__auth__subcmd__proxy__subcmd__watch__subcmd__urls)
             opts="-v -q -h --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

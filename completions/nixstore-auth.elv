@@ -347,6 +347,7 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
             cand start 'Start the proxy detached (it exits when idle, unless --persistent)'
             cand serve 'Run the proxy in the foreground: what `exec`, `proxy start` and the service manager run'
             cand lease 'Hold a lease on the proxy with credentials read from stdin (for tests and debugging)'
+            cand watch-urls 'Remove FILE once stdin ends, if proxy PID wrote it (the background proxy''s watcher)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'nixstore-auth;proxy;status'= {
@@ -405,6 +406,15 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
+        &'nixstore-auth;proxy;watch-urls'= {
+            cand --color 'When to colour output (NO_COLOR set: never, unless `always`)'
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
         &'nixstore-auth;proxy;help'= {
             cand status 'Show whether the proxy runs, its URL base and its caches'
             cand rotate-secret 'Make a new URL secret (the old URLs stop working)'
@@ -412,6 +422,7 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
             cand start 'Start the proxy detached (it exits when idle, unless --persistent)'
             cand serve 'Run the proxy in the foreground: what `exec`, `proxy start` and the service manager run'
             cand lease 'Hold a lease on the proxy with credentials read from stdin (for tests and debugging)'
+            cand watch-urls 'Remove FILE once stdin ends, if proxy PID wrote it (the background proxy''s watcher)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'nixstore-auth;proxy;help;status'= {
@@ -425,6 +436,8 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
         &'nixstore-auth;proxy;help;serve'= {
         }
         &'nixstore-auth;proxy;help;lease'= {
+        }
+        &'nixstore-auth;proxy;help;watch-urls'= {
         }
         &'nixstore-auth;proxy;help;help'= {
         }
@@ -554,6 +567,7 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
             cand start 'Start the proxy detached (it exits when idle, unless --persistent)'
             cand serve 'Run the proxy in the foreground: what `exec`, `proxy start` and the service manager run'
             cand lease 'Hold a lease on the proxy with credentials read from stdin (for tests and debugging)'
+            cand watch-urls 'Remove FILE once stdin ends, if proxy PID wrote it (the background proxy''s watcher)'
         }
         &'nixstore-auth;help;proxy;status'= {
         }
@@ -566,6 +580,8 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
         &'nixstore-auth;help;proxy;serve'= {
         }
         &'nixstore-auth;help;proxy;lease'= {
+        }
+        &'nixstore-auth;help;proxy;watch-urls'= {
         }
         &'nixstore-auth;help;service'= {
             cand install 'Run the proxy in the background and point your nix.conf at it (`!include`)'

@@ -82,6 +82,16 @@ fn unit_files(
     })
 }
 
+/// A unit file a NixOS or home-manager module provides: a symlink where ours would go, or the
+/// same unit in `/etc/systemd/user`. `install` leaves those alone (and `uninstall` too).
+fn managed_elsewhere(path: &Path) -> bool {
+    let symlink = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    let system_wide = path
+        .file_name()
+        .is_some_and(|n| Path::new("/etc/systemd/user").join(n).exists());
+    symlink || system_wide
+}
+
 /// The secret in `text` replaced, for diffs and messages.
 fn masked(text: &str, secret: Option<&str>) -> String {
     match secret {
@@ -122,7 +132,16 @@ fn install(dirs: &Dirs, cfg: &Config, dry_run: bool, ui: &Ui) -> Result<i32> {
     let bin = std::env::current_exe()
         .and_then(|p| p.canonicalize())
         .context("cannot find the nixstore-auth executable")?;
-    let units = unit_files(dirs, d.route, &bin, layout.port, &layout.log_file())?;
+    let (units, managed): (Vec<_>, Vec<_>) =
+        unit_files(dirs, d.route, &bin, layout.port, &layout.log_file())?
+            .into_iter()
+            .partition(|(p, _)| !managed_elsewhere(p));
+    for (p, _) in &managed {
+        ui.info(format!(
+            "{} comes from your configuration (a NixOS or home-manager module): left as it is",
+            p.display()
+        ));
+    }
     let previous = marker::load(dirs)?;
     let line_added = match &d.conf {
         ConfAction::AddLine => true,

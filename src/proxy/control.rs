@@ -8,6 +8,8 @@
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
+pub use super::credential::SessionInfo;
+
 /// Longest request line the proxy reads (credentials and mounts fit easily).
 pub const MAX_LINE: u64 = 256 * 1024;
 
@@ -115,24 +117,6 @@ impl WireMount {
             profile: None,
         }
     }
-}
-
-/// What a client says about the session it hands over (no secret).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SessionInfo {
-    /// The AWS profile, if the session has one.
-    #[serde(default)]
-    pub profile: Option<String>,
-    /// Where it came from: "cache", "fresh", "profile", "environment", "web identity".
-    #[serde(default)]
-    pub origin: String,
-    /// "auto" (renewed without a person, by the client holding the lease), "login" (needs
-    /// `nixstore-auth login`), "fixed" (the caller's environment's credentials).
-    #[serde(default)]
-    pub renewal: String,
-    /// For "auto": until when (then a login is needed), if bounded.
-    #[serde(default)]
-    pub renew_until: Option<i64>,
 }
 
 /// The proxy's answer to any request.

@@ -6,6 +6,24 @@
 
 use serde::{Deserialize, Serialize};
 
+/// What a client says about the session it hands over (no secret).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The AWS profile, if the session has one.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Where it came from: "cache", "fresh", "profile", "environment", "web identity".
+    #[serde(default)]
+    pub origin: String,
+    /// "auto" (renewed without a person, by the client holding the lease), "login" (needs
+    /// `nixstore-auth login`), "fixed" (the caller's environment's credentials).
+    #[serde(default)]
+    pub renewal: String,
+    /// For "auto": until when (then a login is needed), if bounded.
+    #[serde(default)]
+    pub renew_until: Option<i64>,
+}
+
 /// A credential a source brought, by kind.
 pub enum Credential {
     /// An AWS session, for S3 caches.
@@ -27,7 +45,7 @@ pub enum Renewal {
     /// source fetched it, the cache's `nix-cache-info` (kept to answer while a person is needed).
     Fresh {
         credential: Credential,
-        info: super::control::SessionInfo,
+        info: SessionInfo,
         cache_info: Option<Vec<u8>>,
     },
     /// Only a person can get a new one: why, in a sentence.
