@@ -203,9 +203,12 @@ impl Renewer {
     pub(super) fn run(mut self, inbox: Receiver<RenewerCmd>) {
         loop {
             let next = self.round();
+            keep_nix_cache_private();
             let wait = match next {
-                Some(n) => Duration::from_secs((n - crate::time::now()).clamp(0, 3600) as u64),
-                None => Duration::from_secs(3600),
+                Some(n) => {
+                    Duration::from_secs((n - crate::time::now()).clamp(0, CHECK_EVERY) as u64)
+                }
+                None => Duration::from_secs(CHECK_EVERY as u64),
             };
             match inbox.recv_timeout(wait) {
                 Ok(RenewerCmd::Reload(reply)) => {
@@ -235,6 +238,31 @@ pub(super) async fn reload(state: &State) -> Option<Result<String, String>> {
     let (reply, answer) = tokio::sync::oneshot::channel();
     tx.send(RenewerCmd::Reload(reply)).ok()?;
     answer.await.ok()
+}
+
+/// How often the renewer looks at `~/.cache/nix` (and at due renewals) at the latest.
+const CHECK_EVERY: i64 = 5;
+
+/// Nix records the URLs it opens (the proxy's secret with them) in `~/.cache/nix`, and makes
+/// the directory again with the user's umask if it is deleted: keep it private (0700) while
+/// the background proxy runs, as `service install` left it.
+fn keep_nix_cache_private() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(home) = std::env::var_os("HOME") else {
+        return;
+    };
+    let dir = crate::nix::client_cache::dir(&|k| std::env::var(k).ok(), home.as_ref());
+    let open = match std::fs::metadata(&dir) {
+        Ok(m) => m.mode() & 0o077 != 0,
+        Err(_) => true,
+    };
+    if open {
+        match crate::nix::client_cache::make_private(&dir) {
+            Ok(true) => log(format!("made {} private (0700) again", dir.display())),
+            Ok(false) => {}
+            Err(e) => log(format!("cannot keep {} private: {e:#}", dir.display())),
+        }
+    }
 }
 
 fn current_expiry(state: &State, name: &str) -> Option<i64> {

@@ -26,7 +26,10 @@
 //!   A request without it gets 401.
 //! - Status codes: S3's 404 → 404. Refused or expired credentials → 503; upstream errors,
 //!   timeouts, connection failures → 502 (503 for S3's SlowDown); an unknown cache name → 503.
-//!   Never 401/403/404 for those: Nix remembers those as misses for an hour.
+//!   Never 401/403/404 for those: Nix remembers those as misses for an hour. The exception is
+//!   a cache only a person can renew now (`credential.rs`): its reads are misses (404), so that
+//!   plain Nix goes on without it, and its URL moves to a new generation once it works again
+//!   (`urls.rs`), so that the daemon remembers none of them.
 //! - Addressing: path-style on custom endpoints; virtual-hosted on AWS (path-style for bucket
 //!   names with dots). Region from the cache, else us-east-1.
 //! - Lifecycle: the first client spawns `nixstore-auth proxy serve` (setsid, stdin/stdout
@@ -37,6 +40,11 @@
 //!   the grace period (`[proxy] idle-secs`, env `NIXSTORE_AUTH_PROXY_IDLE_SECS`, default 30),
 //!   and at once when idle with every session expired. Expired sessions are dropped: requests
 //!   then get 503 until a client brings a fresh one.
+//! - Background (`service install`: socket-activated, or `proxy start --persistent`): it never
+//!   exits when idle, mounts every recorded S3 cache and renews their sessions itself
+//!   (`background.rs`), reports readiness to its service manager (`activation.rs`), and still
+//!   takes sessions from leases and `login`. `serve` drops AWS credentials from its own
+//!   environment whoever started it.
 
 mod activation;
 mod aws_source;
