@@ -58,7 +58,8 @@ impl Run for ProxyArgs {
 }
 
 /// The session part of a cache's status line: time left, origin, and how it renews.
-fn session_summary(m: &proxy::MountStatus, now: i64) -> String {
+/// `background`: the proxy renews the session itself (a recorded cache of a background proxy).
+fn session_summary(m: &proxy::MountStatus, now: i64, background: bool) -> String {
     let mut out = String::new();
     match m.expiration {
         Some(e) if e > now => out.push_str(&format!(
@@ -84,6 +85,7 @@ fn session_summary(m: &proxy::MountStatus, now: i64) -> String {
             crate::time::rfc3339(u),
             m.name
         ),
+        ("auto", None) if background => ", renews by itself (the background proxy)".to_string(),
         ("auto", None) => ", renews by itself while a command runs".to_string(),
         ("login", _) => format!(", renewing needs `nixstore-auth login {}`", m.name),
         ("fixed", _) => ", from the caller's environment: not renewed".to_string(),
@@ -117,7 +119,7 @@ fn status(layout: &proxy::Layout, ui: &Ui) -> Result<i32> {
                 st.port
             ))?;
             for m in &st.mounts {
-                let exp = session_summary(m, crate::time::now());
+                let exp = session_summary(m, crate::time::now(), st.background && m.recorded);
                 let nars = match m.nars.as_str() {
                     "redirect" => ", NARs by presigned redirect",
                     "stream" => ", NARs streamed",

@@ -94,6 +94,11 @@ impl Notifier {
         }
     }
 
+    /// Whether a service manager listens.
+    pub fn active(&self) -> bool {
+        self.target.is_some()
+    }
+
     /// Sends `state` (e.g. `READY=1\nSTATUS=...`); false when nobody listens or it failed.
     pub fn send(&self, state: &str) -> bool {
         match &self.target {

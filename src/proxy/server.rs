@@ -353,7 +353,9 @@ async fn run(
             }
             map.values().any(|m| m.session.is_some())
         };
-        notifier.status(&status_line(&state));
+        if notifier.active() {
+            notifier.status(&status_line(&state));
+        }
         if state.background.load(Ordering::SeqCst) {
             // A background proxy never exits by itself.
             idle_since = None;
