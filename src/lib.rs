@@ -6,13 +6,16 @@
 //! maps the modules and says where to change what.
 
 pub mod aws;
+pub mod azure;
 pub mod cache;
 pub mod cache_plan;
+pub mod cloud;
 pub mod cmd;
 pub mod config;
 pub mod ephemeral;
 pub mod error;
 pub mod fs;
+pub mod gcp;
 pub mod launch;
 pub mod nix;
 pub mod plan;

@@ -199,6 +199,20 @@ impl Run for ExecArgs {
         }
 
         if !settings.is_empty() {
+            // Remote builders: what the one decision (nix/forward.rs) forwards for them.
+            let private = settings
+                .iter()
+                .any(|s| s.name == "extra-substituters" || s.name == "netrc-file");
+            if let Some(nix) = nix().filter(|_| private) {
+                let in_force = crate::nix::builders::for_command(nix, &launch.argv);
+                let facts =
+                    forward::BuilderFacts::new(true, nix.user_settings_honoured(), &in_force);
+                let decision = forward::builder_decision(&facts);
+                if decision != forward::BuilderDecision::NotInPlay {
+                    ui.debug(decision.describe());
+                }
+                settings.extend(decision.settings());
+            }
             // Misses remembered from attempts without credentials must not block this one.
             settings.push(Setting::new("narinfo-cache-negative-ttl", "0", false));
             let version = nix().and_then(|n| n.version);

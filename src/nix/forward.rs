@@ -111,6 +111,103 @@ pub fn known_only(settings: Vec<Setting>, known: &BTreeSet<String>) -> (Vec<Sett
     (keep, dropped)
 }
 
+/// What we know, from this machine's settings alone, about remote builds of a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuilderFacts {
+    /// The command reaches a private cache through us (the proxy's URL or our netrc).
+    pub private_caches: bool,
+    /// The daemon takes this user's settings (trusted, or no daemon in between).
+    pub trusted: bool,
+    /// Remote builders are configured for the command.
+    pub builders: bool,
+    /// One of them speaks the legacy `ssh://` protocol.
+    pub legacy_ssh: bool,
+    /// `builders-use-substitutes` in force.
+    pub use_substitutes: bool,
+}
+
+impl BuilderFacts {
+    pub fn new(private_caches: bool, trusted: bool, in_force: &super::builders::InForce) -> Self {
+        let machines = &in_force.machines.machines;
+        BuilderFacts {
+            private_caches,
+            trusted,
+            builders: !machines.is_empty(),
+            legacy_ssh: machines
+                .iter()
+                .any(|m| m.protocol == super::builders::Protocol::Ssh),
+            use_substitutes: in_force.use_substitutes,
+        }
+    }
+}
+
+/// Whether a command that uses private caches forwards `builders-use-substitutes = false`, and
+/// why not. Measured over real SSH (tests/e2e/builders.rs, a builder whose own cache is
+/// unreachable, on Nix 2.8 and 2.34 as the local daemon): an `ssh-ng://` builder took about
+/// 5 s with the setting and 5 s without it (it looks for the output in its own caches before
+/// building, whatever the setting says); an `ssh://` builder 5 s with it and under 1 s without.
+/// What forwarding would cost does not show on loopback: every input the builder could fetch
+/// from its own (public) caches would be uploaded from this machine over SSH instead. The
+/// builder never gets our private paths by itself anyway: the local daemon substitutes them
+/// first and uploads what the builder lacks. So nothing is forwarded; each case says why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuilderDecision {
+    /// No private cache in the command, or no remote builder: nothing to decide.
+    NotInPlay,
+    /// The daemon does not take this user's `builders-use-substitutes` (a restricted setting):
+    /// the administrator's settings apply, ours would be ignored with a warning.
+    AdministratorsSetting,
+    /// `builders-use-substitutes` is already false: the local daemon uploads every input.
+    AlreadyUploaded,
+    /// Only `ssh-ng://` builders: they look in their own caches for the output anyway, so
+    /// forwarding saves nothing and costs the uploads.
+    SavesNothing,
+    /// An `ssh://` builder: forwarding would save only the retries of a builder whose own caches
+    /// are unreachable (a misconfiguration `doctor` points out), at the price of uploading every
+    /// input it could fetch itself.
+    NotWorthTheUploads,
+}
+
+impl BuilderDecision {
+    /// The settings to forward for remote builders: none in every case (see the variants).
+    /// `exec` adds them to what it forwards, and so should the background service's include
+    /// file; this is the one place to change if a Nix ever makes forwarding pay.
+    pub fn settings(self) -> Vec<Setting> {
+        Vec::new()
+    }
+
+    /// For `-v` output.
+    pub fn describe(self) -> &'static str {
+        match self {
+            BuilderDecision::NotInPlay => "no remote builder in play",
+            BuilderDecision::AdministratorsSetting => {
+                "remote builders: the nix-daemon applies the administrator's builders-use-substitutes (it ignores yours)"
+            }
+            BuilderDecision::AlreadyUploaded => {
+                "remote builders get every input uploaded from here (builders-use-substitutes = false)"
+            }
+            BuilderDecision::SavesNothing | BuilderDecision::NotWorthTheUploads => {
+                "remote builders look in their own caches first; inputs from private caches are substituted here and uploaded when they miss (builders-use-substitutes left as it is)"
+            }
+        }
+    }
+}
+
+/// The decision for remote builders (see [`BuilderDecision`]).
+pub fn builder_decision(f: &BuilderFacts) -> BuilderDecision {
+    if !f.private_caches || !f.builders {
+        BuilderDecision::NotInPlay
+    } else if !f.trusted {
+        BuilderDecision::AdministratorsSetting
+    } else if !f.use_substitutes {
+        BuilderDecision::AlreadyUploaded
+    } else if f.legacy_ssh {
+        BuilderDecision::NotWorthTheUploads
+    } else {
+        BuilderDecision::SavesNothing
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,5 +285,34 @@ mod tests {
         );
         assert_eq!(keep.len(), 2);
         assert_eq!(dropped, vec!["impure-env".to_string()]);
+    }
+
+    #[test]
+    fn nothing_is_forwarded_for_remote_builders_and_each_case_says_why() {
+        use BuilderDecision::*;
+        // (private caches, trusted, builders, legacy ssh://, builders-use-substitutes) -> why
+        let table = [
+            ((false, true, true, true, true), NotInPlay),
+            ((true, true, false, false, true), NotInPlay),
+            ((true, false, true, false, true), AdministratorsSetting),
+            ((true, false, true, true, false), AdministratorsSetting),
+            ((true, true, true, false, false), AlreadyUploaded),
+            ((true, true, true, true, false), AlreadyUploaded),
+            ((true, true, true, false, true), SavesNothing),
+            ((true, true, true, true, true), NotWorthTheUploads),
+        ];
+        for ((private_caches, trusted, builders, legacy_ssh, use_substitutes), want) in table {
+            let facts = BuilderFacts {
+                private_caches,
+                trusted,
+                builders,
+                legacy_ssh,
+                use_substitutes,
+            };
+            let got = builder_decision(&facts);
+            assert_eq!(got, want, "{facts:?}");
+            assert!(got.settings().is_empty(), "{facts:?}");
+            assert!(!got.describe().is_empty());
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Everything about the installed Nix: its config files, netrc, the daemon, forwarded settings.
 
+pub mod builders;
 pub mod client_cache;
 pub mod conf;
 pub mod credential_plan;

@@ -18,6 +18,7 @@
 mod support;
 
 mod aws;
+mod builders;
 mod doctor;
 mod https;
 mod keyring;

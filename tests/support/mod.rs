@@ -30,7 +30,10 @@
 #![allow(dead_code, unused_imports, unused_macros)] // each test crate uses a different part
 
 mod aws;
+mod azurite;
+mod builder;
 mod fixtures;
+mod gcs;
 mod nginx;
 mod nix;
 mod nut;
@@ -39,7 +42,12 @@ mod service;
 mod users;
 
 pub use aws::{AwsBed, Home, MFA_SERIAL, text};
+pub use azurite::{
+    Azurite, DEV_ACCOUNT as AZURITE_ACCOUNT, DEV_KEY as AZURITE_KEY, EntraStub, TestCa, azurite_bin,
+};
+pub use builder::*;
 pub use fixtures::*;
+pub use gcs::{GcsBed, fake_gcs_bin, service_account_key};
 pub use nginx::{AccessEntry, Nginx, NginxOptions, Tls};
 pub use nix::{ExtraPaths, NixConf, NixDaemon, SignedCache, add_paths, cache_secret_key, root_nix};
 pub use nut::{ALL as ALL_NIX, NixUnderTest, Prepared, SELECT_VAR};
@@ -71,6 +79,8 @@ const SCRIPTS: &[(&str, &str)] = &[
     ("flood.py", include_str!("py/flood.py")),
     ("squat.py", include_str!("py/squat.py")),
     ("slow_client.py", include_str!("py/slow_client.py")),
+    ("gcs_front.py", include_str!("py/gcs_front.py")),
+    ("entra_stub.py", include_str!("py/entra_stub.py")),
 ];
 
 /// Whether end-to-end tests are switched on (`CI=true` or `NIXSTORE_AUTH_E2E=1`).

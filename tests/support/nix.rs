@@ -33,6 +33,8 @@ pub struct NixConf {
     /// `ssl-cert-file` setting (it warns `unknown setting`): the daemon gets it as
     /// `NIX_SSL_CERT_FILE` in its environment, as a service manager would set it.
     pub ca_bundle: Option<PathBuf>,
+    /// More variables in the daemon's environment (e.g. `NIX_SSHOPTS` for remote builders).
+    pub env: Vec<(String, String)>,
     /// More lines, appended verbatim.
     pub extra: String,
 }
@@ -49,6 +51,11 @@ impl NixConf {
 
     pub fn ca_bundle(mut self, path: &Path) -> NixConf {
         self.ca_bundle = Some(path.to_path_buf());
+        self
+    }
+
+    pub fn daemon_env(mut self, name: &str, value: &str) -> NixConf {
+        self.env.push((name.to_string(), value.to_string()));
         self
     }
 
@@ -152,6 +159,7 @@ pub struct NixDaemon {
     pub log: PathBuf,
     home: PathBuf,
     ca_bundle: Option<PathBuf>,
+    env: Vec<(String, String)>,
     // Dropped after `drop` has stopped the daemon.
     _backup: EtcNixBackup,
 }
@@ -169,6 +177,7 @@ impl NixDaemon {
             log: e2e.dir.join("nix-daemon.log"),
             home,
             ca_bundle: conf.ca_bundle.clone(),
+            env: conf.env.clone(),
             _backup: backup,
         };
         daemon.write_conf(&conf.render());
@@ -186,6 +195,7 @@ impl NixDaemon {
     pub fn reconfigure(&mut self, conf: &NixConf) {
         self.write_conf(&conf.render());
         self.ca_bundle = conf.ca_bundle.clone();
+        self.env = conf.env.clone();
         self.restart();
     }
 
@@ -247,6 +257,7 @@ impl NixDaemon {
         if let Some(ca) = &self.ca_bundle {
             cmd.env("NIX_SSL_CERT_FILE", ca);
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         // A stale socket file from the previous daemon refuses connections until the new one
         // has replaced it.
         let socket = self.nix.daemon_socket();

@@ -17,6 +17,7 @@ use crate::config::{CacheEntry, Config, Dirs, SecretStore};
 use crate::nix::setup::{self, NixSetup, ProbeCache, SettingsView, Trust, Version};
 use crate::ui::Ui;
 
+mod builders;
 mod cache;
 mod https;
 mod nix;
@@ -126,6 +127,7 @@ impl Run for DoctorArgs {
             s.finish_and_clear();
         }
         trap_checks(&mut report, &setup, &user_view, &caches);
+        builders::builder_checks(&mut report, &setup, &user_view);
         if self.cache.is_none() {
             service::service_checks(&mut report, &config, &dirs);
         }

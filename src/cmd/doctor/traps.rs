@@ -1,5 +1,5 @@
-//! Known traps: credentials the daemon never sees, hidden netrc files, remote builders, Nix
-//! versions that ignore a setting.
+//! Known traps: credentials the daemon never sees, hidden netrc files, Nix versions that ignore
+//! a setting. (Remote builders: builders.rs.)
 
 use super::*;
 
@@ -35,25 +35,6 @@ pub(super) fn trap_checks(
             Status::Warn,
             format!("your nix.conf sets netrc-file = {user_netrc}, which hides {} for your commands", system_netrc.display()),
             Some(format!("copy the entries you need from {} into {user_netrc}, or use --secret-store keyring", system_netrc.display())),
-        );
-    }
-    let builders = setup.system.scalar("builders").unwrap_or_default();
-    let machines_file = Path::new("/etc/nix/machines");
-    let has_builders = (!builders.trim().is_empty() && builders.trim() != "@/etc/nix/machines")
-        || std::fs::read_to_string(machines_file).is_ok_and(|t| {
-            t.lines()
-                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-        });
-    let bus = setup
-        .system
-        .scalar("builders-use-substitutes")
-        .or(user_view.scalar("builders-use-substitutes"));
-    if has_builders && bus.as_deref() == Some("true") && !caches.is_empty() {
-        r.add(
-            s,
-            Status::Warn,
-            "remote builders fetch from caches themselves (builders-use-substitutes = true) but hold none of your credentials",
-            Some("set builders-use-substitutes = false so the local daemon substitutes and copies to the builder".into()),
         );
     }
     if setup.version == Some(Version(2, 34, 0)) {
