@@ -479,6 +479,8 @@ fn socket_activation_for_real(e2e: &E2e) {
         said.push_str(&String::from_utf8_lossy(&buf[..n]));
         said.push('\n');
     }
+    let bob = TestUser::create(e2e, "b");
+    s.assert_other_user_finds_nothing(&bob);
     drop(activator);
 }
 
