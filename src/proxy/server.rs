@@ -161,11 +161,16 @@ fn guard_runtime_urls(path: &std::path::Path) {
     let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
     let mut fds = [0i32; 2];
-    // SAFETY: pipe2 fills two descriptors we own.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+    // SAFETY: pipe fills two descriptors we own; both are close-on-exec (nothing we run
+    // inherits them; the watcher takes the read end as its stdin, which dup2 leaves open).
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
         return failed();
     }
     let (read_end, write_end) = (fds[0], fds[1]);
+    for fd in fds {
+        // SAFETY: fcntl on the descriptors just made.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
     // SAFETY: fork while single-threaded (serve has started no thread yet); the child makes
     // the pipe its stdin, leaves our session and process group, and execs at once.
     match unsafe { libc::fork() } {
