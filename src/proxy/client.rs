@@ -1,15 +1,16 @@
 //! The proxy's API for commands: start or reuse it, lease it, hand it sessions, ask its state,
 //! stop it, rotate its URL secret. Everything crosses the private control socket.
 
-use anyhow::{Context, Result, bail};
-use std::io::{BufRead, BufReader, ErrorKind, Write};
+use anyhow::{Context, Result};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
+use super::channel::{connect_control, exchange};
 use super::control::{Reply as Status, Request, SessionInfo, WireMount};
-use super::paths::{self, GRACE_ENV, Layout};
+use super::launch::{activate, spawn};
+use super::paths::{self, Layout};
 use super::peer;
 
 /// Whether the proxy can tell which local user a connection comes from (Linux). Elsewhere it
@@ -193,24 +194,6 @@ pub fn wake(layout: &Layout) -> Result<Option<Status>> {
     }
 }
 
-/// A proxy a service manager starts on the first connection (its socket unit holds the
-/// port): connect once to start it, and wait for its control socket. `None` when nothing
-/// listens on the port; an error when something else holds it.
-fn activate(layout: &Layout, sock: &Path) -> Result<Option<UnixStream>> {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], layout.port));
-    if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err() {
-        return Ok(None);
-    }
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if let Some(s) = connect_control(sock)? {
-            return Ok(Some(s));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    bail!("{}", layout.port_taken_message())
-}
-
 /// Starts or reuses the user's proxy, hands it `creds` (kept if fresher than what it has) and
 /// the mounts, and returns once the proxy serves them.
 pub fn ensure_running(
@@ -368,230 +351,4 @@ pub fn rotate_secret(layout: &Layout) -> Result<(PathBuf, bool)> {
 /// Facts for `proxy status` when nothing runs: the port and where files are.
 pub fn describe(layout: &Layout) -> Result<(u16, PathBuf, PathBuf)> {
     Ok((layout.port, layout.secret_file(), layout.log_file()))
-}
-
-/// Connects to the proxy's control socket; `None` when nothing listens there. A socket served
-/// by another user is an error, before anything (credentials above all) is sent to it.
-fn connect_control(sock: &Path) -> Result<Option<UnixStream>> {
-    let stream = match UnixStream::connect(sock) {
-        Ok(s) => s,
-        // No socket, or a stale one that nothing listens on: no proxy runs.
-        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
-            return Ok(None);
-        }
-        Err(e) => {
-            return Err(e).with_context(|| {
-                format!(
-                    "cannot connect to the proxy's socket {}; nothing was sent to it",
-                    sock.display()
-                )
-            });
-        }
-    };
-    let owner = socket_peer_uid(&stream)
-        .with_context(|| format!("cannot tell who serves {}", sock.display()))?;
-    if owner != paths::uid() {
-        bail!(
-            "{} is served by uid {owner}, not by you (uid {}); nothing was sent to it. Remove it (and find out how another user got a socket into your runtime directory)",
-            sock.display(),
-            paths::uid()
-        );
-    }
-    Ok(Some(stream))
-}
-
-/// The uid of the process that listens on the other end of `s`.
-fn socket_peer_uid(s: &UnixStream) -> std::io::Result<u32> {
-    use std::os::fd::AsRawFd;
-    #[cfg(target_os = "linux")]
-    {
-        let mut cred = libc::ucred {
-            pid: 0,
-            uid: 0,
-            gid: 0,
-        };
-        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-        // SAFETY: SO_PEERCRED fills a ucred we own, of the length we pass.
-        let rc = unsafe {
-            libc::getsockopt(
-                s.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_PEERCRED,
-                (&mut cred as *mut libc::ucred).cast(),
-                &mut len,
-            )
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(cred.uid)
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let (mut uid, mut gid) = (0, 0);
-        // SAFETY: getpeereid writes two ids we own.
-        if unsafe { libc::getpeereid(s.as_raw_fd(), &mut uid, &mut gid) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(uid)
-    }
-}
-
-/// Sends one request line and reads the reply line.
-fn exchange(stream: &UnixStream, req: &Request) -> Result<Status> {
-    let mut line = Zeroizing::new(serde_json::to_vec(req).context("encoding a control request")?);
-    line.push(b'\n');
-    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
-    (&*stream)
-        .write_all(&line)
-        .context("the proxy closed its control socket")?;
-    let mut reply = String::new();
-    // One reply per request and nothing unasked, so a fresh reader loses nothing.
-    BufReader::new(stream)
-        .read_line(&mut reply)
-        .context("no answer from the proxy")?;
-    if reply.is_empty() {
-        bail!("the proxy closed the connection without answering (it may be exiting)");
-    }
-    let reply: Status = serde_json::from_str(&reply).context("malformed answer from the proxy")?;
-    match (&reply.error, reply.ok) {
-        (Some(e), _) => bail!("the proxy refused: {e}"),
-        (None, false) => bail!("the proxy refused the request"),
-        _ => Ok(reply),
-    }
-}
-
-/// Environment the detached proxy keeps; everything else is dropped, AWS credentials and the
-/// profile choice of the caller's shell above all. A background proxy resolves sessions
-/// itself, so it keeps what finding them needs and is no secret: the home and XDG
-/// directories (AWS config files, our config, the session cache), the session bus (the
-/// keyring), and AWS settings that name files, regions and endpoints. `serve` drops the
-/// credential variables again, whoever started it (`CREDENTIAL_VARS`).
-const ENV_KEEP: &[&str] = &[
-    "HOME",
-    "USER",
-    "LOGNAME",
-    "PATH",
-    "LANG",
-    "LC_ALL",
-    "TZ",
-    "TMPDIR",
-    "XDG_CONFIG_HOME",
-    "XDG_DATA_HOME",
-    "XDG_CACHE_HOME",
-    "XDG_STATE_HOME",
-    "XDG_RUNTIME_DIR",
-    "DBUS_SESSION_BUS_ADDRESS",
-    "NIX_USER_CONF_FILES",
-    "AWS_CONFIG_FILE",
-    "AWS_SHARED_CREDENTIALS_FILE",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_STS",
-    "AWS_ENDPOINT_URL_S3",
-    "AWS_EC2_METADATA_DISABLED",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_ROLE_SESSION_NAME",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-    "NO_PROXY",
-    "no_proxy",
-    GRACE_ENV,
-];
-
-/// Starts `nixstore-auth proxy serve` detached and returns a connection to its control socket.
-fn spawn(layout: &Layout, sock: &Path, ui: &crate::ui::Ui, persistent: bool) -> Result<UnixStream> {
-    use std::os::unix::process::CommandExt;
-    use std::process::{Command, Stdio};
-    wait_for_port(layout)?;
-    let log_path = layout.log_file();
-    let log = paths::open_log(&log_path)?;
-    let exe = std::env::current_exe().context("cannot find the nixstore-auth executable")?;
-    let mut cmd = Command::new(exe);
-    cmd.args(["proxy", "serve"]);
-    if persistent {
-        cmd.arg("--persistent");
-    }
-    if ui.verbose > 0 {
-        cmd.arg("--verbose");
-    }
-    cmd.env_clear();
-    for k in ENV_KEEP {
-        if let Some(v) = std::env::var_os(k) {
-            cmd.env(k, v);
-        }
-    }
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
-    // SAFETY: setsid is async-signal-safe; it detaches the proxy from our terminal and process
-    // group, so Ctrl-C aimed at `exec` and its command does not reach it.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().context("cannot start the proxy")?;
-    ui.debug(format!(
-        "started the proxy (pid {}), log in {}",
-        child.id(),
-        log_path.display()
-    ));
-    // A background proxy resolves every recorded cache's session before it serves.
-    let deadline = Instant::now() + Duration::from_secs(if persistent { 60 } else { 10 });
-    let stream = loop {
-        if let Some(s) = connect_control(sock)? {
-            break s;
-        }
-        if let Some(status) = child.try_wait()? {
-            bail!(
-                "the proxy exited at start ({status}):\n{}\n(full log: {})",
-                paths::log_tail(&log_path, 5),
-                log_path.display()
-            );
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!(
-                "the proxy did not come up within {} s; see {}",
-                if persistent { 60 } else { 10 },
-                log_path.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    // Reap it whenever it exits, so it never lingers as a zombie of a long-running `exec`.
-    std::thread::spawn(move || {
-        let _ = child.wait();
-    });
-    Ok(stream)
-}
-
-/// Fails with a message naming the config key when another program holds the port. A proxy
-/// that is just exiting may hold it for a moment, hence the short wait.
-fn wait_for_port(layout: &Layout) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        match std::net::TcpListener::bind(("127.0.0.1", layout.port)) {
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind() == ErrorKind::AddrInUse && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) if e.kind() == ErrorKind::AddrInUse => bail!("{}", layout.port_taken_message()),
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("cannot listen on 127.0.0.1:{}", layout.port));
-            }
-        }
-    }
 }

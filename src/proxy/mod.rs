@@ -49,11 +49,13 @@
 mod activation;
 mod aws_source;
 mod background;
+mod channel;
 mod client;
 mod clients;
 mod control;
 mod credential;
 mod desktop;
+mod launch;
 mod listen;
 mod log;
 mod paths;
