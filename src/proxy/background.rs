@@ -212,7 +212,11 @@ impl Renewer {
             };
             match inbox.recv_timeout(wait) {
                 Ok(RenewerCmd::Reload(reply)) => {
-                    let _ = reply.send(self.load());
+                    // A newly recorded cache gets its session before `use` returns: the next
+                    // plain command must not find it without one.
+                    let loaded = self.load();
+                    self.round();
+                    let _ = reply.send(loaded);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
