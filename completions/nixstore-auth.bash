@@ -1340,7 +1340,7 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__push)
-            opts="-v -q -h --secret-key --no-sign --profile --mfa-code --verbose --quiet --color --help"
+            opts="-j -v -q -h --secret-key --no-sign --profile --mfa-code --jobs --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1355,6 +1355,14 @@ _nixstore__auth() {
                     return 0
                     ;;
                 --mfa-code)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -j)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1768,7 +1776,7 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__watch__subcmd__store)
-            opts="-v -q -h --secret-key --no-sign --profile --mfa-code --verbose --quiet --color --help"
+            opts="-j -v -q -h --secret-key --no-sign --profile --mfa-code --jobs --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1783,6 +1791,14 @@ _nixstore__auth() {
                     return 0
                     ;;
                 --mfa-code)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -j)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

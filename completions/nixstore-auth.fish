@@ -171,6 +171,7 @@ complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand logout" -s h
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand push" -l secret-key -d 'Sign with this secret key file (default: the key recorded for the cache)' -r -F
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand push" -l profile -d 'The AWS profile to use' -r
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand push" -l mfa-code -d 'A one-time MFA code (or NIXSTORE_AUTH_MFA_CODE)' -r
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand push" -s j -l jobs -d 'Upload this many paths at a time (1 to 64; `exec --push` reads NIXSTORE_AUTH_PUSH_JOBS)' -r
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand push" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
 always\t'Always (even into a pipe, and despite NO_COLOR)'
 never\t'Never'"
@@ -181,6 +182,7 @@ complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand push" -s h -
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand watch-store" -l secret-key -d 'Sign with this secret key file (default: the key recorded for the cache)' -r -F
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand watch-store" -l profile -d 'The AWS profile to use' -r
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand watch-store" -l mfa-code -d 'A one-time MFA code (or NIXSTORE_AUTH_MFA_CODE)' -r
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand watch-store" -s j -l jobs -d 'Upload this many paths at a time (1 to 64; `exec --push` reads NIXSTORE_AUTH_PUSH_JOBS)' -r
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand watch-store" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
 always\t'Always (even into a pipe, and despite NO_COLOR)'
 never\t'Never'"

@@ -5,6 +5,8 @@ use base64::Engine;
 use percent_encoding::{AsciiSet, utf8_percent_encode};
 use url::Url;
 
+use crate::redact;
+
 /// An S3 cache in Nix's own URL form: `s3://bucket[/prefix]?region=R&endpoint=E&profile=P`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S3Ref {
@@ -15,6 +17,8 @@ pub struct S3Ref {
     /// The endpoint as a full URL (`http://127.0.0.1:5000`), normalised from `endpoint` + `scheme`.
     pub endpoint: Option<String>,
     pub profile: Option<String>,
+    /// Every other parameter Nix's S3 store knows (compression, multipart, addressing, ...).
+    pub params: crate::s3_params::S3Params,
 }
 
 impl S3Ref {
@@ -37,6 +41,9 @@ impl S3Ref {
             if let Some(v) = value {
                 query.push(format!("{key}={}", utf8_percent_encode(v, QUERY_VALUE)));
             }
+        }
+        for (key, v) in self.params.pairs() {
+            query.push(format!("{key}={}", utf8_percent_encode(v, QUERY_VALUE)));
         }
         if !query.is_empty() {
             s.push('?');
@@ -152,21 +159,31 @@ pub fn looks_like_url(s: &str) -> bool {
 /// Parses a cache URL given on the command line. Refuses credentials in the URL.
 pub fn parse_url(input: &str) -> Result<CacheKind> {
     reject_unsafe_chars(input, "cache URL")?;
-    let url = Url::parse(input).with_context(|| format!("not a valid cache URL: {input:?}"))?;
+    // A URL that does not parse is shown with its login and password hidden.
+    let shown = || redact::url(input);
+    let url = Url::parse(input).with_context(|| format!("not a valid cache URL: {:?}", shown()))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(crate::ui::error_with_help(
+            "the URL carries a login or password",
+            match url.scheme() {
+                "s3" => {
+                    "pass the URL without it: S3 credentials come from your AWS session (`nixstore-auth aws add-key`, `nixstore-auth login`)"
+                }
+                _ => {
+                    "pass the URL without it and give the token with --token-stdin (or --token-env VAR), so that it never appears in argv or shell history"
+                }
+            },
+        ));
+    }
     match url.scheme() {
         "https" | "http" => {
-            if !url.username().is_empty() || url.password().is_some() {
-                return Err(crate::ui::error_with_help(
-                    "the URL carries a login or password",
-                    "pass the URL without it and give the token with --token-stdin (or --token-env VAR), so that it never appears in argv or shell history",
-                ));
-            }
             if url.host_str().is_none() {
-                bail!("the cache URL {input:?} has no host");
+                bail!("the cache URL {:?} has no host", shown());
             }
             if url.query().is_some() || url.fragment().is_some() {
                 bail!(
-                    "the cache URL {input:?} has a query or fragment; Nix HTTP caches take neither"
+                    "the cache URL {:?} has a query or fragment; Nix HTTP caches take neither",
+                    shown()
                 );
             }
             Ok(CacheKind::Https { url })
@@ -187,6 +204,7 @@ fn parse_s3(url: &Url) -> Result<S3Ref> {
     let prefix = url.path().trim_matches('/');
     let prefix = (!prefix.is_empty()).then(|| prefix.to_string());
     let (mut region, mut endpoint, mut profile, mut scheme) = (None, None, None, None);
+    let mut params = crate::s3_params::S3Params::default();
     // query_pairs percent-decodes each value exactly once; the values are checked decoded.
     for (k, v) in url.query_pairs() {
         let slot = match k.as_ref() {
@@ -194,9 +212,11 @@ fn parse_s3(url: &Url) -> Result<S3Ref> {
             "endpoint" => &mut endpoint,
             "profile" => &mut profile,
             "scheme" => &mut scheme,
-            // Nix knows more parameters (compression, parallel-compression, ...): they do not
-            // change how we reach the bucket.
-            _ => continue,
+            // Every other parameter Nix knows (and only those): s3_params.rs.
+            _ => {
+                params.set(&k, &v)?;
+                continue;
+            }
         };
         // Readers disagree on which of a repeated parameter counts: refuse rather than guess.
         if slot.replace(v.into_owned()).is_some() {
@@ -221,12 +241,18 @@ fn parse_s3(url: &Url) -> Result<S3Ref> {
             Some(validate_endpoint(&format!("{scheme}://{e}"))?)
         }
     };
+    if params.addressing() == crate::s3_params::Addressing::Virtual && bucket.contains('.') {
+        bail!(
+            "addressing-style=virtual needs a bucket name without dots (TLS certificates do not cover them); use path or auto"
+        );
+    }
     Ok(S3Ref {
         bucket,
         prefix,
         region,
         endpoint,
         profile,
+        params,
     })
 }
 
@@ -266,21 +292,22 @@ pub fn validate_profile(profile: &str) -> Result<()> {
 pub fn validate_endpoint(endpoint: &str) -> Result<String> {
     // Before parsing: the URL parser silently drops tabs and newlines.
     reject_unsafe_chars(endpoint, "S3 endpoint")?;
+    let shown = redact::url(endpoint);
     let url = Url::parse(endpoint)
-        .with_context(|| format!("the S3 endpoint {endpoint:?} is not a valid URL"))?;
-    if url.scheme() != "http" && url.scheme() != "https" {
-        bail!("the S3 endpoint {endpoint:?} must be an http:// or https:// URL");
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        bail!("the S3 endpoint {endpoint:?} has no host");
-    }
+        .with_context(|| format!("the S3 endpoint {shown:?} is not a valid URL"))?;
     if !url.username().is_empty() || url.password().is_some() {
         bail!(
-            "the S3 endpoint {endpoint:?} carries a login or password; credentials come from your AWS session"
+            "the S3 endpoint {shown:?} carries a login or password; credentials come from your AWS session"
         );
     }
+    if url.scheme() != "http" && url.scheme() != "https" {
+        bail!("the S3 endpoint {shown:?} must be an http:// or https:// URL");
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        bail!("the S3 endpoint {shown:?} has no host");
+    }
     if url.query().is_some() || url.fragment().is_some() {
-        bail!("the S3 endpoint {endpoint:?} has a query or fragment; give the endpoint's base URL");
+        bail!("the S3 endpoint {shown:?} has a query or fragment; give the endpoint's base URL");
     }
     Ok(url.as_str().trim_end_matches('/').to_string())
 }
@@ -288,18 +315,21 @@ pub fn validate_endpoint(endpoint: &str) -> Result<String> {
 /// Validates a Nix public key `name:base64` (an ed25519 key, 32 bytes once decoded).
 pub fn validate_public_key(key: &str) -> Result<()> {
     reject_unsafe_chars(key, "public key")?;
+    // A rejected key may be the secret key pasted in its place: never shown.
+    let shown = || redact::secret("public key", key);
     let (name, b64) = key
         .split_once(':')
-        .with_context(|| format!("public key {key:?} is not of the form NAME:BASE64"))?;
+        .with_context(|| format!("{} is not of the form NAME:BASE64", shown()))?;
     if name.is_empty() || name.contains(char::is_whitespace) {
-        bail!("public key {key:?} needs a name before ':' without spaces");
+        bail!("{} needs a name before ':' without spaces", shown());
     }
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64)
-        .with_context(|| format!("public key {key:?}: the part after ':' is not valid base64"))?;
+        .map_err(|_| anyhow::anyhow!("{}: the part after ':' is not valid base64", shown()))?;
     if bytes.len() != 32 {
         bail!(
-            "public key {key:?} decodes to {} bytes; an ed25519 public key has 32 (did you pass the secret key?)",
+            "{} decodes to {} bytes; an ed25519 public key has 32 (did you pass the secret key?)",
+            shown(),
             bytes.len()
         );
     }
@@ -488,6 +518,7 @@ mod tests {
             region: Some("eu-west-1".into()),
             endpoint: Some("http://127.0.0.1:5000/x&y=z+w%41".into()),
             profile: Some("me+you@work".into()),
+            params: Default::default(),
         };
         let url = r.to_url();
         assert_eq!(
@@ -495,6 +526,19 @@ mod tests {
             "s3://b/p/q?region=eu-west-1&endpoint=http://127.0.0.1:5000/x%26y%3Dz%2Bw%2541&profile=me%2Byou@work"
         );
         assert_eq!(s3(&url).unwrap(), r);
+    }
+
+    #[test]
+    fn nix_s3_parameters_round_trip_and_unknown_ones_are_refused() {
+        let url = "s3://b?region=garage&endpoint=http://127.0.0.1:9000&addressing-style=path&compression=xz&multipart-chunk-size=5242880&multipart-threshold=5242880&storage-class=STANDARD_IA";
+        let r = s3(url).unwrap();
+        assert_eq!(r.region.as_deref(), Some("garage"));
+        assert_eq!(r.params.multipart_threshold(), 5242880);
+        assert_eq!(s3(&r.to_url()).unwrap(), r);
+        let err = s3("s3://b?region=eu-west-1&compresion=zstd").unwrap_err();
+        assert!(format!("{err:#}").contains("\"compresion\""), "{err:#}");
+        let err = s3("s3://my.bucket?addressing-style=virtual").unwrap_err();
+        assert!(format!("{err:#}").contains("without dots"), "{err:#}");
     }
 
     proptest::proptest! {
@@ -517,12 +561,90 @@ mod tests {
                 },
                 None => None,
             };
-            let r = S3Ref { bucket, prefix, region, endpoint, profile };
+            let r = S3Ref { bucket, prefix, region, endpoint, profile, params: Default::default() };
             let url = r.to_url();
             let again = s3(&url).map_err(|e| proptest::test_runner::TestCaseError::fail(format!("{url}: {e:#}")))?;
             proptest::prop_assert_eq!(&again, &r, "{}", url);
             proptest::prop_assert_eq!(again.to_url(), url);
         }
+    }
+
+    #[test]
+    fn secret_shaped_values_are_refused_without_a_character_of_them() {
+        const SECRET_KEY: &str = "c-1:BwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4/QEFCQ0RFRg==";
+        let b64 = &SECRET_KEY[4..];
+        let cases: Vec<(Result<()>, &str, &str)> = vec![
+            (
+                validate_public_key(SECRET_KEY),
+                "did you pass the secret key?",
+                b64,
+            ),
+            (
+                validate_public_key("SECRETTOKEN"),
+                "NAME:BASE64",
+                "SECRETTOKEN",
+            ),
+            (validate_public_key(":SECRET"), "needs a name", "SECRET"),
+            (
+                validate_public_key("k:SECRET!x"),
+                "not valid base64",
+                "SECRET",
+            ),
+            (
+                parse_url("https://ci:PASSWORD@cache.example.org:99999").map(drop),
+                "invalid",
+                "PASSWORD",
+            ),
+            (
+                parse_url("https://ci:PASSWORD@cache.example.org").map(drop),
+                "login or password",
+                "PASSWORD",
+            ),
+            (
+                parse_url("s3://KEYID:PASSWORD@bucket").map(drop),
+                "login or password",
+                "PASSWORD",
+            ),
+            (
+                parse_url("s3://PASSWORD@bucket").map(drop),
+                "login or password",
+                "PASSWORD",
+            ),
+            (
+                validate_endpoint("http://ci:PASSWORD@h").map(drop),
+                "login or password",
+                "PASSWORD",
+            ),
+            (
+                validate_endpoint("http://ci:PASSWORD@h:99999").map(drop),
+                "not a valid URL",
+                "PASSWORD",
+            ),
+            (
+                validate_endpoint("ftp://ci:PASSWORD@h").map(drop),
+                "login or password",
+                "PASSWORD",
+            ),
+            (
+                validate_endpoint("http://ci:PA/SS@h:99999").map(drop),
+                "not a valid URL",
+                "PA/SS",
+            ),
+        ];
+        for (got, needle, secret) in cases {
+            let err = format!("{:#}", got.unwrap_err());
+            assert!(err.contains(needle), "{err}");
+            assert!(!err.contains(secret), "{secret} in {err}");
+            assert!(!err.contains("ci:"), "{err}");
+        }
+        // Names that are not secrets stay visible.
+        let err = format!(
+            "{:#}",
+            parse_url("s3://b?region=EU&profile=me@work").unwrap_err()
+        );
+        assert!(err.contains("\"EU\""), "{err}");
+        let err = format!("{:#}", validate_profile("me work").unwrap_err());
+        assert!(err.contains("\"me work\""), "{err}");
     }
 
     #[test]

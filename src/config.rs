@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
-use toml_edit::{Array, DocumentMut, Item, Table, value};
+use toml_edit::{Array, DocumentMut, InlineTable, Item, Table, TableLike, Value, value};
 
 use crate::cache::{self, CacheKind};
 
@@ -197,68 +197,102 @@ impl Config {
         Ok(None)
     }
 
-    /// Adds or replaces `[caches.NAME]`, keeping comments elsewhere in the file.
-    pub fn upsert_cache(&mut self, c: &CacheEntry) {
+    /// Adds or replaces a cache's entry, keeping comments elsewhere in the file. Every shape
+    /// [`Config::caches`] reads is edited in place: `[caches.NAME]` sections, inline tables
+    /// (`NAME = { ... }`), dotted keys (`NAME.url = ...`, `caches.NAME.url = ...`); an error
+    /// names the key that is in the way.
+    pub fn upsert_cache(&mut self, c: &CacheEntry) -> Result<()> {
+        let t = self
+            .cache_table_mut(&c.name, true)?
+            .with_context(|| format!("caches.{}: cannot add the cache's entry here", c.name))?;
+        write_entry(t, c);
+        Ok(())
+    }
+
+    /// The `caches` table, made (implicit, as `[caches.NAME]` sections make it) when missing
+    /// and `create` is set.
+    fn caches_mut(&mut self, create: bool) -> Result<Option<&mut dyn TableLike>> {
         if self.doc.get("caches").is_none() {
+            if !create {
+                return Ok(None);
+            }
             let mut t = Table::new();
             t.set_implicit(true);
             self.doc.insert("caches", Item::Table(t));
         }
-        let caches = self.doc["caches"]
-            .as_table_mut()
-            .expect("caches is a table");
-        if caches.get(&c.name).is_none() {
-            caches.insert(&c.name, Item::Table(Table::new()));
+        match self.doc.get_mut("caches").and_then(Item::as_table_like_mut) {
+            Some(t) => Ok(Some(t)),
+            None => bail!("caches: must be a table of [caches.NAME] sections"),
         }
-        let t = caches[&c.name]
-            .as_table_mut()
-            .expect("cache entry is a table");
-        set_if_changed(t, "kind", c.kind.label());
-        set_if_changed(t, "url", &c.kind.url());
-        let keys: Vec<&str> = t
-            .get("public-keys")
-            .and_then(Item::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
-            .unwrap_or_default();
-        if keys != c.public_keys.iter().map(String::as_str).collect::<Vec<_>>() {
-            let mut arr = Array::new();
-            for k in &c.public_keys {
-                arr.push(k.as_str());
+    }
+
+    /// Cache `name`'s table, whatever its shape; with `create`, a missing one is added in the
+    /// shape of the `caches` table around it (so the file stays valid TOML).
+    fn cache_table_mut(&mut self, name: &str, create: bool) -> Result<Option<&mut dyn TableLike>> {
+        let new_entry = match self.doc.get("caches") {
+            Some(Item::Value(_)) => Item::Value(Value::InlineTable(InlineTable::new())),
+            Some(Item::Table(t)) if t.is_dotted() => {
+                let mut t = Table::new();
+                t.set_dotted(true);
+                Item::Table(t)
             }
-            t.insert("public-keys", value(arr));
-        }
-        set_if_changed(t, "login", &c.login);
-        set_if_changed(t, "secret-store", c.secret_store.as_str());
-        if t.get("token").and_then(Item::as_bool) != Some(c.has_token) {
-            t.insert("token", value(c.has_token));
-        }
-        if c.added_netrc_line {
-            if t.get("added-netrc-file").and_then(Item::as_bool) != Some(true) {
-                t.insert("added-netrc-file", value(true));
+            _ => Item::Table(Table::new()),
+        };
+        let Some(caches) = self.caches_mut(create)? else {
+            return Ok(None);
+        };
+        if !caches.contains_key(name) {
+            if !create {
+                return Ok(None);
             }
-        } else {
-            t.remove("added-netrc-file");
+            caches.insert(name, new_entry);
         }
-        match &c.nix_conf {
-            Some(p) => set_if_changed(t, "nix-conf", &p.display().to_string()),
-            None => {
-                t.remove("nix-conf");
-            }
-        }
-        match &c.netrc {
-            Some(p) => set_if_changed(t, "netrc", &p.display().to_string()),
-            None => {
-                t.remove("netrc");
-            }
+        match caches.get_mut(name).and_then(Item::as_table_like_mut) {
+            Some(t) => Ok(Some(t)),
+            None => bail!("caches.{name}: must be a table"),
         }
     }
 
     pub fn remove_cache(&mut self, name: &str) -> bool {
-        self.doc
+        let removed = self
+            .doc
             .get_mut("caches")
             .and_then(Item::as_table_like_mut)
-            .and_then(|t| t.remove(name))
-            .is_some()
+            .and_then(|t| t.remove(name));
+        match removed {
+            Some(Item::Table(t)) => {
+                self.keep_leading_comments(&t);
+                true
+            }
+            Some(_) => true,
+            None => false,
+        }
+    }
+
+    /// toml_edit gives a `[section]` every comment above it, also a paragraph that a blank
+    /// line sets apart (the file's opening comment, say): that part stays, above whatever
+    /// section came next (or at the end).
+    fn keep_leading_comments(&mut self, removed: &Table) {
+        let prefix = removed.decor().prefix().and_then(|p| p.as_str());
+        let Some(kept) = prefix.and_then(|p| p.rfind("\n\n").map(|cut| &p[..cut + 2])) else {
+            return;
+        };
+        if !kept.contains('#') {
+            return;
+        }
+        let kept = kept.to_string();
+        let after = removed.position().unwrap_or(isize::MAX);
+        match next_section(self.doc.as_table_mut(), after) {
+            Some(t) => {
+                let old = t.decor().prefix().and_then(|p| p.as_str()).unwrap_or("");
+                let new = format!("{kept}{old}");
+                t.decor_mut().set_prefix(new);
+            }
+            None => {
+                let old = self.doc.trailing().as_str().unwrap_or("").to_string();
+                self.doc.set_trailing(format!("{kept}{old}"));
+            }
+        }
     }
 }
 
@@ -279,7 +313,11 @@ impl SigningKey {
         }
         let path = Path::new(value);
         if !path.is_absolute() {
-            bail!("{value:?} is neither \"keyring\" nor an absolute path");
+            // Perhaps the secret key itself, pasted where its path belongs: never shown.
+            bail!(
+                "{} is neither \"keyring\" nor an absolute path",
+                crate::redact::secret("value", value)
+            );
         }
         cache::reject_unsafe_chars(value, "secret key path")?;
         if value.contains(['?', '&', '%']) {
@@ -317,16 +355,11 @@ impl Config {
         }
     }
 
-    /// Records (or, with `None`, forgets) the signing key of a recorded cache; `false` when no
-    /// such cache is recorded.
-    pub fn set_signing_key(&mut self, name: &str, key: Option<&SigningKey>) -> bool {
-        let Some(t) = self
-            .doc
-            .get_mut("caches")
-            .and_then(|c| c.get_mut(name))
-            .and_then(Item::as_table_mut)
-        else {
-            return false;
+    /// Records (or, with `None`, forgets) the signing key of a recorded cache, whatever the
+    /// shape of its entry; `false` when no such cache is recorded.
+    pub fn set_signing_key(&mut self, name: &str, key: Option<&SigningKey>) -> Result<bool> {
+        let Some(t) = self.cache_table_mut(name, false)? else {
+            return Ok(false);
         };
         match key {
             Some(k) => set_if_changed(t, "secret-key", &k.as_value()),
@@ -334,7 +367,101 @@ impl Config {
                 t.remove("secret-key");
             }
         }
-        true
+        Ok(true)
+    }
+}
+
+/// The section (a table with a `[header]`, or one of `[[array]]`) that comes first after
+/// document position `after`.
+fn next_section(t: &mut Table, after: isize) -> Option<&mut Table> {
+    fn best(t: &Table, after: isize) -> Option<isize> {
+        let mut found: Option<isize> = None;
+        let mut consider = |p: Option<isize>| {
+            if let Some(p) = p.filter(|p| *p > after) {
+                found = Some(found.map_or(p, |f| f.min(p)));
+            }
+        };
+        for (_, item) in t.iter() {
+            match item {
+                Item::Table(sub) => {
+                    if !sub.is_implicit() && !sub.is_dotted() {
+                        consider(sub.position());
+                    }
+                    consider(best(sub, after));
+                }
+                Item::ArrayOfTables(a) => {
+                    for sub in a.iter() {
+                        consider(sub.position());
+                        consider(best(sub, after));
+                    }
+                }
+                _ => {}
+            }
+        }
+        found
+    }
+    fn take(t: &mut Table, at: isize) -> Option<&mut Table> {
+        for (_, item) in t.iter_mut() {
+            let subs: Vec<&mut Table> = match item {
+                Item::Table(sub) => vec![sub],
+                Item::ArrayOfTables(a) => a.iter_mut().collect(),
+                _ => continue,
+            };
+            for sub in subs {
+                if sub.position() == Some(at) && !sub.is_implicit() && !sub.is_dotted() {
+                    return Some(sub);
+                }
+                if let Some(found) = take(sub, at) {
+                    return Some(found);
+                }
+            }
+        }
+        None
+    }
+    let at = best(t, after)?;
+    take(t, at)
+}
+
+/// Writes a cache's fields into its table (any shape), touching only values that changed so
+/// that the user's formatting of the others stays.
+fn write_entry(t: &mut dyn TableLike, c: &CacheEntry) {
+    set_if_changed(t, "kind", c.kind.label());
+    set_if_changed(t, "url", &c.kind.url());
+    let keys: Vec<&str> = t
+        .get("public-keys")
+        .and_then(Item::as_array)
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    if keys != c.public_keys.iter().map(String::as_str).collect::<Vec<_>>() {
+        let mut arr = Array::new();
+        for k in &c.public_keys {
+            arr.push(k.as_str());
+        }
+        t.insert("public-keys", value(arr));
+    }
+    set_if_changed(t, "login", &c.login);
+    set_if_changed(t, "secret-store", c.secret_store.as_str());
+    if t.get("token").and_then(Item::as_bool) != Some(c.has_token) {
+        t.insert("token", value(c.has_token));
+    }
+    if c.added_netrc_line {
+        if t.get("added-netrc-file").and_then(Item::as_bool) != Some(true) {
+            t.insert("added-netrc-file", value(true));
+        }
+    } else {
+        t.remove("added-netrc-file");
+    }
+    match &c.nix_conf {
+        Some(p) => set_if_changed(t, "nix-conf", &p.display().to_string()),
+        None => {
+            t.remove("nix-conf");
+        }
+    }
+    match &c.netrc {
+        Some(p) => set_if_changed(t, "netrc", &p.display().to_string()),
+        None => {
+            t.remove("netrc");
+        }
     }
 }
 
@@ -413,7 +540,9 @@ fn read_cache(name: &str, item: &Item) -> Result<CacheEntry> {
 /// The netrc login when neither `--login` nor config.toml gives one.
 pub const DEFAULT_LOGIN: &str = "nixstore-auth";
 
-fn set_if_changed(t: &mut Table, key: &str, v: &str) {
+/// Only `Item::Value`s are inserted: an inline table (`TableLike` of `NAME = { ... }`) can hold
+/// nothing else.
+fn set_if_changed(t: &mut dyn TableLike, key: &str, v: &str) {
     if t.get(key).and_then(Item::as_str) != Some(v) {
         t.insert(key, value(v));
     }
@@ -467,11 +596,11 @@ mod tests {
         let text = "# my settings\nkeyring-backend = \"file\" # forced\n";
         let mut cfg = Config::parse(text, Path::new("c.toml")).unwrap();
         let e = entry("cache-example-org", "https://cache.example.org");
-        cfg.upsert_cache(&e);
+        cfg.upsert_cache(&e).unwrap();
         let once = cfg.to_text();
         assert!(once.starts_with(text), "{once}");
         let mut again = Config::parse(&once, Path::new("c.toml")).unwrap();
-        again.upsert_cache(&e);
+        again.upsert_cache(&e).unwrap();
         assert_eq!(again.to_text(), once);
         assert_eq!(again.caches().unwrap(), vec![e.clone()]);
         assert_eq!(again.find("https://cache.example.org/").unwrap(), Some(e));
@@ -560,10 +689,16 @@ mod tests {
         let p = Path::new("/c.toml");
         let mut cfg = Config::parse("", p).unwrap();
         let e = entry("c", "https://c.org");
-        assert!(!cfg.set_signing_key("c", Some(&SigningKey::Keyring)));
-        cfg.upsert_cache(&e);
-        assert!(cfg.set_signing_key("c", Some(&SigningKey::File("/k/sk".into()))));
-        cfg.upsert_cache(&e);
+        assert!(
+            !cfg.set_signing_key("c", Some(&SigningKey::Keyring))
+                .unwrap()
+        );
+        cfg.upsert_cache(&e).unwrap();
+        assert!(
+            cfg.set_signing_key("c", Some(&SigningKey::File("/k/sk".into())))
+                .unwrap()
+        );
+        cfg.upsert_cache(&e).unwrap();
         let cfg = Config::parse(&cfg.to_text(), p).unwrap();
         assert_eq!(
             cfg.signing_key("c").unwrap(),
@@ -575,6 +710,351 @@ mod tests {
             assert!(err.contains("caches.c.secret-key"), "{bad}: {err}");
         }
         assert_eq!(SigningKey::parse("keyring").unwrap(), SigningKey::Keyring);
+    }
+
+    fn upsert(cfg: &mut Config, e: &CacheEntry) -> Result<()> {
+        cfg.upsert_cache(e)
+    }
+    fn signing(cfg: &mut Config, name: &str, key: Option<&SigningKey>) -> Result<bool> {
+        cfg.set_signing_key(name, key)
+    }
+
+    /// The shapes TOML allows for the same cache: each must be editable in place.
+    const SHAPES: [&str; 5] = [
+        "[caches.my]\nkind = \"https\"\nurl = \"https://my.org\"\n",
+        "[caches]\nmy = { kind = \"https\", url = \"https://my.org\" } # inline\n",
+        "[caches]\nmy.kind = \"https\"\nmy.url = \"https://my.org\"\n",
+        "caches.my.kind = \"https\"\ncaches.my.url = \"https://my.org\"\n",
+        "caches = { my = { url = \"https://my.org\" } }\n",
+    ];
+
+    #[test]
+    fn every_shape_of_a_recorded_cache_is_editable() {
+        let p = Path::new("/c.toml");
+        for shape in SHAPES {
+            let text = format!("# mine\n{shape}\n[proxy]\nport = 1\n");
+            let mut cfg = Config::parse(&text, p).unwrap();
+            let mut e = entry("my", "https://my.org");
+            upsert(&mut cfg, &e).unwrap();
+            let again = Config::parse(&cfg.to_text(), p).unwrap();
+            assert_eq!(again.cache("my").unwrap(), Some(e.clone()), "{shape}");
+            e.has_token = false;
+            upsert(&mut cfg, &e).unwrap();
+            // A second cache lands beside the first, whatever the first one's shape.
+            let other = entry("other", "s3://bucket?region=eu-west-1");
+            upsert(&mut cfg, &other).unwrap();
+            assert!(
+                signing(&mut cfg, "my", Some(&SigningKey::Keyring)).unwrap(),
+                "{shape}"
+            );
+            let again = Config::parse(&cfg.to_text(), p).unwrap();
+            assert_eq!(again.caches().unwrap(), vec![e.clone(), other], "{shape}");
+            assert_eq!(again.signing_key("my").unwrap(), Some(SigningKey::Keyring));
+            assert!(again.to_text().contains("# mine"), "{}", again.to_text());
+            assert_eq!(again.get_int(Some("proxy"), "port"), Some(1));
+            assert!(signing(&mut cfg, "my", None).unwrap());
+            assert!(cfg.remove_cache("other"));
+            assert!(cfg.remove_cache("my"));
+            let again = Config::parse(&cfg.to_text(), p).unwrap();
+            assert!(again.caches().unwrap().is_empty(), "{}", cfg.to_text());
+        }
+    }
+
+    /// Arbitrary valid config.toml documents: caches in every shape TOML allows, mixed with
+    /// comments, unrelated keys, sections and arrays of tables.
+    mod docs {
+        use proptest::prelude::*;
+
+        pub const URLS: [&str; 4] = [
+            "https://cache.example.org",
+            "http://127.0.0.1:8080/sub",
+            "s3://bucket/pre?region=eu-west-1",
+            "s3://b?endpoint=http://127.0.0.1:9000&profile=work",
+        ];
+        const KEY: &str = "k-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=";
+
+        /// One cache's key/value pairs, in TOML syntax.
+        fn fields() -> impl Strategy<Value = Vec<(&'static str, String)>> {
+            (
+                0..URLS.len(),
+                any::<bool>(),
+                proptest::option::of(any::<bool>()),
+                any::<bool>(),
+                any::<bool>(),
+                any::<bool>(),
+            )
+                .prop_map(|(url, kind, token, keys, note, secret)| {
+                    let mut f = vec![("url", format!("{:?}", URLS[url]))];
+                    if kind {
+                        let k = if URLS[url].starts_with("s3") {
+                            "s3"
+                        } else {
+                            "https"
+                        };
+                        f.insert(0, ("kind", format!("{k:?}")));
+                    }
+                    if let Some(t) = token {
+                        f.push(("token", t.to_string()));
+                    }
+                    if keys {
+                        f.push(("public-keys", format!("[{KEY:?}]")));
+                    }
+                    if note {
+                        f.push(("note", "\"kept # not a comment\"".into()));
+                    }
+                    if secret {
+                        f.push(("secret-key", "\"keyring\"".into()));
+                    }
+                    f
+                })
+        }
+
+        #[derive(Debug, Clone, Copy)]
+        enum Entry {
+            Section,
+            Inline,
+            Dotted,
+        }
+
+        #[derive(Debug, Clone)]
+        enum Style {
+            None,
+            /// `[caches.NAME]` sections, and a `[caches]` section with inline and dotted entries.
+            Sections(Vec<Entry>),
+            /// `caches.NAME.key = ...` at the top.
+            RootDotted,
+            /// `caches = { NAME = { ... } }` at the top.
+            RootInline,
+        }
+
+        fn style(n: usize) -> impl Strategy<Value = Style> {
+            let entry = prop_oneof![
+                Just(Entry::Section),
+                Just(Entry::Inline),
+                Just(Entry::Dotted)
+            ];
+            prop_oneof![
+                Just(Style::None),
+                proptest::collection::vec(entry, n).prop_map(Style::Sections),
+                Just(Style::RootDotted),
+                Just(Style::RootInline),
+            ]
+        }
+
+        const TOP: [&str; 4] = [
+            "keyring-backend = \"file\"",
+            "proxy-port = 5123 # fixed",
+            "a.b.c = true",
+            "mfa-base-session = false",
+        ];
+        const SECTIONS: [&str; 4] = [
+            "[proxy]\nredirect-nars = false",
+            "[[servers]]\nname = \"one\"\n\n[[servers]]\nname = \"two\" # second",
+            "[other.deep]\nlist = [1, 2, # inside\n  3]",
+            "# a comment alone\n[empty]",
+        ];
+
+        fn inline(f: &[(&str, String)]) -> String {
+            let body: Vec<String> = f.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+            format!("{{ {} }}", body.join(", "))
+        }
+
+        /// A document, and the names of the caches in it.
+        pub fn doc() -> impl Strategy<Value = (String, Vec<String>)> {
+            (
+                proptest::collection::btree_set("[a-z][a-z0-9-]{0,5}", 0..4),
+                proptest::sample::subsequence(TOP.to_vec(), 0..=TOP.len()),
+                proptest::sample::subsequence(SECTIONS.to_vec(), 0..=SECTIONS.len()),
+                any::<bool>(),
+            )
+                .prop_flat_map(|(names, top, sections, comments)| {
+                    let names: Vec<String> = names.into_iter().collect();
+                    let n = names.len();
+                    (
+                        Just(names),
+                        proptest::collection::vec(fields(), n),
+                        style(n),
+                        Just(top),
+                        Just(sections),
+                        Just(comments),
+                        any::<prop::sample::Index>(),
+                    )
+                })
+                .prop_map(|(names, fields, style, top, sections, comments, at)| {
+                    let c = |s: &str| {
+                        if comments {
+                            format!("# {s}\n")
+                        } else {
+                            String::new()
+                        }
+                    };
+                    let mut head = c("my settings");
+                    for t in &top {
+                        head.push_str(&format!("{t}\n"));
+                    }
+                    let mut blocks: Vec<String> = sections.iter().map(|s| s.to_string()).collect();
+                    let style = if names.is_empty() { Style::None } else { style };
+                    match &style {
+                        Style::None => {}
+                        Style::RootDotted => {
+                            for (name, f) in names.iter().zip(&fields) {
+                                for (k, v) in f {
+                                    head.push_str(&format!("caches.{name}.{k} = {v}\n"));
+                                }
+                            }
+                        }
+                        Style::RootInline => {
+                            let all: Vec<String> = names
+                                .iter()
+                                .zip(&fields)
+                                .map(|(n, f)| format!("{n} = {}", inline(f)))
+                                .collect();
+                            head.push_str(&format!("caches = {{ {} }}\n", all.join(", ")));
+                        }
+                        Style::Sections(entries) => {
+                            let mut caches = String::new();
+                            for ((name, f), e) in names.iter().zip(&fields).zip(entries) {
+                                match e {
+                                    Entry::Section => {
+                                        let mut b = format!("{}[caches.{name}]\n", c(name));
+                                        for (k, v) in f {
+                                            b.push_str(&format!("{k} = {v}\n"));
+                                        }
+                                        blocks.push(b.trim_end().to_string());
+                                    }
+                                    Entry::Inline => {
+                                        caches.push_str(&format!("{name} = {}\n", inline(f)));
+                                    }
+                                    Entry::Dotted => {
+                                        for (k, v) in f {
+                                            caches.push_str(&format!("{name}.{k} = {v}\n"));
+                                        }
+                                    }
+                                }
+                            }
+                            if !caches.is_empty() {
+                                let at = at.index(blocks.len() + 1);
+                                blocks.insert(at, format!("[caches]\n{}", caches.trim_end()));
+                            }
+                        }
+                    }
+                    let mut text = head;
+                    for b in blocks {
+                        text.push('\n');
+                        text.push_str(&b);
+                        text.push('\n');
+                    }
+                    (text, names)
+                })
+        }
+    }
+
+    /// The document's meaning (comments and layout aside), to compare before and after.
+    fn meaning(text: &str) -> serde_json::Value {
+        use serde_json::Value as J;
+        fn table(t: &dyn TableLike) -> J {
+            J::Object(t.iter().map(|(k, v)| (k.to_string(), item(v))).collect())
+        }
+        fn item(i: &Item) -> J {
+            match i {
+                Item::None => J::Null,
+                Item::Value(v) => val(v),
+                Item::Table(t) => table(t),
+                Item::ArrayOfTables(a) => J::Array(a.iter().map(|t| table(t)).collect()),
+            }
+        }
+        fn val(v: &Value) -> J {
+            match v {
+                Value::String(s) => J::from(s.value().clone()),
+                Value::Integer(i) => J::from(*i.value()),
+                Value::Float(f) => J::from(f.value().to_string()),
+                Value::Boolean(b) => J::from(*b.value()),
+                Value::Datetime(d) => J::from(d.value().to_string()),
+                Value::Array(a) => J::Array(a.iter().map(val).collect()),
+                Value::InlineTable(t) => {
+                    J::Object(t.iter().map(|(k, v)| (k.to_string(), val(v))).collect())
+                }
+            }
+        }
+        let doc: DocumentMut = text.parse().expect("valid TOML");
+        let mut j = table(doc.as_table());
+        // An emptied `caches` table and a missing one mean the same.
+        if j["caches"] == serde_json::json!({}) {
+            j.as_object_mut().map(|o| o.remove("caches"));
+        }
+        j
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        #[test]
+        fn any_valid_document_survives_upsert_and_remove(
+            (text, names) in docs::doc(),
+            pick in proptest::prelude::any::<proptest::sample::Index>(),
+            new_name in "[a-z][a-z0-9-]{0,5}",
+            existing in proptest::prelude::any::<bool>(),
+            url in 0..docs::URLS.len(),
+            token in proptest::prelude::any::<bool>(),
+            netrc in proptest::prelude::any::<bool>(),
+        ) {
+            use proptest::{prop_assert, prop_assert_eq};
+            let p = Path::new("/c.toml");
+            let cfg = Config::parse(&text, p)
+                .map_err(|e| proptest::test_runner::TestCaseError::fail(format!("{e:#}\n{text}")))?;
+            let before = cfg.caches().unwrap();
+            let name = if existing && !names.is_empty() {
+                names[pick.index(names.len())].clone()
+            } else {
+                new_name
+            };
+            let mut e = entry(&name, docs::URLS[url]);
+            e.has_token = token;
+            e.netrc = netrc.then(|| PathBuf::from("/home/u/.config/nix/netrc"));
+            let mut cfg = cfg;
+            cfg.upsert_cache(&e).unwrap();
+            let once = cfg.to_text();
+            let again = Config::parse(&once, p)
+                .map_err(|err| proptest::test_runner::TestCaseError::fail(format!("{err:#}\n{text}\n---\n{once}")))?;
+            prop_assert_eq!(again.cache(&name).unwrap(), Some(e.clone()), "{}", once);
+            let others = |v: Vec<CacheEntry>| -> Vec<CacheEntry> {
+                v.into_iter().filter(|c| c.name != name).collect()
+            };
+            prop_assert_eq!(others(again.caches().unwrap()), others(before.clone()), "{}", once);
+            // Idempotent: the same upsert again changes nothing.
+            cfg.upsert_cache(&e).unwrap();
+            prop_assert_eq!(cfg.to_text(), once.clone());
+            prop_assert!(cfg.set_signing_key(&name, Some(&SigningKey::Keyring)).unwrap());
+            let signed = Config::parse(&cfg.to_text(), p).unwrap();
+            prop_assert_eq!(signed.signing_key(&name).unwrap(), Some(SigningKey::Keyring));
+            prop_assert!(cfg.remove_cache(&name));
+            let after = cfg.to_text();
+            let after_cfg = Config::parse(&after, p).unwrap();
+            prop_assert_eq!(after_cfg.caches().unwrap(), others(before));
+            // Everything else means what it meant: the other caches, sections, keys.
+            let mut want = meaning(&text);
+            if let Some(c) = want.get_mut("caches").and_then(|c| c.as_object_mut()) {
+                c.remove(&name);
+            }
+            if want["caches"] == serde_json::json!({}) {
+                want.as_object_mut().map(|o| o.remove("caches"));
+            }
+            prop_assert_eq!(meaning(&after), want, "{}\n---\n{}", text, after);
+            // And the comments stay, except one right above the removed cache, which goes
+            // with it.
+            let lines: Vec<&str> = text.lines().collect();
+            let of_removed = |l: &str| {
+                [format!("caches.{name}."), format!("[caches.{name}]"), format!("{name} = "), format!("{name}.")]
+                    .iter()
+                    .any(|p| l.starts_with(p.as_str()))
+            };
+            for (i, line) in lines.iter().enumerate().filter(|(_, l)| l.starts_with('#')) {
+                let next = lines[i + 1..].iter().find(|l| !l.starts_with('#'));
+                if next.is_some_and(|l| of_removed(l)) {
+                    continue;
+                }
+                prop_assert!(after.contains(line), "{} lost in\n{}", line, after);
+            }
+        }
     }
 
     #[test]

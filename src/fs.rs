@@ -79,12 +79,15 @@ pub fn atomic_write(path: &Path, contents: &[u8], new_mode: u32) -> Result<()> {
         f.write_all(contents)?;
         f.sync_all()?;
         fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+        // The new file is in place; the directory's fsync only hastens its rename to disk, and a
+        // failure here cannot be undone by reporting it.
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }
         Ok(())
     })();
     if result.is_err() {
+        // Best effort: the error that matters is the one returned below.
         let _ = fs::remove_file(&tmp);
     }
     result.with_context(|| format!("writing {}", path.display()))
@@ -129,8 +132,10 @@ pub fn lock_dir(dir: &Path) -> Result<FileLock> {
 }
 
 /// The one private directory rule: creates `dir` 0700 if missing (its parents with the usual
-/// modes), tightens one open to others; refuses one that is a symlink, belongs to someone else, or is
-/// open to others (in /tmp anyone could have made it first).
+/// modes); follows a symlink that the user (or root) made, as home-manager links
+/// `~/.cache/nix`; makes a directory the user owns 0700 (keeping what is in it); refuses, naming
+/// it, a directory that belongs to anyone else (in /tmp anyone could have made it first), a
+/// symlink someone else made, or anything that is not a directory.
 pub fn private_dir(dir: &Path) -> Result<()> {
     if let Some(parent) = dir.parent() {
         fs::create_dir_all(parent)
@@ -141,29 +146,42 @@ pub fn private_dir(dir: &Path) -> Result<()> {
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
     }
-    let meta =
-        fs::symlink_metadata(dir).with_context(|| format!("cannot stat {}", dir.display()))?;
-    if !meta.is_dir() {
-        return Err(crate::ui::error_with_help(
-            format!("{} is not a directory (a symlink?)", dir.display()),
-            "remove it so that nixstore-auth can make its private directory there",
-        ));
-    }
     // SAFETY: getuid has no preconditions.
     let me = unsafe { libc::getuid() };
-    if meta.uid() != me {
-        return Err(crate::ui::error_with_help(
-            format!(
-                "{} belongs to uid {}, not to you (uid {me})",
+    let refuse = |what: String| {
+        crate::ui::error_with_help(
+            what,
+            "remove it (and find out who made it) so that nixstore-auth can make a private directory there",
+        )
+    };
+    let link =
+        fs::symlink_metadata(dir).with_context(|| format!("cannot stat {}", dir.display()))?;
+    let shown = if link.file_type().is_symlink() {
+        if link.uid() != me && link.uid() != 0 {
+            return Err(refuse(format!(
+                "{} is a symlink that uid {} made, not you (uid {me})",
                 dir.display(),
-                meta.uid()
-            ),
-            "remove it (and find out who made it), or set XDG_RUNTIME_DIR",
-        ));
+                link.uid()
+            )));
+        }
+        let target = fs::read_link(dir).unwrap_or_default();
+        format!("{} (a symlink to {})", dir.display(), target.display())
+    } else {
+        dir.display().to_string()
+    };
+    let meta = fs::metadata(dir).with_context(|| format!("cannot stat {shown}"))?;
+    if !meta.is_dir() {
+        return Err(refuse(format!("{shown} is not a directory")));
+    }
+    if meta.uid() != me {
+        return Err(refuse(format!(
+            "{shown} belongs to uid {}, not to you (uid {me})",
+            meta.uid()
+        )));
     }
     if meta.mode() & 0o077 != 0 {
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot make {} private (0700)", dir.display()))?;
+            .with_context(|| format!("cannot make {shown} private (0700)"))?;
     }
     Ok(())
 }
@@ -186,17 +204,67 @@ mod tests {
     use super::*;
 
     #[test]
-    fn private_dir_is_tightened_and_symlinks_refused() {
+    fn private_dir_is_tightened_and_symlinks_followed() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().join("rt");
         private_dir(&d).unwrap();
         assert_eq!(fs::metadata(&d).unwrap().mode() & 0o777, 0o700);
         fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(d.join("kept"), "x").unwrap();
         private_dir(&d).unwrap();
         assert_eq!(fs::metadata(&d).unwrap().mode() & 0o777, 0o700);
+        assert_eq!(fs::read_to_string(d.join("kept")).unwrap(), "x");
+        // A symlink of ours is followed: its target is made private.
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&d, &link).unwrap();
-        assert!(private_dir(&link).is_err());
+        private_dir(&link).unwrap();
+        assert_eq!(fs::metadata(&d).unwrap().mode() & 0o777, 0o700);
+        // Not a directory.
+        let file = dir.path().join("file");
+        fs::write(&file, "").unwrap();
+        let err = format!("{:#}", private_dir(&file).unwrap_err());
+        assert!(err.contains("is not a directory"), "{err}");
+    }
+
+    /// A directory of someone else's: uid 65534's when we are root, else one of root's that we
+    /// could not change anyway.
+    fn someone_elses(tmp: &Path) -> PathBuf {
+        if !is_root() {
+            return PathBuf::from("/usr");
+        }
+        let d = tmp.join("nobodys");
+        fs::create_dir(&d).unwrap();
+        std::os::unix::fs::chown(&d, Some(65534), Some(65534)).unwrap();
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
+        d
+    }
+
+    #[test]
+    fn private_dir_refuses_someone_elses_directory_directly_or_through_a_symlink() {
+        let tmp = tempfile::tempdir().unwrap();
+        let other = someone_elses(tmp.path());
+        let mode = fs::metadata(&other).unwrap().mode();
+        let link = tmp.path().join("cache-nix");
+        std::os::unix::fs::symlink(&other, &link).unwrap();
+        for d in [&other, &link] {
+            let err = private_dir(d).unwrap_err();
+            let text = format!("{err:#}");
+            assert!(text.contains(&d.display().to_string()), "{text}");
+            assert!(text.contains("belongs to uid"), "{text}");
+            assert!(crate::ui::help_of(&err).is_some());
+        }
+        assert_eq!(fs::metadata(&other).unwrap().mode(), mode, "left alone");
+        if is_root() {
+            // A symlink someone else made is not followed, even to a directory of ours.
+            let mine = tmp.path().join("mine");
+            fs::create_dir(&mine).unwrap();
+            let theirs = tmp.path().join("theirs");
+            std::os::unix::fs::symlink(&mine, &theirs).unwrap();
+            std::os::unix::fs::lchown(&theirs, Some(65534), Some(65534)).unwrap();
+            let err = format!("{:#}", private_dir(&theirs).unwrap_err());
+            assert!(err.contains("a symlink that uid 65534 made"), "{err}");
+        }
     }
 
     #[test]

@@ -12,6 +12,11 @@ use std::process::Command;
 use std::sync::atomic::{AtomicI32, Ordering};
 use zeroize::Zeroizing;
 
+use crate::ui::Ui;
+
+/// Set in the environment of every command `exec` runs.
+pub const EXEC_MARKER: &str = "NIXSTORE_AUTH_EXEC";
+
 pub const EXIT_NOT_FOUND: i32 = 127;
 pub const EXIT_CANNOT_RUN: i32 = 126;
 
@@ -56,19 +61,49 @@ impl Launch {
     }
 
     /// Replaces this process with the command. Returns only when that fails, with the exit
-    /// code to use (the error is already printed).
-    pub fn replace(self) -> i32 {
+    /// code to use (the error is already printed, by `ui`).
+    pub fn replace(self, ui: &Ui) -> i32 {
         let err = self.command().exec();
-        report_spawn_error(&self.argv[0], &err)
+        report_spawn_error(&self.argv[0], &err, ui)
     }
 
     /// Runs the command as a child and waits; returns the exit code to pass on.
-    pub fn run(self) -> i32 {
+    pub fn run(self, ui: &Ui) -> i32 {
         match self.command().status() {
             Ok(status) => status_code(status),
-            Err(err) => report_spawn_error(&self.argv[0], &err),
+            Err(err) => report_spawn_error(&self.argv[0], &err, ui),
         }
     }
+}
+
+/// `nixstore-auth exec -- CMD...` with no option at all, when no credential work can be needed
+/// (no NIXSTORE_AUTH_AWS_PROFILE, no S3 or keyring cache recorded, or an outer exec already set
+/// everything up): replace this process with CMD before clap builds the whole command tree,
+/// which is most of our start-up time. `None` means "take the normal path" (any other argv, or
+/// an unreadable config, which the normal path reports).
+pub fn fast_exec() -> Option<i32> {
+    let mut args = std::env::args_os().skip(1);
+    if args.next()? != "exec" || args.next()? != "--" {
+        return None;
+    }
+    let argv: Vec<std::ffi::OsString> = args.collect();
+    if argv.is_empty() || std::env::var_os("NIXSTORE_AUTH_AWS_PROFILE").is_some() {
+        return None;
+    }
+    let mut launch = Launch::new(argv);
+    launch
+        .set
+        .push((EXEC_MARKER.into(), Zeroizing::new("1".into())));
+    if std::env::var_os(EXEC_MARKER).is_none() {
+        let dirs = crate::config::Dirs::new().ok()?;
+        let cfg = crate::config::Config::load(&dirs.config_file()).ok()?;
+        let needs_work = cfg.caches().ok()?.iter().any(crate::cache_plan::needs_exec);
+        if needs_work {
+            return None;
+        }
+    }
+    // No flag can be given on this path: the printer's defaults are the ones to honour.
+    Some(launch.replace(&Ui::default()))
 }
 
 static CHILD: AtomicI32 = AtomicI32::new(0);
@@ -127,7 +162,7 @@ impl Launch {
     /// ephemeral netrc, a proxy lease). Ctrl-C at a terminal reaches both through the process
     /// group, so it is not sent twice; SIGTERM and SIGHUP sent to us alone are passed on. The
     /// child starts with default signal handling (handlers do not survive exec).
-    pub fn run_supervised(self) -> i32 {
+    pub fn run_supervised(self, ui: &Ui) -> i32 {
         PENDING.store(0, Ordering::SeqCst);
         let old = install_pass_on();
         let code = match self.command().spawn() {
@@ -143,14 +178,17 @@ impl Launch {
                 let code = match child.wait() {
                     Ok(status) => status_code(status),
                     Err(err) => {
-                        eprintln!("nixstore-auth: waiting for the command failed: {err}");
+                        ui.error(&anyhow::anyhow!(
+                            "waiting for {} failed: {err}",
+                            self.argv[0].to_string_lossy()
+                        ));
                         crate::error::EXIT_ERROR
                     }
                 };
                 CHILD.store(0, Ordering::SeqCst);
                 code
             }
-            Err(err) => report_spawn_error(&self.argv[0], &err),
+            Err(err) => report_spawn_error(&self.argv[0], &err, ui),
         };
         restore(old);
         code
@@ -166,17 +204,15 @@ pub fn status_code(status: std::process::ExitStatus) -> i32 {
     }
 }
 
-fn report_spawn_error(program: &OsString, err: &std::io::Error) -> i32 {
+/// `error: CMD: command not found` (127), or why it cannot run (126), through the printer.
+fn report_spawn_error(program: &OsString, err: &std::io::Error, ui: &Ui) -> i32 {
     let name = program.to_string_lossy();
     let (code, what) = match err.kind() {
         std::io::ErrorKind::NotFound => (EXIT_NOT_FOUND, "command not found".to_string()),
         std::io::ErrorKind::PermissionDenied => (EXIT_CANNOT_RUN, "permission denied".to_string()),
         _ => (EXIT_CANNOT_RUN, format!("cannot run it: {err}")),
     };
-    eprintln!(
-        "{} {name}: {what}",
-        crate::ui::Ui::default().paint("nixstore-auth:", console::Color::Red)
-    );
+    ui.error(&anyhow::anyhow!("{name}: {what}"));
     code
 }
 
@@ -184,31 +220,35 @@ fn report_spawn_error(program: &OsString, err: &std::io::Error) -> i32 {
 mod tests {
     use super::*;
 
+    fn ui() -> Ui {
+        Ui::silent()
+    }
+
     fn argv(a: &[&str]) -> Vec<OsString> {
         a.iter().map(OsString::from).collect()
     }
 
     #[test]
     fn run_maps_statuses() {
-        assert_eq!(Launch::new(argv(&["sh", "-c", "exit 7"])).run(), 7);
+        assert_eq!(Launch::new(argv(&["sh", "-c", "exit 7"])).run(&ui()), 7);
         assert_eq!(
-            Launch::new(argv(&["sh", "-c", "kill -TERM $$"])).run(),
+            Launch::new(argv(&["sh", "-c", "kill -TERM $$"])).run(&ui()),
             128 + 15
         );
-        assert_eq!(Launch::new(argv(&["/nonexistent/cmd"])).run(), 127);
-        assert_eq!(Launch::new(argv(&["/"])).run(), 126);
+        assert_eq!(Launch::new(argv(&["/nonexistent/cmd"])).run(&ui()), 127);
+        assert_eq!(Launch::new(argv(&["/"])).run(&ui()), 126);
     }
 
     #[test]
     fn supervised_run_passes_sigterm_on_and_maps_the_status() {
         assert_eq!(
-            Launch::new(argv(&["sh", "-c", "exit 3"])).run_supervised(),
+            Launch::new(argv(&["sh", "-c", "exit 3"])).run_supervised(&ui()),
             3
         );
         // The child sends SIGTERM to its parent (us, the supervisor): it must come back to the
         // child, which then dies of it.
-        let code =
-            Launch::new(argv(&["sh", "-c", "kill -TERM $PPID; sleep 5; exit 0"])).run_supervised();
+        let code = Launch::new(argv(&["sh", "-c", "kill -TERM $PPID; sleep 5; exit 0"]))
+            .run_supervised(&ui());
         assert_eq!(code, 128 + libc::SIGTERM);
     }
 
@@ -223,6 +263,6 @@ mod tests {
             .push(("A".into(), Zeroizing::new("secret-value".into())));
         l.unset.push("HOME".into());
         assert!(!format!("{l:?}").contains("secret-value"));
-        assert_eq!(l.run(), 0);
+        assert_eq!(l.run(&ui()), 0);
     }
 }

@@ -1,7 +1,9 @@
 //! Keeping the AWS sessions of a running command fresh (`exec`, `push`).
 //!
 //! While CMD runs, a watcher thread renews each proxy lease's session `session-refresh-margin`
-//! seconds before it ends: it resolves the same request again *unattended* (never a prompt,
+//! seconds before it ends, or halfway through what is left of a session shorter than twice
+//! the margin (a 15-minute STS session keeps the 5-minute default; a 10-second test session
+//! is renewed after 5 s, not at once and then every few seconds): it resolves the same request again *unattended* (never a prompt,
 //! never the one-time `--mfa-code`) and hands the new session over the lease; the proxy
 //! switches atomically. A session only a person can renew (a new MFA code) gets one warning on
 //! stderr naming `nixstore-auth login CACHE`, which hands its session to the running proxy
@@ -67,10 +69,16 @@ pub fn info_of(s: &Session) -> SessionInfo {
     }
 }
 
-/// When a session is due for renewal: `margin` seconds before it ends; never for one without
-/// an end (long-term keys).
-pub fn due(expiration: Option<i64>, margin: i64) -> Option<i64> {
-    expiration.map(|e| e - margin.max(0))
+/// The margin for a session with `left` seconds to run: the configured one, but at most half
+/// of what is left, so that a short session is renewed halfway through.
+pub fn margin_for(configured: i64, left: i64) -> i64 {
+    configured.max(0).min(left.max(0) / 2)
+}
+
+/// When a session that ends at `expiration` is due for renewal, seen at `now`: the
+/// [`margin_for`] it before its end; never for one without an end (long-term keys).
+pub fn due(expiration: Option<i64>, margin: i64, now: i64) -> Option<i64> {
+    expiration.map(|e| e - margin_for(margin, e - now))
 }
 
 /// How a renewal attempt went.
@@ -85,27 +93,28 @@ pub enum Outcome {
 }
 
 /// When to look at a session next, after an attempt at `now` whose session now ends at
-/// `expiration`: at its due time, but never sooner than [`RETRY_SECS`] after a fruitless try
-/// (and not in a busy loop when a renewed session is shorter than the margin).
+/// `expiration`: at its due time (never in the same second: no busy loop); after a fruitless
+/// try, [`RETRY_SECS`] later, or sooner while a short session still runs (a quarter of what is
+/// left, at least a second), so that a `login` or a recovered STS is picked up before it ends.
 pub fn next_check(outcome: Outcome, expiration: Option<i64>, margin: i64, now: i64) -> Option<i64> {
-    let retry = now + RETRY_SECS;
-    match outcome {
-        Outcome::Renewed => due(expiration, margin).map(|d| d.max(retry)),
-        Outcome::NotNewer | Outcome::Failed => {
-            // Nothing to renew at all (long-term keys).
-            expiration?;
-            Some(retry)
-        }
-    }
+    // Nothing to renew at all (long-term keys).
+    let end = expiration?;
+    let left = end - now;
+    Some(match outcome {
+        Outcome::Renewed => (end - margin_for(margin, left)).max(now + 1),
+        Outcome::NotNewer | Outcome::Failed if left > 0 => now + RETRY_SECS.min((left / 4).max(1)),
+        Outcome::NotNewer | Outcome::Failed => now + RETRY_SECS,
+    })
 }
 
 /// Runs `run` (the command) on this thread while a watcher thread keeps the sessions of `kept`
 /// fresh; returns what `run` returns once the watcher has stopped.
 pub fn while_running<T>(kept: &mut [Kept], ctx: Ctx, ui: &Ui, run: impl FnOnce() -> T) -> T {
     let margin = ctx.margin();
+    let now = crate::time::now();
     for k in kept.iter_mut() {
         // An environment's credentials are not renewed, but get their warning then.
-        k.next = due(k.session.credentials.expiration, margin);
+        k.next = due(k.session.credentials.expiration, margin, now);
     }
     if kept.iter().all(|k| k.next.is_none()) {
         return run();
@@ -130,8 +139,13 @@ fn watch(kept: &mut [Kept], ctx: Ctx, ui: &Ui, stopped: Receiver<()>) {
             let _ = stopped.recv();
             return;
         };
-        let wait = (next - crate::time::now()).max(0) as u64;
-        match stopped.recv_timeout(Duration::from_secs(wait)) {
+        // To the start of second `next` (not a whole number of seconds from a truncated now:
+        // up to a second late matters for a short session).
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(next.max(0) as u64);
+        let wait = at
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        match stopped.recv_timeout(wait) {
             Err(RecvTimeoutError::Timeout) => {}
             _ => return,
         }
@@ -240,11 +254,19 @@ mod tests {
         // (outcome, new expiration, margin, now) -> next check
         let rows = [
             (Renewed, Some(1000), 300, 100, Some(700)),
-            // A renewed session shorter than the margin: no busy loop.
-            (Renewed, Some(1000), 300, 695, Some(705)),
+            // Shorter than twice the margin: renewed halfway through.
+            (Renewed, Some(1000), 300, 695, Some(848)),
+            (Renewed, Some(110), 300, 100, Some(105)),
+            (Renewed, Some(130), 20, 100, Some(115)),
+            // About to end, or ended: the next second, never in a busy loop.
+            (Renewed, Some(101), 300, 100, Some(101)),
+            (Renewed, Some(90), 300, 100, Some(101)),
             (Renewed, None, 300, 100, None),
             (NotNewer, Some(1000), 300, 700, Some(710)),
             (Failed, Some(1000), 300, 700, Some(710)),
+            // A short session left: tried again sooner, at least a second apart.
+            (Failed, Some(108), 300, 100, Some(102)),
+            (Failed, Some(103), 300, 100, Some(101)),
             // Past its end: keep trying (a `login` may bring one).
             (Failed, Some(1000), 300, 1200, Some(1210)),
             (Failed, None, 300, 700, None),
@@ -253,7 +275,29 @@ mod tests {
         for (i, (o, exp, margin, now, want)) in rows.into_iter().enumerate() {
             assert_eq!(next_check(o, exp, margin, now), want, "row {i}");
         }
-        assert_eq!(due(Some(60), 20), Some(40));
-        assert_eq!(due(None, 20), None);
+    }
+
+    #[test]
+    fn margin_scales_with_short_sessions() {
+        // (configured margin, seconds left) -> margin used
+        let rows = [
+            (300, 3600, 300),
+            (300, 900, 300),
+            (300, 600, 300),
+            (300, 400, 200),
+            (300, 10, 5),
+            (20, 30, 15),
+            (20, 1, 0),
+            (300, 0, 0),
+            (300, -5, 0),
+            (-5, 100, 0),
+            (0, 100, 0),
+        ];
+        for (i, (configured, left, want)) in rows.into_iter().enumerate() {
+            assert_eq!(margin_for(configured, left), want, "row {i}");
+        }
+        assert_eq!(due(Some(160), 20, 100), Some(140));
+        assert_eq!(due(Some(110), 300, 100), Some(105));
+        assert_eq!(due(None, 20, 100), None);
     }
 }

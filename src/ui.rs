@@ -114,6 +114,17 @@ impl Ui {
         }
     }
 
+    /// A progress line on stderr while something slow runs (`checking CACHE`): only on a
+    /// terminal, never with `--quiet`; it disappears when dropped.
+    pub fn spinner(&self) -> Option<Spinner> {
+        if !show_progress(self.quiet, std::io::stderr().is_terminal()) {
+            return None;
+        }
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.enable_steady_tick(std::time::Duration::from_millis(100));
+        Some(Spinner(pb))
+    }
+
     /// `text` coloured for stderr when colour is on for it.
     pub fn paint(&self, text: &str, color: console::Color) -> String {
         self.paint_on(Stream::Err, text, color)
@@ -185,6 +196,25 @@ impl Ui {
     }
 }
 
+fn show_progress(quiet: bool, stderr_is_terminal: bool) -> bool {
+    !quiet && stderr_is_terminal
+}
+
+/// See [`Ui::spinner`].
+pub struct Spinner(indicatif::ProgressBar);
+
+impl Spinner {
+    pub fn set(&self, msg: impl Into<std::borrow::Cow<'static, str>>) {
+        self.0.set_message(msg);
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
 /// Whether we may ask the user something: a controlling terminal must exist.
 pub fn has_tty() -> bool {
     std::fs::OpenOptions::new()
@@ -227,6 +257,14 @@ mod tests {
             plain(0).render_error(&simple),
             "error: unknown cache \"x\"\n"
         );
+    }
+
+    #[test]
+    fn progress_shows_on_a_terminal_unless_quiet() {
+        assert!(show_progress(false, true));
+        assert!(!show_progress(true, true));
+        assert!(!show_progress(false, false));
+        assert!(Ui::silent().spinner().is_none());
     }
 
     #[test]

@@ -94,25 +94,23 @@ fn on_path(program: &str) -> bool {
     })
 }
 
-/// Whether the shells and tmux are installed: `false` (after a skip line) when one is missing
-/// outside CI; panics in CI, where the test bed must be complete.
-fn tools_present(shell: Shell) -> bool {
-    let missing: Vec<&str> = ["tmux", shell.name()]
+/// What is missing to test `shell` (tmux, the shell itself); empty when nothing is.
+fn missing_tools(shell: Shell) -> Vec<&'static str> {
+    ["tmux", shell.name()]
         .into_iter()
         .filter(|p| !on_path(p))
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!(
+        .collect()
+}
+
+/// Fails the test when a tool is missing (it runs only then in CI: elsewhere the harness
+/// ignores it).
+fn require_tools(shell: Shell) {
+    let missing = missing_tools(shell);
+    assert!(
+        missing.is_empty(),
         "not installed: {} (apt-get install -y tmux zsh fish)",
         missing.join(", ")
     );
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true: {msg}");
-    }
-    support::note(&format!("skipping {}: {msg}", support::test_name()));
-    false
 }
 
 /// A fresh HOME, XDG dirs, working directory and PATH, and a tmux server of its own running
@@ -126,7 +124,7 @@ struct Term {
 }
 
 impl Term {
-    fn start(shell: Shell) -> Term {
+    fn start(shell: Shell, test: &str) -> Term {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let dir = tempfile::Builder::new()
             .prefix("nsa-shell-")
@@ -154,7 +152,7 @@ impl Term {
         let session = format!(
             "nsa-{}-{}-{}-{}",
             shell.name(),
-            support::test_name(),
+            test,
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
@@ -314,8 +312,9 @@ fn write_executable(path: &Path, text: &str) {
 }
 
 /// A shell with the integration loaded.
-fn loaded(shell: Shell) -> Term {
-    let mut t = Term::start(shell);
+fn loaded(shell: Shell, test: &str) -> Term {
+    require_tools(shell);
+    let mut t = Term::start(shell, test);
     let (out, status) = t.run_step(shell.init_line());
     assert_eq!(
         (out.as_slice(), status),
@@ -342,10 +341,7 @@ fn assert_step(t: &mut Term, command: &str, want: &[&str], want_status: i32) {
 /// a quoted glob reach Nix untouched, through `exec`; an unquoted glob is expanded once, by the
 /// shell; the exit status passes through; `command nix` bypasses the wrapper.
 fn arguments_status_and_bypass(shell: Shell) {
-    if !tools_present(shell) {
-        return;
-    }
-    let mut t = loaded(shell);
+    let mut t = loaded(shell, "arguments_status_and_bypass");
     let (kind, function) = shell.kind_of_nix();
     assert_step(&mut t, kind, &[function], 0);
     assert_step(
@@ -397,10 +393,7 @@ fn arguments_status_and_bypass(shell: Shell) {
 /// Ctrl-C while the wrapped command runs ends it (not the shell), and the shell is back at its
 /// prompt with status 130.
 fn ctrl_c(shell: Shell) {
-    if !tools_present(shell) {
-        return;
-    }
-    let mut t = loaded(shell);
+    let mut t = loaded(shell, "ctrl_c");
     t.step += 1;
     let n = t.step;
     t.type_line(&format!("echo \"BEG\"\"IN-{n}\"; nix sleep"));
@@ -452,10 +445,7 @@ fn ctrl_c(shell: Shell) {
 /// again and runs wrapped `nix`: no error, marker and arguments intact, statuses pass through
 /// both levels.
 fn nested(shell: Shell) {
-    if !tools_present(shell) {
-        return;
-    }
-    let mut t = loaded(shell);
+    let mut t = loaded(shell, "nested");
     let (kind, function) = shell.kind_of_nix();
     let inner = format!(
         r#"{}; {kind}; nix inner "a  b"; nix exit 5"#,
@@ -489,47 +479,36 @@ fn nested(shell: Shell) {
     );
 }
 
-#[test]
-fn bash_arguments_status_and_bypass() {
-    arguments_status_and_bypass(Shell::Bash);
-}
-
-#[test]
-fn zsh_arguments_status_and_bypass() {
-    arguments_status_and_bypass(Shell::Zsh);
-}
-
-#[test]
-fn fish_arguments_status_and_bypass() {
-    arguments_status_and_bypass(Shell::Fish);
-}
-
-#[test]
-fn bash_ctrl_c() {
-    ctrl_c(Shell::Bash);
-}
-
-#[test]
-fn zsh_ctrl_c() {
-    ctrl_c(Shell::Zsh);
-}
-
-#[test]
-fn fish_ctrl_c() {
-    ctrl_c(Shell::Fish);
-}
-
-#[test]
-fn bash_nested() {
-    nested(Shell::Bash);
-}
-
-#[test]
-fn zsh_nested() {
-    nested(Shell::Zsh);
-}
-
-#[test]
-fn fish_nested() {
-    nested(Shell::Fish);
+/// One test per shell and behaviour (`bash_ctrl_c`, ...). A test whose shell or tmux is
+/// missing is ignored, unless `CI=true`: there the test bed must be complete, and it fails.
+fn main() -> std::process::ExitCode {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    type Behaviour = (&'static str, fn(Shell));
+    let behaviours: [Behaviour; 3] = [
+        ("arguments_status_and_bypass", arguments_status_and_bypass),
+        ("ctrl_c", ctrl_c),
+        ("nested", nested),
+    ];
+    let mut tests = Vec::new();
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        let missing = missing_tools(shell);
+        for (what, run) in behaviours {
+            let name = format!("{}_{what}", shell.name());
+            tests.push(
+                libtest_mimic::Trial::test(name, move || {
+                    run(shell);
+                    Ok(())
+                })
+                .with_ignored_flag(!ci && !missing.is_empty()),
+            );
+        }
+        if !ci && !missing.is_empty() {
+            support::note(&format!(
+                "note: the {} tests are ignored: not installed: {} (apt-get install -y tmux zsh fish)",
+                shell.name(),
+                missing.join(", ")
+            ));
+        }
+    }
+    support::harness::plain_main(tests)
 }

@@ -182,6 +182,16 @@ impl EnvDelta {
         }
         EnvDelta { set, unset }
     }
+
+    /// Gives `cmd` this delta: every variable set and every one removed, in one call.
+    pub fn apply(&self, cmd: &mut std::process::Command) {
+        for name in &self.unset {
+            cmd.env_remove(name);
+        }
+        for (k, v) in &self.set {
+            cmd.env(k, v.as_str());
+        }
+    }
 }
 
 #[cfg(test)]

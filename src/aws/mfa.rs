@@ -113,6 +113,7 @@ impl<'a> MfaCodes<'a> {
                 return Ok((code, CodeSource::Terminal));
             }
             // AWS refuses a code it has seen: never send it twice.
+            // A hint on the prompt's terminal: if it cannot be shown, the prompt below still is.
             let _ = term.write_line("That code was already used; wait for the next one.");
             if self.asked >= TERMINAL_TRIES {
                 bail!("no new MFA code after {TERMINAL_TRIES} tries");

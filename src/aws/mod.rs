@@ -26,11 +26,14 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+mod decide;
 pub mod environment;
 mod keys;
 pub mod mfa;
+mod outlook;
 pub mod profile;
 mod request;
 pub mod session;
 pub mod session_cache;
+mod setup;
 mod sts;

@@ -23,8 +23,9 @@
 //!   (CI) are used when the profile is not in the files (or, not named, has no credentials).
 //!   With [`SessionRequest::unattended`] nothing prompts: a session only a person can renew
 //!   fails with [`NeedsLogin`] (the refresh while a command runs, `refresh.rs`).
-//! - [`cached_only`]: the same, but never prompts and never calls STS (for `doctor`): `None`
-//!   when a fresh login would be needed.
+//! - [`outlook`] (and [`cached_only`]): what [`resolve`] would do, found with the same setup
+//!   (`setup.rs`) and decision (`decide.rs`) but never prompting nor calling STS (for `doctor`
+//!   and `secret status`): a session at hand, one a command gets without a person, or `login`.
 //! - [`EnvDelta::for_session`]: the variables to set (`AWS_ACCESS_KEY_ID`,
 //!   `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_CREDENTIAL_EXPIRATION`, `AWS_REGION`,
 //!   `AWS_DEFAULT_REGION`, `NIXSTORE_AUTH_PROFILE`) and to remove (`AWS_PROFILE`,
@@ -39,15 +40,13 @@
 use anyhow::{Context, Result, bail};
 
 use super::Credentials;
-use super::environment::{
-    check_recursion, env_region, from_environment, mark_resolving, sts_endpoint, web_identity_env,
-};
-use super::keys::{
-    base_credentials, lazy_store, starts_with_long_term_key, static_keys, stored_key,
-};
+use super::decide::{Step, decide};
+use super::environment::{WebIdentityEnv, env_region, mark_resolving, sts_endpoint};
+use super::keys::{base_credentials, lazy_store};
 use super::mfa::{CodeSource, MfaCodes};
-use super::profile::{self, Base, MfaRoute, Plan};
+use super::profile::{Base, MfaRoute, Plan};
 use super::session_cache;
+use super::setup::{Known, Profiled, Start, facts, needs_login, renewal_of, start};
 use super::sts::{
     StsFailure, assume_hops, assume_role_with_web_identity, get_session_token, io_runtime, run_sts,
 };
@@ -55,52 +54,16 @@ use crate::secret::SecretStore;
 use crate::ui::Ui;
 
 pub use super::environment::{EnvDelta, MARKER, RESOLVING, UNSET_VARS};
+pub use super::outlook::{
+    Outlook, RouteInfo, base_session_account, cached_only, outlook, profile_name, route_info,
+};
+use super::request::Target;
 pub use super::request::{Ctx, NeedsLogin, Origin, Renewal, Session, SessionRequest};
-use super::request::{Target, target};
 pub use super::sts::{Identity, caller_identity};
-
-/// The target's plan, and the region and STS endpoint in force for it.
-fn planned(
-    set: &aws_config::profile::ProfileSet,
-    t: &Target,
-) -> Result<(Plan, Option<String>, Option<String>)> {
-    let plan = profile::plan(set, &t.profile)?;
-    let region = t
-        .region
-        .clone()
-        .or_else(|| plan.region.clone())
-        .or_else(env_region);
-    let endpoint = sts_endpoint(Some(&plan));
-    Ok((plan, region, endpoint))
-}
-
-/// Whether web identity from the environment (`AWS_ROLE_ARN` + `AWS_WEB_IDENTITY_TOKEN_FILE`)
-/// stands in for the profile: it is not in the files, or was not named and holds no way to
-/// credentials (a `[default]` with only a region, as CI images have).
-fn web_identity_applies(set: &aws_config::profile::ProfileSet, t: &Target) -> bool {
-    match set.get_profile(&t.profile) {
-        None => true,
-        Some(_) if t.explicit => false,
-        Some(p) => [
-            "aws_access_key_id",
-            "role_arn",
-            "credential_process",
-            "sso_session",
-            "sso_start_url",
-            "web_identity_token_file",
-            "credential_source",
-        ]
-        .iter()
-        .all(|k| p.get(k).is_none()),
-    }
-}
 
 /// A session from `AWS_ROLE_ARN` + `AWS_WEB_IDENTITY_TOKEN_FILE`: the token file is read on
 /// every call (CI rotates it), the session is not cached.
-fn web_identity(t: &Target, ui: &Ui) -> Result<Option<Session>> {
-    let Some(w) = web_identity_env() else {
-        return Ok(None);
-    };
+fn web_identity(t: &Target, w: &WebIdentityEnv, ui: &Ui) -> Result<Session> {
     let token = zeroize::Zeroizing::new(
         std::fs::read_to_string(&w.token_file)
             .with_context(|| {
@@ -138,63 +101,14 @@ fn web_identity(t: &Target, ui: &Ui) -> Result<Option<Session>> {
         region.as_deref().unwrap_or("us-east-1"),
         endpoint.as_deref(),
     ))?;
-    Ok(Some(Session {
+    Ok(Session {
         credentials: creds,
         profile: None,
         region,
         origin: Origin::WebIdentity,
         sts_endpoint: endpoint,
         renewal: Renewal::Unattended { until: None },
-    }))
-}
-
-/// The MFA route of a plan (its first credentials decide whether a base session can be had).
-fn route_of(
-    set: &aws_config::profile::ProfileSet,
-    plan: &Plan,
-    store: &SecretStore,
-    ctx: Ctx,
-) -> Result<MfaRoute> {
-    let key = starts_with_long_term_key(set, plan, store)?;
-    Ok(profile::mfa_route(plan, key, ctx.mfa_base_session()?))
-}
-
-/// The cache account of a route's base session.
-fn base_account(route: &MfaRoute) -> Option<String> {
-    match route {
-        MfaRoute::BaseSession {
-            serial,
-            keys_profile,
-        } => Some(session_cache::account(keys_profile, None, Some(serial))),
-        _ => None,
-    }
-}
-
-/// How a session of this route is renewed, given the cached base session's expiry.
-fn renewal_of(route: &MfaRoute, base_expires: Option<i64>, margin: i64) -> Renewal {
-    match route {
-        MfaRoute::NoMfa => Renewal::Unattended { until: None },
-        MfaRoute::Direct { .. } => Renewal::Login,
-        MfaRoute::BaseSession { .. } => match base_expires {
-            Some(e) => Renewal::Unattended {
-                until: Some(e - margin),
-            },
-            None => Renewal::Login,
-        },
-    }
-}
-
-fn needs_login(plan: &Plan, route: &MfaRoute) -> anyhow::Error {
-    let serial = plan.mfa_serial().unwrap_or("?");
-    let why = match route {
-        MfaRoute::BaseSession { .. } => "its MFA base session has ended",
-        _ => "each of its sessions takes a new MFA code",
-    };
-    NeedsLogin(format!(
-        "profile {:?} needs a new MFA code (device {serial}): {why}",
-        plan.profile
-    ))
-    .into()
+    })
 }
 
 /// Gets MFA codes (first one before `prepare` builds anything) and runs `call` until STS takes
@@ -260,142 +174,99 @@ fn no_mfa(r: std::result::Result<Credentials, StsFailure>) -> Result<Credentials
 }
 
 /// The session to use now: environment, cache, or a fresh STS session (prompting for MFA
-/// unless the request is unattended).
+/// unless the request is unattended). Gather ([`start`], [`Profiled::known`]) → decide
+/// ([`decide`]) → apply (here).
 pub fn resolve(req: &SessionRequest, ctx: Ctx, ui: &Ui) -> Result<Session> {
-    let t = target(req, ctx.cfg)?;
-    if !req.force_refresh
-        && let Some(s) = from_environment(&t, ui)
-    {
-        return Ok(s);
-    }
-    check_recursion(&t.profile)?;
-    let set = profile::load_profiles()?;
-    if web_identity_applies(&set, &t)
-        && let Some(s) = web_identity(&t, ui)?
-    {
-        return Ok(s);
-    }
-    let (plan, region, endpoint) = planned(&set, &t)?;
-    if matches!(plan.base, Base::Delegated { .. }) {
-        mark_resolving(&t.profile);
-    }
-    let session = |credentials, origin, region, renewal| Session {
-        credentials,
-        profile: Some(t.profile.clone()),
-        region,
-        origin,
-        sts_endpoint: endpoint.clone(),
-        renewal,
+    let p = match start(req, ctx, ui)? {
+        Start::Environment(s) => return Ok(s),
+        Start::WebIdentity(t, w) => return web_identity(&t, &w, ui),
+        Start::Profile(p) => p,
     };
-
-    if !plan.needs_sts() {
-        let store = lazy_store(ctx, ui);
-        let creds = base_credentials(&set, &plan, &store, region.as_deref(), ui)?;
-        return Ok(session(
+    if matches!(p.plan.base, Base::Delegated { .. }) {
+        mark_resolving(&p.t.profile);
+    }
+    // A plan without STS needs no session cache (and maybe no secret store at all).
+    let (store, known) = if p.plan.needs_sts() {
+        let store = SecretStore::open(ctx.cfg, ctx.dirs, ui)?;
+        let known = p.known(req, &store, ctx, ui)?;
+        (Some(store), Some(known))
+    } else {
+        (lazy_store(ctx, ui), None)
+    };
+    let step = decide(facts(&p.plan, req, req.unattended, known.as_ref()));
+    let (Some(store), Some(k)) = (store.clone(), known) else {
+        // Invariant of `decide`: no STS means FirstCredentials.
+        let creds = base_credentials(&p.set, &p.plan, &store, p.region.as_deref(), ui)?;
+        return Ok(p.session(
             creds,
             Origin::Profile,
-            region.clone(),
+            p.region.clone(),
             Renewal::Unattended { until: None },
         ));
-    }
-
-    let store = SecretStore::open(ctx.cfg, ctx.dirs, ui)?;
-    let route = route_of(&set, &plan, &store, ctx)?;
-    let account = session_cache::account(&plan.profile, plan.role_arn(), plan.mfa_serial());
-    let base_acct = base_account(&route);
-    let margin = ctx.margin();
-    let now = crate::time::now();
-    let base_expiry = || -> Result<Option<i64>> {
-        Ok(match &base_acct {
-            Some(a) => session_cache::expiry_of(&store, a)?.filter(|e| e - margin > now),
-            None => None,
-        })
     };
-    if !req.force_refresh
-        && let Some(hit) = session_cache::lookup(&store, &account, now, margin, ui)?
-    {
-        ui.debug(format!(
-            "using the cached session of profile {:?} ({})",
-            plan.profile,
-            store.describe()
-        ));
-        let renewal = renewal_of(&route, base_expiry()?, margin);
-        return Ok(session(
-            hit.credentials,
-            Origin::Cache,
-            region.clone().or(hit.region),
-            renewal,
-        ));
-    }
-    let sts_region = region.clone().unwrap_or_else(|| "us-east-1".to_string());
-    let ep = endpoint.as_deref();
-    let keys = || base_credentials(&set, &plan, &Some(store.clone()), region.as_deref(), ui);
+    apply(&p, req, ctx, ui, &store, k, step)
+}
 
-    let (creds, renewal) = match &route {
-        MfaRoute::BaseSession {
-            serial,
-            keys_profile,
-        } => {
-            let base_acct = base_acct
-                .as_deref()
-                .expect("a base session route has an account");
-            // A code or a length given to `login` asks for a new base session.
-            let new_base =
-                req.force_refresh && (req.mfa_code.is_some() || req.mfa_session_duration.is_some());
-            let cached = if new_base {
-                None
-            } else {
-                session_cache::lookup(&store, base_acct, now, margin, ui)?
-            };
-            let base = match cached {
-                Some(hit) => {
+/// Makes the session `step` says (STS, MFA codes, the cache) and records it.
+fn apply(
+    p: &Profiled,
+    req: &SessionRequest,
+    ctx: Ctx,
+    ui: &Ui,
+    store: &SecretStore,
+    k: Known,
+    step: Step,
+) -> Result<Session> {
+    let plan = &p.plan;
+    let region = &p.region;
+    let Known {
+        route,
+        account,
+        cached,
+        base,
+        margin,
+    } = k;
+    let base_expires = base.as_ref().and_then(|b| b.credentials.expiration);
+    let sts_region = region.clone().unwrap_or_else(|| "us-east-1".to_string());
+    let ep = p.endpoint.as_deref();
+    let keys = || base_credentials(&p.set, plan, &Some(store.clone()), region.as_deref(), ui);
+    let (creds, renewal) = match (step, &route, cached, base) {
+        (Step::Cached, _, Some(hit), _) => {
+            ui.debug(format!(
+                "using the cached session of profile {:?} ({})",
+                plan.profile,
+                store.describe()
+            ));
+            let renewal = renewal_of(&route, base_expires, margin);
+            return Ok(p.session(
+                hit.credentials,
+                Origin::Cache,
+                region.clone().or(hit.region),
+                renewal,
+            ));
+        }
+        (Step::NeedsLogin, ..) => return Err(needs_login(plan, &route)),
+        (
+            Step::FromBase | Step::NewBase,
+            MfaRoute::BaseSession {
+                serial,
+                keys_profile,
+            },
+            _,
+            base,
+        ) => {
+            let base = match (step, base) {
+                (Step::FromBase, Some(hit)) => {
                     ui.debug(format!(
                         "assuming the role from the cached MFA base session of profile {keys_profile:?}"
                     ));
                     hit.credentials
                 }
-                None if req.unattended => return Err(needs_login(&plan, &route)),
-                None => {
-                    let secs = match req.mfa_session_duration {
-                        Some(s) => s,
-                        None => ctx.mfa_session_duration()?,
-                    };
-                    let base = with_codes(
-                        &plan,
-                        req,
-                        ui,
-                        || Ok((keys()?, io_runtime()?)),
-                        |(k, rt), code| {
-                            rt.block_on(get_session_token(
-                                k,
-                                serial,
-                                code,
-                                Some(secs),
-                                &sts_region,
-                                ep,
-                                ui,
-                            ))
-                        },
-                    )?;
-                    session_cache::save(
-                        &store,
-                        base_acct,
-                        keys_profile,
-                        None,
-                        Some(serial),
-                        region.as_deref(),
-                        &base,
-                    )?;
-                    ui.debug(format!(
-                        "new MFA base session of profile {keys_profile:?} for {secs} s, cached in {}",
-                        store.describe()
-                    ));
-                    base
-                }
+                _ => new_base_session(p, req, ctx, ui, store, serial, keys_profile, &keys)?,
             };
             let rt = io_runtime()?;
             let creds = no_mfa(rt.block_on(assume_hops(
-                &plan,
+                plan,
                 &base,
                 None,
                 req.duration,
@@ -405,31 +276,30 @@ pub fn resolve(req: &SessionRequest, ctx: Ctx, ui: &Ui) -> Result<Session> {
             )))?;
             (creds, renewal_of(&route, base.expiration, margin))
         }
-        MfaRoute::Direct { .. } => {
-            if req.unattended {
-                return Err(needs_login(&plan, &route));
-            }
+        (Step::DirectMfa, ..) => {
             let creds = with_codes(
-                &plan,
+                plan,
                 req,
                 ui,
                 || Ok((keys()?, io_runtime()?)),
                 |(k, rt), code| {
-                    rt.block_on(run_sts(&plan, k, code, req.duration, &sts_region, ep, ui))
+                    rt.block_on(run_sts(plan, k, code, req.duration, &sts_region, ep, ui))
                 },
             )?;
             (creds, Renewal::Login)
         }
-        MfaRoute::NoMfa => {
+        (step, ..) => {
+            // Step::Sts; `decide` gives no other step to a plan that needs STS.
+            debug_assert_eq!(step, Step::Sts);
             let k = keys()?;
             let rt = io_runtime()?;
             let creds =
-                no_mfa(rt.block_on(run_sts(&plan, &k, None, req.duration, &sts_region, ep, ui)))?;
+                no_mfa(rt.block_on(run_sts(plan, &k, None, req.duration, &sts_region, ep, ui)))?;
             (creds, Renewal::Unattended { until: None })
         }
     };
     session_cache::save(
-        &store,
+        store,
         &account,
         &plan.profile,
         plan.role_arn(),
@@ -443,118 +313,57 @@ pub fn resolve(req: &SessionRequest, ctx: Ctx, ui: &Ui) -> Result<Session> {
         creds.access_key_id,
         store.describe()
     ));
-    Ok(session(creds, Origin::Fresh, region.clone(), renewal))
+    Ok(p.session(creds, Origin::Fresh, region.clone(), renewal))
 }
 
-/// A session without prompting, STS or SSO: the environment, long-term keys, or a cached
-/// session that has not expired. `None` when only a login would give one.
-pub fn cached_only(req: &SessionRequest, ctx: Ctx, ui: &Ui) -> Result<Option<Session>> {
-    let t = target(req, ctx.cfg)?;
-    if let Some(s) = from_environment(&t, ui) {
-        return Ok(Some(s));
-    }
-    let set = profile::load_profiles()?;
-    if web_identity_applies(&set, &t) && web_identity_env().is_some() {
-        // A web identity session is made each time from the token file (network).
-        return Ok(None);
-    }
-    let (plan, region, endpoint) = planned(&set, &t)?;
-    let store = SecretStore::open(ctx.cfg, ctx.dirs, ui)?;
-    let session = |credentials, origin, region, renewal| Session {
-        credentials,
-        profile: Some(t.profile.clone()),
-        region,
-        origin,
-        sts_endpoint: endpoint.clone(),
-        renewal,
+/// A new MFA base session (`GetSessionToken` with a code) for the long-term key of
+/// `keys_profile`, cached.
+#[allow(clippy::too_many_arguments)]
+fn new_base_session(
+    p: &Profiled,
+    req: &SessionRequest,
+    ctx: Ctx,
+    ui: &Ui,
+    store: &SecretStore,
+    serial: &str,
+    keys_profile: &str,
+    keys: &dyn Fn() -> Result<Credentials>,
+) -> Result<Credentials> {
+    let secs = match req.mfa_session_duration {
+        Some(s) => s,
+        None => ctx.mfa_session_duration()?,
     };
-    if !plan.needs_sts() {
-        // Long-term keys from the credentials file or the keyring (`aws add-key`); SSO and
-        // credential_process would need the network or a prompt, so they count as "no session".
-        let credentials = match plan.base {
-            Base::StaticKeys { ref profile } => Some(static_keys(&set, profile)?),
-            Base::Delegated { ref profile } => stored_key(&store, profile)?,
-        };
-        return Ok(credentials.map(|c| {
-            session(
-                c,
-                Origin::Profile,
-                region.clone(),
-                Renewal::Unattended { until: None },
-            )
-        }));
-    }
-    let route = route_of(&set, &plan, &store, ctx)?;
-    let margin = ctx.margin();
-    let now = crate::time::now();
-    let base_expires = match base_account(&route) {
-        Some(a) => session_cache::expiry_of(&store, &a)?.filter(|e| e - margin > now),
-        None => None,
-    };
-    let account = session_cache::account(&plan.profile, plan.role_arn(), plan.mfa_serial());
-    Ok(
-        session_cache::lookup(&store, &account, now, 0, ui)?.map(|hit| {
-            session(
-                hit.credentials,
-                Origin::Cache,
-                region.clone().or(hit.region),
-                renewal_of(&route, base_expires, margin),
-            )
-        }),
-    )
-}
-
-/// Which way a profile's sessions are made, and how long each lasts (for `doctor`).
-#[derive(Debug, Clone)]
-pub struct RouteInfo {
-    pub profile: String,
-    pub route: MfaRoute,
-    /// The role session's length asked for (`None`: STS's default, one hour).
-    pub role_secs: Option<u32>,
-    /// The MFA base session's length (`mfa-session-duration`), for the base-session route.
-    pub base_secs: Option<u32>,
-    /// When the cached MFA base session ends, if one is cached.
-    pub base_expires: Option<i64>,
-}
-
-/// The route of the profile a request means; `None` when no profile plan applies (credentials
-/// in the environment, or web identity).
-pub fn route_info(req: &SessionRequest, ctx: Ctx, ui: &Ui) -> Result<Option<RouteInfo>> {
-    let t = target(req, ctx.cfg)?;
-    let set = profile::load_profiles()?;
-    if web_identity_applies(&set, &t) && web_identity_env().is_some() {
-        return Ok(None);
-    }
-    let (plan, _, _) = planned(&set, &t)?;
-    let store = SecretStore::open(ctx.cfg, ctx.dirs, ui)?;
-    let route = route_of(&set, &plan, &store, ctx)?;
-    let base_expires = match base_account(&route) {
-        Some(a) => session_cache::expiry_of(&store, &a)?,
-        None => None,
-    };
-    let base_secs = match route {
-        MfaRoute::BaseSession { .. } => Some(ctx.mfa_session_duration()?),
-        _ => None,
-    };
-    Ok(Some(RouteInfo {
-        profile: plan.profile.clone(),
-        role_secs: plan
-            .hops
-            .last()
-            .and_then(|h| h.duration_seconds)
-            .or(plan.duration_seconds),
-        route,
-        base_secs,
-        base_expires,
-    }))
-}
-
-/// The cache accounts of a profile's MFA base session, for `logout --profile`.
-pub fn base_session_account(profile_name: &str, ctx: Ctx, ui: &Ui) -> Result<Option<String>> {
-    let set = profile::load_profiles()?;
-    let Ok(plan) = profile::plan(&set, profile_name) else {
-        return Ok(None);
-    };
-    let store = SecretStore::open(ctx.cfg, ctx.dirs, ui)?;
-    Ok(base_account(&route_of(&set, &plan, &store, ctx)?))
+    let sts_region = p.region.clone().unwrap_or_else(|| "us-east-1".to_string());
+    let base = with_codes(
+        &p.plan,
+        req,
+        ui,
+        || Ok((keys()?, io_runtime()?)),
+        |(k, rt), code| {
+            rt.block_on(get_session_token(
+                k,
+                serial,
+                code,
+                Some(secs),
+                &sts_region,
+                p.endpoint.as_deref(),
+                ui,
+            ))
+        },
+    )?;
+    let base_acct = session_cache::account(keys_profile, None, Some(serial));
+    session_cache::save(
+        store,
+        &base_acct,
+        keys_profile,
+        None,
+        Some(serial),
+        p.region.as_deref(),
+        &base,
+    )?;
+    ui.debug(format!(
+        "new MFA base session of profile {keys_profile:?} for {secs} s, cached in {}",
+        store.describe()
+    ));
+    Ok(base)
 }

@@ -122,8 +122,10 @@ fn validate_key_id(id: &str) -> Result<()> {
             .chars()
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
     {
+        // Often the secret access key, on the first line by mistake: never shown.
         bail!(
-            "{id:?} does not look like an AWS access key id (16 to 128 characters from A-Z and 0-9, e.g. AKIA...)"
+            "{} does not look like an AWS access key id (16 to 128 characters from A-Z and 0-9, e.g. AKIA...); give the key id on the first line, the secret on the second",
+            crate::redact::secret("access key id", id)
         );
     }
     Ok(())
@@ -162,5 +164,10 @@ mod tests {
         assert!(validate_key_id("AKIAIOSFODNN7EXAMPLE").is_ok());
         assert!(validate_key_id("akia").is_err());
         assert!(validate_key_id("AKIA IOSFODNN7EXAMPLE").is_err());
+        // The secret access key where the id belongs is refused without a character of it.
+        let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+        let err = format!("{:#}", validate_key_id(secret).unwrap_err());
+        assert!(err.contains("(40 characters, not shown)"), "{err}");
+        assert!(!err.contains("wJal") && !err.contains("EXAMPLE"), "{err}");
     }
 }

@@ -18,6 +18,7 @@ impl Run for CompletionsArgs {
 pub fn completion_script(shell: Shell) -> String {
     let mut buf = Vec::new();
     clap_complete::generate(shell, &mut Cli::command(), "nixstore-auth", &mut buf);
+    // Invariant: the script is made from our own (UTF-8) strings.
     String::from_utf8(buf).expect("clap_complete writes UTF-8")
 }
 
@@ -81,6 +82,7 @@ fn render_man(cmd: &clap::Command) -> String {
     .source(format!("nixstore-auth {}", env!("CARGO_PKG_VERSION")))
     .manual("nixstore-auth manual");
     let mut buf = Vec::new();
+    // Invariant: writing to a Vec cannot fail, and the page is made from our own UTF-8 text.
     man.render(&mut buf)
         .expect("rendering to memory cannot fail");
     let mut text = String::from_utf8(buf).expect("clap_mangen writes UTF-8");

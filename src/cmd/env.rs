@@ -1,19 +1,15 @@
 //! `env`: print the session for a shell (`sh`, `fish`) or as AWS `credential_process` JSON.
 
-use super::{EnvArgs, EnvFormat, Run, SessionArgs};
-use crate::aws::session::{self, SessionRequest};
+use super::{EnvArgs, EnvFormat, Run};
+use crate::aws::session;
 use crate::ui::Ui;
 use zeroize::Zeroizing;
-
-pub(super) fn request(s: &SessionArgs) -> SessionRequest {
-    SessionRequest::new(s.profile.clone(), s.cache.clone()).mfa_code(s.mfa_code.clone())
-}
 
 impl Run for EnvArgs {
     fn run(self, ui: &Ui) -> anyhow::Result<i32> {
         let dirs = crate::config::Dirs::new()?;
         let cfg = crate::config::Config::load(&dirs.config_file())?;
-        let s = session::resolve(&request(&self.session), session::Ctx::new(&cfg, &dirs), ui)?;
+        let s = session::resolve(&self.session.request(), session::Ctx::new(&cfg, &dirs), ui)?;
         let text = match self.format {
             EnvFormat::Sh => shell(
                 &s,

@@ -13,6 +13,7 @@
 
 use anyhow::{Context, Result, bail};
 use std::cell::OnceCell;
+use std::collections::BTreeSet;
 use zeroize::Zeroizing;
 
 use super::{ExecArgs, Run, Via};
@@ -20,7 +21,7 @@ use crate::aws::session::{self, Session, SessionRequest};
 use crate::cache_plan;
 use crate::config::{CacheEntry, Config, Dirs};
 use crate::ephemeral::EphemeralFile;
-use crate::launch::Launch;
+use crate::launch::{EXEC_MARKER, Launch};
 use crate::nix::conf::NixConf;
 use crate::nix::forward::{self, Setting};
 use crate::nix::netrc::Netrc;
@@ -30,10 +31,12 @@ use crate::refresh;
 use crate::secret::{SecretStore, Token};
 use crate::ui::Ui;
 
-/// Set in the environment of every command `exec` runs.
-pub const EXEC_MARKER: &str = "NIXSTORE_AUTH_EXEC";
+/// One AWS session per profile in play, with the request that made it (for renewal).
+type Sessions = Vec<(Option<String>, Session, SessionRequest)>;
 
 impl Run for ExecArgs {
+    /// Gather (config, caches, sessions, Nix) → decide ([`forwarding`]) → apply (proxies,
+    /// ephemeral netrc, uploads, the child).
     fn run(self, ui: &Ui) -> Result<i32> {
         let mut launch = Launch::new(self.command.clone());
         // Marks the child as running under exec: nested wrappers (a wrapped nix-shell running a
@@ -44,39 +47,42 @@ impl Run for ExecArgs {
         let nested = std::env::var_os(EXEC_MARKER).is_some();
         if nested && self.caches.is_empty() && self.profile.is_none() && self.push.is_empty() {
             ui.debug("inside an outer `nixstore-auth exec`: reusing its session and settings");
-            return Ok(launch.replace());
+            return Ok(launch.replace(ui));
         }
         let dirs = Dirs::new()?;
         let cfg = Config::load(&dirs.config_file())?;
         let caches = selected_caches(&self, &cfg)?;
         let plan = cache_plan::plan(&caches, self.profile.as_deref());
         if plan.is_empty() && self.push.is_empty() {
-            return Ok(launch.replace());
+            return Ok(launch.replace(ui));
         }
-        let (s3, keyring) = (&plan.s3, &plan.keyring);
 
-        // 1. AWS sessions, one per profile in play; prompts happen here, before anything starts.
-        let mut sessions: Vec<(Option<String>, Session, SessionRequest)> = Vec::new();
-        for profile in plan.profiles.clone() {
-            let req = SessionRequest::new(
-                profile.clone().or_else(|| self.profile.clone()),
-                s3.first().map(|c| c.name.clone()),
-            )
-            .mfa_code(self.mfa_code.clone());
-            let s = session::resolve(&req, session::Ctx::new(&cfg, &dirs), ui)?;
-            ui.debug(format!(
-                "session of profile {:?} from {}",
-                s.profile.as_deref().unwrap_or("-"),
-                s.origin.as_str()
-            ));
-            sessions.push((profile, s, req));
-        }
+        // Prompts happen here, before anything starts.
+        let sessions = self.sessions(&plan, &cfg, &dirs, ui)?;
         if let Some((_, s, _)) = sessions.first() {
             let delta = session::EnvDelta::for_session(s);
             launch.set.extend(delta.set);
             launch.unset = delta.unset.into_iter().map(String::from).collect();
         }
-
+        if !plan.s3.is_empty() && self.via == Via::Env {
+            bail!(
+                "--via env: no installed Nix has a setting that forwards environment variables to the nix-daemon; use --via proxy (the default picks it)"
+            );
+        }
+        let builder_env = match (self.builder_env, sessions.first()) {
+            (false, _) => None,
+            (true, None) => {
+                bail!("--builder-env needs an AWS session: pass --profile or record an S3 cache")
+            }
+            (true, Some((_, s, _))) => Some(
+                session::EnvDelta::for_session(s)
+                    .set
+                    .into_iter()
+                    .filter(|(k, _)| k.starts_with("AWS_"))
+                    .map(|(k, v)| format!("{k}={}", v.as_str()))
+                    .collect(),
+            ),
+        };
         // What the installed Nix is and knows: probed when first needed, at most once per
         // command (and answered from the probe cache while nothing changed).
         let nix_cell = OnceCell::new();
@@ -90,81 +96,29 @@ impl Run for ExecArgs {
                 .as_ref()
         };
 
-        let mut settings: Vec<Setting> = Vec::new();
-        // 2. S3 caches through the proxy.
-        let mut leases = Vec::new();
-        if !s3.is_empty() {
-            if self.via == Via::Env {
-                bail!(
-                    "--via env: no installed Nix has a setting that forwards environment variables to the nix-daemon; use --via proxy (the default picks it)"
-                );
-            }
-            let layout = proxy::Layout::new(&dirs, &cfg)?;
-            for (profile, group) in &plan.groups {
-                let mounts: Vec<proxy::Mount> = group
-                    .iter()
-                    .map(|(name, s3)| proxy::Mount {
-                        name: name.clone(),
-                        s3: s3.clone(),
-                    })
-                    .collect();
-                let (_, session, req) = sessions
-                    .iter()
-                    .find(|(p, _, _)| p == profile)
-                    .or(sessions.first())
-                    .expect("a session was resolved for every S3 profile");
-                let lease = proxy::ensure_running_for(
-                    &layout,
-                    &session.credentials,
-                    Some(refresh::info_of(session)),
-                    &mounts,
-                    ui,
-                )?;
-                for m in &mounts {
-                    settings.push(Setting::new(
-                        "extra-substituters",
-                        lease.url_for(&m.name),
-                        true,
-                    ));
-                }
-                // Kept fresh while CMD runs (refresh.rs).
-                let login = mounts[0].name.clone();
-                leases.push(refresh::Kept::new(
-                    lease,
-                    req.clone(),
-                    session.clone(),
-                    login,
-                ));
-            }
-            // A Nix client that opens the proxy's URL itself (single-user, `nix copy`)
-            // records it, secret included, in its cache database: keep that private.
-            if let Err(e) = crate::nix::client_cache::protect() {
-                ui.warn(format!("{e:#}"));
-            }
-            if let Some(nix) = nix() {
-                warn_if_daemon_ignores(&settings, nix, ui);
-            }
-            let keys: Vec<String> = s3.iter().flat_map(|c| c.public_keys.clone()).collect();
-            if !keys.is_empty() {
-                settings.push(Setting::new(
-                    "extra-trusted-public-keys",
-                    keys.join(" "),
-                    false,
-                ));
-            }
+        // S3 caches through the proxy.
+        let (mut leases, proxy_urls) = if plan.s3.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            // A Nix client that opens the proxy's URL itself (single-user, `nix copy`) records
+            // it, secret included, in its cache database: private before the URL exists.
+            crate::nix::client_cache::protect()?;
+            serve_s3(&plan, &sessions, &cfg, &dirs, ui)?
+        };
+        if let (false, Some(nix)) = (proxy_urls.is_empty(), nix()) {
+            let urls: Vec<Setting> = proxy_urls
+                .iter()
+                .map(|u| Setting::new("extra-substituters", u.clone(), true))
+                .collect();
+            warn_if_daemon_ignores(&urls, nix, ui);
         }
-
-        // 3. HTTPS caches whose token lives in the keyring: an ephemeral netrc.
-        let mut netrc_file = None;
-        if !keyring.is_empty() {
+        // HTTPS caches whose token lives in the keyring: an ephemeral netrc.
+        let netrc_file = if plan.keyring.is_empty() {
+            None
+        } else {
             let store = SecretStore::open(&cfg, &dirs, ui)?;
-            let text = ephemeral_netrc(&store, keyring, ui)?;
+            let text = ephemeral_netrc(&store, &plan.keyring, ui)?;
             let file = EphemeralFile::create(&dirs, "netrc", text.as_bytes())?;
-            settings.push(Setting::new(
-                "netrc-file",
-                file.path().display().to_string(),
-                false,
-            ));
             let system_netrc = match nix() {
                 Some(nix) => nix.system_netrc(),
                 None => setup::daemon_netrc(),
@@ -175,35 +129,13 @@ impl Run for ExecArgs {
                     system_netrc.display()
                 ));
             }
-            netrc_file = Some(file);
-        }
+            Some(file)
+        };
 
-        // 4. Builders' environment (fixed-output derivations) through impure-env.
-        if self.builder_env {
-            let Some((_, s, _)) = sessions.first() else {
-                bail!("--builder-env needs an AWS session: pass --profile or record an S3 cache");
-            };
-            let pairs: Vec<String> = session::EnvDelta::for_session(s)
-                .set
-                .into_iter()
-                .filter(|(k, _)| k.starts_with("AWS_"))
-                .map(|(k, v)| format!("{k}={}", v.as_str()))
-                .collect();
-            // impure-env is gated behind an experimental feature.
-            settings.push(Setting::new(
-                "extra-experimental-features",
-                "configurable-impure-env",
-                false,
-            ));
-            settings.push(Setting::new("impure-env", pairs.join(" "), true));
-        }
-
-        if !settings.is_empty() {
-            // Remote builders: what the one decision (nix/forward.rs) forwards for them.
-            let private = settings
-                .iter()
-                .any(|s| s.name == "extra-substituters" || s.name == "netrc-file");
-            if let Some(nix) = nix().filter(|_| private) {
+        // Remote builders: what the one decision (nix/forward.rs) forwards for them when a
+        // private cache is in play.
+        let builders = match nix() {
+            Some(nix) if !proxy_urls.is_empty() || netrc_file.is_some() => {
                 let in_force = crate::nix::builders::for_command(nix, &launch.argv);
                 let facts =
                     forward::BuilderFacts::new(true, nix.user_settings_honoured(), &in_force);
@@ -211,29 +143,27 @@ impl Run for ExecArgs {
                 if decision != forward::BuilderDecision::NotInPlay {
                     ui.debug(decision.describe());
                 }
-                settings.extend(decision.settings());
+                decision.settings()
             }
-            // Misses remembered from attempts without credentials must not block this one.
-            settings.push(Setting::new("narinfo-cache-negative-ttl", "0", false));
-            let version = nix().and_then(|n| n.version);
-            match nix().and_then(|n| n.known_settings.as_ref()) {
-                Some(known) => {
-                    let (keep, dropped) = forward::known_only(settings, known);
-                    if dropped.iter().any(|d| d == "impure-env") {
-                        bail!(
-                            "--builder-env needs Nix >= 2.19 with the experimental feature configurable-impure-env; the installed Nix{} does not know `impure-env`",
-                            version.map(|v| format!(" {v}")).unwrap_or_default()
-                        );
-                    }
-                    for d in &dropped {
-                        ui.warn(format!(
-                            "the installed Nix does not know the setting {d}; not forwarded"
-                        ));
-                    }
-                    settings = keep;
-                }
-                None => ui.debug("cannot list the settings Nix knows; forwarding all"),
-            }
+            _ => Vec::new(),
+        };
+        let decided = forwarding(&ForwardFacts {
+            proxy_urls: &proxy_urls,
+            builders,
+            s3_keys: plan.s3.iter().flat_map(|c| c.public_keys.clone()).collect(),
+            netrc_file: netrc_file.as_ref().map(|f| f.path().display().to_string()),
+            builder_env,
+            known: nix().and_then(|n| n.known_settings.as_ref()),
+            version: nix().and_then(|n| n.version).map(|v| v.to_string()),
+        })?;
+        for w in &decided.warnings {
+            ui.warn(w);
+        }
+        if decided.known_unlisted {
+            ui.debug("cannot list the settings Nix knows; forwarding all");
+        }
+        let settings = decided.settings;
+        if !settings.is_empty() {
             let existing = std::env::var("NIX_CONFIG").ok();
             launch.set.push((
                 "NIX_CONFIG".into(),
@@ -252,9 +182,9 @@ impl Run for ExecArgs {
                 .filter(|c| self.push.iter().any(|p| named(c, p, &cfg)))
                 .cloned()
                 .collect();
-            Some(super::watch_store::start_for_exec(
+            Some(crate::push::setup::start_for_exec(
                 &targets,
-                leases.first().map(|k| &k.lease),
+                leases.first(),
                 self.no_sign,
                 &cfg,
                 &dirs,
@@ -262,10 +192,10 @@ impl Run for ExecArgs {
             )?)
         };
         if leases.is_empty() && netrc_file.is_none() && pushing.is_none() {
-            return Ok(launch.replace());
+            return Ok(launch.replace(ui));
         }
         let ctx = session::Ctx::new(&cfg, &dirs);
-        let code = refresh::while_running(&mut leases, ctx, ui, || launch.run_supervised());
+        let code = refresh::while_running(&mut leases, ctx, ui, || launch.run_supervised(ui));
         let code = match pushing {
             Some(p) => p.finish(code, self.push_strict, ui),
             None => code,
@@ -279,33 +209,166 @@ impl Run for ExecArgs {
     }
 }
 
-/// `nixstore-auth exec -- CMD...` with no option at all, when no credential work can be needed
-/// (no NIXSTORE_AUTH_AWS_PROFILE, no S3 or keyring cache recorded, or an outer exec already set
-/// everything up): replace this process with CMD before clap builds the whole command tree,
-/// which is most of our start-up time. `None` means "take the normal path" (any other argv, or
-/// an unreadable config, which the normal path reports).
-pub(super) fn fast_path() -> Option<i32> {
-    let mut args = std::env::args_os().skip(1);
-    if args.next()? != "exec" || args.next()? != "--" {
-        return None;
-    }
-    let argv: Vec<std::ffi::OsString> = args.collect();
-    if argv.is_empty() || std::env::var_os("NIXSTORE_AUTH_AWS_PROFILE").is_some() {
-        return None;
-    }
-    let mut launch = Launch::new(argv);
-    launch
-        .set
-        .push((EXEC_MARKER.into(), Zeroizing::new("1".into())));
-    if std::env::var_os(EXEC_MARKER).is_none() {
-        let dirs = Dirs::new().ok()?;
-        let cfg = Config::load(&dirs.config_file()).ok()?;
-        let needs_work = cfg.caches().ok()?.iter().any(cache_plan::needs_exec);
-        if needs_work {
-            return None;
+impl ExecArgs {
+    /// One AWS session per profile the plan names (prompting for MFA where needed).
+    fn sessions(
+        &self,
+        plan: &cache_plan::CachePlan,
+        cfg: &Config,
+        dirs: &Dirs,
+        ui: &Ui,
+    ) -> Result<Sessions> {
+        let mut sessions = Vec::new();
+        for profile in plan.profiles.clone() {
+            let req = SessionRequest::new(
+                profile.clone().or_else(|| self.profile.clone()),
+                plan.s3.first().map(|c| c.name.clone()),
+            )
+            .mfa_code(self.mfa_code.clone());
+            let s = session::resolve(&req, session::Ctx::new(cfg, dirs), ui)?;
+            ui.debug(format!(
+                "session of profile {:?} from {}",
+                s.profile.as_deref().unwrap_or("-"),
+                s.origin.as_str()
+            ));
+            sessions.push((profile, s, req));
         }
+        Ok(sessions)
     }
-    Some(launch.replace())
+}
+
+/// Makes the proxy serve each profile's S3 caches with that profile's session: the leases
+/// (kept fresh while CMD runs, refresh.rs) and the URLs to forward, one per cache.
+fn serve_s3(
+    plan: &cache_plan::CachePlan,
+    sessions: &Sessions,
+    cfg: &Config,
+    dirs: &Dirs,
+    ui: &Ui,
+) -> Result<(Vec<refresh::Kept>, Vec<String>)> {
+    let layout = proxy::Layout::new(dirs, cfg)?;
+    let (mut leases, mut urls) = (Vec::new(), Vec::new());
+    for (profile, group) in &plan.groups {
+        let mounts: Vec<proxy::Mount> = group
+            .iter()
+            .map(|(name, s3)| proxy::Mount {
+                name: name.clone(),
+                s3: s3.clone(),
+            })
+            .collect();
+        // The plan names a profile for every S3 group, and a session was resolved for each.
+        let Some((_, session, req)) = sessions
+            .iter()
+            .find(|(p, _, _)| p == profile)
+            .or(sessions.first())
+        else {
+            bail!("no AWS session for the caches of profile {profile:?}");
+        };
+        let lease = proxy::ensure_running_for(
+            &layout,
+            &session.credentials,
+            Some(refresh::info_of(session)),
+            &mounts,
+            ui,
+        )?;
+        urls.extend(mounts.iter().map(|m| lease.url_for(&m.name)));
+        let login = mounts[0].name.clone();
+        leases.push(refresh::Kept::new(
+            lease,
+            req.clone(),
+            session.clone(),
+            login,
+        ));
+    }
+    Ok((leases, urls))
+}
+
+/// What [`forwarding`] decides from.
+struct ForwardFacts<'a> {
+    /// The proxy's URL for each S3 cache (they hold its secret).
+    proxy_urls: &'a [String],
+    /// The S3 caches' public keys.
+    s3_keys: Vec<String>,
+    /// The ephemeral netrc with the keyring tokens.
+    netrc_file: Option<String>,
+    /// What the remote-builder decision forwards (nix/forward.rs).
+    builders: Vec<Setting>,
+    /// `--builder-env`: the session's `AWS_*` pairs for fixed-output builders.
+    builder_env: Option<Vec<String>>,
+    /// The settings the installed Nix knows (`None`: it cannot be probed or cannot list them).
+    known: Option<&'a BTreeSet<String>>,
+    version: Option<String>,
+}
+
+#[derive(Debug, PartialEq)]
+struct Forwarding {
+    settings: Vec<Setting>,
+    warnings: Vec<String>,
+    /// Nix's settings could not be listed: everything is forwarded.
+    known_unlisted: bool,
+}
+
+/// The settings CMD's Nix gets (in `NIX_CONFIG`, the public ones also as `--option`), and what
+/// to warn about. Pure.
+fn forwarding(f: &ForwardFacts) -> Result<Forwarding> {
+    let mut settings: Vec<Setting> = f
+        .proxy_urls
+        .iter()
+        .map(|u| Setting::new("extra-substituters", u.clone(), true))
+        .collect();
+    if !f.s3_keys.is_empty() {
+        settings.push(Setting::new(
+            "extra-trusted-public-keys",
+            f.s3_keys.join(" "),
+            false,
+        ));
+    }
+    if let Some(path) = &f.netrc_file {
+        settings.push(Setting::new("netrc-file", path.clone(), false));
+    }
+    if !settings.is_empty() {
+        settings.extend(f.builders.iter().cloned());
+    }
+    if let Some(pairs) = &f.builder_env {
+        // impure-env is gated behind an experimental feature.
+        settings.push(Setting::new(
+            "extra-experimental-features",
+            "configurable-impure-env",
+            false,
+        ));
+        settings.push(Setting::new("impure-env", pairs.join(" "), true));
+    }
+    let mut out = Forwarding {
+        settings: Vec::new(),
+        warnings: Vec::new(),
+        known_unlisted: false,
+    };
+    if settings.is_empty() {
+        return Ok(out);
+    }
+    // Misses remembered from attempts without credentials must not block this one.
+    settings.push(Setting::new("narinfo-cache-negative-ttl", "0", false));
+    let Some(known) = f.known else {
+        out.known_unlisted = true;
+        out.settings = settings;
+        return Ok(out);
+    };
+    let (keep, dropped) = forward::known_only(settings, known);
+    if dropped.iter().any(|d| d == "impure-env") {
+        bail!(
+            "--builder-env needs Nix >= 2.19 with the experimental feature configurable-impure-env; the installed Nix{} does not know `impure-env`",
+            f.version
+                .as_deref()
+                .map(|v| format!(" {v}"))
+                .unwrap_or_default()
+        );
+    }
+    out.settings = keep;
+    out.warnings = dropped
+        .iter()
+        .map(|d| format!("the installed Nix does not know the setting {d}; not forwarded"))
+        .collect();
+    Ok(out)
 }
 
 /// `--cache` names (all must be recorded), or every recorded S3 or keyring cache; and the
@@ -437,5 +500,135 @@ fn explain_proxy_failure(layout: &proxy::Layout, ui: &Ui) {
                 m.name, m.session
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_settings_follow_caches_builder_env_and_what_nix_knows() {
+        let urls = ["http://127.0.0.1:1/SECRET/bkt".to_string()];
+        let old: BTreeSet<String> = [
+            "substituters",
+            "trusted-public-keys",
+            "netrc-file",
+            "narinfo-cache-negative-ttl",
+            "experimental-features",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut new = old.clone();
+        new.insert("impure-env".into());
+        fn facts<'a>(
+            urls: &'a [String],
+            keys: &[&str],
+            netrc: bool,
+            builder: bool,
+            known: Option<&'a BTreeSet<String>>,
+        ) -> ForwardFacts<'a> {
+            ForwardFacts {
+                proxy_urls: urls,
+                s3_keys: keys.iter().map(|k| k.to_string()).collect(),
+                netrc_file: netrc.then(|| "/run/user/1/nixstore-auth/netrc".to_string()),
+                builders: Vec::new(),
+                builder_env: builder.then(|| vec!["AWS_ACCESS_KEY_ID=AKIA".to_string()]),
+                known,
+                version: Some("2.8.0".into()),
+            }
+        }
+        let urls = &urls[..];
+        let names = |f: &Forwarding| -> Vec<(String, bool)> {
+            f.settings
+                .iter()
+                .map(|s| (s.name.clone(), s.secret))
+                .collect()
+        };
+        let s = |n: &str, secret: bool| (n.to_string(), secret);
+        // (facts, settings by name and secrecy, warnings, unlisted) or an error.
+        type Want = std::result::Result<(Vec<(String, bool)>, usize, bool), &'static str>;
+        let table: Vec<(ForwardFacts, Want)> = vec![
+            (
+                facts(&[], &[], false, false, Some(&old)),
+                Ok((vec![], 0, false)),
+            ),
+            (
+                facts(urls, &["k-1:x"], false, false, Some(&old)),
+                Ok((
+                    vec![
+                        s("extra-substituters", true),
+                        s("extra-trusted-public-keys", false),
+                        s("narinfo-cache-negative-ttl", false),
+                    ],
+                    0,
+                    false,
+                )),
+            ),
+            (
+                facts(&[], &[], true, false, Some(&old)),
+                Ok((
+                    vec![
+                        s("netrc-file", false),
+                        s("narinfo-cache-negative-ttl", false),
+                    ],
+                    0,
+                    false,
+                )),
+            ),
+            // Nix cannot list its settings: all go, unfiltered.
+            (
+                facts(urls, &[], true, false, None),
+                Ok((
+                    vec![
+                        s("extra-substituters", true),
+                        s("netrc-file", false),
+                        s("narinfo-cache-negative-ttl", false),
+                    ],
+                    0,
+                    true,
+                )),
+            ),
+            (
+                facts(urls, &[], false, true, Some(&new)),
+                Ok((
+                    vec![
+                        s("extra-substituters", true),
+                        s("extra-experimental-features", false),
+                        s("impure-env", true),
+                        s("narinfo-cache-negative-ttl", false),
+                    ],
+                    0,
+                    false,
+                )),
+            ),
+            (
+                facts(urls, &[], false, true, Some(&old)),
+                Err("does not know `impure-env`"),
+            ),
+        ];
+        for (f, want) in table {
+            match (forwarding(&f), want) {
+                (Ok(got), Ok((settings, warnings, unlisted))) => {
+                    assert_eq!(names(&got), settings);
+                    assert_eq!(got.warnings.len(), warnings);
+                    assert_eq!(got.known_unlisted, unlisted);
+                }
+                (Err(e), Err(needle)) => assert!(format!("{e:#}").contains(needle), "{e:#}"),
+                (got, want) => panic!("got {got:?}, want {want:?}"),
+            }
+        }
+        // A setting this Nix does not know is dropped with a warning.
+        let mut no_ttl = old.clone();
+        no_ttl.remove("narinfo-cache-negative-ttl");
+        let got = forwarding(&facts(&[], &[], true, false, Some(&no_ttl))).unwrap();
+        assert_eq!(names(&got), vec![s("netrc-file", false)]);
+        assert_eq!(
+            got.warnings,
+            vec![
+                "the installed Nix does not know the setting narinfo-cache-negative-ttl; not forwarded"
+            ]
+        );
     }
 }

@@ -6,7 +6,9 @@ use crate::ui::Ui;
 
 impl Run for LoginArgs {
     fn run(self, ui: &Ui) -> anyhow::Result<i32> {
-        let req = super::env::request(&self.session)
+        let req = self
+            .session
+            .request()
             .duration(self.duration)
             .mfa_session_duration(self.mfa_session_duration)
             .force_refresh();

@@ -289,6 +289,18 @@ pub struct SessionArgs {
     pub mfa_code: Option<String>,
 }
 
+fn parse_jobs(v: &str) -> Result<usize, String> {
+    crate::push::upload::parse_jobs(v).map_err(|e| e.to_string())
+}
+
+impl SessionArgs {
+    /// The session these flags ask for (`env`, `login`).
+    pub fn request(&self) -> crate::aws::session::SessionRequest {
+        crate::aws::session::SessionRequest::new(self.profile.clone(), self.cache.clone())
+            .mfa_code(self.mfa_code.clone())
+    }
+}
+
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   eval \"$(nixstore-auth env --profile work)\"
@@ -361,6 +373,9 @@ pub struct UploadFlags {
     /// A one-time MFA code (or NIXSTORE_AUTH_MFA_CODE)
     #[arg(long, env = "NIXSTORE_AUTH_MFA_CODE", hide_env_values = true)]
     pub mfa_code: Option<String>,
+    /// Upload this many paths at a time (1 to 64; `exec --push` reads NIXSTORE_AUTH_PUSH_JOBS)
+    #[arg(short, long, value_name = "N", env = "NIXSTORE_AUTH_PUSH_JOBS", default_value_t = crate::push::upload::DEFAULT_JOBS, value_parser = parse_jobs)]
+    pub jobs: usize,
 }
 
 #[derive(Debug, Args)]
@@ -600,7 +615,7 @@ pub trait Run {
 }
 
 pub fn main() -> i32 {
-    if let Some(code) = exec::fast_path() {
+    if let Some(code) = crate::launch::fast_exec() {
         return code;
     }
     // Answers the shell when it asks for completions (COMPLETE=SHELL); returns otherwise.

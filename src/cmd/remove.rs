@@ -139,6 +139,7 @@ impl Run for RemoveArgs {
             let path = config_path.clone();
             plan.edit(&config_path, 0o600, false, move |text| {
                 let mut cfg = Config::parse(text, &path)?;
+                // Already gone (a concurrent `remove`) is the state we want.
                 cfg.remove_cache(&name);
                 Ok(cfg.to_text())
             });

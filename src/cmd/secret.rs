@@ -17,6 +17,7 @@ use crate::secret::{SecretStore, Token};
 use crate::ui::{self, Ui};
 
 impl Run for SecretArgs {
+    /// Gather (config, the cache) → decide ([`decide`]) → apply (one function per step).
     fn run(self, ui: &Ui) -> Result<i32> {
         let dirs = Dirs::new()?;
         let config_path = dirs.config_file();
@@ -24,174 +25,99 @@ impl Run for SecretArgs {
         let find = |name: &str| -> Result<CacheEntry> {
             cfg.find(name)?.ok_or_else(|| cfg.unknown_cache(name))
         };
-        match self.action {
-            SecretAction::Set {
-                cache,
-                signing_key_stdin: true,
-                ..
-            } => {
-                let entry = find(&cache)?;
-                let mut text = Zeroizing::new(String::new());
-                std::io::stdin()
-                    .read_to_string(&mut text)
-                    .context("cannot read standard input")?;
-                let info = crate::push::signing::check(&text).context("--signing-key-stdin")?;
-                if let Some(w) =
-                    crate::push::signing::mismatch_warning(&info, &entry.name, &entry.public_keys)
-                {
-                    ui.warn(w);
-                }
-                let store = SecretStore::open(&cfg, &dirs, ui)?;
-                store.set(&Account::SigningKey(&entry.name).to_string(), text.trim())?;
-                record_signing_key(&config_path, &entry.name, true)?;
-                ui.info(format!(
-                    "stored the signing key {:?} of {} in {}; push, watch-store and exec --push sign with it (public key {})",
-                    info.name,
-                    entry.name,
-                    store.describe(),
-                    info.public_key
-                ));
-                Ok(0)
-            }
-            SecretAction::Delete {
-                cache,
-                signing_key: true,
-            } => {
-                let entry = find(&cache)?;
-                let deleted = SecretStore::open(&cfg, &dirs, ui)?
-                    .delete(&Account::SigningKey(&entry.name).to_string())?;
-                if cfg.signing_key(&entry.name)? == Some(crate::config::SigningKey::Keyring) {
-                    record_signing_key(&config_path, &entry.name, false)?;
-                }
-                if deleted {
-                    ui.info(format!("deleted the signing key of {}", entry.name));
-                    Ok(0)
-                } else {
-                    bail!("no signing key was stored for {}", entry.name)
-                }
-            }
-            SecretAction::Set {
-                cache, token_stdin, ..
-            } => {
-                let entry = https_only(find(&cache)?)?;
-                let token = read_token(token_stdin, &entry)?;
-                match entry.secret_store {
-                    Store::Keyring => {
-                        let store = SecretStore::open(&cfg, &dirs, ui)?;
-                        store.set(
-                            &Account::CacheToken(&entry.name).to_string(),
-                            token.as_str(),
-                        )?;
-                        ui.info(format!(
-                            "stored a new token for {} in {}",
-                            entry.name,
-                            store.describe()
-                        ));
-                    }
-                    Store::Netrc => {
-                        let path = entry.netrc.clone().context(
-                            "this cache has no netrc file recorded: run `nixstore-auth use` with --token-stdin",
-                        )?;
-                        let machine = entry
-                            .kind
-                            .netrc_machine()
-                            .context("the cache URL has no host")?;
-                        let login = entry.login.clone();
-                        let mut plan = Plan::new();
-                        plan.edit(&path, 0o600, true, move |text| {
-                            let mut n = Netrc::parse(text)?;
-                            n.upsert(&machine, &login, token.as_str())?;
-                            Ok(n.to_text())
-                        });
-                        plan.apply()?;
-                        ui.info(format!(
-                            "stored a new token for {} in {}",
-                            entry.name,
-                            path.display()
-                        ));
-                    }
-                }
-                mark_token(&config_path, &entry.name, true)?;
-                Ok(0)
-            }
-            SecretAction::Delete { cache, .. } => {
-                let entry = https_only(find(&cache)?)?;
-                let deleted = match entry.secret_store {
-                    Store::Keyring => SecretStore::open(&cfg, &dirs, ui)?
-                        .delete(&Account::CacheToken(&entry.name).to_string())?,
-                    Store::Netrc => match (&entry.netrc, entry.kind.netrc_machine()) {
-                        (Some(path), Some(machine)) => {
-                            let mut plan = Plan::new();
-                            plan.edit(path, 0o600, true, move |text| {
-                                let mut n = Netrc::parse(text)?;
-                                n.remove(&machine);
-                                Ok(n.to_text())
-                            });
-                            !plan.apply()?.is_empty()
-                        }
-                        _ => false,
-                    },
-                };
-                mark_token(&config_path, &entry.name, false)?;
-                if deleted {
-                    ui.info(format!("deleted the token of {}", entry.name));
-                    Ok(0)
-                } else {
-                    bail!("no token was stored for {}", entry.name)
-                }
-            }
+        let (cache, what, set, token_stdin) = match self.action {
             SecretAction::Status { cache, json } => {
                 let entries = match &cache {
                     Some(c) => vec![find(c)?],
                     None => cfg.caches()?,
                 };
-                let store = SecretStore::open(&cfg, &dirs, ui)?;
-                let mut rows = Vec::new();
-                for e in &entries {
-                    rows.push(status_row(e, &store, session::Ctx::new(&cfg, &dirs), ui)?);
-                }
-                for account in store.list().unwrap_or_default() {
-                    let kind = match Account::parse(&account) {
-                        Some(Account::AwsKey(_)) => "aws-key",
-                        Some(Account::SigningKey(_)) => "signing-key",
-                        _ => continue,
-                    };
-                    rows.push(json!({
-                        "name": account,
-                        "kind": kind,
-                        "where": store.describe(),
-                        "present": true,
-                    }));
-                }
-                if json {
-                    ui.outln(format_args!("{}", serde_json::to_string_pretty(&rows)?))?;
-                } else if rows.is_empty() {
-                    ui.info("no caches or keys recorded");
-                } else {
-                    for r in &rows {
-                        let mut line = format!(
-                            "{}: {} ({})",
-                            r["name"].as_str().unwrap_or(""),
-                            r["where"].as_str().unwrap_or(""),
-                            if r["present"].as_bool() == Some(true) {
-                                "present"
-                            } else {
-                                "missing"
-                            }
-                        );
-                        if let Some(exp) = r.get("expires").and_then(|v| v.as_str()) {
-                            line.push_str(&format!(", session expires {exp}"));
-                        }
-                        ui.outln(format_args!("{line}"))?;
-                    }
-                }
-                Ok(0)
+                return status(&entries, json, &cfg, &dirs, ui);
             }
+            SecretAction::Set {
+                cache,
+                signing_key_stdin,
+                token_stdin,
+            } => (cache, Secret::of(signing_key_stdin), true, token_stdin),
+            SecretAction::Delete { cache, signing_key } => {
+                (cache, Secret::of(signing_key), false, false)
+            }
+        };
+        let entry = find(&cache)?;
+        let recorded = cfg.signing_key(&entry.name)?;
+        let apply = Apply {
+            entry: &entry,
+            cfg: &cfg,
+            dirs: &dirs,
+            config_path: &config_path,
+            token_stdin,
+            ui,
+        };
+        match decide(what, set, &entry, recorded.as_ref())? {
+            Step::StoreSigningKey => apply.store_signing_key(),
+            Step::DeleteSigningKey { forget_record } => apply.delete_signing_key(forget_record),
+            Step::SetToken(place) => apply.set_token(place),
+            Step::DeleteToken(place) => apply.delete_token(place),
         }
     }
 }
 
-fn https_only(entry: CacheEntry) -> Result<CacheEntry> {
+/// Which secret of a cache `set` or `delete` is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Secret {
+    Token,
+    SigningKey,
+}
+
+impl Secret {
+    fn of(signing_key: bool) -> Secret {
+        if signing_key {
+            Secret::SigningKey
+        } else {
+            Secret::Token
+        }
+    }
+}
+
+/// Where an HTTPS cache's token lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Place {
+    Keyring,
+    /// A netrc file, under the cache's host.
+    Netrc {
+        path: std::path::PathBuf,
+        machine: String,
+    },
+    /// Recorded nowhere (a netrc cache without its file): nothing to delete.
+    Nowhere,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    StoreSigningKey,
+    /// `forget_record`: config.toml points to the keyring's key, and stops pointing to it.
+    DeleteSigningKey {
+        forget_record: bool,
+    },
+    SetToken(Place),
+    DeleteToken(Place),
+}
+
+/// What `secret set|delete` does for `entry`. Pure.
+fn decide(
+    what: Secret,
+    set: bool,
+    entry: &CacheEntry,
+    recorded: Option<&crate::config::SigningKey>,
+) -> Result<Step> {
+    if what == Secret::SigningKey {
+        return Ok(if set {
+            Step::StoreSigningKey
+        } else {
+            Step::DeleteSigningKey {
+                forget_record: recorded == Some(&crate::config::SigningKey::Keyring),
+            }
+        });
+    }
     if matches!(entry.kind, CacheKind::S3(_)) {
         bail!(
             "{} is an S3 cache: it has no token; its credentials are your AWS session (`nixstore-auth login`, `nixstore-auth aws add-key`); its signing key: `secret set {} --signing-key-stdin`",
@@ -199,7 +125,190 @@ fn https_only(entry: CacheEntry) -> Result<CacheEntry> {
             entry.name
         );
     }
-    Ok(entry)
+    let place = match (entry.secret_store, &entry.netrc, entry.kind.netrc_machine()) {
+        (Store::Keyring, _, _) => Place::Keyring,
+        (Store::Netrc, Some(path), Some(machine)) => Place::Netrc {
+            path: path.clone(),
+            machine,
+        },
+        (Store::Netrc, None, _) if set => bail!(
+            "this cache has no netrc file recorded: run `nixstore-auth use` with --token-stdin"
+        ),
+        (Store::Netrc, Some(_), None) if set => bail!("the cache URL has no host"),
+        (Store::Netrc, _, _) => Place::Nowhere,
+    };
+    Ok(if set {
+        Step::SetToken(place)
+    } else {
+        Step::DeleteToken(place)
+    })
+}
+
+/// The apply steps, for one cache.
+struct Apply<'a> {
+    entry: &'a CacheEntry,
+    cfg: &'a Config,
+    dirs: &'a Dirs,
+    config_path: &'a std::path::Path,
+    token_stdin: bool,
+    ui: &'a Ui,
+}
+
+impl Apply<'_> {
+    fn store(&self) -> Result<SecretStore> {
+        SecretStore::open(self.cfg, self.dirs, self.ui)
+    }
+
+    fn store_signing_key(&self) -> Result<i32> {
+        let (entry, ui) = (self.entry, self.ui);
+        let mut text = Zeroizing::new(String::new());
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read standard input")?;
+        let info = crate::push::signing::check(&text).context("--signing-key-stdin")?;
+        if let Some(w) =
+            crate::push::signing::mismatch_warning(&info, &entry.name, &entry.public_keys)
+        {
+            ui.warn(w);
+        }
+        let store = self.store()?;
+        store.set(&Account::SigningKey(&entry.name).to_string(), text.trim())?;
+        record_signing_key(self.config_path, &entry.name, true)?;
+        ui.info(format!(
+            "stored the signing key {:?} of {} in {}; push, watch-store and exec --push sign with it (public key {})",
+            info.name,
+            entry.name,
+            store.describe(),
+            info.public_key
+        ));
+        Ok(0)
+    }
+
+    fn delete_signing_key(&self, forget_record: bool) -> Result<i32> {
+        let name = &self.entry.name;
+        let deleted = self
+            .store()?
+            .delete(&Account::SigningKey(name).to_string())?;
+        if forget_record {
+            record_signing_key(self.config_path, name, false)?;
+        }
+        if deleted {
+            self.ui.info(format!("deleted the signing key of {name}"));
+            Ok(0)
+        } else {
+            bail!("no signing key was stored for {name}")
+        }
+    }
+
+    fn set_token(&self, place: Place) -> Result<i32> {
+        let (entry, ui) = (self.entry, self.ui);
+        let token = read_token(self.token_stdin, entry)?;
+        match place {
+            Place::Keyring => {
+                let store = self.store()?;
+                store.set(
+                    &Account::CacheToken(&entry.name).to_string(),
+                    token.as_str(),
+                )?;
+                ui.info(format!(
+                    "stored a new token for {} in {}",
+                    entry.name,
+                    store.describe()
+                ));
+            }
+            Place::Netrc { path, machine } => {
+                let login = entry.login.clone();
+                let mut plan = Plan::new();
+                plan.edit(&path, 0o600, true, move |text| {
+                    let mut n = Netrc::parse(text)?;
+                    n.upsert(&machine, &login, token.as_str())?;
+                    Ok(n.to_text())
+                });
+                plan.apply()?;
+                ui.info(format!(
+                    "stored a new token for {} in {}",
+                    entry.name,
+                    path.display()
+                ));
+            }
+            // `decide` refuses to set a token with no place for it.
+            Place::Nowhere => bail!("{} has no place recorded for its token", entry.name),
+        }
+        mark_token(self.config_path, &entry.name, true)?;
+        Ok(0)
+    }
+
+    fn delete_token(&self, place: Place) -> Result<i32> {
+        let name = &self.entry.name;
+        let deleted = match place {
+            Place::Keyring => self
+                .store()?
+                .delete(&Account::CacheToken(name).to_string())?,
+            Place::Netrc { path, machine } => {
+                let mut plan = Plan::new();
+                plan.edit(&path, 0o600, true, move |text| {
+                    let mut n = Netrc::parse(text)?;
+                    n.remove(&machine);
+                    Ok(n.to_text())
+                });
+                !plan.apply()?.is_empty()
+            }
+            Place::Nowhere => false,
+        };
+        mark_token(self.config_path, name, false)?;
+        if deleted {
+            self.ui.info(format!("deleted the token of {name}"));
+            Ok(0)
+        } else {
+            bail!("no token was stored for {name}")
+        }
+    }
+}
+
+/// `secret status`: where each cache's secret lives (never the secret), and the stored AWS
+/// keys and signing keys.
+fn status(entries: &[CacheEntry], json: bool, cfg: &Config, dirs: &Dirs, ui: &Ui) -> Result<i32> {
+    let store = SecretStore::open(cfg, dirs, ui)?;
+    let mut rows = Vec::new();
+    for e in entries {
+        rows.push(status_row(e, &store, session::Ctx::new(cfg, dirs), ui)?);
+    }
+    for account in store.list().unwrap_or_default() {
+        let kind = match Account::parse(&account) {
+            Some(Account::AwsKey(_)) => "aws-key",
+            Some(Account::SigningKey(_)) => "signing-key",
+            _ => continue,
+        };
+        rows.push(json!({
+            "name": account,
+            "kind": kind,
+            "where": store.describe(),
+            "present": true,
+        }));
+    }
+    if json {
+        ui.outln(format_args!("{}", serde_json::to_string_pretty(&rows)?))?;
+    } else if rows.is_empty() {
+        ui.info("no caches or keys recorded");
+    } else {
+        for r in &rows {
+            let mut line = format!(
+                "{}: {} ({})",
+                r["name"].as_str().unwrap_or(""),
+                r["where"].as_str().unwrap_or(""),
+                if r["present"].as_bool() == Some(true) {
+                    "present"
+                } else {
+                    "missing"
+                }
+            );
+            if let Some(exp) = r.get("expires").and_then(|v| v.as_str()) {
+                line.push_str(&format!(", session expires {exp}"));
+            }
+            ui.outln(format_args!("{line}"))?;
+        }
+    }
+    Ok(0)
 }
 
 /// Records in config.toml that the cache's signing key is in the keyring (or forgets it).
@@ -210,7 +319,10 @@ fn record_signing_key(config_path: &std::path::Path, name: &str, present: bool) 
     plan.edit(config_path, 0o600, false, move |text| {
         let mut cfg = Config::parse(text, &path)?;
         let key = crate::config::SigningKey::Keyring;
-        cfg.set_signing_key(&name, present.then_some(&key));
+        if !cfg.set_signing_key(&name, present.then_some(&key))? && present {
+            // Removed by a concurrent `remove`: the key is stored, but nothing points to it.
+            bail!("cache {name} is no longer recorded; nothing records the stored signing key");
+        }
         Ok(cfg.to_text())
     });
     plan.apply().map(drop)
@@ -248,7 +360,7 @@ fn mark_token(config_path: &std::path::Path, name: &str, present: bool) -> Resul
         let mut cfg = Config::parse(text, &path)?;
         if let Some(mut e) = cfg.cache(&name)? {
             e.has_token = present;
-            cfg.upsert_cache(&e);
+            cfg.upsert_cache(&e)?;
         }
         Ok(cfg.to_text())
     });
@@ -287,4 +399,126 @@ fn status_row(
             })
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SigningKey;
+
+    fn entry(url: &str, store: Store, netrc: Option<&str>) -> CacheEntry {
+        CacheEntry {
+            name: "c".into(),
+            kind: crate::cache::parse_url(url).unwrap(),
+            public_keys: Vec::new(),
+            login: "nixstore-auth".into(),
+            secret_store: store,
+            nix_conf: None,
+            netrc: netrc.map(Into::into),
+            has_token: true,
+            added_netrc_line: false,
+        }
+    }
+
+    #[test]
+    fn set_and_delete_reach_the_secret_where_it_lives() {
+        let https = |store, netrc| entry("https://c.example.org", store, netrc);
+        let s3 = entry("s3://b", Store::Netrc, None);
+        let netrc = Place::Netrc {
+            path: "/h/.config/nix/netrc".into(),
+            machine: "c.example.org".into(),
+        };
+        let keyring = Some(&SigningKey::Keyring);
+        let file_key = SigningKey::File("/k/sk".into());
+        let file = Some(&file_key);
+        let (key, tok) = (Secret::SigningKey, Secret::Token);
+        let forget = |forget_record| Ok(Step::DeleteSigningKey { forget_record });
+        // (secret, set, entry, recorded signing key) -> step, or a piece of the error.
+        type Row<'a> = (
+            Secret,
+            bool,
+            CacheEntry,
+            Option<&'a SigningKey>,
+            std::result::Result<Step, &'static str>,
+        );
+        let n = Some("/h/.config/nix/netrc");
+        let table: Vec<Row> = vec![
+            (key, true, s3.clone(), None, Ok(Step::StoreSigningKey)),
+            (
+                key,
+                true,
+                https(Store::Netrc, None),
+                file,
+                Ok(Step::StoreSigningKey),
+            ),
+            (key, false, s3.clone(), keyring, forget(true)),
+            (key, false, s3.clone(), file, forget(false)),
+            (key, false, s3.clone(), None, forget(false)),
+            (
+                tok,
+                true,
+                s3.clone(),
+                None,
+                Err("is an S3 cache: it has no token"),
+            ),
+            (
+                tok,
+                false,
+                s3.clone(),
+                None,
+                Err("is an S3 cache: it has no token"),
+            ),
+            (
+                tok,
+                true,
+                https(Store::Keyring, None),
+                None,
+                Ok(Step::SetToken(Place::Keyring)),
+            ),
+            (
+                tok,
+                false,
+                https(Store::Keyring, n),
+                None,
+                Ok(Step::DeleteToken(Place::Keyring)),
+            ),
+            (
+                tok,
+                true,
+                https(Store::Netrc, n),
+                None,
+                Ok(Step::SetToken(netrc.clone())),
+            ),
+            (
+                tok,
+                false,
+                https(Store::Netrc, n),
+                None,
+                Ok(Step::DeleteToken(netrc.clone())),
+            ),
+            (
+                tok,
+                true,
+                https(Store::Netrc, None),
+                None,
+                Err("no netrc file recorded"),
+            ),
+            (
+                tok,
+                false,
+                https(Store::Netrc, None),
+                None,
+                Ok(Step::DeleteToken(Place::Nowhere)),
+            ),
+        ];
+        for (what, set, e, recorded, want) in table {
+            let got = decide(what, set, &e, recorded);
+            let at = format!("{what:?} set={set} {}", e.kind.url());
+            match (&got, &want) {
+                (Ok(g), Ok(w)) => assert_eq!(g, w, "{at}"),
+                (Err(err), Err(needle)) => assert!(format!("{err:#}").contains(needle), "{err:#}"),
+                _ => panic!("{at}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
 }

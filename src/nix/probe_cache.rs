@@ -173,6 +173,7 @@ pub fn with_entry(old: Option<&str>, key: &str, facts: &Facts) -> String {
         },
     );
     file.entries.truncate(MAX_ENTRIES);
+    // Invariant: plain structs of strings, numbers and maps with string keys always serialize.
     serde_json::to_string(&file).expect("facts serialize")
 }
 

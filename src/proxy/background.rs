@@ -261,9 +261,9 @@ fn keep_nix_cache_private() {
         Err(_) => true,
     };
     if open {
-        match crate::nix::client_cache::make_private(&dir) {
-            Ok(true) => log(format!("made {} private (0700) again", dir.display())),
-            Ok(false) => {}
+        // The one private-directory rule (a symlink is followed; someone else's is refused).
+        match crate::nix::client_cache::protect() {
+            Ok(()) => log(format!("made {} private (0700) again", dir.display())),
             Err(e) => log(format!("cannot keep {} private: {e:#}", dir.display())),
         }
     }

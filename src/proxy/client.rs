@@ -279,6 +279,7 @@ pub fn ensure_running_for(
             Err(e) => last_err = Some(e),
         }
     }
+    // Invariant: the loop above returns on success, so both attempts set `last_err`.
     Err(last_err.expect("two attempts failed")).context("cannot reach the nixstore-auth proxy")
 }
 

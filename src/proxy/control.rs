@@ -95,6 +95,9 @@ pub struct WireMount {
     pub region: Option<String>,
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// The URL's other parameters (multipart, addressing, storage class: `s3_params.rs`).
+    #[serde(default)]
+    pub params: crate::s3_params::S3Params,
 }
 
 impl WireMount {
@@ -105,6 +108,7 @@ impl WireMount {
             prefix: s3.prefix.clone(),
             region: s3.region.clone(),
             endpoint: s3.endpoint.clone(),
+            params: s3.params.clone(),
         }
     }
 
@@ -115,6 +119,7 @@ impl WireMount {
             region: self.region.clone(),
             endpoint: self.endpoint.clone(),
             profile: None,
+            params: self.params.clone(),
         }
     }
 }

@@ -58,6 +58,7 @@ mod desktop;
 mod launch;
 mod listen;
 mod log;
+mod multipart;
 mod paths;
 mod peer;
 mod probe;

@@ -174,6 +174,7 @@ mod diag {
     /// ESTABLISHED; `NotFound` for ENOENT or another state; `Err` when the query itself failed.
     pub(super) fn parse_reply(buf: &[u8], want: &[u8; SOCKID_LEN], seq: u32) -> io::Result<Owner> {
         let bad = || io::Error::new(io::ErrorKind::InvalidData, "short sock_diag reply");
+        // Invariant (both `try_into`s below): a slice of exactly 4 (2) bytes fits the array.
         let u32_at = |b: &[u8], at: usize| -> io::Result<u32> {
             Ok(u32::from_ne_bytes(
                 b.get(at..at + 4).ok_or_else(bad)?.try_into().unwrap(),

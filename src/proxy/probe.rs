@@ -42,7 +42,7 @@ fn get_cache_info(creds: &Credentials, s3: &S3Ref) -> (Probe, Option<Vec<u8>>) {
         Ok(target) => target,
         Err(e) => return unreachable(format!("{e:#}")),
     };
-    let headers = match sign::signed_headers(&session, region, "GET", &url) {
+    let headers = match sign::signed_headers(&session, region, "GET", &url, &[]) {
         Ok(h) => h,
         Err(e) => return unreachable(format!("{e:#}")),
     };

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::aws::Credentials;
 use crate::cache::S3Ref;
+use crate::s3_params::Addressing;
 
 /// A session as the proxy keeps it: ready to sign, with its expiry.
 pub struct Session {
@@ -67,6 +68,13 @@ fn encode_segment(seg: &str, out: &mut String) {
     }
 }
 
+/// A query parameter's value, encoded as S3 signs it.
+pub fn encode_query_value(v: &str) -> String {
+    let mut out = String::new();
+    encode_segment(v, &mut out);
+    out
+}
+
 /// Whether a bucket name can be a DNS label under a TLS wildcard (no dots, lowercase).
 fn virtual_host_ok(bucket: &str) -> bool {
     !bucket.is_empty()
@@ -91,12 +99,16 @@ pub fn upstream<'a>(s3: &'a S3Ref, key: &str) -> Result<(&'a str, String)> {
     Ok((region(s3)?, object_url(s3, key)?))
 }
 
-/// The object URL for `key` (already decoded) in the cache `s3`.
+/// The object URL for `key` (already decoded) in the cache `s3`, by the URL's
+/// `addressing-style` with Nix's rules:
 ///
-/// Custom endpoints (moto, MinIO, Garage, R2...) get path-style `ENDPOINT/BUCKET/PREFIX/KEY`,
-/// which all of them understand. AWS itself gets virtual-hosted style
-/// `https://BUCKET.s3.REGION.amazonaws.com/PREFIX/KEY` (AWS is retiring path-style), except for
-/// bucket names with dots, which would break TLS there and use path-style instead.
+/// - `auto` (the default): custom endpoints (moto, MinIO, Garage, R2...) get path style
+///   `ENDPOINT/BUCKET/PREFIX/KEY`, which all of them understand; AWS itself gets virtual-hosted
+///   style `https://BUCKET.s3.REGION.amazonaws.com/PREFIX/KEY` (AWS is retiring path style),
+///   except for bucket names with dots (or capitals), which would break TLS there;
+/// - `path`: always path style (`https://s3.REGION.amazonaws.com/BUCKET/...` on AWS);
+/// - `virtual`: always the bucket as the first label of the host, also on a custom endpoint;
+///   a bucket that cannot be a DNS label is an error.
 pub fn object_url(s3: &S3Ref, key: &str) -> Result<String> {
     let region = region(s3)?;
     let mut path = String::new();
@@ -110,35 +122,70 @@ pub fn object_url(s3: &S3Ref, key: &str) -> Result<String> {
         path.push('/');
         encode_segment(seg, &mut path);
     }
-    Ok(match &s3.endpoint {
-        Some(e) => {
-            let mut b = String::new();
-            encode_segment(&s3.bucket, &mut b);
-            format!("{}/{b}{path}", e.trim_end_matches('/'))
+    let path_style = match s3.params.addressing() {
+        Addressing::Path => true,
+        Addressing::Virtual => {
+            if !virtual_host_ok(&s3.bucket) {
+                anyhow::bail!(
+                    "addressing-style=virtual: the bucket name {:?} cannot be a host name label",
+                    s3.bucket
+                );
+            }
+            false
         }
-        None if virtual_host_ok(&s3.bucket) => {
-            format!("https://{}.s3.{region}.amazonaws.com{path}", s3.bucket)
+        Addressing::Auto => s3.endpoint.is_some() || !virtual_host_ok(&s3.bucket),
+    };
+    let mut bucket = String::new();
+    encode_segment(&s3.bucket, &mut bucket);
+    Ok(match (&s3.endpoint, path_style) {
+        (Some(e), true) => format!("{}/{bucket}{path}", e.trim_end_matches('/')),
+        (Some(e), false) => {
+            let mut u = url::Url::parse(e).context("the S3 endpoint is not a URL")?;
+            let host = u
+                .host_str()
+                .context("the S3 endpoint has no host")?
+                .to_string();
+            u.set_host(Some(&format!("{}.{host}", s3.bucket)))
+                .context("the bucket and endpoint make no host name")?;
+            format!("{}{path}", u.as_str().trim_end_matches('/'))
         }
-        None => {
-            let mut b = String::new();
-            encode_segment(&s3.bucket, &mut b);
-            format!("https://s3.{region}.amazonaws.com/{b}{path}")
-        }
+        (None, true) => format!("https://s3.{region}.amazonaws.com/{bucket}{path}"),
+        (None, false) => format!("https://{}.s3.{region}.amazonaws.com{path}", s3.bucket),
     })
 }
 
 /// The headers that sign `method url` with `session`: `authorization`, `x-amz-date`,
 /// `x-amz-content-sha256: UNSIGNED-PAYLOAD` (bodies stream, so they are never hashed) and
 /// `x-amz-security-token` for temporary credentials.
+///
+/// Only `host` and the `x-amz-*` headers are signed (`amz`: ours, such as
+/// `x-amz-storage-class`, which S3 wants signed): never `Accept-Encoding`, `Content-Type` or
+/// anything a front end may rewrite on the way (GCS's does, NixOS/nix#15019).
 pub fn signed_headers(
     session: &Session,
     region: &str,
     method: &str,
     url: &str,
+    amz: &[(&str, &str)],
 ) -> Result<Vec<(&'static str, String)>> {
+    signed_headers_at(session, region, method, url, amz, SystemTime::now())
+}
+
+/// [`signed_headers`] at `time` (known-answer tests).
+pub fn signed_headers_at(
+    session: &Session,
+    region: &str,
+    method: &str,
+    url: &str,
+    amz: &[(&str, &str)],
+    time: SystemTime,
+) -> Result<Vec<(&'static str, String)>> {
+    if let Some((name, _)) = amz.iter().find(|(n, _)| !n.starts_with("x-amz-")) {
+        anyhow::bail!("only x-amz-* headers are signed, not {name}");
+    }
     let mut settings = s3_settings();
     settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-    let (headers, _query) = sign_s3(session, region, method, url, settings, SystemTime::now())?;
+    let (headers, _query) = sign_s3(session, region, method, url, amz, settings, time)?;
     Ok(headers)
 }
 
@@ -156,7 +203,7 @@ pub fn presigned_get(
     settings.payload_checksum_kind = PayloadChecksumKind::NoHeader;
     settings.signature_location = SignatureLocation::QueryParams;
     settings.expires_in = Some(expires);
-    let (_headers, query) = sign_s3(session, region, "GET", url, settings, time)?;
+    let (_headers, query) = sign_s3(session, region, "GET", url, &[], settings, time)?;
     // Object URLs carry no query of their own (cache keys are paths).
     let mut out = String::from(url);
     for (i, (name, value)) in query.iter().enumerate() {
@@ -184,6 +231,7 @@ fn sign_s3(
     region: &str,
     method: &str,
     url: &str,
+    amz: &[(&str, &str)],
     settings: SigningSettings,
     time: SystemTime,
 ) -> Result<Signature> {
@@ -201,7 +249,7 @@ fn sign_s3(
     let req = SignableRequest::new(
         method,
         url,
-        std::iter::empty(),
+        amz.iter().copied(),
         SignableBody::UnsignedPayload,
     )
     .context("the upstream URL cannot be signed")?;
@@ -280,6 +328,10 @@ pub fn error_code(body: &str) -> (Option<String>, Option<String>) {
 }
 
 #[cfg(test)]
+#[path = "sign_known_answers.rs"]
+mod known_answers;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -290,6 +342,7 @@ mod tests {
             region: Some("eu-west-1".into()),
             endpoint: endpoint.map(String::from),
             profile: None,
+            params: Default::default(),
         }
     }
 
@@ -335,7 +388,8 @@ mod tests {
                 "{bad:?}: {err}"
             );
             assert!(region(&r).is_err(), "{bad:?}");
-            let signed = signed_headers(&Session::new(&c), bad, "GET", "http://127.0.0.1:1/b/k");
+            let signed =
+                signed_headers(&Session::new(&c), bad, "GET", "http://127.0.0.1:1/b/k", &[]);
             assert!(signed.is_err(), "{bad:?}");
         }
         assert_eq!(
@@ -361,6 +415,7 @@ mod tests {
             "us-east-1",
             "GET",
             "http://127.0.0.1:1/b/k",
+            &[],
         )
         .unwrap();
         let get = |n: &str| h.iter().find(|(k, _)| *k == n).map(|(_, v)| v.as_str());

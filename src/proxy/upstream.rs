@@ -76,6 +76,10 @@ pub(super) async fn forward(
             );
         }
     };
+    // Uploads a stopped proxy left unfinished go first (the next push's first request).
+    if peer_uid == super::paths::uid() {
+        super::multipart::abort_leftovers(state, &name, &mount, &session).await;
+    }
     // NARs are most of the bytes: where S3 takes presigned URLs, Nix gets one and downloads
     // straight from S3 (curl, and so Nix, follows redirects), and the proxy copies nothing.
     if method == Method::GET
@@ -96,7 +100,12 @@ pub(super) async fn forward(
             Err(e) => log(format!("{what}: cannot presign ({e:#}); streaming")),
         }
     }
-    let signed = match sign::signed_headers(&session, region, method.as_str(), &url) {
+    // S3 wants x-amz-* headers signed; the storage class is the only one we add.
+    let amz: Vec<(&str, &str)> = match mount.s3.params.storage_class() {
+        Some(class) if method == Method::PUT => vec![("x-amz-storage-class", class)],
+        _ => Vec::new(),
+    };
+    let signed = match sign::signed_headers(&session, region, method.as_str(), &url, &amz) {
         Ok(h) => h,
         Err(e) => {
             log(format!("{what}: cannot sign: {e:#} (502)"));
@@ -104,6 +113,29 @@ pub(super) async fn forward(
         }
     };
     let (parts, body) = req.into_parts();
+    let length = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if method == Method::PUT && super::multipart::wanted(&mount, length) {
+        let ct = parts.headers.get(header::CONTENT_TYPE).cloned();
+        let resp = super::multipart::upload(
+            state,
+            &what,
+            &name,
+            &mount,
+            &session,
+            region,
+            &url,
+            ct,
+            body,
+            length.unwrap_or(0),
+        )
+        .await;
+        drop(guard);
+        return resp;
+    }
     let progress = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
     let up_body: Body = if method == Method::PUT {
         // Streamed through; S3 needs Content-Length on PUT, which Nix (curl) always sends.
@@ -123,6 +155,9 @@ pub(super) async fn forward(
         .header(header::USER_AGENT, USER_AGENT);
     for (k, v) in signed {
         up = up.header(k, v);
+    }
+    for (k, v) in &amz {
+        up = up.header(*k, *v);
     }
     for h in REQUEST_HEADERS {
         if let Some(v) = parts.headers.get(h) {
@@ -164,6 +199,19 @@ pub(super) async fn forward(
         }
         if state.verbose {
             log(format!("{what}: {status}"));
+        }
+        let p = &mount.s3.params;
+        if key == "nix-cache-info"
+            && method == Method::GET
+            && status == 200
+            && (p.priority().is_some() || p.want_mass_query().is_some())
+        {
+            let body = read_limited(resp, 64 * 1024).await;
+            return cache_info_response(&with_url_settings(
+                &body,
+                p.priority(),
+                p.want_mass_query(),
+            ));
         }
         return pass(resp, guard);
     }
@@ -230,6 +278,40 @@ pub(super) async fn forward(
             )
         }
     }
+}
+
+/// `nix-cache-info` with the cache URL's `priority` and `want-mass-query`: the daemon reads the
+/// cache through the proxy's URL, which cannot carry them, and Nix takes them from this file
+/// when its URL has none (the same meaning as on Nix's own `s3://` URL).
+fn with_url_settings(body: &str, priority: Option<i64>, mass: Option<bool>) -> String {
+    let mut out: String = body
+        .lines()
+        .filter(|l| {
+            !(priority.is_some() && l.starts_with("Priority:")
+                || mass.is_some() && l.starts_with("WantMassQuery:"))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    if let Some(p) = priority {
+        out.push_str(&format!("Priority: {p}\n"));
+    }
+    if let Some(m) = mass {
+        out.push_str(&format!("WantMassQuery: {}\n", u8::from(m)));
+    }
+    out
+}
+
+fn cache_info_response(text: &str) -> Response<Body> {
+    let mut r = Response::new(
+        http_body_util::Full::new(Bytes::from(text.to_string()))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/x-nix-cache-info"),
+    );
+    r
 }
 
 /// What S3's refusal of a write (PUT) becomes: `Some((status for Nix, whether the session
@@ -333,7 +415,7 @@ async fn answer_in_time<F: std::future::Future>(
     }
 }
 
-const USER_AGENT: &str = concat!("nixstore-auth-proxy/", env!("CARGO_PKG_VERSION"));
+pub(super) const USER_AGENT: &str = concat!("nixstore-auth-proxy/", env!("CARGO_PKG_VERSION"));
 
 fn is_timeout(e: &hyper_util::client::legacy::Error) -> bool {
     let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
@@ -450,6 +532,7 @@ pub(super) fn upstream_client() -> Upstream {
             log(format!(
                 "no system CA certificates ({e}); HTTPS endpoints will fail"
             ));
+            // Invariant: aws-lc-rs, the provider we build with, has the default versions.
             let config = rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
                 .expect("aws-lc-rs supports the default TLS versions")
@@ -470,6 +553,19 @@ pub(super) fn upstream_client() -> Upstream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_url_s_priority_and_mass_query_reach_nix_in_nix_cache_info() {
+        let info = "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 40\n";
+        assert_eq!(
+            with_url_settings(info, Some(10), None),
+            "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 10\n"
+        );
+        assert_eq!(
+            with_url_settings("StoreDir: /nix/store\n", None, Some(false)),
+            "StoreDir: /nix/store\nWantMassQuery: 0\n"
+        );
+    }
 
     #[test]
     fn a_refused_write_is_passed_on_and_only_credential_errors_blame_the_session() {

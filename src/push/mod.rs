@@ -1,17 +1,50 @@
 //! Uploading store paths to a cache as they appear: the store watcher (`watch`), the durable
-//! queue (`queue`), the uploader (`upload`: closure, skip what the cache has, sign, retry), the
+//! queue (`queue`), the uploader (`upload`: references first, several paths at a time, skip
+//! what the cache has, retry), what Nix records (`closure`), the NAR's export, hashing and
+//! compression (`nar`), the narinfo and its signature (`narinfo`), the HTTP PUTs (`http`), the
 //! signing key (`signing`), the worker threads that tie them together with progress
-//! (`pusher`) and Ctrl-C counting (`interrupt`). Used by `push`, `watch-store` and
+//! (`pusher`), Ctrl-C counting (`interrupt`), and what a command sets up for all that
+//! (`setup`: the signing keys, the S3 lease, the target). Used by `push`, `watch-store` and
 //! `exec --push`.
 
 use anyhow::{Result, bail};
 
+pub mod closure;
+pub mod http;
 pub mod interrupt;
+pub mod nar;
+pub mod narinfo;
 pub mod pusher;
 pub mod queue;
+pub mod setup;
 pub mod signing;
 pub mod upload;
 pub mod watch;
+
+/// A child of an upload (`nix path-info`, `nix-store --dump`): its AWS variables come from
+/// the session's [`EnvDelta`](crate::aws::session::EnvDelta) alone, set and unset together
+/// (the user's `AWS_PROFILE` or a stale token never reach it); `None` (an HTTPS cache) leaves
+/// the environment as it is. Killed with us, in its own process group (a Ctrl-C at the
+/// terminal reaches it only through us).
+pub fn command(
+    program: &str,
+    env: Option<&crate::aws::session::EnvDelta>,
+) -> std::process::Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(program);
+    if let Some(delta) = env {
+        delta.apply(&mut cmd);
+    }
+    // SAFETY: setpgid and prctl are async-signal-safe and touch no memory of ours.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setpgid(0, 0);
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd
+}
 
 /// Nix's store directory (`NIX_STORE_DIR`, else `/nix/store`).
 pub fn store_dir() -> String {

@@ -83,8 +83,13 @@ pub struct Pusher {
 
 impl Pusher {
     /// Starts the upload threads, and with `watch` the store watcher (watching from the
-    /// moment this returns).
-    pub fn start(lanes: Vec<Lane>, watch: bool, ui: Ui) -> Result<Pusher> {
+    /// moment this returns; its `nix-store` gets `env`, the session's variables).
+    pub fn start(
+        lanes: Vec<Lane>,
+        watch: bool,
+        env: Option<crate::aws::session::EnvDelta>,
+        ui: Ui,
+    ) -> Result<Pusher> {
         let shared = Arc::new(Shared {
             ui,
             watching: AtomicBool::new(watch),
@@ -100,7 +105,9 @@ impl Pusher {
             let store = super::store_dir();
             let w = StoreWatcher::new(&store)?;
             let shared = shared.clone();
-            Some(std::thread::spawn(move || watch_loop(w, spools, &shared)))
+            Some(std::thread::spawn(move || {
+                watch_loop(w, spools, env.as_ref(), &shared)
+            }))
         } else {
             None
         };
@@ -195,7 +202,12 @@ impl Drop for Pusher {
     }
 }
 
-fn watch_loop(mut w: StoreWatcher, spools: Vec<Spool>, shared: &Shared) {
+fn watch_loop(
+    mut w: StoreWatcher,
+    spools: Vec<Spool>,
+    env: Option<&crate::aws::session::EnvDelta>,
+    shared: &Shared,
+) {
     let mut told_overflow = false;
     loop {
         let last = !shared.watching.load(Ordering::SeqCst);
@@ -217,7 +229,7 @@ fn watch_loop(mut w: StoreWatcher, spools: Vec<Spool>, shared: &Shared) {
             });
         }
         if !seen.is_empty() {
-            match watch::valid_paths(&seen) {
+            match watch::valid_paths(&seen, env) {
                 Ok(valid) if !valid.is_empty() => {
                     for s in &spools {
                         if let Err(e) = s.enqueue(&valid) {
@@ -277,56 +289,98 @@ fn upload_loop(lane: Lane, shared: &Shared) {
             shared.wait(Duration::from_millis(500));
             continue;
         }
-        let mut progressed = false;
+        // Every entry that can be claimed goes up in one batch: its closures share paths, and
+        // independent paths go up side by side (`Target::jobs`).
+        let mut claims = Vec::new();
         for e in todo {
             if shared.stop.load(Ordering::SeqCst) {
                 return;
             }
-            let claim = match lane.spool.try_claim(&e) {
-                Ok(Some(c)) => c,
+            match lane.spool.try_claim(&e) {
+                Ok(Some(c)) => claims.push((e, c)),
                 Ok(None) => {
                     // Another pusher works on it (or just finished it).
                     skipped.insert(e.path.clone(), Instant::now());
-                    continue;
                 }
                 Err(err) => {
                     shared.say(|ui| ui.warn(format!("{err:#}")));
                     skipped.insert(e.path.clone(), Instant::now());
-                    continue;
                 }
+            }
+        }
+        // A queued path that left the store since (garbage collected) cannot go up, and in a
+        // batch it would fail the others: it leaves the queue, with a warning.
+        if !claims.is_empty() {
+            let all: Vec<StorePath> = claims.iter().map(|(e, _)| e.path.clone()).collect();
+            if let Ok(valid) = watch::valid_paths(&all, lane.target.env.as_ref()) {
+                let (keep, gone): (Vec<_>, Vec<_>) = claims
+                    .into_iter()
+                    .partition(|(e, _)| valid.contains(&e.path));
+                claims = keep;
+                for (e, claim) in gone {
+                    if let Err(err) = claim.done() {
+                        shared.say(|ui| ui.warn(format!("{err:#}")));
+                    }
+                    shared.say(|ui| {
+                        ui.warn(format!(
+                            "{} is no longer in the store: dropped from the queue of {name}",
+                            e.path
+                        ))
+                    });
+                }
+            }
+        }
+        let progressed = !claims.is_empty();
+        if progressed {
+            let paths: Vec<StorePath> = claims.iter().map(|(e, _)| e.path.clone()).collect();
+            let done_paths = Mutex::new(std::collections::HashSet::new());
+            let mut each = |p: &StorePath, done: &Done| {
+                done_paths
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(p.clone());
+                record(shared, &name, p, done);
             };
-            progressed = true;
-            let mut each = |p: &StorePath, done: &Done| record(shared, &name, p, done);
-            match up.push_closure(std::slice::from_ref(&e.path), &shared.stop, &mut each) {
-                Ok(()) => {
+            let result = up.push_closure(&paths, &shared.stop, &mut each);
+            if result.is_err() && shared.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let done_paths = done_paths.into_inner().unwrap_or_else(|e| e.into_inner());
+            for (e, claim) in claims {
+                if done_paths.contains(&e.path) {
                     if let Err(err) = claim.done() {
                         shared.say(|ui| ui.warn(format!("{err:#}")));
                     }
                     skipped.remove(&e.path);
                     bar_inc(shared);
+                    continue;
                 }
-                Err(_) if shared.stop.load(Ordering::SeqCst) => return,
-                Err(f) => {
-                    let needed = if f.path == e.path {
-                        String::new()
-                    } else {
-                        format!(" (needed by {})", e.path)
-                    };
-                    shared.say(|ui| {
-                        ui.warn(format!(
-                            "cannot upload {}{needed} to {name}: {}; it stays queued",
-                            f.path, f.reason
-                        ))
-                    });
-                    skipped.insert(e.path.clone(), Instant::now());
-                    bar_inc(shared);
-                    shared
-                        .outcome
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .failures
-                        .push((name.clone(), f));
-                }
+                let f = match &result {
+                    Err(f) => f.clone(),
+                    Ok(()) => Failure {
+                        path: e.path.clone(),
+                        reason: "not uploaded".into(),
+                    },
+                };
+                let needed = if f.path == e.path {
+                    String::new()
+                } else {
+                    format!(" (needed by {})", e.path)
+                };
+                shared.say(|ui| {
+                    ui.warn(format!(
+                        "cannot upload {}{needed} to {name}: {}; it stays queued",
+                        f.path, f.reason
+                    ))
+                });
+                skipped.insert(e.path.clone(), Instant::now());
+                bar_inc(shared);
+                shared
+                    .outcome
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .failures
+                    .push((name.clone(), f));
             }
         }
         if !progressed {

@@ -127,12 +127,16 @@ fn parse_events(buf: &[u8]) -> (Vec<String>, bool) {
 }
 
 /// The paths among `paths` that are valid in the store, asked through Nix (the daemon on a
-/// multi-user install): a lock file also goes away after a failed build.
-pub fn valid_paths(paths: &[StorePath]) -> Result<Vec<StorePath>> {
+/// multi-user install): a lock file also goes away after a failed build. `env`: the session's
+/// variables for the child (`super::command`).
+pub fn valid_paths(
+    paths: &[StorePath],
+    env: Option<&crate::aws::session::EnvDelta>,
+) -> Result<Vec<StorePath>> {
     if paths.is_empty() {
         return Ok(Vec::new());
     }
-    let out = std::process::Command::new("nix-store")
+    let out = super::command("nix-store", env)
         .arg("--check-validity")
         .arg("--print-invalid")
         .args(paths.iter().map(StorePath::as_str))

@@ -162,7 +162,7 @@ fn expired_sessions_are_refreshed(e2e: &E2e) {
     ]));
     ok(&home.run(&["exec", "--profile", "work", "--", "true"]));
     assert_eq!(bed.calls("AssumeRole"), 1, "reused while valid");
-    std::thread::sleep(Duration::from_secs(4));
+    home.wait_until_cached_sessions_expire();
     let out = home.run(&["exec", "--profile", "work", "--", "true"]);
     assert!(!out.status.success(), "an expired session was reused");
     assert!(text(&out.stderr).contains("--mfa-code"));
@@ -270,14 +270,17 @@ fn terminal_prompt_and_ctrl_c(e2e: &E2e) {
     let rc2 = home.path().join("rc2");
     let started = home.path().join("started");
     let script = format!(
-        "trap : INT; {bin} exec --profile work -- sh -c 'touch {started}; exec sleep 60'; \
+        "trap : INT; {bin} exec --profile work -- sh -c 'touch {started}; exec sleep 61'; \
          echo $? > {rc2}; sleep 60",
         started = started.display(),
         rc2 = rc2.display()
     );
     tmux.new_window(&script);
     wait_for("the command to start", || started.exists());
-    std::thread::sleep(Duration::from_millis(300));
+    // Ctrl-C once the command's shell has become `sleep 61` (its own duration: other sleeps run).
+    wait_for("the command to be sleep 61", || {
+        !processes(|p| p.comm == "sleep" && fs::read(format!("/proc/{}/cmdline", p.pid)).is_ok_and(|c| c == b"sleep\x0061\x00")).is_empty()
+    });
     tmux.send_keys(&["C-c"]);
     wait_for("the exit status", || {
         fs::read_to_string(&rc2).is_ok_and(|s| !s.trim().is_empty())
@@ -574,7 +577,7 @@ fn doctor_reports_s3_sessions_without_prompting(e2e: &E2e) {
     );
     assert!(!needs_login(&cs), "{cs:#?}");
 
-    std::thread::sleep(Duration::from_secs(7));
+    home.wait_until_cached_sessions_expire();
     let out = home.run(&["doctor", "bkt", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(

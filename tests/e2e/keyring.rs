@@ -557,8 +557,8 @@ fn file_fallback_without_a_secret_service(e2e: &E2e) {
     );
 }
 
-/// The bucket the AWS test reads, made by tests/support/py/moto.py proxy-bed (with an IAM user,
-/// its key, the role `cache`, and auth switched on).
+/// The bucket the AWS test reads (with a unique tag: the run's moto is shared), made by
+/// tests/support/py/moto.py proxy-bed with an IAM user, its key and the role `cache-TAG`.
 const BUCKET: &str = "keyring-e2e";
 
 /// Step 6: `aws add-key` keeps a profile's long-term key in the keyring, so that ~/.aws/credentials
@@ -569,10 +569,14 @@ const BUCKET: &str = "keyring-e2e";
 fn aws_add_key_feeds_an_mfa_role_session(e2e: &E2e) {
     let started = SystemTime::now();
     let user = TestUser::create(e2e, "kaws");
-    let moto = Moto::start(e2e, 200);
-    let setup = moto.fixture(e2e, "proxy-bed", &[BUCKET]);
+    let moto = Moto::shared(true);
+    let tag = unique_tag();
+    let bucket = format!("{BUCKET}-{tag}");
+    let setup = moto.fixture(e2e, "proxy-bed", &[&bucket, &tag]);
     setup.assert_success("moto setup (it also proves that auth is on)");
     let keys: serde_json::Value = serde_json::from_str(setup.stdout.trim()).unwrap();
+    let role_arn = keys["role_arn"].as_str().unwrap().to_string();
+    let role_name = role_arn.rsplit('/').next().unwrap().to_string();
     let key_id = keys["user"]["access_key_id"].as_str().unwrap().to_string();
     let secret = keys["user"]["secret_access_key"]
         .as_str()
@@ -595,9 +599,11 @@ fn aws_add_key_feeds_an_mfa_role_session(e2e: &E2e) {
     };
     write(
         "config",
-        "[profile base]\nregion = us-east-1\n\n\
-         [profile role]\nrole_arn = arn:aws:iam::123456789012:role/cache\nsource_profile = base\n\
-         mfa_serial = arn:aws:iam::123456789012:mfa/e2e\nregion = us-east-1\n",
+        &format!(
+            "[profile base]\nregion = us-east-1\n\n\
+             [profile role]\nrole_arn = {role_arn}\nsource_profile = base\n\
+             mfa_serial = arn:aws:iam::123456789012:mfa/e2e\nregion = us-east-1\n"
+        ),
     );
     write(
         "credentials",
@@ -641,7 +647,7 @@ fn aws_add_key_feeds_an_mfa_role_session(e2e: &E2e) {
          cfg = c.Config(s3={{'addressing_style': 'path'}}, retries={{'max_attempts': 1}})\n\
          print(boto3.client('sts').get_caller_identity()['Arn'])\n\
          s3 = boto3.client('s3', config=cfg)\n\
-         print(s3.get_object(Bucket='{BUCKET}', Key='cache/nix-cache-info')['Body'].read().decode())\n"
+         print(s3.get_object(Bucket='{bucket}', Key='cache/nix-cache-info')['Body'].read().decode())\n"
     );
     let python = e2e.nix.python();
     let exec_read = || {
@@ -676,7 +682,7 @@ fn aws_add_key_feeds_an_mfa_role_session(e2e: &E2e) {
     out.assert_success("exec --profile role --mfa-code ... -- python (boto3)");
     assert_not_shown(&out, &secret, "the secret key");
     assert!(
-        out.stdout.contains("assumed-role/cache/"),
+        out.stdout.contains(&format!("assumed-role/{role_name}/")),
         "the command did not run as the assumed role:\n{out}"
     );
     assert!(

@@ -3,13 +3,15 @@
 //! Nix 2.34 in a chroot. A test is named `AREA::PROOF::nix_VERSION`.
 //!
 //! The proofs change the machine (users, `/etc/nix`, the daemon), so they run only with
-//! `CI=true` or `NIXSTORE_AUTH_E2E=1` (else each prints a skip line), as root, one at a time
-//! under the machine-wide lock `/tmp/nixstore-auth-e2e.lock`:
+//! `CI=true` or `NIXSTORE_AUTH_E2E=1` (else each is reported as ignored), as root, one at a time
+//! under the machine-wide lock `/tmp/nixstore-auth-e2e.lock`. The harness is libtest-mimic
+//! (tests/support/harness.rs): libtest's options work as usual.
 //!
 //! ```sh
 //! sudo ./scripts/test.sh                                    # everything, both versions
-//! NIXSTORE_AUTH_E2E=1 NIXSTORE_AUTH_TEST_NIX=2.34 cargo test --test e2e -- --test-threads=1
-//! NIXSTORE_AUTH_E2E=1 cargo test --test e2e -- --test-threads=1 https::   # one area
+//! NIXSTORE_AUTH_E2E=1 NIXSTORE_AUTH_TEST_NIX=2.34 cargo test --test e2e
+//! NIXSTORE_AUTH_E2E=1 cargo test --test e2e -- https::      # one area
+//! cargo test --test e2e -- --list                           # every proof, nothing run
 //! ```
 //! (`NIXSTORE_AUTH_VENV`, the venv with moto and boto3, is set by scripts/test.sh; the chroot is
 //! made by `scripts/nix-chroot.sh ensure`, which the harness runs itself when needed.)
@@ -17,15 +19,20 @@
 #[path = "../support/mod.rs"]
 mod support;
 
-mod aws;
-mod builders;
-mod doctor;
-mod https;
-mod keyring;
-mod proxy;
-mod push;
-mod s3;
-mod s3_security;
-mod service;
-mod sessions;
-mod versions;
+// Every area, in one list: it declares each module (tests/e2e/AREA.rs, which ends with
+// `crate::proofs!(...)`) and hands its proofs to the harness.
+crate::areas!(
+    aws,
+    builders,
+    doctor,
+    https,
+    keyring,
+    proxy,
+    push,
+    s3,
+    s3_security,
+    s3_stores,
+    service,
+    sessions,
+    versions,
+);

@@ -188,9 +188,10 @@ fn sha(b: &[u8]) -> String {
 
 fn proxy_signs_streams_and_shares_against_moto(e2e: &E2e) {
     let tmp = e2e.private_dir("proxy");
-    let moto = Moto::start(e2e, 1000);
+    let moto = Moto::shared(true);
     let endpoint = moto.url();
-    let setup = moto.fixture(e2e, "proxy-bed", &["bkt"]);
+    let bucket = format!("bkt-{}", unique_tag());
+    let setup = moto.fixture(e2e, "proxy-bed", &[&bucket, &unique_tag()]);
     setup.assert_success("moto setup (it also proves that auth is on)");
     let keys: serde_json::Value = serde_json::from_str(setup.stdout.trim()).unwrap();
     let session = keys["session"].clone();
@@ -211,7 +212,7 @@ fn proxy_signs_streams_and_shares_against_moto(e2e: &E2e) {
     ];
 
     let env = Env::new(e2e, "alice", free_port());
-    let cache_url = format!("s3://bkt/cache?endpoint={}", endpoint);
+    let cache_url = format!("s3://{bucket}/cache?endpoint={endpoint}");
     let a = LeaseProc::start(&env, &session, &[("c", cache_url.clone())]);
     let _proxy_guard = Killer(a.pid); // the proxy is its own session/group leader (setsid)
     let url_secret = env.secret();
@@ -273,7 +274,7 @@ fn proxy_signs_streams_and_shares_against_moto(e2e: &E2e) {
         &user_auth,
         "-H",
         "x-amz-content-sha256: UNSIGNED-PAYLOAD",
-        &format!("{}/bkt/cache/nar/big.nar.xz", endpoint),
+        &format!("{endpoint}/{bucket}/cache/nar/big.nar.xz"),
     ]);
     assert_eq!(
         (code, sha(&direct)),
@@ -354,7 +355,7 @@ fn proxy_signs_streams_and_shares_against_moto(e2e: &E2e) {
         let n = LeaseProc::start(
             &env,
             &session,
-            &[("nixc", format!("s3://bkt/nixc?endpoint={}", endpoint))],
+            &[("nixc", format!("s3://{bucket}/nixc?endpoint={endpoint}"))],
         );
         nix(&[
             "copy",
@@ -424,16 +425,20 @@ fn proxy_signs_streams_and_shares_against_moto(e2e: &E2e) {
 
     // An expired session is dropped: 503 until a fresh one arrives.
     let mut short = session.clone();
-    short["expiration"] = serde_json::json!(
+    let unix_now = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs()
-            + 2
-    );
+    };
+    let expires = unix_now() + 2;
+    short["expiration"] = serde_json::json!(expires);
     let e = LeaseProc::start(&env, &short, &[("short", cache_url.clone())]);
     assert_eq!(get(&format!("{}/short/abc.narinfo", a.base)).0, 200);
-    std::thread::sleep(Duration::from_secs(3));
+    // Its real end (whole seconds: the proxy compares with its clock's seconds too).
+    wait_until("the short session to end", Duration::from_secs(10), || {
+        unix_now() >= expires
+    });
     let (code, body) = get(&format!("{}/short/abc.narinfo", a.base));
     assert_eq!(code, 503, "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("expired"));
@@ -478,6 +483,7 @@ fn proxy_signs_streams_and_shares_against_moto(e2e: &E2e) {
     a.close();
     b.close();
     e.close();
+    // Longer than the grace period (2 s): a negative claim, so a wait of that length.
     std::thread::sleep(Duration::from_secs(3));
     assert!(
         alive(d.pid),

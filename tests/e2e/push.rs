@@ -364,9 +364,18 @@ fn watch_store_survives_kill_9_with_its_queue(e2e: &E2e) {
         || in_bucket(&p1),
     );
 
-    // moto frozen: uploads hang, the watcher still queues what it sees.
-    let moto_pid = bed.moto.service.pid().unwrap() as i32;
-    // SAFETY: signals to a process this test started.
+    // moto frozen: uploads hang, the watcher still queues what it sees. The run's moto is
+    // shared: the guard thaws it even if this proof fails while it is frozen.
+    struct Thaw(i32);
+    impl Drop for Thaw {
+        fn drop(&mut self) {
+            // SAFETY: a signal to the moto this test run started.
+            unsafe { libc::kill(self.0, libc::SIGCONT) };
+        }
+    }
+    let moto_pid = bed.moto.pid as i32;
+    let thaw = Thaw(moto_pid);
+    // SAFETY: signals to a process this test run started.
     unsafe { libc::kill(moto_pid, libc::SIGSTOP) };
     let p2 = build(&drvs[1]);
     let p3 = build(&drvs[2]);
@@ -381,8 +390,7 @@ fn watch_store_survives_kill_9_with_its_queue(e2e: &E2e) {
         processes(|p| p.pid == pid).is_empty()
     });
     drop(first_watch);
-    // SAFETY: as above.
-    unsafe { libc::kill(moto_pid, libc::SIGCONT) };
+    drop(thaw);
     assert!(
         queued(&bed.user, NAME, &p2) && queued(&bed.user, NAME, &p3),
         "the queue lost paths at kill -9"
@@ -522,7 +530,8 @@ fn exec_push_uploads_to_a_webdav_cache_with_the_login(e2e: &E2e) {
 /// exit non-zero; without it `exec` returns CMD's status.
 fn a_refused_upload_is_reported_kept_and_fails_only_strict_exec(e2e: &E2e) {
     let (bed, cache, _) = s3_bed_with_key(e2e, "p5");
-    bed.boto("deny-put", &["cache-reader"])
+    let role = bed.role_arn.rsplit('/').next().unwrap();
+    bed.boto("deny-put", &[role])
         .assert_success("deny s3:PutObject to the role");
     let drv = derivation(&bed.user, "p5");
     // CMD builds, waits until the proxy has passed S3's refusal on, then reads through the

@@ -306,7 +306,10 @@ fn a_flood_from_another_user_does_not_stop_the_users_substitution(e2e: &E2e) {
                 .run()
         });
         // Let the flood get going, then restore the other 20 paths under it.
-        std::thread::sleep(Duration::from_secs(2));
+        let going = bob_dir.join("stop.going");
+        wait_until("the flood to get going", Duration::from_secs(60), || {
+            going.exists() || flood.is_finished()
+        });
         let uid = bed.user.uid;
         let sampler_stop = &sampler_stop;
         let sampler = s.spawn(move || {

@@ -1,5 +1,5 @@
-//! The AWS session bed: moto (S3, STS, IAM with authentication on) and the tests' STS front,
-//! both on 127.0.0.1 at free ports, stopped on Drop; a fresh HOME per proof, whose commands run
+//! The AWS session bed: the run's moto (S3, STS, IAM with authentication on; this bed's own
+//! user, roles and bucket) and the tests' STS front on 127.0.0.1 at a free port, stopped on Drop; a fresh HOME per proof, whose commands run
 //! as root in the Nix under test's userland (the chroot's for 2.34).
 
 use super::{E2e, Moto, NixUnderTest, StsFront};
@@ -11,7 +11,8 @@ use std::process::{Command, Output, Stdio};
 
 pub const MFA_SERIAL: &str = "arn:aws:iam::123456789012:mfa/alice";
 
-/// moto + the STS front + the IAM user, roles and bucket made in moto (moto.py aws-bed).
+/// The run's moto + the STS front + the IAM user, roles and bucket made in moto (moto.py
+/// aws-bed, with names of their own).
 pub struct AwsBed {
     pub nix: NixUnderTest,
     pub dir: PathBuf,
@@ -32,8 +33,8 @@ pub struct AwsBed {
 
 impl AwsBed {
     pub fn start(e2e: &E2e) -> AwsBed {
-        let moto = Moto::start(e2e, 1000);
-        let out = moto.fixture(e2e, "aws-bed", &[]);
+        let moto = Moto::shared(true);
+        let out = moto.fixture(e2e, "aws-bed", &[&super::unique_tag()]);
         out.assert_success("moto setup (it also proves that auth is on)");
         let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
         let s = |k: &str| v[k].as_str().unwrap().to_string();
@@ -181,6 +182,41 @@ impl Home {
         fs::read_dir(self.secrets_dir())
             .map(|rd| rd.count())
             .unwrap_or(0)
+    }
+
+    /// The latest expiry (Unix seconds) of the sessions cached in the file store.
+    pub fn cached_expiry(&self) -> Option<i64> {
+        let entries = fs::read_dir(self.secrets_dir()).ok()?;
+        entries
+            .flatten()
+            .filter_map(|e| fs::read_to_string(e.path()).ok())
+            .filter_map(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .filter_map(|v| v["expiration"].as_i64())
+            .max()
+    }
+
+    /// Waits until every session cached in the file store has expired (its real expiry, as
+    /// the STS front set it: polled, not a fixed sleep).
+    pub fn wait_until_cached_sessions_expire(&self) {
+        let expiry = self
+            .cached_expiry()
+            .expect("a cached session with an expiry");
+        let now = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64
+        };
+        assert!(
+            expiry - now() < 120,
+            "the cached session ends in {} s: not a short one",
+            expiry - now()
+        );
+        super::wait_until(
+            "the cached sessions to expire",
+            std::time::Duration::from_secs(130),
+            || now() >= expiry,
+        );
     }
 
     /// The environment of a user on this HOME (and nothing else).

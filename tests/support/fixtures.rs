@@ -75,18 +75,29 @@ pub fn files_holding(dir: &Path, needle: &str, since: Option<SystemTime>) -> Vec
 
 /// The files below `/tmp`, `/var/log`, `/nix/var/log`, every test user's home and `extra` (paths
 /// as the Nix under test sees them) that `reader` can read and that hold any of `needles`,
-/// searched as `reader` (with grep in the Nix's userland: the chroot's logs for 2.34). The test
-/// harness's own files (daemon and server logs, the daemon's HOME) are left out: on a real
-/// machine they are root's and private; the test users' homes are searched.
+/// searched as `reader` (with find and grep in the Nix's userland: the chroot's logs for 2.34).
+/// Only files modified since the proof started are read: the needles are secrets made during
+/// the proof, so no older file can hold one (and a shared machine's /tmp may hold gigabytes).
+/// The test harness's own files (daemon and server logs, the daemon's HOME) are left out: on a
+/// real machine they are root's and private; the test users' homes are searched.
 pub fn readable_files_holding(
     e2e: &E2e,
     reader: &TestUser,
     needles: &[String],
     extra: &[&Path],
 ) -> Vec<PathBuf> {
+    // A control: a file anyone may read, written now below the proof's directory, holding a
+    // needle of its own. The scan must find it (else it proves nothing), and it is then left
+    // out of the result.
+    let control_needle = new_token();
+    let control = e2e.dir.join(format!("scan-control-{}", reader.name));
+    fs::write(&control, format!("control {control_needle}\n")).unwrap();
+    fs::set_permissions(&control, fs::Permissions::from_mode(0o644)).unwrap();
     // The patterns live where only the reader can read them, and are not searched.
     let patterns = reader.home.join(".needles");
-    fs::write(&patterns, needles.join("\n") + "\n").unwrap();
+    let mut all = needles.to_vec();
+    all.push(control_needle);
+    fs::write(&patterns, all.join("\n") + "\n").unwrap();
     fs::set_permissions(&patterns, fs::Permissions::from_mode(0o600)).unwrap();
     std::os::unix::fs::chown(&patterns, Some(reader.uid), None).unwrap();
     let mut roots: Vec<String> = ["/tmp", "/var/log", "/nix/var/log"]
@@ -94,16 +105,35 @@ pub fn readable_files_holding(
         .map(|s| s.to_string())
         .collect();
     roots.extend(extra.iter().map(|p| p.display().to_string()));
+    // A second of slack: file times and our clock are both whole-second precise here.
+    let since = e2e
+        .started
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .saturating_sub(1);
+    let script = format!(
+        "find \"$@\" -type f -newermt @{since} -print0 2>/dev/null \
+         | xargs -0 -r grep -lsF -D skip -f {} --",
+        patterns.display()
+    );
     let out = reader
-        .cmd("grep")
-        .args(["-rlsF", "-D", "skip", "-f"])
-        .arg(&patterns)
+        .cmd("sh")
+        .args(["-c", &script, "scan"])
         .args(&roots)
         .run();
     let _ = fs::remove_file(&patterns);
-    out.stdout
-        .lines()
-        .map(PathBuf::from)
+    let _ = fs::remove_file(&control);
+    let found: Vec<PathBuf> = out.stdout.lines().map(PathBuf::from).collect();
+    assert!(
+        found.contains(&control),
+        "the scan as {} did not find its control file {}: it proves nothing\n{out}",
+        reader.name,
+        control.display()
+    );
+    found
+        .into_iter()
+        .filter(|p| p != &control)
         .filter(|p| {
             let Ok(rel) = p.strip_prefix(&e2e.dir) else {
                 return !p.starts_with(&reader.home);

@@ -3,17 +3,22 @@
 //! the tests' STS front, a real Secret Service, real signed caches.
 //!
 //! These proofs change machine state (users, `/etc/nix`, the daemon), so:
-//! - they run only when `CI=true` or `NIXSTORE_AUTH_E2E=1`; otherwise [`prove`] prints a skip
-//!   line and the test returns. They need root; `sudo ./scripts/test.sh` installs what they
-//!   need. When they are switched on, a missing prerequisite fails the test: it never skips.
+//! - they run only when `CI=true` or `NIXSTORE_AUTH_E2E=1`; otherwise the harness
+//!   ([`harness`], libtest-mimic) reports each as *ignored*. They need root; `sudo
+//!   ./scripts/test.sh` installs what they need. When they are switched on, a missing
+//!   prerequisite fails the proof: it never skips.
 //! - every proof runs once per Nix under test ([`NixUnderTest`], selected with
-//!   `NIXSTORE_AUTH_TEST_NIX=2.8,2.34`, unset: all): [`proofs!`] makes one `#[test]` per version,
-//!   named `AREA::PROOF::nix_2_8` and `AREA::PROOF::nix_2_34`;
+//!   `NIXSTORE_AUTH_TEST_NIX=2.8,2.34`, unset: all; a version left out is ignored):
+//!   [`proofs!`] lists an area's proofs, and the harness makes the tests
+//!   `AREA::PROOF::nix_2_8` and `AREA::PROOF::nix_2_34`;
 //! - each holds the machine-wide lock `/tmp/nixstore-auth-e2e.lock` for its whole run, as
 //!   other developers on the same machine run them too;
 //! - every server listens on 127.0.0.1 on a port picked at run time, and every process, user and
 //!   file change is undone by a Drop guard, also when the test panics. The proof's guards drop
-//!   before its [`E2e`] (which unmounts the chroot and releases the lock).
+//!   before its [`E2e`] (which unmounts the chroot and releases the lock). Servers that proofs
+//!   can share without interfering (moto, one per auth mode; nginx, one vhost per proof) are
+//!   started once per run of the binary ([`shared`]) and stopped when it ends; each proof gets
+//!   its own bucket, IAM user, roles and vhost there.
 //!
 //! ```ignore
 //! fn example_claim_in_words(e2e: &E2e) {
@@ -23,8 +28,13 @@
 //!     let nginx = Nginx::start(e2e, NginxOptions::new(&cache.dir).basic_auth("me", "token"));
 //!     alice.cmd(&e2e.bin).args(["list"]).run().assert_success("nixstore-auth list");
 //! }
-//! proofs!(example_claim_in_words);
+//! crate::proofs!(example_claim_in_words);
 //! ```
+//!
+//! A new area: a module `tests/e2e/AREA.rs` that ends with `crate::proofs!(proof_a, proof_b);`,
+//! and its name added to the `areas!` list in `tests/e2e/main.rs` (one list: it declares the
+//! module and hands its proofs to the harness). A module left out of that list does not build:
+//! its `PROOFS` would be unused. Name each proof after what it claims.
 //!
 //! Set `NIXSTORE_AUTH_E2E_KEEP=1` to keep a proof's directory (logs, configs) for a post-mortem.
 #![allow(dead_code, unused_imports, unused_macros)] // each test crate uses a different part
@@ -34,11 +44,14 @@ mod azurite;
 mod builder;
 mod fixtures;
 mod gcs;
+pub mod harness;
 mod nginx;
 mod nix;
 mod nut;
 mod s3;
+mod s3s;
 mod service;
+pub mod shared;
 mod users;
 
 pub use aws::{AwsBed, Home, MFA_SERIAL, text};
@@ -48,11 +61,13 @@ pub use azurite::{
 pub use builder::*;
 pub use fixtures::*;
 pub use gcs::{GcsBed, fake_gcs_bin, service_account_key};
+pub use harness::Proof;
 pub use nginx::{AccessEntry, Nginx, NginxOptions, Tls};
 pub use nix::{ExtraPaths, NixConf, NixDaemon, SignedCache, add_paths, cache_secret_key, root_nix};
 pub use nut::{ALL as ALL_NIX, NixUnderTest, Prepared, SELECT_VAR};
 pub use s3::*;
-pub use service::{Moto, ProcStat, Service, StsFront, port_open, processes, venv_bin};
+pub use s3s::*;
+pub use service::{Moto, ProcStat, Service, StsFront, moto_py, port_open, processes, venv_bin};
 pub use users::{TestUser, USER_PATH, UserCmd};
 
 use std::collections::BTreeMap;
@@ -79,6 +94,7 @@ const SCRIPTS: &[(&str, &str)] = &[
     ("flood.py", include_str!("py/flood.py")),
     ("squat.py", include_str!("py/squat.py")),
     ("slow_client.py", include_str!("py/slow_client.py")),
+    ("s3_front.py", include_str!("py/s3_front.py")),
     ("gcs_front.py", include_str!("py/gcs_front.py")),
     ("entra_stub.py", include_str!("py/entra_stub.py")),
 ];
@@ -94,20 +110,6 @@ pub fn note(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
-/// The running test's name (libtest names each test's thread after it); for a proof
-/// (`AREA::PROOF::nix_2_8`) the proof's name.
-pub fn test_name() -> String {
-    let thread = std::thread::current();
-    let name = thread.name().unwrap_or("e2e");
-    let mut parts = name.rsplit("::");
-    let last = parts.next().unwrap_or(name);
-    if last.starts_with("nix_") {
-        parts.next().unwrap_or(last).to_string()
-    } else {
-        last.to_string()
-    }
-}
-
 /// A unique, short, lowercase tag (for file contents, key names, user names).
 pub fn unique_tag() -> String {
     let nanos = SystemTime::now()
@@ -120,35 +122,35 @@ pub fn unique_tag() -> String {
     )
 }
 
-/// Makes one `#[test]` per Nix under test for each named proof (`fn PROOF(e2e: &E2e)`):
-/// `PROOF::nix_2_8` and `PROOF::nix_2_34` (a module of the proof's name holds them: modules and
-/// functions live in different namespaces). A proof that must behave differently per version
-/// asks [`E2e::on`] and names the difference.
+/// Lists an area's proofs (`fn PROOF(e2e: &E2e)`) for the harness, which runs each on every Nix
+/// under test as `AREA::PROOF::nix_2_8` and `AREA::PROOF::nix_2_34`. A proof that must behave
+/// differently per version asks [`E2e::on`] and names the difference. The area must be listed
+/// in `tests/e2e/main.rs` (see the top of this file).
 #[macro_export]
 macro_rules! proofs {
     ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[test]
-                fn nix_2_8() {
-                    $crate::support::prove("2.8", super::$name);
-                }
-                #[test]
-                fn nix_2_34() {
-                    $crate::support::prove("2.34", super::$name);
-                }
-            }
-        )*
+        /// This area's proofs, for the harness (registered in tests/e2e/main.rs).
+        pub const PROOFS: &[$crate::support::Proof] = &[
+            $($crate::support::Proof {
+                module: module_path!(),
+                name: stringify!($name),
+                run: $name,
+            },)*
+        ];
     };
 }
 
-/// Runs `proof` against the Nix `nix_id` if end-to-end proofs are switched on and that Nix is
-/// selected (else prints a skip line and returns).
-pub fn prove(nix_id: &str, proof: fn(&E2e)) {
-    let Some(e2e) = e2e_guard(nix_id) else {
-        return;
+/// Declares the areas (one module each, `tests/e2e/AREA.rs`) and runs the harness on their
+/// proofs: `tests/e2e/main.rs` is this one call.
+#[macro_export]
+macro_rules! areas {
+    ($($area:ident),* $(,)?) => {
+        $(mod $area;)*
+
+        fn main() -> std::process::ExitCode {
+            $crate::support::harness::e2e_main(&[$($area::PROOFS),*])
+        }
     };
-    proof(&e2e);
 }
 
 /// Everything an end-to-end proof owns for its duration: the lock, the Nix under test (mounted,
@@ -162,103 +164,106 @@ pub struct E2e {
     /// Scratch directory under /tmp, mode 0755 so that test users can reach their homes below
     /// it. Put secrets in 0700 subdirectories ([`E2e::private_dir`]).
     pub dir: PathBuf,
-    /// `nixstore-auth` built by cargo for this test run, copied into `dir` (mode 0755).
+    /// `nixstore-auth` built by cargo for this test run, linked once per run below /tmp (mode
+    /// 0755, reachable by test users and from the chroot).
     pub bin: PathBuf,
+    /// When the proof started (before its users, servers and secrets were made).
+    pub started: SystemTime,
     tempdir: Option<tempfile::TempDir>,
     // Unmounted after the directory is gone, before the lock is released.
     _prepared: Prepared,
     _lock: File,
 }
 
-/// Starts an end-to-end proof on the Nix `nix_id`: `None` (after printing a skip line) unless
-/// `CI=true` or `NIXSTORE_AUTH_E2E=1` and [`SELECT_VAR`] selects that Nix; otherwise waits for
-/// the machine-wide lock, prepares the Nix and returns the proof's [`E2e`]. Panics when not
-/// root: switched-on end-to-end tests never skip.
-pub fn e2e_guard(nix_id: &str) -> Option<E2e> {
-    let name = test_name();
-    if !e2e_enabled() {
-        note(&format!(
-            "skipping end-to-end test {name} on Nix {nix_id}: set NIXSTORE_AUTH_E2E=1 or CI=true \
-             to run it (as root: sudo ./scripts/test.sh)"
-        ));
-        return None;
-    }
-    if !NixUnderTest::selected(nix_id) {
-        note(&format!(
-            "skipping end-to-end test {name} on Nix {nix_id}: {SELECT_VAR}={}",
-            std::env::var(SELECT_VAR).unwrap_or_default()
-        ));
-        return None;
-    }
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "{name}: end-to-end tests need root (they create users and edit /etc/nix): \
-         run `sudo ./scripts/test.sh`"
-    );
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o644)
-        .open(LOCK_PATH)
-        .unwrap_or_else(|e| panic!("cannot open {LOCK_PATH}: {e}"));
-    // SAFETY: flock on a file descriptor we own.
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        note(&format!(
-            "{name}: waiting for {LOCK_PATH} (another end-to-end run holds it)"
-        ));
-        // SAFETY: as above.
-        let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+/// Nanoseconds all proofs of this run waited for the machine-wide lock (left out of their
+/// timings).
+static LOCK_WAIT_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How long the proofs of this run have waited for the machine-wide lock so far.
+pub fn lock_wait_total() -> Duration {
+    Duration::from_nanos(LOCK_WAIT_NANOS.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+impl E2e {
+    /// Starts the proof `name` on the Nix `nix_id` (the harness calls this only when proofs are
+    /// switched on and that Nix is selected): waits for the machine-wide lock, prepares the Nix
+    /// and makes the proof's directory. Panics when not root: switched-on end-to-end proofs
+    /// never skip.
+    pub fn start(name: &str, nix_id: &str) -> E2e {
+        let name = name.to_string();
+        // SAFETY: geteuid has no preconditions.
         assert_eq!(
-            rc,
+            unsafe { libc::geteuid() },
             0,
-            "flock {LOCK_PATH}: {}",
-            std::io::Error::last_os_error()
+            "{name}: end-to-end tests need root (they create users and edit /etc/nix): \
+             run `sudo ./scripts/test.sh`"
         );
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o644)
+            .open(LOCK_PATH)
+            .unwrap_or_else(|e| panic!("cannot open {LOCK_PATH}: {e}"));
+        // SAFETY: flock on a file descriptor we own.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            note(&format!(
+                "{name}: waiting for {LOCK_PATH} (another end-to-end run holds it)"
+            ));
+            let waiting = Instant::now();
+            // SAFETY: as above.
+            let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+            assert_eq!(
+                rc,
+                0,
+                "flock {LOCK_PATH}: {}",
+                std::io::Error::last_os_error()
+            );
+            LOCK_WAIT_NANOS.fetch_add(
+                waiting.elapsed().as_nanos() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        let started = SystemTime::now();
+        let nix = NixUnderTest::named(nix_id);
+        let prepared = nix.prepare();
+        let tempdir = tempfile::Builder::new()
+            // Short: Unix socket paths below it must fit in 107 bytes.
+            .prefix(&format!("nsa-e2e-{nix_id}-{name}-"))
+            .tempdir_in("/tmp")
+            .expect("create the test's directory under /tmp");
+        let dir = tempdir.path().to_path_buf();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        // The target dir may sit under a home that other users cannot enter, and outside the
+        // chroot: the binary is copied, once per run, below /tmp (see `shared::binary`).
+        let bin = shared::binary();
+        let scripts = dir.join("py");
+        fs::create_dir_all(&scripts).unwrap();
+        fs::set_permissions(&scripts, fs::Permissions::from_mode(0o755)).unwrap();
+        for (file, text) in SCRIPTS {
+            fs::write(scripts.join(file), text).unwrap();
+            fs::set_permissions(scripts.join(file), fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        let keep = std::env::var("NIXSTORE_AUTH_E2E_KEEP").is_ok_and(|v| v == "1");
+        let tempdir = if keep {
+            note(&format!("{name}: keeping {}", dir.display()));
+            let _ = tempdir.keep();
+            None
+        } else {
+            Some(tempdir)
+        };
+        note(&format!("{name}: on Nix {} ({})", nix.version(), nix.how));
+        E2e {
+            name,
+            nix,
+            dir,
+            bin,
+            started,
+            tempdir,
+            _prepared: prepared,
+            _lock: lock,
+        }
     }
-    let nix = NixUnderTest::named(nix_id);
-    let prepared = nix.prepare();
-    let tempdir = tempfile::Builder::new()
-        // Short: Unix socket paths below it must fit in 107 bytes.
-        .prefix(&format!("nsa-e2e-{nix_id}-{name}-"))
-        .tempdir_in("/tmp")
-        .expect("create the test's directory under /tmp");
-    let dir = tempdir.path().to_path_buf();
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-    // The target dir may sit under a home that other users cannot enter, and outside the
-    // chroot: copy the binary.
-    let bin = dir.join("bin/nixstore-auth");
-    fs::create_dir_all(bin.parent().unwrap()).unwrap();
-    fs::set_permissions(bin.parent().unwrap(), fs::Permissions::from_mode(0o755)).unwrap();
-    fs::copy(env!("CARGO_BIN_EXE_nixstore-auth"), &bin).expect("copy the built binary");
-    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
-    let scripts = dir.join("py");
-    fs::create_dir_all(&scripts).unwrap();
-    fs::set_permissions(&scripts, fs::Permissions::from_mode(0o755)).unwrap();
-    for (file, text) in SCRIPTS {
-        fs::write(scripts.join(file), text).unwrap();
-        fs::set_permissions(scripts.join(file), fs::Permissions::from_mode(0o644)).unwrap();
-    }
-    let keep = std::env::var("NIXSTORE_AUTH_E2E_KEEP").is_ok_and(|v| v == "1");
-    let tempdir = if keep {
-        note(&format!("{name}: keeping {}", dir.display()));
-        let _ = tempdir.keep();
-        None
-    } else {
-        Some(tempdir)
-    };
-    note(&format!("{name}: on Nix {} ({})", nix.version(), nix.how));
-    Some(E2e {
-        name,
-        nix,
-        dir,
-        bin,
-        tempdir,
-        _prepared: prepared,
-        _lock: lock,
-    })
 }
 
 impl E2e {

@@ -1,5 +1,5 @@
 //! nginx serving a directory on 127.0.0.1 behind Basic auth, optionally over TLS with a CA made
-//! by the test, and its access log.
+//! by the test, and its access log: one vhost per cache, in the nginx the run's proofs share.
 
 use super::{E2e, Service, free_port, note, port_open, run_root, tail};
 use std::fs;
@@ -166,23 +166,121 @@ pub struct AccessEntry {
     pub status: u16,
 }
 
-/// An nginx with its own configuration, pid file and logs in the test's directory, listening on
-/// 127.0.0.1 on a free port. Stopped on Drop.
+/// One server block (vhost) of the run's nginx ([`super::shared::with_nginx`]), listening on
+/// 127.0.0.1 on a port of its own, with its own access and error logs in the proof's directory.
+/// Removed on Drop (nginx reloads: the port closes).
 pub struct Nginx {
     pub port: u16,
     pub scheme: &'static str,
     pub dir: PathBuf,
+}
+
+/// The nginx the proofs of a run share: one master (its own configuration, pid file and logs
+/// in the run's directory) that includes one file per vhost and reloads (SIGHUP) when one is
+/// added or removed.
+pub struct SharedNginx {
+    dir: PathBuf,
     service: Service,
 }
 
+impl SharedNginx {
+    /// Starts nginx with no vhost yet (a status server on a port of its own shows that it is
+    /// up).
+    pub(super) fn start(run_dir: &Path) -> SharedNginx {
+        let dir = run_dir.join("nginx");
+        let d = |name: &str| dir.join(name).to_str().unwrap().to_string();
+        for sub in [
+            "vhosts",
+            "tmp/client_body",
+            "tmp/proxy",
+            "tmp/fastcgi",
+            "tmp/uwsgi",
+            "tmp/scgi",
+        ] {
+            fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let ready_port = free_port();
+        // Workers run as root so that they can read the proofs' 0700 directories.
+        let conf = format!(
+            r#"user root root;
+worker_processes 1;
+daemon off;
+pid {pid};
+error_log {error} info;
+events {{ worker_connections 512; }}
+http {{
+    log_format e2e escape=json '{{"user":"$remote_user","method":"$request_method","uri":"$request_uri","status":$status}}';
+    access_log off;
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    default_type application/octet-stream;
+    types {{ text/x-nix-narinfo narinfo; }}
+    server {{
+        listen 127.0.0.1:{ready_port};
+        return 204;
+    }}
+    include {vhosts}/*.conf;
+}}
+"#,
+            pid = d("nginx.pid"),
+            error = d("error.log"),
+            tmp = d("tmp"),
+            vhosts = d("vhosts"),
+        );
+        fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let mut cmd = Command::new("nginx");
+        cmd.args(["-p", &d(""), "-e", &d("error.log"), "-c", &d("nginx.conf")]);
+        let service = Service::spawn_shared(
+            "nginx",
+            cmd,
+            &dir.join("stderr.log"),
+            Duration::from_secs(10),
+            || port_open(ready_port),
+        );
+        SharedNginx { dir, service }
+    }
+
+    pub(super) fn running(&mut self) -> bool {
+        self.service.running()
+    }
+
+    fn vhost_file(&self, port: u16) -> PathBuf {
+        self.dir.join("vhosts").join(format!("{port}.conf"))
+    }
+
+    /// Makes nginx read its configuration again, and waits until `done()` holds; the error
+    /// says why not (never a panic: this also runs in Drop).
+    fn reload(&mut self, mut done: impl FnMut() -> bool) -> Result<(), String> {
+        let pid = self.service.pid().ok_or("the shared nginx is stopped")?;
+        // SAFETY: a signal to the nginx master this run started.
+        unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            if !self.service.running() {
+                return Err("the shared nginx exited on reload".into());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err("not done 10 s after a reload".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    fn error_log_tail(&self) -> String {
+        tail(&self.dir.join("error.log"), 30)
+    }
+}
+
 impl Nginx {
+    /// Adds a vhost serving `opts` to the run's nginx and waits until its port answers.
     pub fn start(e2e: &E2e, opts: NginxOptions<'_>) -> Nginx {
         let port = free_port();
         let dir = e2e.private_dir(&format!("nginx-{port}"));
         let d = |name: &str| dir.join(name).to_str().unwrap().to_string();
-        for sub in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
-            fs::create_dir_all(dir.join("tmp").join(sub)).unwrap();
-        }
         let auth = match &opts.basic_auth {
             Some((login, password)) => {
                 run_root(
@@ -192,7 +290,7 @@ impl Nginx {
                 )
                 .assert_success("htpasswd (apt-get install apache2-utils)");
                 format!(
-                    "auth_basic \"nixstore-auth e2e\";\n        auth_basic_user_file {};",
+                    "auth_basic \"nixstore-auth e2e\";\n    auth_basic_user_file {};",
                     d("htpasswd")
                 )
             }
@@ -202,7 +300,7 @@ impl Nginx {
             Some(tls) => (
                 format!("127.0.0.1:{port} ssl"),
                 format!(
-                    "ssl_certificate {};\n        ssl_certificate_key {};",
+                    "ssl_certificate {};\n    ssl_certificate_key {};",
                     tls.cert.display(),
                     tls.key.display()
                 ),
@@ -210,59 +308,41 @@ impl Nginx {
             None => (format!("127.0.0.1:{port}"), String::new()),
         };
         let dav = if opts.dav_put {
-            "dav_methods PUT;\n        create_full_put_path on;\n        dav_access user:rw group:r all:r;\n        client_max_body_size 0;"
+            "dav_methods PUT;\n    create_full_put_path on;\n    dav_access user:rw group:r all:r;\n    client_max_body_size 0;"
         } else {
             ""
         };
-        // Workers run as root so that they can read the test's 0700 directories.
-        let conf = format!(
-            r#"user root root;
-worker_processes 1;
-daemon off;
-pid {pid};
-error_log {error} info;
-events {{ worker_connections 64; }}
-http {{
-    log_format e2e escape=json '{{"user":"$remote_user","method":"$request_method","uri":"$request_uri","status":$status}}';
+        let vhost = format!(
+            r#"server {{
+    listen {listen};
+    server_name _;
+    root {root};
     access_log {access} e2e;
-    client_body_temp_path {tmp}/client_body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    default_type application/octet-stream;
-    types {{ text/x-nix-narinfo narinfo; }}
-    server {{
-        listen {listen};
-        server_name _;
-        root {root};
-        {tls}
-        {auth}
-        {dav}
-    }}
+    error_log {error} info;
+    {tls}
+    {auth}
+    {dav}
 }}
 "#,
-            pid = d("nginx.pid"),
-            error = d("error.log"),
             access = d("access.log"),
-            tmp = d("tmp"),
+            error = d("error.log"),
             root = opts.root.display(),
         );
-        fs::write(dir.join("nginx.conf"), conf).unwrap();
-        let mut cmd = Command::new("nginx");
-        cmd.args(["-p", &d(""), "-e", &d("error.log"), "-c", &d("nginx.conf")]);
-        let service = Service::spawn(
-            "nginx",
-            cmd,
-            &dir.join("stderr.log"),
-            Duration::from_secs(10),
-            || port_open(port),
-        );
+        super::shared::with_nginx(|nginx| {
+            let file = nginx.vhost_file(port);
+            fs::write(&file, vhost).unwrap();
+            if let Err(e) = nginx.reload(|| port_open(port)) {
+                let _ = fs::remove_file(&file);
+                panic!(
+                    "nginx does not serve port {port}: {e}\n{}",
+                    nginx.error_log_tail()
+                );
+            }
+        });
         Nginx {
             port,
             scheme: if opts.tls.is_some() { "https" } else { "http" },
             dir,
-            service,
         }
     }
 
@@ -303,6 +383,16 @@ impl Drop for Nginx {
                 tail(&self.dir.join("error.log"), 20)
             ));
         }
-        // `service` stops nginx when it drops, right after this.
+        // The vhost goes, and its port closes, before the proof's directory (its logs, its
+        // root) is removed.
+        let port = self.port;
+        super::shared::with_nginx(|nginx| {
+            let _ = fs::remove_file(nginx.vhost_file(port));
+            if let Err(e) = nginx.reload(|| !port_open(port)) {
+                note(&format!(
+                    "warning: removing nginx's vhost on port {port}: {e}"
+                ));
+            }
+        });
     }
 }

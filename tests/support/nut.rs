@@ -74,24 +74,31 @@ impl NixUnderTest {
         }
     }
 
-    /// Whether [`SELECT_VAR`] selects this Nix. Panics on a name it does not know (a typo must
-    /// not silently run nothing).
-    pub fn selected(id: &str) -> bool {
-        match std::env::var(SELECT_VAR) {
-            Err(_) => true,
-            Ok(v) if v.trim().is_empty() => true,
-            Ok(v) => {
-                let wanted: Vec<&str> = v.split(',').map(str::trim).collect();
-                for w in &wanted {
-                    assert!(
-                        ALL.contains(w),
+    /// The Nix versions [`SELECT_VAR`] selects (unset or empty: all); an error names a version
+    /// it does not know (a typo must not silently run nothing).
+    pub fn selection() -> Result<Vec<&'static str>, String> {
+        let v = match std::env::var(SELECT_VAR) {
+            Ok(v) if !v.trim().is_empty() => v,
+            _ => return Ok(ALL.to_vec()),
+        };
+        let mut selected = Vec::new();
+        for w in v.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            match ALL.iter().find(|id| **id == w) {
+                Some(id) => selected.push(*id),
+                None => {
+                    return Err(format!(
                         "{SELECT_VAR}={v}: unknown Nix {w:?} (known: {})",
                         ALL.join(", ")
-                    );
+                    ));
                 }
-                wanted.contains(&id)
             }
         }
+        Ok(selected)
+    }
+
+    /// Whether [`SELECT_VAR`] selects this Nix (the harness checks the variable first).
+    pub fn selected(id: &str) -> bool {
+        Self::selection().is_ok_and(|s| s.contains(&id))
     }
 
     /// Whether this is the chroot's Nix.

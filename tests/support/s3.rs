@@ -90,6 +90,8 @@ pub struct Bed<'a> {
     pub script: PathBuf,
     /// Whether moto checks signatures.
     pub auth: bool,
+    /// The role the user's profile assumes (`cache-reader-TAG`, this bed's own).
+    pub role_arn: String,
 }
 
 impl<'a> Bed<'a> {
@@ -104,7 +106,8 @@ impl<'a> Bed<'a> {
     }
 
     /// The bed; `auth`: whether moto checks signatures (it then cannot serve presigned URLs:
-    /// it answers them 500, so the proxy streams NARs itself).
+    /// it answers them 500, so the proxy streams NARs itself). The run's moto of that kind
+    /// ([`Moto::shared`]) with this bed's own user, role and bucket.
     pub fn with_options(e2e: &'a E2e, trusted: bool, auth: bool) -> Bed<'a> {
         let user = TestUser::create(e2e, "s");
         let procs = UserProcs(user.uid);
@@ -114,16 +117,14 @@ impl<'a> Bed<'a> {
             NixConf::new()
         };
         let daemon = NixDaemon::start(e2e, &conf);
-        let moto = Moto::start(e2e, 1000);
+        let moto = Moto::shared(auth);
         let script = e2e.script("moto.py");
-        let bucket = "nix-cache".to_string();
-        let out = moto.fixture(e2e, "s3-bed", &[&bucket]);
+        let tag = unique_tag();
+        let bucket = format!("nix-cache-{tag}");
+        let out = moto.fixture(e2e, "s3-bed", &[&bucket, &tag]);
         out.assert_success("moto setup");
         let keys: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
         let s = |k: &str| keys[k].as_str().unwrap().to_string();
-        if auth {
-            moto.enforce_auth();
-        }
         let port = free_port();
         let url = format!(
             "s3://{bucket}?region=us-east-1&endpoint={}&profile={PROFILE}",
@@ -142,8 +143,9 @@ impl<'a> Bed<'a> {
             script,
             moto,
             auth,
+            role_arn: s("role_arn"),
         };
-        bed.write_home(&s("role_arn"));
+        bed.write_home(&bed.role_arn);
         bed
     }
 
@@ -242,18 +244,18 @@ impl<'a> Bed<'a> {
     }
 
     /// Runs the boto3 script (tests/support/py/moto.py) in `mode` with the IAM user's keys (in
-    /// the environment).
+    /// its environment), in the run's `moto.py serve`.
     pub fn boto(&self, mode: &str, args: &[&str]) -> Output {
-        run(
-            Command::new(venv_bin("python"))
-                .arg(&self.script)
-                .args([mode, &self.moto.url(), &self.bucket])
-                .args(args)
-                .env("E2E_KEY_ID", &self.key_id)
-                .env("E2E_SECRET", &self.secret)
-                .env("E2E_AUTH", if self.auth { "on" } else { "off" }),
-            None,
-            DEFAULT_TIMEOUT,
+        let url = self.moto.url();
+        let mut argv = vec![mode, url.as_str(), self.bucket.as_str()];
+        argv.extend_from_slice(args);
+        moto_py(
+            &argv,
+            &[
+                ("E2E_KEY_ID", &self.key_id),
+                ("E2E_SECRET", &self.secret),
+                ("E2E_AUTH", if self.auth { "on" } else { "off" }),
+            ],
         )
     }
 
@@ -292,9 +294,10 @@ impl<'a> Bed<'a> {
         );
     }
 
-    /// moto's log (its stdout and stderr: one line per request).
+    /// moto's log (its stdout and stderr: one line per request). The run's moto is shared:
+    /// read it from an offset taken before the requests of interest, by this bed's bucket.
     pub fn moto_log(&self) -> String {
-        fs::read_to_string(&self.moto.service.log).unwrap_or_default()
+        self.moto.log_text()
     }
 
     /// The proxy's log.
@@ -368,9 +371,10 @@ impl<'a> Bed<'a> {
                 let Some((path, rest)) = req.split_once(' ') else {
                     return false;
                 };
-                let key = path
-                    .strip_prefix(&format!("{}/", self.bucket))
-                    .unwrap_or("");
+                // Only this bed's bucket: the moto is shared by the run's proofs.
+                let Some(key) = path.strip_prefix(&format!("{}/", self.bucket)) else {
+                    return false;
+                };
                 rest.contains("\" 200 ") && pred(key)
             })
             .count()

@@ -26,10 +26,33 @@ impl Service {
     /// process exits first or never gets ready: a missing prerequisite fails the test.
     pub fn spawn(
         name: &str,
+        cmd: Command,
+        log: &Path,
+        timeout: Duration,
+        ready: impl FnMut() -> bool,
+    ) -> Service {
+        Service::launch(name, cmd, log, timeout, ready, false)
+    }
+
+    /// As [`Service::spawn`], for a server the proofs of a run share ([`super::shared`]): it
+    /// also dies with the test process.
+    pub fn spawn_shared(
+        name: &str,
+        cmd: Command,
+        log: &Path,
+        timeout: Duration,
+        ready: impl FnMut() -> bool,
+    ) -> Service {
+        Service::launch(name, cmd, log, timeout, ready, true)
+    }
+
+    fn launch(
+        name: &str,
         mut cmd: Command,
         log: &Path,
         timeout: Duration,
         mut ready: impl FnMut() -> bool,
+        shared: bool,
     ) -> Service {
         let file = fs::OpenOptions::new()
             .create(true)
@@ -46,11 +69,13 @@ impl Service {
                 Ok(())
             });
         }
-        let child = cmd.spawn().unwrap_or_else(|e| {
-            panic!(
-                "cannot start {name} ({:?}): {e} (scripts/test.sh installs the test bed)",
-                cmd.get_program()
-            )
+        let spawned = if shared {
+            super::shared::spawn_tied_to_process(cmd)
+        } else {
+            cmd.spawn()
+        };
+        let child = spawned.unwrap_or_else(|e| {
+            panic!("cannot start {name}: {e} (scripts/test.sh installs the test bed)")
         });
         let mut service = Service {
             name: name.to_string(),
@@ -76,6 +101,13 @@ impl Service {
     /// The pid of the running process (also its process group).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether the process still runs.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
 
     /// Stops the process group; a no-op when already stopped.
@@ -175,25 +207,73 @@ pub fn venv_bin(name: &str) -> PathBuf {
     bin
 }
 
-/// A moto server (S3, STS, IAM) on 127.0.0.1. The first `free_actions` counted requests need no
-/// signature (set up users, keys, roles, buckets), then call [`Moto::enforce_auth`] to switch
-/// SigV4 checking on for everything (see TESTBED.md for what moto checks and what it does not).
+/// A moto server (S3, STS, IAM) on 127.0.0.1, shared by the proofs of a run
+/// ([`super::shared::moto`]): one with authentication on (SigV4 checked on every request: see
+/// TESTBED.md for what moto checks and what it does not), one with it off. Each proof makes its
+/// own IAM user, roles and bucket there (tests/support/py/moto.py, names with a unique tag).
+#[derive(Clone)]
 pub struct Moto {
     pub port: u16,
-    pub service: Service,
+    /// Whether moto checks signatures.
+    pub auth: bool,
+    /// Its log (one line per request), shared by the run's proofs: read it from an offset
+    /// taken before the requests of interest, and by the proof's bucket.
+    pub log: PathBuf,
+    /// Its pid (also its process group).
+    pub pid: u32,
+    /// The keys of an IAM user allowed everything, which signs the set-up of each proof's
+    /// users, roles and buckets once authentication is on.
+    admin: Option<(String, String)>,
 }
 
 impl Moto {
-    pub fn start(e2e: &E2e, free_actions: u32) -> Moto {
+    /// The run's moto with authentication `auth` (started on first use).
+    pub fn shared(auth: bool) -> Moto {
+        super::shared::moto(auth)
+    }
+
+    /// Starts a moto with its log in `dir`; with `auth`, makes the admin user while requests
+    /// are free, then switches authentication on for good (and proves it: moto.py admin).
+    pub(super) fn launch(dir: &Path, auth: bool) -> (Moto, Service) {
         let port = free_port();
         let mut cmd = Command::new(venv_bin("moto_server"));
-        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .env("INITIAL_NO_AUTH_ACTION_COUNT", free_actions.to_string());
-        let log = e2e.dir.join(format!("moto-{port}.log"));
-        let service = Service::spawn("moto_server", cmd, &log, Duration::from_secs(30), || {
-            port_open(port)
-        });
-        Moto { port, service }
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        // Unset, moto never asks for a signature; with a count, the admin's set-up is free
+        // and moto.py admin switches authentication on right after.
+        if auth {
+            cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", "1000");
+        } else {
+            cmd.env_remove("INITIAL_NO_AUTH_ACTION_COUNT");
+        }
+        let log = dir.join(format!(
+            "moto-{}-{port}.log",
+            if auth { "auth" } else { "open" }
+        ));
+        let service =
+            Service::spawn_shared("moto_server", cmd, &log, Duration::from_secs(60), || {
+                port_open(port)
+            });
+        let mut moto = Moto {
+            port,
+            auth,
+            log,
+            pid: service.pid().unwrap(),
+            admin: None,
+        };
+        if auth {
+            let out = run(
+                Command::new(venv_bin("python"))
+                    .arg(write_script(dir, "moto.py", include_str!("py/moto.py")))
+                    .args(["admin", &moto.url()]),
+                None,
+                DEFAULT_TIMEOUT,
+            );
+            out.assert_success("moto admin set-up (it also proves that auth is on)");
+            let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+            let s = |k: &str| v[k].as_str().unwrap().to_string();
+            moto.admin = Some((s("access_key_id"), s("secret_access_key")));
+        }
+        (moto, service)
     }
 
     /// `http://127.0.0.1:PORT`: the endpoint for `AWS_ENDPOINT_URL*`.
@@ -201,39 +281,74 @@ impl Moto {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Runs tests/support/py/moto.py `mode` against this moto (as root, with the test venv):
-    /// makes a bed's IAM users, roles and buckets (see the script's usage).
-    pub fn fixture(&self, e2e: &E2e, mode: &str, args: &[&str]) -> Output {
-        run(
-            Command::new(venv_bin("python"))
-                .arg(e2e.script("moto.py"))
-                .arg(mode)
-                .arg(self.url())
-                .args(args),
-            None,
-            DEFAULT_TIMEOUT,
-        )
+    /// Its log so far.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Switches authentication on now, whatever is left of the free actions.
-    pub fn enforce_auth(&self) {
-        let out = super::run_root(
-            "curl",
-            [
-                "-sS",
-                "--fail",
-                "-X",
-                "POST",
-                "-H",
-                "Content-Type: text/plain",
-                "--data-binary",
-                "0",
-                &format!("{}/moto-api/reset-auth", self.url()),
-            ],
-            None,
-        );
-        out.assert_success("moto reset-auth");
+    /// Runs tests/support/py/moto.py `mode` against this moto (as root, with the test venv,
+    /// signed by the admin user when authentication is on): makes a proof's IAM users, roles
+    /// and buckets (see the script's usage).
+    pub fn fixture(&self, _e2e: &E2e, mode: &str, args: &[&str]) -> Output {
+        let mut env = Vec::new();
+        if let Some((key, secret)) = &self.admin {
+            env.push(("E2E_ADMIN_KEY", key.as_str()));
+            env.push(("E2E_ADMIN_SECRET", secret.as_str()));
+        }
+        let url = self.url();
+        let mut argv = vec![mode, url.as_str()];
+        argv.extend_from_slice(args);
+        moto_py(&argv, &env)
     }
+}
+
+/// Runs tests/support/py/moto.py with `argv` (`MODE MOTO_URL ARGS...`) and `env` (secrets go
+/// there, never in argv) in the run's `moto.py serve`, which keeps boto3 loaded.
+pub fn moto_py(argv: &[&str], env: &[(&str, &str)]) -> Output {
+    use std::os::unix::process::ExitStatusExt;
+    let what = format!("moto.py {}", argv.join(" "));
+    let port = super::shared::moto_py_port();
+    let body = serde_json::json!({
+        "argv": argv,
+        "env": env.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(*v))).collect::<serde_json::Map<_, _>>(),
+    })
+    .to_string();
+    let answer = (|| -> std::io::Result<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(DEFAULT_TIMEOUT))?;
+        s.write_all(
+            format!(
+                "POST / HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    })()
+    .unwrap_or_else(|e| panic!("{what}: the shared moto.py did not answer: {e}"));
+    let json = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let v: serde_json::Value = serde_json::from_str(json)
+        .unwrap_or_else(|e| panic!("{what}: odd answer from moto.py serve ({e}): {answer}"));
+    let text = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+    Output {
+        status: std::process::ExitStatus::from_raw(
+            (v["rc"].as_i64().unwrap_or(1) as i32 & 0xff) << 8,
+        ),
+        stdout: text("stdout"),
+        stderr: text("stderr"),
+        what,
+    }
+}
+
+/// Writes a support script into `dir` (readable by all) and returns its path.
+fn write_script(dir: &Path, name: &str, text: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    fs::write(&path, text).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    path
 }
 
 /// The tests' STS front (tests/support/py/sts_front.py) in front of a [`Moto`]: checks MFA codes

@@ -110,10 +110,10 @@ impl Run for DoctorArgs {
                 Some("see `nixstore-auth list`".into()),
             );
         }
-        let spinner = spinner(self.json);
+        let spinner = if self.json { None } else { ui.spinner() };
         for c in &caches {
             if let Some(s) = &spinner {
-                s.set_message(format!("checking {}", c.name));
+                s.set(format!("checking {}", c.name));
             }
             cache_checks(
                 &mut report,
@@ -123,9 +123,7 @@ impl Run for DoctorArgs {
                 session::Ctx::new(&config, &dirs),
             );
         }
-        if let Some(s) = spinner {
-            s.finish_and_clear();
-        }
+        drop(spinner);
         trap_checks(&mut report, &setup, &user_view, &caches);
         builders::builder_checks(&mut report, &setup, &user_view);
         if self.cache.is_none() {
@@ -143,15 +141,6 @@ impl Run for DoctorArgs {
         }
         Ok(if failed { 1 } else { 0 })
     }
-}
-
-fn spinner(json: bool) -> Option<indicatif::ProgressBar> {
-    if json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        return None;
-    }
-    let pb = indicatif::ProgressBar::new_spinner();
-    pb.enable_steady_tick(Duration::from_millis(100));
-    Some(pb)
 }
 
 fn print_report(report: &Report, ui: &Ui) -> Result<()> {

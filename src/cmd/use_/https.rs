@@ -1,14 +1,68 @@
 //! `use` for an HTTPS cache: substituter, keys and the token in netrc or the keyring.
+//! Gather ([`gather`]: the Nix setup, nix.conf, netrc, keyring, the token) → decide
+//! ([`decide`], pure, table-tested) → apply ([`apply`]: one plan of file edits, the keyring).
 
 use super::*;
+use crate::nix::credential_plan::{NetrcTarget, TokenPlan};
 
 pub(super) fn use_https(
     args: &UseArgs,
-    mut entry: CacheEntry,
+    entry: CacheEntry,
     recorded_keyring: bool,
     config_path: &Path,
     ui: &Ui,
 ) -> Result<i32> {
+    let g = match gather(args, &entry, recorded_keyring, config_path, ui)? {
+        Gathered::Done(code) => return Ok(code),
+        Gathered::Facts(g) => *g,
+    };
+    let d = decide(&g.decide_facts())?;
+    if d.netrc_line.is_some() && !g.system && g.system_netrc.exists() {
+        confirm_hiding(args, ui, &g.system_netrc)?;
+    }
+    apply(args, entry, &g, d, config_path, ui)
+}
+
+/// What `use` learnt before deciding; `Done` when it printed a snippet instead.
+enum Gathered {
+    Done(i32),
+    Facts(Box<Facts>),
+}
+
+struct Facts {
+    setup: NixSetup,
+    url: String,
+    machine: String,
+    conf_path: PathBuf,
+    /// Writing the system nix.conf (root).
+    system: bool,
+    /// The administrator lists the cache as a trusted substituter.
+    substituter_only: bool,
+    system_netrc: PathBuf,
+    target: NetrcTarget,
+    keyring: bool,
+    recorded_keyring: bool,
+    /// The netrc entry's token for the machine, if any.
+    existing: Option<Zeroizing<String>>,
+    store: Option<crate::secret::SecretStore>,
+    account: String,
+    /// The keyring's token (looked up when it held the token so far).
+    in_keyring: Option<Zeroizing<String>>,
+    given: Option<Token>,
+    /// `use` added the `netrc-file` line for this cache; another cache uses the same netrc;
+    /// the netrc would be empty without this machine's entry.
+    ours: bool,
+    shared: bool,
+    emptied: bool,
+}
+
+fn gather(
+    args: &UseArgs,
+    entry: &CacheEntry,
+    recorded_keyring: bool,
+    config_path: &Path,
+    ui: &Ui,
+) -> Result<Gathered> {
     let url = entry.kind.url();
     let machine = entry
         .kind
@@ -32,9 +86,9 @@ pub(super) fn use_https(
         Target::Print => {
             ui.out(format_args!(
                 "{}",
-                https_snippet(&entry, &setup, &machine, false).render(args.format)
+                https_snippet(entry, &setup, &machine, false).render(args.format)
             ))?;
-            return Ok(0);
+            return Ok(Gathered::Done(0));
         }
         Target::NixosModule => {
             ui.warn(format!(
@@ -43,17 +97,17 @@ pub(super) fn use_https(
             ));
             ui.out(format_args!(
                 "{}",
-                https_snippet(&entry, &setup, &machine, false).render(args.format.on_nixos(true))
+                https_snippet(entry, &setup, &machine, false).render(args.format.on_nixos(true))
             ))?;
-            return Ok(EXIT_NEEDS_ADMIN);
+            return Ok(Gathered::Done(EXIT_NEEDS_ADMIN));
         }
         Target::NeedsAdmin => {
             explain_untrusted(ui, &setup, &url);
             ui.out(format_args!(
                 "{}",
-                https_snippet(&entry, &setup, &machine, true).render(args.format)
+                https_snippet(entry, &setup, &machine, true).render(args.format)
             ))?;
-            return Ok(EXIT_NEEDS_ADMIN);
+            return Ok(Gathered::Done(EXIT_NEEDS_ADMIN));
         }
         Target::Write { conf, system } => (conf, system, false),
         Target::SubstituterOnly { conf } => (conf, false, true),
@@ -63,10 +117,9 @@ pub(super) fn use_https(
         ui.info("Add this to the configuration that generates it:");
         ui.out(format_args!(
             "{}",
-            https_snippet(&entry, &setup, &machine, false)
-                .render(args.format.on_nixos(setup.nixos))
+            https_snippet(entry, &setup, &machine, false).render(args.format.on_nixos(setup.nixos))
         ))?;
-        return Ok(EXIT_NEEDS_ADMIN);
+        return Ok(Gathered::Done(EXIT_NEEDS_ADMIN));
     }
     let conf_text = crate::fs::read_optional(&conf_path)?.unwrap_or_default();
     let conf =
@@ -84,12 +137,15 @@ pub(super) fn use_https(
         configured: configured.as_deref(),
         wanted: args.edit.netrc.as_deref(),
     })?;
-    let netrc_path = target.path;
-
-    let existing: Option<Zeroizing<String>> = netrc_path
+    let netrc = target
+        .path
         .as_deref()
-        .and_then(|p| crate::nix::read_netrc(p).ok().flatten())
-        .and_then(|n| n.password(&machine));
+        .and_then(|p| crate::nix::read_netrc(p).ok().flatten());
+    let existing: Option<Zeroizing<String>> = netrc.as_ref().and_then(|n| n.password(&machine));
+    let emptied = netrc.is_some_and(|mut n| {
+        n.remove(&machine);
+        n.entries().is_empty()
+    });
     let keyring = entry.secret_store == SecretStore::Keyring;
     // A token kept in the keyring so far (a cache moving back to netrc takes it along).
     let config = Config::load(config_path)?;
@@ -107,67 +163,141 @@ pub(super) fn use_https(
         Some(st) if recorded_keyring => st.get(&account)?,
         _ => None,
     };
-    let given = if netrc_path.is_some() || keyring {
+    let given = if target.path.is_some() || keyring {
         read_token(args, &machine, existing.is_some() || in_keyring.is_some())?
     } else {
         None
     };
-    let tp = credential_plan::token_plan(credential_plan::TokenFacts {
+    let ours = config
+        .cache(&entry.name)?
+        .is_some_and(|c| c.added_netrc_line);
+    let shared = config.caches()?.iter().any(|c| {
+        c.name != entry.name && c.netrc.is_some() && c.netrc.as_deref() == target.path.as_deref()
+    });
+    Ok(Gathered::Facts(Box::new(Facts {
+        setup,
+        url,
+        machine,
+        conf_path,
+        system,
+        substituter_only,
+        system_netrc,
+        target,
         keyring,
         recorded_keyring,
-        given: given.is_some(),
-        in_netrc: existing.is_some(),
-        in_keyring: in_keyring.is_some(),
-        netrc_file: netrc_path.is_some(),
+        existing,
+        store,
+        account,
+        in_keyring,
+        given,
+        ours,
+        shared,
+        emptied,
+    })))
+}
+
+/// What [`decide`] takes.
+#[derive(Clone)]
+struct DecideFacts {
+    keyring: bool,
+    recorded_keyring: bool,
+    netrc_file: bool,
+    netrc_line: Option<PathBuf>,
+    given: Option<Token>,
+    existing: Option<Zeroizing<String>>,
+    in_keyring: Option<Zeroizing<String>>,
+    ours: bool,
+    shared: bool,
+    emptied: bool,
+}
+
+impl Facts {
+    fn decide_facts(&self) -> DecideFacts {
+        DecideFacts {
+            keyring: self.keyring,
+            recorded_keyring: self.recorded_keyring,
+            netrc_file: self.target.path.is_some(),
+            netrc_line: self.target.line.clone(),
+            given: self.given.clone(),
+            existing: self.existing.clone(),
+            in_keyring: self.in_keyring.clone(),
+            ours: self.ours,
+            shared: self.shared,
+            emptied: self.emptied,
+        }
+    }
+}
+
+/// Where the token goes and what happens to the `netrc-file` line.
+#[derive(Debug)]
+struct Decision {
+    tp: TokenPlan,
+    /// The token to write or store (given now, or moved).
+    token: Option<Token>,
+    /// The `netrc-file` line nix.conf gets.
+    netrc_line: Option<PathBuf>,
+    /// The `netrc-file` line `use` added goes: the token moved out of the last entry.
+    drop_netrc_line: bool,
+}
+
+/// Pure: the token plan, the token it moves, and the `netrc-file` line.
+fn decide(f: &DecideFacts) -> Result<Decision> {
+    let tp = credential_plan::token_plan(credential_plan::TokenFacts {
+        keyring: f.keyring,
+        recorded_keyring: f.recorded_keyring,
+        given: f.given.is_some(),
+        in_netrc: f.existing.is_some(),
+        in_keyring: f.in_keyring.is_some(),
+        netrc_file: f.netrc_file,
     });
     // A moved token must pass the same rule as a given one, or `exec` would refuse it later.
     let token = match tp.source {
-        Some(TokenSource::Given) => given,
+        Some(TokenSource::Given) => f.given.clone(),
         Some(TokenSource::FromNetrc) => Some(
-            Token::new(existing.clone().unwrap_or_default())
+            Token::new(f.existing.clone().unwrap_or_default())
                 .context("cannot move the netrc entry's token into the keyring")?,
         ),
         Some(TokenSource::FromKeyring) => Some(
-            Token::new(in_keyring.clone().unwrap_or_default())
+            Token::new(f.in_keyring.clone().unwrap_or_default())
                 .context("cannot move the keyring's token into netrc")?,
         ),
         None => None,
     };
-    let netrc_line = target.line.filter(|_| tp.keep_netrc_line);
-    if netrc_line.is_some() && !system && system_netrc.exists() {
-        confirm_hiding(args, ui, &system_netrc)?;
-    }
-
+    let netrc_line = f.netrc_line.clone().filter(|_| tp.keep_netrc_line);
     // Moving the last token out of a netrc whose `netrc-file` line `use` added: the line goes
     // too, or it would keep hiding /etc/nix/netrc for nothing.
-    let drop_netrc_line = match &netrc_path {
-        Some(path) if tp.remove_netrc_entry => {
-            let ours = config
-                .cache(&entry.name)?
-                .is_some_and(|c| c.added_netrc_line);
-            let shared = config
-                .caches()?
-                .iter()
-                .any(|c| c.name != entry.name && c.netrc.as_ref() == Some(path));
-            let emptied = crate::nix::read_netrc(path)?.is_some_and(|mut n| {
-                n.remove(&machine);
-                n.entries().is_empty()
-            });
-            credential_plan::drop_netrc_line(&tp, ours, shared, emptied)
-        }
-        _ => false,
-    };
+    let drop_netrc_line =
+        f.netrc_file && credential_plan::drop_netrc_line(&tp, f.ours, f.shared, f.emptied);
+    Ok(Decision {
+        tp,
+        token,
+        netrc_line,
+        drop_netrc_line,
+    })
+}
+
+/// The file edits (one plan), the keyring, config.toml's record, and what to tell.
+fn apply(
+    args: &UseArgs,
+    mut entry: CacheEntry,
+    g: &Facts,
+    d: Decision,
+    config_path: &Path,
+    ui: &Ui,
+) -> Result<i32> {
+    let (url, machine, conf_path) = (&g.url, &g.machine, &g.conf_path);
+    let (tp, netrc_path) = (&d.tp, &g.target.path);
     let mut plan = Plan::new();
     {
         let url = url.clone();
-        let dropped = netrc_path.clone().filter(|_| drop_netrc_line);
-        let keys = if substituter_only {
+        let dropped = netrc_path.clone().filter(|_| d.drop_netrc_line);
+        let keys = if g.substituter_only {
             Vec::new()
         } else {
             entry.public_keys.clone()
         };
-        let netrc_line = netrc_line.clone();
-        plan.edit(&conf_path, 0o644, false, move |text| {
+        let netrc_line = d.netrc_line.clone();
+        plan.edit(conf_path, 0o644, false, move |text| {
             let mut c = NixConf::parse(text)?;
             c.add_value("substituters", &url)?;
             for k in &keys {
@@ -184,7 +314,7 @@ pub(super) fn use_https(
             Ok(c.to_text())
         });
     }
-    if let (Some(path), Some(token), true) = (&netrc_path, &token, tp.write_netrc) {
+    if let (Some(path), Some(token), true) = (netrc_path, &d.token, tp.write_netrc) {
         let machine = machine.clone();
         let login = entry.login.clone();
         let token = token.clone();
@@ -194,7 +324,7 @@ pub(super) fn use_https(
             Ok(n.to_text())
         });
     }
-    if let (Some(path), true) = (&netrc_path, tp.remove_netrc_entry) {
+    if let (Some(path), true) = (netrc_path, tp.remove_netrc_entry) {
         let machine = machine.clone();
         plan.edit(path, 0o600, true, move |text| {
             let mut n = Netrc::parse(text)?;
@@ -205,10 +335,10 @@ pub(super) fn use_https(
     entry.nix_conf = Some(conf_path.clone());
     entry.netrc = netrc_path.clone().filter(|_| tp.keep_netrc_line);
     entry.has_token = tp.has_token;
-    let netrc_line_change = if drop_netrc_line {
+    let netrc_line_change = if d.drop_netrc_line {
         Some(false)
     } else {
-        netrc_line.is_some().then_some(true)
+        d.netrc_line.is_some().then_some(true)
     };
     record(&mut plan, config_path, &entry, netrc_line_change);
 
@@ -222,25 +352,26 @@ pub(super) fn use_https(
         ui.info("dry run: nothing was changed");
         return Ok(0);
     }
+    let store = &g.store;
     // The secret goes first: if the keyring refuses it, no file has changed yet.
-    if let (Some(st), Some(t), true) = (&store, &token, tp.store_in_keyring) {
-        st.set(&account, t.as_str())?;
+    if let (Some(st), Some(t), true) = (store, &d.token, tp.store_in_keyring) {
+        st.set(&g.account, t.as_str())?;
         ui.info(format!(
             "stored the token for {machine} in {}",
             st.describe()
         ));
     }
     let changed = plan.apply()?;
-    if let (Some(st), true) = (&store, tp.delete_from_keyring) {
-        st.delete(&account)?;
+    if let (Some(st), true) = (store, tp.delete_from_keyring) {
+        st.delete(&g.account)?;
     }
-    if let (true, Some(st)) = (tp.remove_netrc_entry, &store) {
+    if let (true, Some(st)) = (tp.remove_netrc_entry, store) {
         ui.info(format!(
             "moved the token for {machine} out of the plaintext netrc into {}",
             st.describe()
         ));
     }
-    if keyring {
+    if g.keyring {
         ui.info("plain `nix` cannot read the keyring: run Nix through `nixstore-auth exec -- nix ...` or the shell wrappers (`nixstore-auth shell-init`)");
     }
     if changed.is_empty() {
@@ -253,16 +384,145 @@ pub(super) fn use_https(
             ui.info(format!("updated {}", p.display()));
         }
     }
-    if substituter_only {
+    if g.substituter_only {
         ui.info(format!(
             "your administrator lists {url} as a trusted substituter; its key and credential come from the daemon's own configuration"
         ));
     }
-    if system && !changed.is_empty() {
+    if g.system && !changed.is_empty() {
         after_system_write(args, ui)?;
     }
-    if !system && !setup.user_settings_honoured() && !substituter_only {
+    if !g.system && !g.setup.user_settings_honoured() && !g.substituter_only {
         ui.warn("the nix-daemon does not trust you: settings in your own nix.conf will not reach it (see `nixstore-auth doctor`)");
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tok(s: &str) -> Option<Zeroizing<String>> {
+        Some(Zeroizing::new(s.to_string()))
+    }
+
+    #[test]
+    fn the_token_and_the_netrc_line_follow_store_and_what_is_there() {
+        let line = Some(PathBuf::from("/h/.config/nix/netrc"));
+        let base = DecideFacts {
+            keyring: false,
+            recorded_keyring: false,
+            netrc_file: true,
+            netrc_line: line.clone(),
+            given: None,
+            existing: None,
+            in_keyring: None,
+            ours: true,
+            shared: false,
+            emptied: true,
+        };
+        let with = |f: &dyn Fn(&mut DecideFacts)| {
+            let mut x = base.clone();
+            f(&mut x);
+            x
+        };
+        let given = Token::new(Zeroizing::new("t1".into())).ok();
+        // (facts) -> (token written/stored, netrc line kept, line dropped, write netrc, to keyring)
+        type Row<'a> = (DecideFacts, Option<&'a str>, bool, bool, bool, bool);
+        let table: Vec<Row> = vec![
+            // A new token into netrc: the line is kept.
+            (
+                with(&|f| f.given = given.clone()),
+                Some("t1"),
+                true,
+                false,
+                true,
+                false,
+            ),
+            // Nothing given, nothing there: no token, no line to point at nothing.
+            (with(&|_| {}), None, false, false, false, false),
+            // Moving to the keyring: the netrc token moves, the entry and our line go.
+            (
+                with(&|f| {
+                    f.keyring = true;
+                    f.existing = tok("old");
+                }),
+                Some("old"),
+                false,
+                true,
+                false,
+                true,
+            ),
+            // ... but the line stays while another cache uses that netrc.
+            (
+                with(&|f| {
+                    f.keyring = true;
+                    f.existing = tok("old");
+                    f.shared = true;
+                }),
+                Some("old"),
+                false,
+                false,
+                false,
+                true,
+            ),
+            // Back from the keyring into netrc.
+            (
+                with(&|f| {
+                    f.recorded_keyring = true;
+                    f.in_keyring = tok("kept");
+                }),
+                Some("kept"),
+                true,
+                false,
+                true,
+                false,
+            ),
+            // A substituter the administrator lists: no netrc at all.
+            (
+                with(&|f| {
+                    f.netrc_file = false;
+                    f.netrc_line = None;
+                    f.given = given.clone();
+                }),
+                Some("t1"),
+                false,
+                false,
+                false,
+                false,
+            ),
+        ];
+        for (f, token, keep_line, drop_line, write_netrc, to_keyring) in table {
+            let d = decide(&f).unwrap();
+            let shown = (
+                d.token.as_ref().map(|t| t.as_str().to_string()),
+                d.netrc_line.is_some(),
+                d.drop_netrc_line,
+                d.tp.write_netrc,
+                d.tp.store_in_keyring,
+            );
+            assert_eq!(
+                shown,
+                (
+                    token.map(String::from),
+                    keep_line,
+                    drop_line,
+                    write_netrc,
+                    to_keyring
+                ),
+                "{:?}",
+                d.tp
+            );
+        }
+        // A token netrc cannot hold is not moved into it silently.
+        let bad = with(&|f| {
+            f.recorded_keyring = true;
+            f.in_keyring = tok("a b");
+        });
+        let err = format!("{:#}", decide(&bad).unwrap_err());
+        assert!(
+            err.contains("cannot move the keyring's token into netrc"),
+            "{err}"
+        );
+    }
 }

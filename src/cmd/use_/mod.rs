@@ -134,8 +134,8 @@ fn record_signing_key(config_path: &Path, name: &str, key: PathBuf, ui: &Ui) -> 
     let mut plan = Plan::new();
     plan.edit(config_path, 0o600, false, |text| {
         let mut cfg = Config::parse(text, &path)?;
-        recorded
-            .set(cfg.set_signing_key(&name, Some(&crate::config::SigningKey::File(key.clone()))));
+        let key = crate::config::SigningKey::File(key.clone());
+        recorded.set(cfg.set_signing_key(&name, Some(&key))?);
         Ok(cfg.to_text())
     });
     plan.apply()?;
@@ -174,7 +174,7 @@ fn record(plan: &mut Plan<'_>, config_path: &Path, entry: &CacheEntry, netrc_lin
         if let Some(added) = netrc_line {
             e.added_netrc_line = added;
         }
-        cfg.upsert_cache(&e);
+        cfg.upsert_cache(&e)?;
         Ok(cfg.to_text())
     });
 }

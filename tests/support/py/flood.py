@@ -1,6 +1,7 @@
-"""As another user: connects N times (each connection must be closed by the proxy within a
+"""As another user: opens N connections (each connection must be closed by the proxy within a
 second, having sent nothing), opens slow-header connections, and sends full requests with the
-right URL, until STOP exists or SECS pass. Prints JSON counts.
+right URL, until STOP exists or SECS pass. Prints JSON counts. Touches STOP.going once the
+first 20 connections are done (the flood is under way).
 
 usage: flood.py PORT N SECS STOP PATH
 """
@@ -30,7 +31,8 @@ def one(payload):
         s.close()
 deadline = time.time() + secs
 i = 0
-while i < n or (time.time() < deadline and not os.path.exists(stop)):
+# N connections that were opened (a refused connect does not count), then on until STOP.
+while st["opened"] < n or (time.time() < deadline and not os.path.exists(stop)):
     if i % 10 == 0:
         st["requests"] += 1
         one(("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (path, port)).encode())
@@ -39,6 +41,8 @@ while i < n or (time.time() < deadline and not os.path.exists(stop)):
     else:
         one(b"")
     i += 1
+    if i == 20:
+        open(stop + ".going", "w").close()
     if time.time() > deadline + 60:
         break
 print(json.dumps(st))

@@ -18,7 +18,8 @@ then refuses itself. This front adds what the tests must see:
 - an SSO portal stand-in: GET /federation/credentials (GetRoleCredentials) with the header
   x-amz-sso_bearer_token in "sso_tokens".
 - POST /_mint {"expiry": SECONDS}: a working session as JSON (for environment credentials).
-- GET /_log: every call as {"action", "key", "code", "token", "role"} in order.
+- GET /_log: every call as {"action", "key", "code", "token", "role"} in order, with
+  "expires" (Unix seconds) added to a call that issued a session whose end the front set.
 AssumeRole and GetCallerIdentity are otherwise forwarded to moto byte for byte (moto checks
 SigV4).
 
@@ -35,9 +36,23 @@ import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import boto3
-
 import os
+
+# boto3 takes about a second to import: the front listens at once and imports it meanwhile
+# (only minting needs it).
+boto3_loaded = threading.Event()
+boto3 = None
+
+
+def load_boto3():
+    global boto3
+    import boto3 as b
+
+    boto3 = b
+    boto3_loaded.set()
+
+
+threading.Thread(target=load_boto3, daemon=True).start()
 
 PORT, MOTO, USER_KEY, GST_ROLE = sys.argv[1:5]
 USER_SECRET = os.environ["FRONT_USER_SECRET"]
@@ -84,8 +99,18 @@ def check_mfa(form):
 
 
 def record(action, **fields):
+    """Logs a call; returns its entry (see `issued`)."""
+    event = {"action": action, **fields}
     with lock:
-        events.append({"action": action, **fields})
+        events.append(event)
+    return event
+
+
+def issued(event, exp):
+    """Notes on a call's log entry when the session it issued ends (Expiration text)."""
+    with lock:
+        event["expires"] = int(parse_time(exp))
+    return exp
 
 
 def signing_key(auth):
@@ -101,6 +126,7 @@ def parse_time(text):
 
 def mint(role, name):
     """Working keys for `role` from moto, with the IAM user's long-term key."""
+    boto3_loaded.wait()
     sts = boto3.client(
         "sts",
         endpoint_url=MOTO,
@@ -149,12 +175,13 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/federation/credentials":
             token = self.headers.get("x-amz-sso_bearer_token", "")
             q = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
-            record("GetRoleCredentials", token=token, role=q.get("role_name"))
+            event = record("GetRoleCredentials", token=token, role=q.get("role_name"))
             if token not in config["sso_tokens"]:
                 body = json.dumps({"message": "Session token not found or invalid"}).encode()
                 return self.reply(401, body, "application/json")
             c = mint(GST_ROLE, "sso")
-            exp_ms = int(parse_time(expiration(3600, "GetRoleCredentials")) * 1000)
+            exp = issued(event, expiration(3600, "GetRoleCredentials"))
+            exp_ms = int(parse_time(exp) * 1000)
             body = json.dumps(
                 {
                     "roleCredentials": {
@@ -199,7 +226,7 @@ class Handler(BaseHTTPRequestHandler):
         with lock:
             calls[action] = calls.get(action, 0) + 1
         key = signing_key(self.headers.get("Authorization", ""))
-        record(
+        event = record(
             action,
             key=key,
             code=form.get("TokenCode"),
@@ -220,12 +247,14 @@ class Handler(BaseHTTPRequestHandler):
             if has_mfa:
                 # moto refuses AssumeRole signed with session keys: mint it from the user's.
                 c = mint(role, form.get("RoleSessionName", "front"))
-                return self.reply(200, credentials_xml("AssumeRole", c, expiration(3600, action)))
+                exp = issued(event, expiration(3600, action))
+                return self.reply(200, credentials_xml("AssumeRole", c, exp))
             status, body = self.forward(raw)
             if status == 200 and (config["expiry"] or action in config["expiry_by_action"]):
+                exp = issued(event, expiration(0, action))
                 body = re.sub(
                     rb"<Expiration>[^<]*</Expiration>",
-                    f"<Expiration>{expiration(0, action)}</Expiration>".encode(),
+                    f"<Expiration>{exp}</Expiration>".encode(),
                     body,
                 )
             return self.reply(status, body)
@@ -235,7 +264,8 @@ class Handler(BaseHTTPRequestHandler):
                     *error("InvalidIdentityToken", "The web identity token is not valid.", 400)
                 )
             c = mint(form.get("RoleArn", GST_ROLE), form.get("RoleSessionName", "wi"))
-            return self.reply(200, credentials_xml(action, c, expiration(3600, action)))
+            exp = issued(event, expiration(3600, action))
+            return self.reply(200, credentials_xml(action, c, exp))
         if action == "GetSessionToken":
             auth = self.headers.get("Authorization", "")
             if f"Credential={USER_KEY}/" not in auth:
@@ -246,7 +276,7 @@ class Handler(BaseHTTPRequestHandler):
             c = mint(GST_ROLE, "gst")
             with lock:
                 mfa_keys.add(c["AccessKeyId"])
-            exp = expiration(int(form.get("DurationSeconds", "43200")), action)
+            exp = issued(event, expiration(int(form.get("DurationSeconds", "43200")), action))
             body = (
                 f'<GetSessionTokenResponse xmlns="{NS}"><GetSessionTokenResult><Credentials>'
                 f"<AccessKeyId>{c['AccessKeyId']}</AccessKeyId>"
