@@ -69,7 +69,7 @@ impl Run for ListArgs {
         let dirs = Dirs::new()?;
         let config = Config::load(&dirs.config_file())?;
         let rows: Vec<Row> = config.caches()?.iter().map(describe).collect();
-        if self.json {
+        if self.json || self.format == super::OutputFormat::Json {
             let v: Vec<_> = rows
                 .iter()
                 .map(|r| {
