@@ -47,6 +47,7 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
             [CompletionResult]::new('shell-init', 'shell-init', [CompletionResultType]::ParameterValue, 'Print shell code that wraps nix, nix-build, ... in `nixstore-auth exec`')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('proxy', 'proxy', [CompletionResultType]::ParameterValue, 'Manage the loopback signing proxy for S3 caches')
+            [CompletionResult]::new('service', 'service', [CompletionResultType]::ParameterValue, 'Keep the proxy running in the background so that plain nix commands reach S3 caches')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -113,8 +114,9 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
             break
         }
         'nixstore-auth;list' {
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour output (NO_COLOR set: never, unless `always`)')
-            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts (the same as --format json)')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and warnings')
@@ -124,8 +126,9 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
             break
         }
         'nixstore-auth;ls' {
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour output (NO_COLOR set: never, unless `always`)')
-            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts (the same as --format json)')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and warnings')
@@ -382,9 +385,11 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show whether the proxy runs, its URL base and its caches')
             [CompletionResult]::new('rotate-secret', 'rotate-secret', [CompletionResultType]::ParameterValue, 'Make a new URL secret (the old URLs stop working)')
-            [CompletionResult]::new('stop', 'stop', [CompletionResultType]::ParameterValue, 'Stop a running proxy')
-            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the proxy in the foreground (started by `exec`; not for direct use)')
+            [CompletionResult]::new('stop', 'stop', [CompletionResultType]::ParameterValue, 'Stop a running proxy (a socket-activated one starts again on the next connection)')
+            [CompletionResult]::new('start', 'start', [CompletionResultType]::ParameterValue, 'Start the proxy detached (it exits when idle, unless --persistent)')
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the proxy in the foreground: what `exec`, `proxy start` and the service manager run')
             [CompletionResult]::new('lease', 'lease', [CompletionResultType]::ParameterValue, 'Hold a lease on the proxy with credentials read from stdin (for tests and debugging)')
+            [CompletionResult]::new('watch-urls', 'watch-urls', [CompletionResultType]::ParameterValue, 'Remove FILE once stdin ends, if proxy PID wrote it (the background proxy''s watcher)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -418,8 +423,20 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
+        'nixstore-auth;proxy;start' {
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour output (NO_COLOR set: never, unless `always`)')
+            [CompletionResult]::new('--persistent', '--persistent', [CompletionResultType]::ParameterName, 'Keep it running: mount every recorded S3 cache, renew sessions without a person, never exit when idle (the background service without a service manager)')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and warnings')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors and warnings')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
         'nixstore-auth;proxy;serve' {
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour output (NO_COLOR set: never, unless `always`)')
+            [CompletionResult]::new('--persistent', '--persistent', [CompletionResultType]::ParameterName, 'A background proxy even without a service manager''s socket')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and warnings')
@@ -438,12 +455,24 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
+        'nixstore-auth;proxy;watch-urls' {
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour output (NO_COLOR set: never, unless `always`)')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and warnings')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors and warnings')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
         'nixstore-auth;proxy;help' {
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show whether the proxy runs, its URL base and its caches')
             [CompletionResult]::new('rotate-secret', 'rotate-secret', [CompletionResultType]::ParameterValue, 'Make a new URL secret (the old URLs stop working)')
-            [CompletionResult]::new('stop', 'stop', [CompletionResultType]::ParameterValue, 'Stop a running proxy')
-            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the proxy in the foreground (started by `exec`; not for direct use)')
+            [CompletionResult]::new('stop', 'stop', [CompletionResultType]::ParameterValue, 'Stop a running proxy (a socket-activated one starts again on the next connection)')
+            [CompletionResult]::new('start', 'start', [CompletionResultType]::ParameterValue, 'Start the proxy detached (it exits when idle, unless --persistent)')
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the proxy in the foreground: what `exec`, `proxy start` and the service manager run')
             [CompletionResult]::new('lease', 'lease', [CompletionResultType]::ParameterValue, 'Hold a lease on the proxy with credentials read from stdin (for tests and debugging)')
+            [CompletionResult]::new('watch-urls', 'watch-urls', [CompletionResultType]::ParameterValue, 'Remove FILE once stdin ends, if proxy PID wrote it (the background proxy''s watcher)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -456,13 +485,85 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
         'nixstore-auth;proxy;help;stop' {
             break
         }
+        'nixstore-auth;proxy;help;start' {
+            break
+        }
         'nixstore-auth;proxy;help;serve' {
             break
         }
         'nixstore-auth;proxy;help;lease' {
             break
         }
+        'nixstore-auth;proxy;help;watch-urls' {
+            break
+        }
         'nixstore-auth;proxy;help;help' {
+            break
+        }
+        'nixstore-auth;service' {
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour output (NO_COLOR set: never, unless `always`)')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and warnings')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors and warnings')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('install', 'install', [CompletionResultType]::ParameterValue, 'Run the proxy in the background and point your nix.conf at it (`!include`)')
+            [CompletionResult]::new('uninstall', 'uninstall', [CompletionResultType]::ParameterValue, 'Stop the background proxy and undo what `install` wrote, byte for byte')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Whether the proxy is up and serves every recorded S3 cache (exit 0; 1 otherwise; 3 when an administrator must act)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'nixstore-auth;service;install' {
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour output (NO_COLOR set: never, unless `always`)')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Show every file it would write and the nix.conf diff, and change nothing')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and warnings')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors and warnings')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'nixstore-auth;service;uninstall' {
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour output (NO_COLOR set: never, unless `always`)')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Show what it would remove, and change nothing')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and warnings')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors and warnings')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'nixstore-auth;service;status' {
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour output (NO_COLOR set: never, unless `always`)')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and warnings')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors and warnings')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'nixstore-auth;service;help' {
+            [CompletionResult]::new('install', 'install', [CompletionResultType]::ParameterValue, 'Run the proxy in the background and point your nix.conf at it (`!include`)')
+            [CompletionResult]::new('uninstall', 'uninstall', [CompletionResultType]::ParameterValue, 'Stop the background proxy and undo what `install` wrote, byte for byte')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Whether the proxy is up and serves every recorded S3 cache (exit 0; 1 otherwise; 3 when an administrator must act)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'nixstore-auth;service;help;install' {
+            break
+        }
+        'nixstore-auth;service;help;uninstall' {
+            break
+        }
+        'nixstore-auth;service;help;status' {
+            break
+        }
+        'nixstore-auth;service;help;help' {
             break
         }
         'nixstore-auth;help' {
@@ -481,6 +582,7 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
             [CompletionResult]::new('shell-init', 'shell-init', [CompletionResultType]::ParameterValue, 'Print shell code that wraps nix, nix-build, ... in `nixstore-auth exec`')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('proxy', 'proxy', [CompletionResultType]::ParameterValue, 'Manage the loopback signing proxy for S3 caches')
+            [CompletionResult]::new('service', 'service', [CompletionResultType]::ParameterValue, 'Keep the proxy running in the background so that plain nix commands reach S3 caches')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -549,9 +651,11 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
         'nixstore-auth;help;proxy' {
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show whether the proxy runs, its URL base and its caches')
             [CompletionResult]::new('rotate-secret', 'rotate-secret', [CompletionResultType]::ParameterValue, 'Make a new URL secret (the old URLs stop working)')
-            [CompletionResult]::new('stop', 'stop', [CompletionResultType]::ParameterValue, 'Stop a running proxy')
-            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the proxy in the foreground (started by `exec`; not for direct use)')
+            [CompletionResult]::new('stop', 'stop', [CompletionResultType]::ParameterValue, 'Stop a running proxy (a socket-activated one starts again on the next connection)')
+            [CompletionResult]::new('start', 'start', [CompletionResultType]::ParameterValue, 'Start the proxy detached (it exits when idle, unless --persistent)')
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the proxy in the foreground: what `exec`, `proxy start` and the service manager run')
             [CompletionResult]::new('lease', 'lease', [CompletionResultType]::ParameterValue, 'Hold a lease on the proxy with credentials read from stdin (for tests and debugging)')
+            [CompletionResult]::new('watch-urls', 'watch-urls', [CompletionResultType]::ParameterValue, 'Remove FILE once stdin ends, if proxy PID wrote it (the background proxy''s watcher)')
             break
         }
         'nixstore-auth;help;proxy;status' {
@@ -563,10 +667,31 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
         'nixstore-auth;help;proxy;stop' {
             break
         }
+        'nixstore-auth;help;proxy;start' {
+            break
+        }
         'nixstore-auth;help;proxy;serve' {
             break
         }
         'nixstore-auth;help;proxy;lease' {
+            break
+        }
+        'nixstore-auth;help;proxy;watch-urls' {
+            break
+        }
+        'nixstore-auth;help;service' {
+            [CompletionResult]::new('install', 'install', [CompletionResultType]::ParameterValue, 'Run the proxy in the background and point your nix.conf at it (`!include`)')
+            [CompletionResult]::new('uninstall', 'uninstall', [CompletionResultType]::ParameterValue, 'Stop the background proxy and undo what `install` wrote, byte for byte')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Whether the proxy is up and serves every recorded S3 cache (exit 0; 1 otherwise; 3 when an administrator must act)')
+            break
+        }
+        'nixstore-auth;help;service;install' {
+            break
+        }
+        'nixstore-auth;help;service;uninstall' {
+            break
+        }
+        'nixstore-auth;help;service;status' {
             break
         }
         'nixstore-auth;help;help' {

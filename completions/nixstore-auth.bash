@@ -61,6 +61,9 @@ _nixstore__auth() {
             nixstore__auth,secret)
                 cmd="nixstore__auth__subcmd__secret"
                 ;;
+            nixstore__auth,service)
+                cmd="nixstore__auth__subcmd__service"
+                ;;
             nixstore__auth,shell-init)
                 cmd="nixstore__auth__subcmd__shell__subcmd__init"
                 ;;
@@ -127,6 +130,9 @@ _nixstore__auth() {
             nixstore__auth__subcmd__help,secret)
                 cmd="nixstore__auth__subcmd__help__subcmd__secret"
                 ;;
+            nixstore__auth__subcmd__help,service)
+                cmd="nixstore__auth__subcmd__help__subcmd__service"
+                ;;
             nixstore__auth__subcmd__help,shell-init)
                 cmd="nixstore__auth__subcmd__help__subcmd__shell__subcmd__init"
                 ;;
@@ -151,11 +157,17 @@ _nixstore__auth() {
             nixstore__auth__subcmd__help__subcmd__proxy,serve)
                 cmd="nixstore__auth__subcmd__help__subcmd__proxy__subcmd__serve"
                 ;;
+            nixstore__auth__subcmd__help__subcmd__proxy,start)
+                cmd="nixstore__auth__subcmd__help__subcmd__proxy__subcmd__start"
+                ;;
             nixstore__auth__subcmd__help__subcmd__proxy,status)
                 cmd="nixstore__auth__subcmd__help__subcmd__proxy__subcmd__status"
                 ;;
             nixstore__auth__subcmd__help__subcmd__proxy,stop)
                 cmd="nixstore__auth__subcmd__help__subcmd__proxy__subcmd__stop"
+                ;;
+            nixstore__auth__subcmd__help__subcmd__proxy,watch-urls)
+                cmd="nixstore__auth__subcmd__help__subcmd__proxy__subcmd__watch__subcmd__urls"
                 ;;
             nixstore__auth__subcmd__help__subcmd__secret,delete)
                 cmd="nixstore__auth__subcmd__help__subcmd__secret__subcmd__delete"
@@ -165,6 +177,15 @@ _nixstore__auth() {
                 ;;
             nixstore__auth__subcmd__help__subcmd__secret,status)
                 cmd="nixstore__auth__subcmd__help__subcmd__secret__subcmd__status"
+                ;;
+            nixstore__auth__subcmd__help__subcmd__service,install)
+                cmd="nixstore__auth__subcmd__help__subcmd__service__subcmd__install"
+                ;;
+            nixstore__auth__subcmd__help__subcmd__service,status)
+                cmd="nixstore__auth__subcmd__help__subcmd__service__subcmd__status"
+                ;;
+            nixstore__auth__subcmd__help__subcmd__service,uninstall)
+                cmd="nixstore__auth__subcmd__help__subcmd__service__subcmd__uninstall"
                 ;;
             nixstore__auth__subcmd__proxy,help)
                 cmd="nixstore__auth__subcmd__proxy__subcmd__help"
@@ -178,11 +199,17 @@ _nixstore__auth() {
             nixstore__auth__subcmd__proxy,serve)
                 cmd="nixstore__auth__subcmd__proxy__subcmd__serve"
                 ;;
+            nixstore__auth__subcmd__proxy,start)
+                cmd="nixstore__auth__subcmd__proxy__subcmd__start"
+                ;;
             nixstore__auth__subcmd__proxy,status)
                 cmd="nixstore__auth__subcmd__proxy__subcmd__status"
                 ;;
             nixstore__auth__subcmd__proxy,stop)
                 cmd="nixstore__auth__subcmd__proxy__subcmd__stop"
+                ;;
+            nixstore__auth__subcmd__proxy,watch-urls)
+                cmd="nixstore__auth__subcmd__proxy__subcmd__watch__subcmd__urls"
                 ;;
             nixstore__auth__subcmd__proxy__subcmd__help,help)
                 cmd="nixstore__auth__subcmd__proxy__subcmd__help__subcmd__help"
@@ -196,11 +223,17 @@ _nixstore__auth() {
             nixstore__auth__subcmd__proxy__subcmd__help,serve)
                 cmd="nixstore__auth__subcmd__proxy__subcmd__help__subcmd__serve"
                 ;;
+            nixstore__auth__subcmd__proxy__subcmd__help,start)
+                cmd="nixstore__auth__subcmd__proxy__subcmd__help__subcmd__start"
+                ;;
             nixstore__auth__subcmd__proxy__subcmd__help,status)
                 cmd="nixstore__auth__subcmd__proxy__subcmd__help__subcmd__status"
                 ;;
             nixstore__auth__subcmd__proxy__subcmd__help,stop)
                 cmd="nixstore__auth__subcmd__proxy__subcmd__help__subcmd__stop"
+                ;;
+            nixstore__auth__subcmd__proxy__subcmd__help,watch-urls)
+                cmd="nixstore__auth__subcmd__proxy__subcmd__help__subcmd__watch__subcmd__urls"
                 ;;
             nixstore__auth__subcmd__secret,delete)
                 cmd="nixstore__auth__subcmd__secret__subcmd__delete"
@@ -226,6 +259,30 @@ _nixstore__auth() {
             nixstore__auth__subcmd__secret__subcmd__help,status)
                 cmd="nixstore__auth__subcmd__secret__subcmd__help__subcmd__status"
                 ;;
+            nixstore__auth__subcmd__service,help)
+                cmd="nixstore__auth__subcmd__service__subcmd__help"
+                ;;
+            nixstore__auth__subcmd__service,install)
+                cmd="nixstore__auth__subcmd__service__subcmd__install"
+                ;;
+            nixstore__auth__subcmd__service,status)
+                cmd="nixstore__auth__subcmd__service__subcmd__status"
+                ;;
+            nixstore__auth__subcmd__service,uninstall)
+                cmd="nixstore__auth__subcmd__service__subcmd__uninstall"
+                ;;
+            nixstore__auth__subcmd__service__subcmd__help,help)
+                cmd="nixstore__auth__subcmd__service__subcmd__help__subcmd__help"
+                ;;
+            nixstore__auth__subcmd__service__subcmd__help,install)
+                cmd="nixstore__auth__subcmd__service__subcmd__help__subcmd__install"
+                ;;
+            nixstore__auth__subcmd__service__subcmd__help,status)
+                cmd="nixstore__auth__subcmd__service__subcmd__help__subcmd__status"
+                ;;
+            nixstore__auth__subcmd__service__subcmd__help,uninstall)
+                cmd="nixstore__auth__subcmd__service__subcmd__help__subcmd__uninstall"
+                ;;
             *)
                 ;;
         esac
@@ -233,7 +290,7 @@ _nixstore__auth() {
 
     case "${cmd}" in
         nixstore__auth)
-            opts="-v -q -h -V --verbose --quiet --color --help --version use remove rm list ls exec env login logout push watch-store secret aws doctor shell-init completions proxy help"
+            opts="-v -q -h -V --verbose --quiet --color --help --version use remove rm list ls exec env login logout push watch-store secret aws doctor shell-init completions proxy service help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -473,7 +530,7 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__help)
-            opts="use remove list exec env login logout push watch-store secret aws doctor shell-init completions proxy help"
+            opts="use remove list exec env login logout push watch-store secret aws doctor shell-init completions proxy service help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -641,7 +698,7 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__help__subcmd__proxy)
-            opts="status rotate-secret stop serve lease"
+            opts="status rotate-secret stop start serve lease watch-urls"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -696,6 +753,20 @@ _nixstore__auth() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        nixstore__subcmd__auth__subcmd__help__subcmd__proxy__subcmd__start)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         nixstore__subcmd__auth__subcmd__help__subcmd__proxy__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -711,6 +782,20 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__help__subcmd__proxy__subcmd__stop)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nixstore__subcmd__auth__subcmd__help__subcmd__proxy__subcmd__watch__subcmd__urls)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -808,6 +893,62 @@ _nixstore__auth() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        nixstore__subcmd__auth__subcmd__help__subcmd__service)
+            opts="install uninstall status"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nixstore__subcmd__auth__subcmd__help__subcmd__service__subcmd__install)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nixstore__subcmd__auth__subcmd__help__subcmd__service__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nixstore__subcmd__auth__subcmd__help__subcmd__service__subcmd__uninstall)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         nixstore__subcmd__auth__subcmd__help__subcmd__shell__subcmd__init)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -851,12 +992,16 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__list)
-            opts="-v -q -h --json --verbose --quiet --color --help"
+            opts="-v -q -h --format --json --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
@@ -925,7 +1070,7 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__proxy)
-            opts="-v -q -h --verbose --quiet --color --help status rotate-secret stop serve lease help"
+            opts="-v -q -h --verbose --quiet --color --help status rotate-secret stop start serve lease watch-urls help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -943,7 +1088,7 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__proxy__subcmd__help)
-            opts="status rotate-secret stop serve lease help"
+            opts="status rotate-secret stop start serve lease watch-urls help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1012,6 +1157,20 @@ _nixstore__auth() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        nixstore__subcmd__auth__subcmd__proxy__subcmd__help__subcmd__start)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         nixstore__subcmd__auth__subcmd__proxy__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -1027,6 +1186,20 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__proxy__subcmd__help__subcmd__stop)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nixstore__subcmd__auth__subcmd__proxy__subcmd__help__subcmd__watch__subcmd__urls)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1077,7 +1250,25 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__proxy__subcmd__serve)
-            opts="-v -q -h --verbose --quiet --color --help"
+            opts="-v -q -h --persistent --verbose --quiet --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nixstore__subcmd__auth__subcmd__proxy__subcmd__start)
+            opts="-v -q -h --persistent --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1113,6 +1304,24 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__proxy__subcmd__stop)
+            opts="-v -q -h --verbose --quiet --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nixstore__subcmd__auth__subcmd__proxy__subcmd__watch__subcmd__urls)
             opts="-v -q -h --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1324,6 +1533,152 @@ _nixstore__auth() {
             ;;
         nixstore__subcmd__auth__subcmd__secret__subcmd__status)
             opts="-v -q -h --json --verbose --quiet --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nixstore__subcmd__auth__subcmd__service)
+            opts="-v -q -h --verbose --quiet --color --help install uninstall status help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nixstore__subcmd__auth__subcmd__service__subcmd__help)
+            opts="install uninstall status help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nixstore__subcmd__auth__subcmd__service__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nixstore__subcmd__auth__subcmd__service__subcmd__help__subcmd__install)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nixstore__subcmd__auth__subcmd__service__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nixstore__subcmd__auth__subcmd__service__subcmd__help__subcmd__uninstall)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nixstore__subcmd__auth__subcmd__service__subcmd__install)
+            opts="-v -q -h --dry-run --verbose --quiet --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nixstore__subcmd__auth__subcmd__service__subcmd__status)
+            opts="-v -q -h --format --verbose --quiet --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nixstore__subcmd__auth__subcmd__service__subcmd__uninstall)
+            opts="-v -q -h --dry-run --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

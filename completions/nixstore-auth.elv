@@ -44,6 +44,7 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
             cand shell-init 'Print shell code that wraps nix, nix-build, ... in `nixstore-auth exec`'
             cand completions 'Print a shell completion script'
             cand proxy 'Manage the loopback signing proxy for S3 caches'
+            cand service 'Keep the proxy running in the background so that plain nix commands reach S3 caches'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'nixstore-auth;use'= {
@@ -106,8 +107,9 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
             cand --help 'Print help (see more with ''--help'')'
         }
         &'nixstore-auth;list'= {
+            cand --format 'Output format'
             cand --color 'When to colour output (NO_COLOR set: never, unless `always`)'
-            cand --json 'Print JSON for scripts'
+            cand --json 'Print JSON for scripts (the same as --format json)'
             cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
             cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
             cand -q 'Print only errors and warnings'
@@ -116,8 +118,9 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
             cand --help 'Print help (see more with ''--help'')'
         }
         &'nixstore-auth;ls'= {
+            cand --format 'Output format'
             cand --color 'When to colour output (NO_COLOR set: never, unless `always`)'
-            cand --json 'Print JSON for scripts'
+            cand --json 'Print JSON for scripts (the same as --format json)'
             cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
             cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
             cand -q 'Print only errors and warnings'
@@ -348,9 +351,11 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
             cand --help 'Print help (see more with ''--help'')'
             cand status 'Show whether the proxy runs, its URL base and its caches'
             cand rotate-secret 'Make a new URL secret (the old URLs stop working)'
-            cand stop 'Stop a running proxy'
-            cand serve 'Run the proxy in the foreground (started by `exec`; not for direct use)'
+            cand stop 'Stop a running proxy (a socket-activated one starts again on the next connection)'
+            cand start 'Start the proxy detached (it exits when idle, unless --persistent)'
+            cand serve 'Run the proxy in the foreground: what `exec`, `proxy start` and the service manager run'
             cand lease 'Hold a lease on the proxy with credentials read from stdin (for tests and debugging)'
+            cand watch-urls 'Remove FILE once stdin ends, if proxy PID wrote it (the background proxy''s watcher)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'nixstore-auth;proxy;status'= {
@@ -380,8 +385,19 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
+        &'nixstore-auth;proxy;start'= {
+            cand --color 'When to colour output (NO_COLOR set: never, unless `always`)'
+            cand --persistent 'Keep it running: mount every recorded S3 cache, renew sessions without a person, never exit when idle (the background service without a service manager)'
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
         &'nixstore-auth;proxy;serve'= {
             cand --color 'When to colour output (NO_COLOR set: never, unless `always`)'
+            cand --persistent 'A background proxy even without a service manager''s socket'
             cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
             cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
             cand -q 'Print only errors and warnings'
@@ -398,12 +414,23 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
+        &'nixstore-auth;proxy;watch-urls'= {
+            cand --color 'When to colour output (NO_COLOR set: never, unless `always`)'
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
         &'nixstore-auth;proxy;help'= {
             cand status 'Show whether the proxy runs, its URL base and its caches'
             cand rotate-secret 'Make a new URL secret (the old URLs stop working)'
-            cand stop 'Stop a running proxy'
-            cand serve 'Run the proxy in the foreground (started by `exec`; not for direct use)'
+            cand stop 'Stop a running proxy (a socket-activated one starts again on the next connection)'
+            cand start 'Start the proxy detached (it exits when idle, unless --persistent)'
+            cand serve 'Run the proxy in the foreground: what `exec`, `proxy start` and the service manager run'
             cand lease 'Hold a lease on the proxy with credentials read from stdin (for tests and debugging)'
+            cand watch-urls 'Remove FILE once stdin ends, if proxy PID wrote it (the background proxy''s watcher)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'nixstore-auth;proxy;help;status'= {
@@ -412,11 +439,72 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
         }
         &'nixstore-auth;proxy;help;stop'= {
         }
+        &'nixstore-auth;proxy;help;start'= {
+        }
         &'nixstore-auth;proxy;help;serve'= {
         }
         &'nixstore-auth;proxy;help;lease'= {
         }
+        &'nixstore-auth;proxy;help;watch-urls'= {
+        }
         &'nixstore-auth;proxy;help;help'= {
+        }
+        &'nixstore-auth;service'= {
+            cand --color 'When to colour output (NO_COLOR set: never, unless `always`)'
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand install 'Run the proxy in the background and point your nix.conf at it (`!include`)'
+            cand uninstall 'Stop the background proxy and undo what `install` wrote, byte for byte'
+            cand status 'Whether the proxy is up and serves every recorded S3 cache (exit 0; 1 otherwise; 3 when an administrator must act)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'nixstore-auth;service;install'= {
+            cand --color 'When to colour output (NO_COLOR set: never, unless `always`)'
+            cand --dry-run 'Show every file it would write and the nix.conf diff, and change nothing'
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'nixstore-auth;service;uninstall'= {
+            cand --color 'When to colour output (NO_COLOR set: never, unless `always`)'
+            cand --dry-run 'Show what it would remove, and change nothing'
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'nixstore-auth;service;status'= {
+            cand --format 'Output format'
+            cand --color 'When to colour output (NO_COLOR set: never, unless `always`)'
+            cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
+            cand -q 'Print only errors and warnings'
+            cand --quiet 'Print only errors and warnings'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'nixstore-auth;service;help'= {
+            cand install 'Run the proxy in the background and point your nix.conf at it (`!include`)'
+            cand uninstall 'Stop the background proxy and undo what `install` wrote, byte for byte'
+            cand status 'Whether the proxy is up and serves every recorded S3 cache (exit 0; 1 otherwise; 3 when an administrator must act)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'nixstore-auth;service;help;install'= {
+        }
+        &'nixstore-auth;service;help;uninstall'= {
+        }
+        &'nixstore-auth;service;help;status'= {
+        }
+        &'nixstore-auth;service;help;help'= {
         }
         &'nixstore-auth;help'= {
             cand use 'Configure Nix to use a cache: substituter, public key, credential'
@@ -434,6 +522,7 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
             cand shell-init 'Print shell code that wraps nix, nix-build, ... in `nixstore-auth exec`'
             cand completions 'Print a shell completion script'
             cand proxy 'Manage the loopback signing proxy for S3 caches'
+            cand service 'Keep the proxy running in the background so that plain nix commands reach S3 caches'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'nixstore-auth;help;use'= {
@@ -482,9 +571,11 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
         &'nixstore-auth;help;proxy'= {
             cand status 'Show whether the proxy runs, its URL base and its caches'
             cand rotate-secret 'Make a new URL secret (the old URLs stop working)'
-            cand stop 'Stop a running proxy'
-            cand serve 'Run the proxy in the foreground (started by `exec`; not for direct use)'
+            cand stop 'Stop a running proxy (a socket-activated one starts again on the next connection)'
+            cand start 'Start the proxy detached (it exits when idle, unless --persistent)'
+            cand serve 'Run the proxy in the foreground: what `exec`, `proxy start` and the service manager run'
             cand lease 'Hold a lease on the proxy with credentials read from stdin (for tests and debugging)'
+            cand watch-urls 'Remove FILE once stdin ends, if proxy PID wrote it (the background proxy''s watcher)'
         }
         &'nixstore-auth;help;proxy;status'= {
         }
@@ -492,9 +583,24 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
         }
         &'nixstore-auth;help;proxy;stop'= {
         }
+        &'nixstore-auth;help;proxy;start'= {
+        }
         &'nixstore-auth;help;proxy;serve'= {
         }
         &'nixstore-auth;help;proxy;lease'= {
+        }
+        &'nixstore-auth;help;proxy;watch-urls'= {
+        }
+        &'nixstore-auth;help;service'= {
+            cand install 'Run the proxy in the background and point your nix.conf at it (`!include`)'
+            cand uninstall 'Stop the background proxy and undo what `install` wrote, byte for byte'
+            cand status 'Whether the proxy is up and serves every recorded S3 cache (exit 0; 1 otherwise; 3 when an administrator must act)'
+        }
+        &'nixstore-auth;help;service;install'= {
+        }
+        &'nixstore-auth;help;service;uninstall'= {
+        }
+        &'nixstore-auth;help;service;status'= {
         }
         &'nixstore-auth;help;help'= {
         }

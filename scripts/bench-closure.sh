@@ -15,6 +15,9 @@
 #       trusted-public-keys KEY`: the same files, no proxy;
 #   (c) like (a) for a second user whose proxy has `[proxy] redirect-nars = false` (every NAR
 #       byte streamed through the proxy). VARIANTS="a b" leaves it out.
+#   (d) plain `nix-store -r TOP` (no `exec`, no AWS_* variables) by a third user who ran
+#       `nixstore-auth service install`: the background proxy (a detached persistent one: no
+#       user service manager here) and the `!include` in that user's nix.conf.
 # Both read with the same daemon settings (`http-connections`, `max-jobs`, printed; and
 # `narinfo-cache-negative-ttl = 0`, which `exec` forwards anyway). Between runs the closure is
 # deleted from the store and the daemon's narinfo cache (its HOME's ~/.cache/nix) removed, so
@@ -33,7 +36,7 @@
 # It exits non-zero only when the setup fails, never for a missed goal.
 #
 # usage: scripts/bench-closure.sh [ROUNDS=7]
-# environment: NSMALL=500 BIG_MIB=256 VARIANTS="a b c" COMPRESSION=none (of the NARs in the
+# environment: NSMALL=500 BIG_MIB=256 VARIANTS="a b c d" COMPRESSION=none (of the NARs in the
 # cache: none keeps codec time out of a transport comparison; xz or zstd also work)
 # HTTP_CONNECTIONS=25 (Nix's default) MAX_JOBS=N (default: Nix's, 1; on Nix 2.8 it also bounds
 # parallel substitutions) NIXSTORE_AUTH_BIN=path (else a release build of this tree)
@@ -44,7 +47,7 @@ set -euo pipefail
 ROUNDS=${1:-7}
 NSMALL=${NSMALL:-500}
 BIG_MIB=${BIG_MIB:-256}
-VARIANTS=${VARIANTS:-a b c}
+VARIANTS=${VARIANTS:-a b c d}
 COMPRESSION=${COMPRESSION:-none}
 HTTP_CONNECTIONS=${HTTP_CONNECTIONS:-25}
 MAX_JOBS_SET=${MAX_JOBS:-}
@@ -198,6 +201,8 @@ as_user() { # USER CMD...: a clean login-like environment, the daemon reached by
 make_user A
 VARIANT_C=""
 case " $VARIANTS " in *" c "*) VARIANT_C=1; make_user C ;; esac
+VARIANT_D=""
+case " $VARIANTS " in *" d "*) VARIANT_D=1; make_user D ;; esac
 case " $VARIANTS " in *" a "*|*" b "*) ;; *) die "VARIANTS must name a or b" ;; esac
 
 # --- nix.conf and the daemon ------------------------------------------------------------------
@@ -340,9 +345,17 @@ setup_home() { # USER EXTRA_PROXY_LINES
 }
 setup_home "$USER_A" ""
 [ -n "$VARIANT_C" ] && setup_home "$USER_C" $'redirect-nars = false\n'
+if [ -n "$VARIANT_D" ]; then
+    setup_home "$USER_D" ""
+    # The proxy `exec` started for the check above gives way to the background one.
+    as_user "$USER_D" "$BIN" -q proxy stop > /dev/null 2>&1
+    as_user "$USER_D" "$BIN" service install > "$WORK/logs/service-install-$USER_D.log" 2>&1 \
+        || { cat "$WORK/logs/service-install-$USER_D.log" >&2; die "service install failed for $USER_D"; }
+fi
 proxy_pid() { as_user "$1" "$BIN" proxy status 2>/dev/null | sed -n 's/^proxy: running, pid \([0-9]*\).*/\1/p'; }
 PID_A=$(proxy_pid "$USER_A"); [ -n "$PID_A" ] || die "no proxy runs for $USER_A"
 [ -n "$VARIANT_C" ] && { PID_C=$(proxy_pid "$USER_C"); [ -n "$PID_C" ] || die "no proxy runs for $USER_C"; }
+[ -n "$VARIANT_D" ] && { PID_D=$(proxy_pid "$USER_D"); [ -n "$PID_D" ] || die "no background proxy runs for $USER_D"; }
 
 # --- the runs ---------------------------------------------------------------------------------
 cmd_of() { # VARIANT -> the user and command line, as words
@@ -350,6 +363,7 @@ cmd_of() { # VARIANT -> the user and command line, as words
         a) echo "$USER_A" "$BIN" exec -- nix-store -r "$TOP" ;;
         b) echo "$USER_A" nix-store -r "$TOP" --option substituters "$PLAIN_URL" --option trusted-public-keys "$PUBKEY" ;;
         c) echo "$USER_C" "$BIN" exec -- nix-store -r "$TOP" ;;
+        d) echo "$USER_D" nix-store -r "$TOP" ;;
     esac
 }
 log_of() { case $1 in b) echo "$WORK/logs/http.access" ;; *) echo "$WORK/logs/s3.access" ;; esac; }
@@ -360,7 +374,7 @@ run_one() { # VARIANT ROUND
     rm -rf "$DHOME/.cache/nix"
     read -r -a words <<< "$(cmd_of "$v")"
     log=$(log_of "$v"); from=$(wc -l < "$log")
-    local pid=""; case $v in a) pid=$PID_A ;; c) pid=$PID_C ;; esac
+    local pid=""; case $v in a) pid=$PID_A ;; c) pid=$PID_C ;; d) pid=$PID_D ;; esac
     local cpu0=0; [ -n "$pid" ] && cpu0=$(cpu_ns "$pid")
     t0=$(now)
     if ! as_user "${words[@]}" > "$WORK/logs/run-$v-$r.log" 2>&1; then
@@ -396,10 +410,13 @@ done
 STATUS_A=$(as_user "$USER_A" "$BIN" proxy status 2>/dev/null | grep '^cache: closure' || true)
 STATUS_C=""
 [ -n "$VARIANT_C" ] && STATUS_C=$(as_user "$USER_C" "$BIN" proxy status 2>/dev/null | grep '^cache: closure' || true)
+STATUS_D=""
+[ -n "$VARIANT_D" ] && STATUS_D=$(as_user "$USER_D" "$BIN" proxy status 2>/dev/null | grep '^cache: closure' || true)
 hwm() { awk '/^VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null; }
 [ "$(proxy_pid "$USER_A")" = "$PID_A" ] || say "warning: the proxy of (a) was restarted during the rounds; its peak RSS covers the last part only"
 HWM_A=$(hwm "$PID_A")
 HWM_C=""; [ -n "$VARIANT_C" ] && HWM_C=$(hwm "$PID_C")
+HWM_D=""; [ -n "$VARIANT_D" ] && HWM_D=$(hwm "$PID_D")
 
 # --- per-run figures from nginx's logs --------------------------------------------------------
 # narinfo GETs, their span (first to last, by nginx's completion times) and rate; NAR GETs by
@@ -420,7 +437,7 @@ for v in "${VLIST[@]}"; do
     for r in $(seq 1 "$ROUNDS"); do stats "$WORK/logs/slice-$v-$r" >> "$WORK/stats-$v"; done
 done
 col_median() { awk -v c="$2" '{print $c}' "$1" | median; }
-label() { case $1 in a) echo "(a) exec, through the proxy (NARs: default route)" ;; b) echo "(b) plain HTTP cache, no proxy" ;; c) echo "(c) exec, proxy with redirect-nars = false" ;; esac; }
+label() { case $1 in a) echo "(a) exec, through the proxy (NARs: default route)" ;; b) echo "(b) plain HTTP cache, no proxy" ;; c) echo "(c) exec, proxy with redirect-nars = false" ;; d) echo "(d) plain nix-store -r, background proxy (service)" ;; esac; }
 route() { # VARIANT -> what nginx saw for NARs in the last round
     local s; s=$(tail -1 "$WORK/stats-$1")
     read -r _ _ _ p sg q _ <<< "$s"
@@ -455,9 +472,10 @@ echo "NAR route (nginx's log, last round):"
 for v in "${VLIST[@]}"; do printf '  %-50s %s\n' "$(label "$v")" "$(route "$v")"; done
 [ -n "$STATUS_A" ] && echo "  proxy status (a): $STATUS_A"
 [ -n "$STATUS_C" ] && echo "  proxy status (c): $STATUS_C"
+[ -n "$STATUS_D" ] && echo "  proxy status (d): $STATUS_D"
 echo
-echo "proxy peak RSS (VmHWM over all rounds): (a) ${HWM_A:-?} KiB${HWM_C:+, (c) $HWM_C KiB}"
-for v in a c; do
+echo "proxy peak RSS (VmHWM over all rounds): (a) ${HWM_A:-?} KiB${HWM_C:+, (c) $HWM_C KiB}${HWM_D:+, (d) $HWM_D KiB}"
+for v in a c d; do
     [ -s "$WORK/cpu-$v" ] && echo "proxy CPU time per run ($v), median: $(col_median "$WORK/cpu-$v" 1) ms, $(col_median "$WORK/cpu-$v" 2) µs per request it answered"
 done
 ratio_line() { # X Y -> ratio of medians, median of per-round ratios
@@ -472,6 +490,9 @@ if has a && has b; then
     echo "$(ratio_line a b)   goal: within +10% -> $(awk -v x="$(median < "$WORK/wall-a")" -v y="$(median < "$WORK/wall-b")" 'BEGIN { print (x <= 1.10 * y) ? "met" : "MISSED" }')"
 fi
 if has c && has b; then echo "$(ratio_line c b)   (every NAR byte through the proxy)"; fi
+if has d && has b; then
+    echo "$(ratio_line d b)   goal: within +10% -> $(awk -v x="$(median < "$WORK/wall-d")" -v y="$(median < "$WORK/wall-b")" 'BEGIN { print (x <= 1.10 * y) ? "met" : "MISSED" }')   (plain nix, no wrapper)"
+fi
 if [ -n "${BENCH_VERBOSE:-}" ]; then
     for u in "${USERS[@]}"; do echo "--- proxy log of $u"; cat "$(home_of "$u")/.cache/nixstore-auth/proxy.log"; done
 fi

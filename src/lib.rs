@@ -25,6 +25,7 @@ pub mod redact;
 pub mod refresh;
 pub mod s3_params;
 pub mod secret;
+pub mod service;
 pub mod time;
 pub mod token_command;
 pub mod ui;

@@ -87,7 +87,7 @@ impl Run for ListArgs {
             .iter()
             .map(|c| describe(c, service))
             .collect();
-        if self.json {
+        if self.json || self.format == super::OutputFormat::Json {
             let v: Vec<_> = rows
                 .iter()
                 .map(|r| {

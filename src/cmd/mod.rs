@@ -20,6 +20,7 @@ mod proxy;
 mod push;
 mod remove;
 mod secret;
+mod service;
 mod shell_init;
 mod use_;
 mod watch_store;
@@ -30,8 +31,10 @@ Examples:
   echo \"$TOKEN\" | nixstore-auth use https://cache.example.org \\
       --public-key cache.example.org-1:BASE64KEY= --token-stdin
 
-  # A private S3 cache: record it once, then run Nix through exec
+  # A private S3 cache: record it once; plain nix (direnv, editors, scripts) uses it through
+  # the background service, or run Nix through exec
   nixstore-auth use 's3://my-bucket?region=eu-west-1&profile=work' --public-key my-bucket-1:BASE64KEY=
+  nixstore-auth service install
   nixstore-auth exec -- nix build .#package
 
   # Wrap nix, nix-build, ... in every new shell
@@ -95,6 +98,8 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Manage the loopback signing proxy for S3 caches
     Proxy(ProxyArgs),
+    /// Keep the proxy running in the background so that plain nix commands reach S3 caches
+    Service(ServiceArgs),
 }
 
 pub use crate::config::SecretStore;
@@ -199,12 +204,25 @@ pub struct EditArgs {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  nixstore-auth list\n  nixstore-auth list --json | jq '.[] | select(.credential_present | not)'"
+    after_help = "Examples:\n  nixstore-auth list\n  nixstore-auth list --format json | jq '.[] | select(.credential_present | not)'"
 )]
 pub struct ListArgs {
-    /// Print JSON for scripts
+    /// Output format
+    #[arg(long, value_enum, default_value_t, conflicts_with = "json")]
+    pub format: OutputFormat,
+    /// Print JSON for scripts (the same as --format json)
     #[arg(long)]
     pub json: bool,
+}
+
+/// How `list` and `service status` print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    /// Lines for people
+    #[default]
+    Text,
+    /// JSON for scripts
+    Json,
 }
 
 /// How S3 caches reach the daemon.
@@ -509,7 +527,7 @@ pub struct CompletionsArgs {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  nixstore-auth proxy status\n  nixstore-auth proxy rotate-secret\n  nixstore-auth proxy stop"
+    after_help = "Examples:\n  nixstore-auth proxy status\n  nixstore-auth proxy start --persistent\n  nixstore-auth proxy rotate-secret\n  nixstore-auth proxy stop"
 )]
 pub struct ProxyArgs {
     #[command(subcommand)]
@@ -522,14 +540,76 @@ pub enum ProxyAction {
     Status,
     /// Make a new URL secret (the old URLs stop working)
     RotateSecret,
-    /// Stop a running proxy
+    /// Stop a running proxy (a socket-activated one starts again on the next connection)
     Stop,
-    /// Run the proxy in the foreground (started by `exec`; not for direct use)
-    #[command(hide = true)]
-    Serve,
+    /// Start the proxy detached (it exits when idle, unless --persistent)
+    Start {
+        /// Keep it running: mount every recorded S3 cache, renew sessions without a person,
+        /// never exit when idle (the background service without a service manager)
+        #[arg(long)]
+        persistent: bool,
+    },
+    /// Run the proxy in the foreground: what `exec`, `proxy start` and the service manager run
+    ///
+    /// It takes a listening socket handed over by systemd (LISTEN_FDS/LISTEN_PID, fd 3) or
+    /// launchd, reports READY=1 and STATUS= lines to NOTIFY_SOCKET, and logs to
+    /// ~/.cache/nixstore-auth/proxy.log. Socket-activated or --persistent, it is a background
+    /// proxy: it mounts every recorded S3 cache, renews their sessions without a person and
+    /// never exits when idle; otherwise it exits when no command has used it for
+    /// `[proxy] idle-secs`.
+    Serve {
+        /// A background proxy even without a service manager's socket
+        #[arg(long)]
+        persistent: bool,
+    },
     /// Hold a lease on the proxy with credentials read from stdin (for tests and debugging)
     #[command(hide = true)]
     Lease,
+    /// Remove FILE once stdin ends, if proxy PID wrote it (the background proxy's watcher)
+    #[command(hide = true)]
+    WatchUrls { file: PathBuf, pid: u32 },
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  nixstore-auth service install --dry-run
+  nixstore-auth service install
+  nixstore-auth service status --format json
+  nixstore-auth service uninstall
+
+With systemd (`systemctl --user` answers), the units are written to
+$XDG_CONFIG_HOME/systemd/user and the socket is enabled: systemd starts the proxy on the first
+connection. On hosts where you are not logged in, run `loginctl enable-linger $USER` once so that
+your user manager (and the socket) runs without a login. Without a user service manager
+(containers, WSL without systemd, CI), the units are written anyway and a detached
+`nixstore-auth proxy start --persistent` is started; add that command to your shell profile (or
+a cron `@reboot` line) to start it at login.")]
+pub struct ServiceArgs {
+    #[command(subcommand)]
+    pub action: ServiceAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceAction {
+    /// Run the proxy in the background and point your nix.conf at it (`!include`)
+    Install {
+        /// Show every file it would write and the nix.conf diff, and change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Stop the background proxy and undo what `install` wrote, byte for byte
+    Uninstall {
+        /// Show what it would remove, and change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Whether the proxy is up and serves every recorded S3 cache (exit 0; 1 otherwise; 3
+    /// when an administrator must act)
+    Status {
+        /// Output format
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
+    },
 }
 
 /// Dynamic completion (`COMPLETE=bash nixstore-auth`): the names of the recorded caches.
@@ -581,6 +661,7 @@ pub fn main() -> i32 {
         Command::ShellInit(a) => a.run(&ui),
         Command::Completions(a) => a.run(&ui),
         Command::Proxy(a) => a.run(&ui),
+        Command::Service(a) => a.run(&ui),
     };
     match result {
         Ok(code) => code,

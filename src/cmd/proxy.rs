@@ -7,6 +7,11 @@ use std::io::BufRead;
 
 impl Run for ProxyArgs {
     fn run(self, ui: &Ui) -> Result<i32> {
+        // The watcher needs nothing else (and must not fail on a config it does not read).
+        if let ProxyAction::WatchUrls { file, pid } = &self.action {
+            proxy::watch_urls(file, *pid);
+            return Ok(0);
+        }
         let dirs = crate::config::Dirs::new()?;
         let cfg = crate::config::Config::load(&dirs.config_file())?;
         let layout = proxy::Layout::new(&dirs, &cfg)?;
@@ -15,6 +20,7 @@ impl Run for ProxyArgs {
             ProxyAction::RotateSecret => {
                 let (file, told) = proxy::rotate_secret(&layout)?;
                 ui.info(format!("wrote a new proxy secret to {}", file.display()));
+                crate::service::include::after_change(&dirs, ui);
                 if told {
                     ui.info("the running proxy uses it now; commands started before with the old URL get 401 until they are run through `nixstore-auth exec` again");
                 }
@@ -28,14 +34,32 @@ impl Run for ProxyArgs {
                 }
                 Ok(0)
             }
-            ProxyAction::Serve => proxy::serve(layout, ui).map(|()| 0),
+            ProxyAction::Serve { persistent } => proxy::serve(layout, persistent, ui).map(|()| 0),
+            ProxyAction::Start { persistent } => {
+                match proxy::start(&layout, persistent, ui)? {
+                    proxy::Started::New(pid) => ui.info(format!(
+                        "started the proxy (pid {pid}){}",
+                        if persistent {
+                            ": it serves every recorded S3 cache and keeps running"
+                        } else {
+                            ""
+                        }
+                    )),
+                    proxy::Started::Running(pid) => {
+                        ui.info(format!("the proxy runs already (pid {pid})"))
+                    }
+                }
+                Ok(0)
+            }
             ProxyAction::Lease => lease(&layout, ui),
+            ProxyAction::WatchUrls { .. } => Ok(0),
         }
     }
 }
 
 /// The session part of a cache's status line: time left, origin, and how it renews.
-fn session_summary(m: &proxy::MountStatus, now: i64) -> String {
+/// `background`: the proxy renews the session itself (a recorded cache of a background proxy).
+fn session_summary(m: &proxy::MountStatus, now: i64, background: bool) -> String {
     let mut out = String::new();
     match m.expiration {
         Some(e) if e > now => out.push_str(&format!(
@@ -61,6 +85,7 @@ fn session_summary(m: &proxy::MountStatus, now: i64) -> String {
             crate::time::rfc3339(u),
             m.name
         ),
+        ("auto", None) if background => ", renews by itself (the background proxy)".to_string(),
         ("auto", None) => ", renews by itself while a command runs".to_string(),
         ("login", _) => format!(", renewing needs `nixstore-auth login {}`", m.name),
         ("fixed", _) => ", from the caller's environment: not renewed".to_string(),
@@ -74,21 +99,27 @@ fn status(layout: &proxy::Layout, ui: &Ui) -> Result<i32> {
     match proxy::status(layout)? {
         None => {
             ui.outln(format_args!(
-                "proxy: not running (it starts with `nixstore-auth exec`)"
+                "proxy: not running (`nixstore-auth exec` starts it for a command; `nixstore-auth service install` keeps it running)"
             ))?;
             ui.outln(format_args!("url:   http://127.0.0.1:{port}/<secret>/NAME"))?;
         }
         Some(st) => {
             ui.outln(format_args!(
-                "proxy: running, pid {}, {} client(s)",
-                st.pid, st.leases
+                "proxy: running, pid {}, {} client(s){}",
+                st.pid,
+                st.leases,
+                match (st.background, st.activated) {
+                    (_, true) => ", background (socket-activated)",
+                    (true, false) => ", background",
+                    (false, false) => "",
+                }
             ))?;
             ui.outln(format_args!(
                 "url:   http://127.0.0.1:{}/<secret>/NAME",
                 st.port
             ))?;
             for m in &st.mounts {
-                let exp = session_summary(m, crate::time::now());
+                let exp = session_summary(m, crate::time::now(), st.background && m.recorded);
                 let nars = match m.nars.as_str() {
                     "redirect" => ", NARs by presigned redirect",
                     "stream" => ", NARs streamed",
@@ -98,6 +129,13 @@ fn status(layout: &proxy::Layout, ui: &Ui) -> Result<i32> {
                     ", used by the nix-daemon"
                 } else {
                     ""
+                };
+                let exp = match &m.standing {
+                    Some(proxy::Standing::NeedsPerson { why }) => format!(
+                        "{exp}; needs you: {why}: run `{}`",
+                        proxy::login_command(&m.name)
+                    ),
+                    _ => exp,
                 };
                 ui.outln(format_args!(
                     "cache: {} -> {} (session {}{exp}{nars}{daemon})",

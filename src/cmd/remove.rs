@@ -151,6 +151,9 @@ impl Run for RemoveArgs {
             return Ok(0);
         }
         let changed = plan.apply()?;
+        if recorded && matches!(entry.kind, CacheKind::S3(_)) {
+            crate::service::include::after_change(&dirs, ui);
+        }
         if entry.secret_store == SecretStore::Keyring && recorded {
             let store = crate::secret::SecretStore::open(&config, &dirs, ui)?;
             if store.delete(&crate::secret::Account::CacheToken(&entry.name).to_string())? {

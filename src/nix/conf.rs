@@ -513,6 +513,36 @@ impl NixConf {
         self.apply(&edits)
     }
 
+    /// Appends `!include PATH` (a missing file is ignored by Nix) unless a line already
+    /// includes `path`. Returns whether the text changed.
+    pub fn add_include(&mut self, path: &str) -> Result<bool, ConfError> {
+        validate_scalar(path)?;
+        if path.is_empty() || path.chars().any(char::is_whitespace) || path.contains('#') {
+            return Err(ConfError::new(0, format!("{path:?} cannot be included")));
+        }
+        if self.includes().iter().any(|i| i.path == path) {
+            return Ok(false);
+        }
+        let text = append_line(&self.text, &format!("!include {path}"));
+        self.replace_text(text)?;
+        Ok(true)
+    }
+
+    /// Removes every `!include PATH` line for `path` (never an `include` line: the user wrote
+    /// that). Returns whether the text changed.
+    pub fn remove_include(&mut self, path: &str) -> bool {
+        let edits: Vec<_> = self
+            .lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| {
+                matches!(l.kind, Kind::Include { optional: true, path: p } if self.slice(p) == path)
+            })
+            .map(|(i, _)| (i, i, LineEdit::Delete))
+            .collect();
+        self.apply(&edits)
+    }
+
     /// The `include` and `!include` lines, in order.
     pub fn includes(&self) -> Vec<Include> {
         self.lines
@@ -557,6 +587,29 @@ impl NixConf {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn an_include_line_is_added_once_and_removed_to_the_original_bytes() {
+        for original in [
+            "",
+            "a = 1\n",
+            "a = 1",
+            "# c\r\nb = 2\r\n",
+            "include x.conf\n",
+        ] {
+            let mut c = NixConf::parse(original).unwrap();
+            assert!(c.add_include("nixstore-auth.conf").unwrap());
+            assert!(!c.add_include("nixstore-auth.conf").unwrap());
+            assert_eq!(c.includes().last().unwrap().path, "nixstore-auth.conf");
+            assert!(c.includes().last().unwrap().optional);
+            assert!(c.remove_include("nixstore-auth.conf"));
+            assert_eq!(c.to_text(), original, "{original:?}");
+        }
+        // Only `!include` lines go: a plain `include` is the user's.
+        let mut c = NixConf::parse("include nixstore-auth.conf\n").unwrap();
+        assert!(!c.remove_include("nixstore-auth.conf"));
+        assert!(NixConf::parse("").unwrap().add_include("a b").is_err());
+    }
 
     fn conf(text: &str) -> NixConf {
         NixConf::parse(text).unwrap()

@@ -6,6 +6,7 @@ pub mod conf;
 pub mod credential_plan;
 pub mod forward;
 pub mod https_route;
+pub mod include;
 pub mod lines;
 pub mod names;
 pub mod netrc;

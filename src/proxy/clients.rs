@@ -18,6 +18,20 @@ async fn write_reply(w: &mut (impl AsyncWriteExt + Unpin), reply: &Reply) -> std
     w.flush().await
 }
 
+/// Mounts that took a working session: those that answered misses while a person was
+/// needed move to a new URL (files are written: off the async threads). Done before the
+/// client gets its answer, so that `login` returns with the include file rewritten.
+async fn after_new_sessions(state: &Arc<State>, took: Vec<String>) {
+    if took.is_empty() {
+        return;
+    }
+    let st = state.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        super::background::moved_on(&st, &st.dirs.clone(), &took)
+    })
+    .await;
+}
+
 /// Serves one client of the control socket until it closes; a `lease` counts while it lasts.
 pub(super) async fn serve(state: Arc<State>, stream: UnixStream) {
     // The socket's directory is 0700 already; checking the peer costs nothing.
@@ -56,7 +70,8 @@ pub(super) async fn serve(state: Arc<State>, stream: UnixStream) {
             } => {
                 let names: Vec<String> = mounts.iter().map(|m| m.name.clone()).collect();
                 let took = state.apply_lease(creds.into_credentials(), mounts, info);
-                if leased && took > 0 {
+                after_new_sessions(&state, took.clone()).await;
+                if leased && !took.is_empty() {
                     log(format!(
                         "a client renewed the session of {}",
                         names.join(", ")
@@ -80,8 +95,13 @@ pub(super) async fn serve(state: Arc<State>, stream: UnixStream) {
                 info,
                 caches,
             } => {
-                let n = state.renew(creds.into_credentials(), info, &caches);
-                log(format!("login handed over a session: {n} cache(s) took it"));
+                let took = state.renew(creds.into_credentials(), info, &caches);
+                log(format!(
+                    "login handed over a session: {} cache(s) took it",
+                    took.len()
+                ));
+                let n = took.len();
+                after_new_sessions(&state, took).await;
                 let reply = Reply {
                     renewed: n,
                     ..state.status()
@@ -97,6 +117,17 @@ pub(super) async fn serve(state: Arc<State>, stream: UnixStream) {
                 log("stop requested");
                 let _ = write_reply(&mut wr, &state.status()).await;
                 state.stop.notify_one();
+                break;
+            }
+            Request::Reload => {
+                let reply = match super::background::reload(&state).await {
+                    None | Some(Ok(_)) => state.status(),
+                    Some(Err(e)) => Reply {
+                        error: Some(e),
+                        ..Reply::default()
+                    },
+                };
+                let _ = write_reply(&mut wr, &reply).await;
                 break;
             }
             Request::ReloadSecret => {

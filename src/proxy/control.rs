@@ -8,6 +8,8 @@
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
+pub use super::credential::SessionInfo;
+
 /// Longest request line the proxy reads (credentials and mounts fit easily).
 pub const MAX_LINE: u64 = 256 * 1024;
 
@@ -34,6 +36,9 @@ pub enum Request<'a> {
     Status,
     Stop,
     ReloadSecret,
+    /// `use`, `remove` and `service install` changed config.toml: a background proxy mounts
+    /// every recorded S3 cache again (and unmounts what is gone).
+    Reload,
 }
 
 /// Credentials on the wire. `Cow` lets the client serialise borrowed secrets without copies.
@@ -96,17 +101,6 @@ pub struct WireMount {
 }
 
 impl WireMount {
-    pub fn from_mount(m: &super::Mount) -> WireMount {
-        WireMount {
-            name: m.name.clone(),
-            bucket: m.s3.bucket.clone(),
-            prefix: m.s3.prefix.clone(),
-            region: m.s3.region.clone(),
-            endpoint: m.s3.endpoint.clone(),
-            params: m.s3.params.clone(),
-        }
-    }
-
     pub fn from_s3(name: &str, s3: &crate::cache::S3Ref) -> WireMount {
         WireMount {
             name: name.to_string(),
@@ -130,24 +124,6 @@ impl WireMount {
     }
 }
 
-/// What a client says about the session it hands over (no secret).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SessionInfo {
-    /// The AWS profile, if the session has one.
-    #[serde(default)]
-    pub profile: Option<String>,
-    /// Where it came from: "cache", "fresh", "profile", "environment", "web identity".
-    #[serde(default)]
-    pub origin: String,
-    /// "auto" (renewed without a person, by the client holding the lease), "login" (needs
-    /// `nixstore-auth login`), "fixed" (the caller's environment's credentials).
-    #[serde(default)]
-    pub renewal: String,
-    /// For "auto": until when (then a login is needed), if bounded.
-    #[serde(default)]
-    pub renew_until: Option<i64>,
-}
-
 /// The proxy's answer to any request.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Reply {
@@ -165,6 +141,13 @@ pub struct Reply {
     pub renewed: usize,
     #[serde(default)]
     pub mounts: Vec<MountStatus>,
+    /// A background proxy: it mounts every recorded cache, renews sessions itself and does not
+    /// exit when idle.
+    #[serde(default)]
+    pub background: bool,
+    /// The service manager handed it its socket (systemd, launchd).
+    #[serde(default)]
+    pub activated: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -184,6 +167,15 @@ pub struct MountStatus {
     /// What the client said about the session in use.
     #[serde(default)]
     pub info: Option<SessionInfo>,
+    /// The URL's generation (`NAME~N` from 1 on; see `urls.rs`).
+    #[serde(default)]
+    pub generation: u32,
+    /// Where the credential stands (valid, renews by itself until, needs a person).
+    #[serde(default)]
+    pub standing: Option<super::credential::Standing>,
+    /// Mounted by a background proxy because config.toml records it.
+    #[serde(default)]
+    pub recorded: bool,
 }
 
 #[cfg(test)]

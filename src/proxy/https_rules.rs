@@ -9,9 +9,9 @@ use std::sync::Arc;
 use url::Url;
 
 /// Whether the background service is installed (a keyring token then takes the proxy route).
-/// Until the service lands there is none.
-pub fn service_installed(_dirs: &crate::config::Dirs) -> bool {
-    false
+/// A marker that cannot be read counts as not installed: `service status` reports it.
+pub fn service_installed(dirs: &crate::config::Dirs) -> bool {
+    crate::service::marker::load(dirs).ok().flatten().is_some()
 }
 
 /// The most redirects within the cache's origin the proxy follows for one request.

@@ -147,6 +147,19 @@ impl Layout {
         Ok(())
     }
 
+    /// The port [`Layout::settle_port`] would fix, without fixing it (for `--dry-run`).
+    pub fn port_to_settle(&self, running: Option<u16>) -> u16 {
+        if self.port_origin != PortOrigin::Default {
+            return self.port;
+        }
+        if let Ok(Some(p)) = read_port_file(&self.port_file()) {
+            return p;
+        }
+        running
+            .or_else(|| choose_port(self.port, port_is_free))
+            .unwrap_or(self.port)
+    }
+
     pub fn secret_file(&self) -> PathBuf {
         self.dirs.data.join("proxy-secret")
     }
@@ -157,12 +170,7 @@ impl Layout {
 
     /// The private directory holding the control socket (created 0700, ownership checked).
     pub fn runtime_dir(&self) -> Result<PathBuf> {
-        // A Unix socket path must fit in sun_path (108 bytes on Linux): a runtime dir too long
-        // for `proxy.sock` falls back to the private directory under /tmp.
-        let dir = match &self.dirs.runtime {
-            Some(d) if d.join("proxy.sock").as_os_str().len() < 100 => d.clone(),
-            _ => PathBuf::from(format!("/tmp/nixstore-auth-{}", uid())),
-        };
+        let dir = runtime_dir_of(&self.dirs);
         crate::fs::private_dir(&dir)?;
         Ok(dir)
     }
@@ -187,6 +195,17 @@ impl Layout {
                 cfg.display()
             ),
         }
+    }
+}
+
+/// Where the control socket (and the notice for the shell hook) live, without creating it:
+/// `$XDG_RUNTIME_DIR/nixstore-auth`, else `/tmp/nixstore-auth-UID`. A Unix socket path must
+/// fit in sun_path (108 bytes on Linux): a runtime dir too long for `proxy.sock` falls back
+/// to the private directory under /tmp.
+pub fn runtime_dir_of(dirs: &Dirs) -> PathBuf {
+    match &dirs.runtime {
+        Some(d) if d.join("proxy.sock").as_os_str().len() < 100 => d.clone(),
+        _ => PathBuf::from(format!("/tmp/nixstore-auth-{}", uid())),
     }
 }
 

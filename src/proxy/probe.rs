@@ -24,21 +24,34 @@ pub enum Probe {
 
 /// Signs and sends `GET nix-cache-info` for the cache.
 pub fn probe(creds: &Credentials, s3: &S3Ref) -> Probe {
+    fetch_cache_info(creds, s3).0
+}
+
+/// The same, with the file's bytes when the bucket answered with it (the background proxy
+/// keeps them to answer `nix-cache-info` while a person is needed).
+pub fn fetch_cache_info(creds: &Credentials, s3: &S3Ref) -> (Probe, Option<Vec<u8>>) {
+    let (probe, body) = get_cache_info(creds, s3);
+    let body = (probe == Probe::Ok).then_some(body).flatten();
+    (probe, body)
+}
+
+fn get_cache_info(creds: &Credentials, s3: &S3Ref) -> (Probe, Option<Vec<u8>>) {
+    let unreachable = |m: String| (Probe::Unreachable(m), None);
     let session = sign::Session::new(creds);
     let (region, url) = match sign::upstream(s3, "nix-cache-info") {
         Ok(target) => target,
-        Err(e) => return Probe::Unreachable(format!("{e:#}")),
+        Err(e) => return unreachable(format!("{e:#}")),
     };
     let headers = match sign::signed_headers(&session, region, "GET", &url, &[]) {
         Ok(h) => h,
-        Err(e) => return Probe::Unreachable(format!("{e:#}")),
+        Err(e) => return unreachable(format!("{e:#}")),
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return Probe::Unreachable(e.to_string()),
+        Err(e) => return unreachable(e.to_string()),
     };
     rt.block_on(async {
         let client = match reqwest::Client::builder()
@@ -46,7 +59,7 @@ pub fn probe(creds: &Credentials, s3: &S3Ref) -> Probe {
             .build()
         {
             Ok(c) => c,
-            Err(e) => return Probe::Unreachable(e.to_string()),
+            Err(e) => return unreachable(e.to_string()),
         };
         let mut req = client.get(&url);
         for (k, v) in &headers {
@@ -61,19 +74,21 @@ pub fn probe(creds: &Credentials, s3: &S3Ref) -> Probe {
                     msg = format!("{msg}: {s}");
                     src = s.source();
                 }
-                return Probe::Unreachable(msg);
+                return unreachable(msg);
             }
         };
         let status = resp.status().as_u16();
-        let body = resp.text().await.unwrap_or_default();
+        let bytes = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+        let body = String::from_utf8_lossy(&bytes);
         let (code, _message) = sign::error_code(&body);
-        match sign::classify(status, code.as_deref()) {
+        let probe = match sign::classify(status, code.as_deref()) {
             Verdict::Pass => Probe::Ok,
             Verdict::NotFound => Probe::Empty,
             Verdict::CredentialsRefused => {
                 Probe::Refused(code.unwrap_or_else(|| status.to_string()))
             }
             Verdict::Upstream(_) => Probe::Upstream(status, code.unwrap_or_default()),
-        }
+        };
+        (probe, Some(bytes))
     })
 }

@@ -7,6 +7,7 @@ use hyper::header;
 use hyper::{Method, Request, Response, StatusCode};
 use std::sync::Arc;
 
+use super::credential::{self, WithoutCredential};
 use super::log::log;
 use super::respond::{Body, text};
 use super::sign::Session;
@@ -14,6 +15,7 @@ use super::state::{MountEntry, State};
 
 static NO_SECRET: super::log::Refusals = super::log::Refusals::new();
 static BAD_HOST: super::log::Refusals = super::log::Refusals::new();
+static MISSES: super::log::Refusals = super::log::Refusals::new();
 
 /// A request the proxy may forward.
 pub(super) struct Target {
@@ -120,7 +122,14 @@ pub(super) fn route(
             "the URL lacks this proxy's secret; use the URL that `nixstore-auth exec` hands to Nix (the secret changes with `nixstore-auth proxy rotate-secret`)",
         )));
     }
-    let (name, raw_key) = rest.split_once('/').unwrap_or((rest, ""));
+    let (segment, raw_key) = rest.split_once('/').unwrap_or((rest, ""));
+    // Every generation of a name reaches the same mount (`urls.rs`).
+    let Some(name) = super::urls::parse_mount_segment(segment) else {
+        return Err(Box::new(text(
+            StatusCode::BAD_REQUEST,
+            "not a cache of this proxy (NAME or NAME~GENERATION)",
+        )));
+    };
     let name = name.to_string();
     let Some(key) = decode_key(raw_key) else {
         log(format!(
@@ -170,24 +179,9 @@ pub(super) fn route(
     let now = crate::time::now();
     let session = match &mount.session {
         Some(s) if !s.expired(now) => s.clone(),
-        other => {
-            let why = match other
-                .as_ref()
-                .map(|s| s.expiration)
-                .unwrap_or(mount.expired_at)
-            {
-                Some(e) => format!(
-                    "the AWS session expired at {}",
-                    crate::time::expiry(Some(e))
-                ),
-                None => "there is no AWS session".into(),
-            };
-            log(format!("{what}: {why} (503)"));
-            return Err(Box::new(text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!(
-                    "{why} for cache {name:?}; run `nixstore-auth login` or start the command through `nixstore-auth exec` again"
-                ),
+        _ => {
+            return Err(Box::new(without_credential(
+                state, &mount, &name, &method, &key, now,
             )));
         }
     };
@@ -199,6 +193,73 @@ pub(super) fn route(
         session,
         peer_uid,
     })
+}
+
+/// The answer for a request to a mount without a usable credential (`credential.rs` decides).
+fn without_credential(
+    state: &State,
+    mount: &MountEntry,
+    name: &str,
+    method: &Method,
+    key: &str,
+    now: i64,
+) -> Response<Body> {
+    let standing = mount.standing(now);
+    let read = matches!(*method, Method::GET | Method::HEAD);
+    let what = format!("{method} {name}/{key}");
+    match credential::without_credential(&standing, read, key == "nix-cache-info") {
+        WithoutCredential::CacheInfo => {
+            let body = state
+                .cache_info
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| credential::MINIMAL_CACHE_INFO.as_bytes().to_vec());
+            super::respond::cache_info(body)
+        }
+        WithoutCredential::Miss => {
+            state
+                .missed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(name.to_string());
+            MISSES.note(|| {
+                format!(
+                    "{what}: a person is needed ({}); answering misses (404) until `{}`",
+                    standing_why(&standing),
+                    credential::login_command(name)
+                )
+            });
+            text(
+                StatusCode::NOT_FOUND,
+                &format!(
+                    "cache {name:?} needs you: run `{}`; until then its paths count as missing",
+                    credential::login_command(name)
+                ),
+            )
+        }
+        WithoutCredential::Unavailable => {
+            let why = standing_why(&standing);
+            log(format!("{what}: {why} (503)"));
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!(
+                    "{why} for cache {name:?}; run `{}` or start the command through `nixstore-auth exec` again",
+                    credential::login_command(name)
+                ),
+            )
+        }
+    }
+}
+
+fn standing_why(s: &credential::Standing) -> String {
+    match s {
+        credential::Standing::NeedsPerson { why } | credential::Standing::Unavailable { why } => {
+            why.clone()
+        }
+        other => other.word().to_string(),
+    }
 }
 
 #[cfg(test)]

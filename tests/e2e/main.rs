@@ -32,6 +32,7 @@ crate::areas!(
     s3,
     s3_security,
     s3_stores,
+    service,
     sessions,
     versions,
 );

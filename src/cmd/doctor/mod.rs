@@ -22,6 +22,7 @@ mod cache;
 mod https;
 mod nix;
 mod s3;
+mod service;
 mod traps;
 
 use cache::cache_checks;
@@ -125,6 +126,9 @@ impl Run for DoctorArgs {
         drop(spinner);
         trap_checks(&mut report, &setup, &user_view, &caches);
         builders::builder_checks(&mut report, &setup, &user_view);
+        if self.cache.is_none() {
+            service::service_checks(&mut report, &config, &dirs);
+        }
 
         let failed = report.checks.iter().any(|c| c.status == Status::Fail);
         if self.json {

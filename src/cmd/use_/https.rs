@@ -81,11 +81,6 @@ pub(super) fn settings(
     ))
 }
 
-/// Whether the background service is installed (then a keyring token takes the proxy).
-fn service_installed() -> bool {
-    false
-}
-
 pub(super) fn use_https(
     args: &UseArgs,
     entry: CacheEntry,
@@ -276,7 +271,7 @@ fn gather(
             || existing.is_some()
             || in_keyring.is_some()
             || (entry.has_token && keyring),
-        service: service_installed(),
+        service: crate::proxy::https_rules::service_installed(&Dirs::new()?),
     });
     Ok(Gathered::Facts(Box::new(Facts {
         route,

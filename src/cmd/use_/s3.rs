@@ -69,6 +69,7 @@ pub(super) fn use_s3(
                 record(&mut plan, config_path, &entry, None);
                 if !args.edit.dry_run {
                     plan.apply()?;
+                    crate::service::include::after_change(&layout.dirs, ui);
                 }
                 return Ok(0);
             }
@@ -106,6 +107,7 @@ pub(super) fn use_s3(
                 record(&mut plan, config_path, &entry, None);
                 if !args.edit.dry_run {
                     plan.apply()?;
+                    crate::service::include::after_change(&layout.dirs, ui);
                 }
                 return Ok(EXIT_NEEDS_ADMIN);
             }
@@ -113,18 +115,30 @@ pub(super) fn use_s3(
         }
     }
     record(&mut plan, config_path, &entry, None);
+    let service = crate::service::marker::load(&layout.dirs)?.is_some();
     if args.edit.dry_run {
         ui.out(format_args!("{}", plan.preview()?))?;
+        if service {
+            ui.info("the background service's include file would list the cache too");
+        }
         ui.info("dry run: nothing was changed");
         return Ok(0);
     }
     for p in plan.apply()? {
         ui.info(format!("updated {}", p.display()));
     }
-    ui.info(format!(
-        "recorded {} as {:?}. No s3:// substituter was added to nix.conf: the nix-daemon cannot sign requests with your session. Run Nix through `nixstore-auth exec -- nix build ...` (or `eval \"$(nixstore-auth shell-init bash)\"`) to use it.",
-        url, entry.name
-    ));
+    if service {
+        crate::service::include::after_change(&layout.dirs, ui);
+        ui.info(format!(
+            "recorded {} as {:?}: the background service serves it, so plain nix commands use it",
+            url, entry.name
+        ));
+    } else {
+        ui.info(format!(
+            "recorded {} as {:?}. No s3:// substituter was added to nix.conf: the nix-daemon cannot sign requests with your session. Run `nixstore-auth service install` once so that plain nix commands use it, or run Nix through `nixstore-auth exec -- nix build ...`.",
+            url, entry.name
+        ));
+    }
     Ok(0)
 }
 
