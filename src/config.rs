@@ -129,6 +129,17 @@ impl CacheEntry {
     }
 }
 
+impl CacheEntry {
+    /// Whether the loopback proxy serves the cache to the nix-daemon: every S3 cache, and an
+    /// HTTPS cache on the proxy route (`service`: the background service is installed).
+    pub fn served_by_proxy(&self, service: bool) -> bool {
+        match self.https_route(service) {
+            None => true,
+            Some((route, _)) => route == crate::nix::https_route::Route::Proxy,
+        }
+    }
+}
+
 /// Checks a `ca-file` value (the command line's and config.toml's rule): an absolute path that
 /// can go into nix.conf and messages as it is.
 pub fn check_ca_file(path: &Path) -> Result<()> {

@@ -117,8 +117,65 @@ impl Renewer {
             });
         }
         drop(map);
+        let https = self.load_https(&cfg, &caches_again(&cfg));
         runtime_urls(&self.dirs);
-        Ok(format!("{} recorded cache(s) mounted", wanted.len()))
+        Ok(format!(
+            "{} recorded cache(s) mounted",
+            wanted.len() + https
+        ))
+    }
+
+    /// Mounts the recorded HTTPS caches on the proxy route afresh (their token is read again:
+    /// `use` and `secret set` change it), and unmounts those no longer recorded. A mount that
+    /// works where a person was needed moves to a new URL (`moved_on`). Returns how many.
+    fn load_https(&mut self, cfg: &Config, caches: &[crate::config::CacheEntry]) -> usize {
+        let wanted: Vec<&crate::config::CacheEntry> = caches
+            .iter()
+            .filter(|c| c.https_route(true).is_some() && c.served_by_proxy(true))
+            .collect();
+        let mut recovered = Vec::new();
+        {
+            let mut map = self.state.https.write().unwrap_or_else(|e| e.into_inner());
+            map.retain(|name, m| {
+                let keep = !m.recorded || wanted.iter().any(|c| &c.name == name);
+                if !keep {
+                    log(format!(
+                        "unmounted {name}: config.toml no longer records it on the proxy route"
+                    ));
+                }
+                keep
+            });
+            for c in &wanted {
+                match super::https::HttpsMount::recorded(c, cfg, &self.dirs, true) {
+                    Ok(m) => {
+                        let works = !matches!(
+                            crate::cloud::ObjectAuth::state(&*m.auth),
+                            crate::cloud::State::NeedsPerson { .. }
+                        );
+                        let was = map.get(&c.name).map(|old| {
+                            !matches!(
+                                crate::cloud::ObjectAuth::state(&*old.auth),
+                                crate::cloud::State::NeedsPerson { .. }
+                            )
+                        });
+                        if was.is_none() {
+                            log(format!(
+                                "mounted {} ({}) from config.toml",
+                                c.name,
+                                c.kind.url()
+                            ));
+                        }
+                        if works && was != Some(true) {
+                            recovered.push(c.name.clone());
+                        }
+                        map.insert(c.name.clone(), Arc::new(m));
+                    }
+                    Err(e) => log(format!("cannot mount {}: {e:#}", c.name)),
+                }
+            }
+        }
+        moved_on(&self.state, &self.dirs, &recovered);
+        wanted.len()
     }
 
     /// Renews every credential that is due now. Returns when the next one is due.
@@ -242,6 +299,11 @@ pub(super) async fn reload(state: &State) -> Option<Result<String, String>> {
     let (reply, answer) = tokio::sync::oneshot::channel();
     tx.send(RenewerCmd::Reload(reply)).ok()?;
     answer.await.ok()
+}
+
+/// The caches config.toml records (read again: `load` consumed its list).
+fn caches_again(cfg: &Config) -> Vec<crate::config::CacheEntry> {
+    cfg.caches().unwrap_or_default()
 }
 
 /// How often the renewer looks at `~/.cache/nix` (and at due renewals) at the latest.

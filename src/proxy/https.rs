@@ -75,7 +75,14 @@ impl Https {
         &self.base
     }
 
-    fn fix(&self) -> String {
+    /// The same credential, known not to work until a person acts: why.
+    pub fn needing(self, why: String) -> Https {
+        *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+        self
+    }
+
+    /// The command that gives the cache a working credential.
+    pub fn fix(&self) -> String {
         match self.source {
             TokenSource::Command(_) => format!(
                 "fix what the token command needs (run it yourself), or `nixstore-auth use {} --token-command ...`",
@@ -170,21 +177,148 @@ impl ObjectAuth for Https {
 
 /// An HTTPS mount: the cache's credential and its own client (the cache's CA bundles; HTTPS
 /// only for an `https://` cache, so that nothing downgrades to plain HTTP).
-#[allow(dead_code)] // mounted once the background service's proxy lands (issue 19)
 pub struct HttpsMount {
     pub auth: Arc<Https>,
     pub(super) client: Upstream,
+    /// Mounted by a background proxy because config.toml records the cache on the proxy route
+    /// (unmounted when it no longer does); else by a command's lease.
+    pub(super) recorded: bool,
 }
 
 impl HttpsMount {
     /// The mount for `auth`, verifying the cache with the system's roots plus `ca_files`.
-    pub fn new(auth: Arc<Https>, ca_files: &[std::path::PathBuf]) -> anyhow::Result<HttpsMount> {
+    pub fn new(
+        auth: Arc<Https>,
+        ca_files: &[std::path::PathBuf],
+        recorded: bool,
+    ) -> anyhow::Result<HttpsMount> {
         let tls = https_rules::tls_config(ca_files)?;
         let https_only = auth.base().scheme() == "https";
         Ok(HttpsMount {
             client: client(tls, https_only),
             auth,
+            recorded,
         })
+    }
+
+    /// The mount of the recorded HTTPS cache `entry`, as its user: the token from the secret
+    /// store (read now, unattended: a store that cannot answer makes a mount that needs a
+    /// person) or its token command (run when first needed), the CA bundles Nix is given
+    /// (`NIX_SSL_CERT_FILE`) and the cache's own.
+    pub(super) fn recorded(
+        entry: &crate::config::CacheEntry,
+        cfg: &crate::config::Config,
+        dirs: &crate::config::Dirs,
+        recorded: bool,
+    ) -> anyhow::Result<HttpsMount> {
+        use anyhow::Context;
+        let crate::cache::CacheKind::Https { url } = &entry.kind else {
+            anyhow::bail!("{} is not an HTTPS cache", entry.name);
+        };
+        let mut problem = None;
+        let source = if let Some(line) = &entry.https.token_command {
+            let cmd = crate::token_command::TokenCommand::parse(line)
+                .with_context(|| format!("caches.{}.token-command", entry.name))?;
+            TokenSource::Command(Arc::new(CommandToken::new(cmd, entry.https.ttl())))
+        } else if entry.has_token && entry.secret_store == crate::config::SecretStore::Keyring {
+            let account = crate::secret::Account::CacheToken(&entry.name).to_string();
+            let got = crate::secret::SecretStore::open(cfg, dirs, &crate::ui::Ui::silent())
+                .and_then(|st| st.get(&account));
+            match got {
+                Ok(Some(t)) => TokenSource::Fixed(Token::new(t)?),
+                Ok(None) => {
+                    problem = Some("the secret store holds no token for it".to_string());
+                    TokenSource::None
+                }
+                Err(e) => {
+                    problem = Some(format!("the secret store cannot be read: {e:#}"));
+                    TokenSource::None
+                }
+            }
+        } else {
+            TokenSource::None
+        };
+        let mut auth = Https::new(&entry.name, url, entry.https.auth, &entry.login, source);
+        if let Some(why) = problem {
+            auth = auth.needing(why);
+        }
+        let nix_bundle = std::env::var_os("NIX_SSL_CERT_FILE").map(std::path::PathBuf::from);
+        let files = https_rules::ca_files(nix_bundle.as_deref(), entry.https.ca_file.as_deref());
+        HttpsMount::new(Arc::new(auth), &files, recorded)
+    }
+}
+
+/// Mounts the recorded HTTPS caches `names` for a command's lease (read from config.toml and
+/// the secret store as the proxy's user, which is the command's). A cache already mounted
+/// keeps its mount (and its command's token). The error names the cache, never a token.
+pub(super) fn mount_for_lease(state: &super::state::State, names: &[String]) -> Result<(), String> {
+    let dirs = &state.dirs;
+    let cfg = crate::config::Config::load(&dirs.config_file()).map_err(|e| format!("{e:#}"))?;
+    for name in names {
+        if state
+            .https
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(name)
+        {
+            continue;
+        }
+        let entry = cfg
+            .cache(name)
+            .map_err(|e| format!("{e:#}"))?
+            .ok_or_else(|| format!("config.toml records no cache {name:?}"))?;
+        let m = HttpsMount::recorded(&entry, &cfg, dirs, false)
+            .map_err(|e| format!("{name}: {e:#}"))?;
+        log(format!(
+            "mounted {name} ({}) for a command",
+            entry.kind.url()
+        ));
+        state
+            .https
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.clone(), Arc::new(m));
+    }
+    Ok(())
+}
+
+/// Serves a routed request to an HTTPS mount: forwarded with the credential, or, when only a
+/// person can give the cache a working one, answered by the rule every kind follows
+/// (`credential.rs`: misses the daemon forgets once the cache works again under a new URL).
+pub(super) async fn serve(
+    state: &Arc<super::state::State>,
+    t: super::route::HttpsTarget,
+    req: Request<Incoming>,
+    guard: InFlight,
+) -> Response<Body> {
+    let method = req.method().clone();
+    let what = format!("{method} {}/{}", t.name, t.key);
+    let without = |why: String| {
+        let standing = super::credential::Standing::NeedsPerson { why };
+        super::route::answer_without(
+            state,
+            &standing,
+            &t.name,
+            &method,
+            &t.key,
+            &t.mount.auth.fix(),
+        )
+    };
+    if let State::NeedsPerson { why, .. } = t.mount.auth.state() {
+        return without(why);
+    }
+    match forward(&t.mount, &what, &t.key, req, guard, state.verbose).await {
+        Forwarded::Answer(r) => {
+            if t.peer_uid == 0 && t.key == "nix-cache-info" && r.status().is_success() {
+                state
+                    .daemon_used
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(t.name.clone());
+            }
+            r
+        }
+        Forwarded::NeedsPerson(why) => without(why),
     }
 }
 
@@ -210,7 +344,6 @@ fn client(tls: rustls::ClientConfig, https_only: bool) -> Upstream {
 }
 
 /// What a forwarded request came to.
-#[allow(dead_code)] // see HttpsMount
 pub(super) enum Forwarded {
     /// The answer for Nix.
     Answer(Response<Body>),
@@ -223,7 +356,6 @@ pub(super) enum Forwarded {
 /// the cache's origin (with the credential), hands others on to Nix (without it), asks once
 /// more with a fresh token when a command's token was refused, and maps the cache's statuses
 /// so that a 401/403 never reaches Nix as 401/403/404. `what` names the request in the log.
-#[allow(dead_code)] // see HttpsMount
 pub(super) async fn forward(
     mount: &HttpsMount,
     what: &str,

@@ -75,7 +75,8 @@ mod urls;
 pub use background::notice_file;
 pub use client::{
     Lease, Mount, PEER_CHECK, Started, access_summary, current_urls, describe, ensure_running,
-    ensure_running_for, reload, renew, rotate_secret, stable_url_for, start, status, stop, wake,
+    ensure_running_for, ensure_running_https, reload, renew, rotate_secret, stable_url_for, start,
+    status, stop, wake,
 };
 pub use control::{MountStatus, Reply as Status, SessionInfo};
 pub use credential::{Standing, login_command};

@@ -482,6 +482,9 @@ fn apply(
     if let (Some(st), true) = (store, tp.delete_from_keyring) {
         st.delete(&g.account)?;
     }
+    // The background service's include file and proxy follow the cache's route (and a new
+    // token): the proxy mounts it again.
+    crate::service::include::after_change(&Dirs::new()?, ui);
     if let (true, Some(st)) = (tp.remove_netrc_entry, store) {
         ui.info(format!(
             "moved the token for {machine} out of the plaintext netrc into {}",
