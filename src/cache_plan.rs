@@ -8,7 +8,7 @@ use crate::config::{CacheEntry, SecretStore};
 
 /// Caches only `exec` can bring to Nix: S3 (the proxy) and HTTPS with a keyring token.
 pub fn needs_exec(c: &CacheEntry) -> bool {
-    matches!(c.kind, CacheKind::S3(_)) || c.secret_store == SecretStore::Keyring
+    c.kind.is_object_store() || c.secret_store == SecretStore::Keyring
 }
 
 /// What a command's caches need.
@@ -48,9 +48,13 @@ pub fn plan<'a>(
         .iter()
         .filter(|c| matches!(c.kind, CacheKind::S3(_)))
         .collect();
+    // GCS and Azure caches are leased like HTTPS ones on the proxy route: the proxy reads
+    // their credential itself.
     let https_proxy: Vec<&CacheEntry> = caches
         .iter()
-        .filter(|c| c.https_route(service).is_some() && c.served_by_proxy(service))
+        .filter(|c| {
+            c.kind.is_cloud() || (c.https_route(service).is_some() && c.served_by_proxy(service))
+        })
         .collect();
     let keyring: Vec<&CacheEntry> = caches
         .iter()
@@ -63,7 +67,7 @@ pub fn plan<'a>(
     let profile_of = |c: &CacheEntry| match (&c.kind, profile_flag) {
         (_, Some(p)) => Some(p.to_string()),
         (CacheKind::S3(s), None) => s.profile.clone(),
-        (CacheKind::Https { .. }, None) => None,
+        (_, None) => None,
     };
     let profiles: Vec<Option<String>> = match profile_flag {
         Some(p) => vec![Some(p.to_string())],

@@ -117,6 +117,22 @@ impl Container {
         })
     }
 
+    /// The `azure://` URL as recorded in config.toml (the portal's form becomes this one):
+    /// `?endpoint=` only when not the public cloud's.
+    pub fn to_url(&self) -> String {
+        let mut s = format!("azure://{}/{}", self.account, self.container);
+        if !self.prefix.is_empty() {
+            s.push('/');
+            s.push_str(&self.prefix);
+        }
+        let endpoint = self.endpoint.as_str().trim_end_matches('/');
+        if endpoint != format!("https://{}{BLOB_HOST}", self.account) {
+            s.push_str("?endpoint=");
+            s.push_str(endpoint);
+        }
+        s
+    }
+
     /// The blob's name in the container (prefix joined).
     pub fn blob(&self, key: &str) -> String {
         let key = key.trim_start_matches('/');
@@ -466,8 +482,14 @@ mod tests {
             c.service_url().as_str(),
             "http://127.0.0.1:10000/devstoreaccount1/"
         );
+        assert_eq!(
+            c.to_url(),
+            "azure://devstoreaccount1/cache/nix?endpoint=http://127.0.0.1:10000/devstoreaccount1"
+        );
+        assert_eq!(Container::parse(&c.to_url()).unwrap(), c);
         let p = Container::parse("https://myacct.blob.core.windows.net/cache").unwrap();
         assert_eq!(p, Container::parse("azure://myacct/cache").unwrap());
+        assert_eq!(p.to_url(), "azure://myacct/cache");
         assert_eq!(
             p.url("x.narinfo").as_str(),
             "https://myacct.blob.core.windows.net/cache/x.narinfo"

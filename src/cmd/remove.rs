@@ -95,7 +95,7 @@ impl Run for RemoveArgs {
                 });
             let substituter = match entry.kind {
                 CacheKind::Https { .. } => Some(url.clone()),
-                CacheKind::S3(_) => None,
+                _ => None,
             };
             plan.edit(conf_path, 0o644, false, move |text| {
                 let mut c = NixConf::parse(text)?;

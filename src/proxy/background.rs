@@ -118,10 +118,12 @@ impl Renewer {
         }
         drop(map);
         let https = self.load_https(&cfg, &caches_again(&cfg));
+        let clouds =
+            super::object::load_recorded(&self.state, &cfg, &self.dirs, &caches_again(&cfg));
         runtime_urls(&self.dirs);
         Ok(format!(
             "{} recorded cache(s) mounted",
-            wanted.len() + https
+            wanted.len() + https + clouds
         ))
     }
 
@@ -286,7 +288,17 @@ impl Renewer {
 pub(super) fn spawn(state: &Arc<State>, renewer: Renewer) {
     let (tx, rx) = std::sync::mpsc::channel();
     *state.renewer.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
-    std::thread::spawn(move || renewer.run(rx));
+    // The renewer's thread enters the async runtime: the clouds' credentials renew in its
+    // tasks (`object.rs`), mounted now that it runs.
+    let rt = tokio::runtime::Handle::current();
+    std::thread::spawn(move || {
+        let _rt = rt.enter();
+        if let Ok(cfg) = Config::load(&renewer.dirs.config_file()) {
+            let caches = caches_again(&cfg);
+            super::object::load_recorded(&renewer.state, &cfg, &renewer.dirs, &caches);
+        }
+        renewer.run(rx)
+    });
 }
 
 /// Asks the renewer to read config.toml again; `None` when no renewer runs (a command's proxy).

@@ -61,6 +61,7 @@ mod launch;
 mod listen;
 mod log;
 mod multipart;
+mod object;
 mod paths;
 mod peer;
 mod probe;

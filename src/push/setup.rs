@@ -56,6 +56,13 @@ pub fn setup(
     dirs: &Dirs,
     ui: &Ui,
 ) -> Result<Setup> {
+    if entry.kind.is_cloud() {
+        anyhow::bail!(
+            "uploading to {} caches is not supported yet: {} can be read through the proxy, not pushed to",
+            entry.kind.label(),
+            entry.name
+        );
+    }
     let key = resolve_key(
         entry,
         opts.secret_key.as_deref(),
@@ -73,7 +80,7 @@ pub fn setup(
             dirs,
             ui,
         )?),
-        CacheKind::Https { .. } => None,
+        _ => None,
     };
     let target = target(
         entry,
@@ -116,7 +123,7 @@ fn resolve_key(
 fn params(entry: &CacheEntry) -> S3Params {
     match &entry.kind {
         CacheKind::S3(s3) => s3.params.clone(),
-        CacheKind::Https { .. } => S3Params::default(),
+        _ => S3Params::default(),
     }
 }
 
@@ -198,6 +205,9 @@ pub fn target(
                 shown: entry.kind.url(),
             }
         }
+        CacheKind::Gcs(_) | CacheKind::Azure(_) => {
+            anyhow::bail!("uploading to {} is not supported yet", entry.name)
+        }
         CacheKind::Https { .. } => {
             let store = match entry.secret_store {
                 Store::Keyring => Some(SecretStore::open(cfg, dirs, ui)?),
@@ -234,7 +244,7 @@ pub fn target(
         codec,
         narinfo_compression: match entry.kind {
             CacheKind::S3(_) => p.narinfo_compression(),
-            CacheKind::Https { .. } => Compression::None,
+            _ => Compression::None,
         },
         jobs: jobs.max(1),
     })
