@@ -131,11 +131,7 @@ pub type Stored = Option<Zeroizing<String>>;
 
 /// An Azure cache's stored secret: its account key or a SAS (`secret set --azure-key-stdin`,
 /// `--sas-stdin`); the key wins, as Azure's tools prefer it.
-pub fn azure_secret(
-    name: &str,
-    cfg: &Config,
-    dirs: &Dirs,
-) -> Result<(Stored, Stored)> {
+pub fn azure_secret(name: &str, cfg: &Config, dirs: &Dirs) -> Result<(Stored, Stored)> {
     let store = SecretStore::open(cfg, dirs, &crate::ui::Ui::silent())?;
     let key = store.get(&Account::AzureKey(name).to_string())?;
     let sas = store.get(&Account::AzureSas(name).to_string())?;

@@ -217,6 +217,12 @@ pub(super) fn mount_for_lease(
         }
         let m = ObjectMount::recorded(&entry, &cfg, dirs, env, false)
             .map_err(|e| format!("{name}: {e:#}"))?;
+        // A credential the store refuses fails the command now, naming the cache and the fix,
+        // instead of leaving Nix with misses it cannot explain.
+        if let Err(why) = tokio::runtime::Handle::current().block_on(check(&m)) {
+            log(format!("cannot mount {name}: {why}"));
+            return Err(format!("{name}: {why}"));
+        }
         log(format!(
             "mounted {name} ({}, {}) for a command",
             m.url,
@@ -229,6 +235,38 @@ pub(super) fn mount_for_lease(
             .insert(name.clone(), Arc::new(m));
     }
     Ok(rest)
+}
+
+/// Whether the store takes the mount's credential: a GET of `nix-cache-info` (a missing one is
+/// fine; so is a store that cannot be reached now, which requests report themselves).
+async fn check(m: &ObjectMount) -> Result<(), String> {
+    let a = match m.auth.authorize(Method::GET, "nix-cache-info").await {
+        Ok(a) => a,
+        Err(AuthError::NeedsPerson { why, fix }) => return Err(format!("{why}; fix: `{fix}`")),
+        Err(AuthError::Refused(why)) => return Err(format!("{why}; fix: `{}`", m.fix)),
+        Err(AuthError::Transient(_)) => return Ok(()),
+    };
+    let mut req = Request::get(a.url.as_str()).header(header::USER_AGENT, upstream::USER_AGENT);
+    for (k, v) in &a.headers {
+        req = req.header(k, v);
+    }
+    let req = req.body(empty()).map_err(|e| e.to_string())?;
+    let Ok(Ok(resp)) = tokio::time::timeout(Duration::from_secs(10), m.client.request(req)).await
+    else {
+        return Ok(());
+    };
+    let status = resp.status().as_u16();
+    let detail = upstream::read_limited(resp, 4096).await;
+    let code = crate::azure::error_code(&detail);
+    if is_refusal(status, code) {
+        return Err(format!(
+            "the store refused {} ({status} {}); fix: `{}`",
+            m.auth.describe(),
+            code.unwrap_or("no error code"),
+            m.fix
+        ));
+    }
+    Ok(())
 }
 
 /// Serves a routed request to a cloud mount.

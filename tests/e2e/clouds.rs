@@ -1,0 +1,471 @@
+//! Private caches on Azure Blob Storage and Google Cloud Storage work through the real
+//! multi-user nix-daemon of each Nix under test (issue 22, second phase): `use azure://...` /
+//! `use gs://...`, then `exec -- nix-store -r PATH` substitutes through the user's loopback
+//! proxy, which adds the cloud's credential.
+//!
+//! Azure is Azurite (Microsoft's emulator, HTTPS with a CA made here): it checks Shared Key and
+//! SAS signatures for real (a wrong key is refused, proven below). The account key sits in a
+//! real Secret Service (gnome-keyring), put there by `secret set --azure-key-stdin`.
+//!
+//! GCS has no emulator that checks auth: the data path is fake-gcs-server behind the checking
+//! front (tests/support/py/gcs_front.py), which accepts only Bearer tokens it issued (or a
+//! service account's self-signed JWT) and V4 signed URLs it verifies with the account's key.
+//! No real Google server is involved here: Google's side is these stand-ins, and our V4 signer
+//! is checked against Google's published conformance vectors in the unit tests (src/gcp/sign.rs).
+
+use crate::support::*;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+const SA_EMAIL: &str = "cache-reader@test-project.iam.gserviceaccount.com";
+
+/// A test user with a real keyring session, the daemon trusting them (and `bundle`, the CA
+/// bundle that verifies the stores), and their config.toml (proxy port).
+struct User<'a> {
+    s: UserSession<'a>,
+    port: u16,
+    /// The command's environment besides the session's (`SSL_CERT_FILE`, Google's ADC).
+    env: Vec<(String, PathBuf)>,
+}
+
+impl User<'_> {
+    fn nsa(&self, e2e: &E2e, args: &[&str]) -> UserCmd<'_> {
+        let mut cmd = self
+            .s
+            .nsa(e2e, args)
+            .env("NIXSTORE_AUTH_PROXY_IDLE_SECS", "60")
+            .env("NO_COLOR", "1");
+        for (k, v) in &self.env {
+            cmd = cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// `exec -- sh -c 'nix-store -r PATH && nixstore-auth proxy status'`.
+    fn restore_and_status(&self, e2e: &E2e, path: &str) -> Output {
+        let script = format!("nix-store -r {path} && {} proxy status", e2e.bin.display());
+        self.nsa(e2e, &["-v", "exec", "--", "sh", "-c", &script])
+            .run()
+    }
+
+    fn proxy_log(&self) -> String {
+        self.s.user.read(".cache/nixstore-auth/proxy.log")
+    }
+
+    fn secret(&self) -> String {
+        self.s
+            .user
+            .read(".local/share/nixstore-auth/proxy-secret")
+            .trim()
+            .to_string()
+    }
+}
+
+/// Writes a file below `user`'s HOME, mode 0600, owned by them (directories 0700).
+fn write_user_file(user: &TestUser, rel: &str, text: &str) -> PathBuf {
+    let path = user.home.join(rel);
+    let mut dir = user.home.clone();
+    for part in Path::new(rel).parent().unwrap().components() {
+        dir.push(part);
+        if !dir.exists() {
+            fs::create_dir(&dir).unwrap();
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+            std::os::unix::fs::chown(&dir, Some(user.uid), Some(user.uid)).unwrap();
+        }
+    }
+    fs::write(&path, text).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::chown(&path, Some(user.uid), Some(user.uid)).unwrap();
+    path
+}
+
+/// The files of a `file://` binary cache, as (key, bytes).
+fn cache_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if path.is_dir() {
+            for (k, v) in cache_files(&path) {
+                out.push((format!("{name}/{k}"), v));
+            }
+        } else {
+            out.push((name, fs::read(&path).unwrap()));
+        }
+    }
+    out
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// While a command holds the proxy (an `exec` waiting for a file), another local user asks
+/// it for the cache: the connection is closed before any answer (curl reports 000), while root
+/// (as the nix-daemon) gets the cache's `nix-cache-info` through the same URL.
+fn assert_private(e2e: &E2e, u: &User, name: &str) {
+    let home = u.s.user.home.display().to_string();
+    let script = format!(
+        "touch {home}/held; while [ ! -e {home}/go ]; do sleep 0.1; done; rm -f {home}/held {home}/go"
+    );
+    let other = TestUser::create(e2e, "other");
+    std::thread::scope(|scope| {
+        let held = scope.spawn(|| u.nsa(e2e, &["exec", "--", "sh", "-c", &script]).run());
+        wait_until("the exec to hold the proxy", std::time::Duration::from_secs(60), || {
+            u.s.user.home.join("held").exists()
+        });
+        let url = format!(
+            "http://127.0.0.1:{}/{}/{name}/nix-cache-info",
+            u.port,
+            u.secret()
+        );
+        let foreign = curl_status_as(&other.name, &url);
+        let daemon = curl_status(&url);
+        fs::write(u.s.user.home.join("go"), "").unwrap();
+        held.join().unwrap().assert_success("exec holding the proxy");
+        assert_eq!(foreign.0, 0, "another user got an answer: {foreign:?}");
+        assert_eq!(
+            daemon.0,
+            200,
+            "root got {daemon:?}\nproxy log:\n{}",
+            u.proxy_log()
+        );
+        assert!(daemon.1.contains("StoreDir"), "{daemon:?}");
+    });
+}
+
+/// Azure with the account key from the keyring, then with a SAS: `use azure://...`,
+/// `secret set --azure-key-stdin`, `exec -- nix-store -r` substitutes from Azurite (its access
+/// log shows the requests; with the key NARs go by a service-SAS redirect the daemon follows
+/// itself, with a SAS they stream); a wrong key fails with an error naming the cache and the
+/// fix; the key is in no file; another local user gets nothing through the port.
+fn azure_key_and_sas_from_the_keyring_substitute_through_the_daemon(e2e: &E2e) {
+    let ca = TestCa::create(&e2e.private_dir("azure-ca"));
+    let public = e2e.dir.join("azure-public");
+    fs::create_dir_all(&public).unwrap();
+    let bundle = public.join("bundle.crt");
+    let mut pem = fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
+    pem.extend(fs::read(&ca.ca).unwrap());
+    fs::write(&bundle, pem).unwrap();
+    fs::set_permissions(&bundle, fs::Permissions::from_mode(0o644)).unwrap();
+    let azurite = Azurite::start(&e2e.private_dir("azurite"), &ca);
+    azurite.create_container("cache");
+
+    let tu = TestUser::create(e2e, "az");
+    let _procs = UserProcs(tu.uid);
+    let _daemon = NixDaemon::start(e2e, &NixConf::new().trusted_user(&tu.name).ca_bundle(&bundle));
+    let u = User {
+        s: UserSession::with_keyring(e2e, &tu),
+        port: free_port(),
+        env: vec![("SSL_CERT_FILE".into(), bundle.clone())],
+    };
+    write_user_file(
+        &tu,
+        ".config/nixstore-auth/config.toml",
+        &format!("[proxy]\nport = {}\n", u.port),
+    );
+
+    // The cache, uploaded with the development account's key (Shared Key, by our Put Blob).
+    let cache = SignedCache::create(e2e, "azure");
+    let url = format!(
+        "azure://{AZURITE_ACCOUNT}/cache/k?endpoint={}",
+        azurite.endpoint()
+    );
+    let container = nixstore_auth::azure::Container::parse(&url).unwrap();
+    let http = reqwest::Client::builder()
+        .tls_certs_merge([reqwest::Certificate::from_pem(&fs::read(&ca.ca).unwrap()).unwrap()])
+        .build()
+        .unwrap();
+    let key = nixstore_auth::azure::shared_key::AccountKey::from_base64(AZURITE_KEY).unwrap();
+    let uploader = nixstore_auth::azure::Blob::new(
+        container.clone(),
+        nixstore_auth::azure::Credential::Key(key),
+        http,
+    );
+    runtime().block_on(async {
+        for (k, bytes) in cache_files(&cache.dir) {
+            uploader
+                .put_blob(&k, bytes.into(), "application/octet-stream")
+                .await
+                .unwrap_or_else(|e| panic!("upload {k}: {e}"));
+        }
+    });
+
+    let out = u
+        .nsa(
+            e2e,
+            &["use", &url, "--name", "az", "--public-key", &cache.public_key],
+        )
+        .run();
+    out.assert_success("use azure://");
+    assert!(out.all().contains("secret set az --azure-key-stdin"), "{out}");
+    let config = tu.read(".config/nixstore-auth/config.toml");
+    assert!(
+        config.contains("kind = \"azure\"") && config.contains(&url),
+        "config.toml:\n{config}"
+    );
+
+    // A wrong key first: refused by Azurite, the command fails naming the cache and the fix.
+    let wrong = "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5LXdyb25nLWtleQ==";
+    u.nsa(e2e, &["secret", "set", "az", "--azure-key-stdin"])
+        .stdin(format!("{wrong}\n"))
+        .run()
+        .assert_success("secret set --azure-key-stdin (wrong key)");
+    let out = u.restore_and_status(e2e, &cache.store_path);
+    out.assert_failure("exec with a wrong key");
+    assert!(!cache.is_valid(e2e));
+    assert!(
+        out.stderr.contains("az: the store refused account key of devstoreaccount1")
+            && out.stderr.contains("nixstore-auth secret set az --azure-key-stdin"),
+        "the failure names neither the cache nor the fix:\n{out}"
+    );
+    out.assert_hides(&[wrong]);
+    let log = u.proxy_log();
+    assert!(log.contains("cannot mount az"), "proxy log:\n{log}");
+    u.nsa(e2e, &["proxy", "stop"]).run();
+
+    // The right key: substitutes; the NAR goes by a service SAS the daemon's Nix follows.
+    let out = u
+        .nsa(e2e, &["secret", "set", "az", "--azure-key-stdin"])
+        .stdin(format!("{AZURITE_KEY}\n"))
+        .run();
+    out.assert_success("secret set --azure-key-stdin");
+    out.assert_hides(&[AZURITE_KEY]);
+    assert!(
+        u.s.keyring_accounts().iter().any(|a| a == "azure-key:az"),
+        "no azure-key:az in the keyring: {:?}",
+        u.s.keyring_accounts()
+    );
+    let from = fs::read_to_string(&azurite.service.log).unwrap_or_default().len();
+    let out = u.restore_and_status(e2e, &cache.store_path);
+    out.assert_success("exec -- nix-store -r (account key)");
+    assert!(cache.is_valid(e2e), "not substituted:\n{out}");
+    out.assert_hides(&[AZURITE_KEY]);
+    assert!(
+        out.stdout.contains("account key of devstoreaccount1"),
+        "proxy status does not tell the credential:\n{out}"
+    );
+    assert!(out.stdout.contains("NARs by presigned redirect"), "{out}");
+    let access = fs::read_to_string(&azurite.service.log).unwrap()[from..].to_string();
+    let narinfo = format!("/cache/k/{}.narinfo", cache.hash());
+    assert!(
+        access
+            .lines()
+            .any(|l| l.contains(&format!("GET /{AZURITE_ACCOUNT}{narinfo}")) && l.contains(" 200 ")),
+        "Azurite did not serve the narinfo:\n{access}"
+    );
+    assert!(
+        access
+            .lines()
+            .any(|l| l.contains("/cache/k/nar/") && l.contains("sig=") && l.contains(" 200 ")),
+        "Azurite did not serve the NAR to a SAS URL:\n{access}"
+    );
+    let log = u.proxy_log();
+    assert!(!log.contains("sig="), "a SAS signature in the proxy log:\n{log}");
+    // The key is in the keyring only: no file the user (or anyone) can read holds it.
+    let holders = files_holding(&tu.home, AZURITE_KEY, None);
+    assert!(holders.is_empty(), "files holding the key: {holders:?}");
+    assert_private(e2e, &u, "az");
+
+    // A SAS for the container instead (read and list): stored with --sas-stdin, it replaces
+    // the key; a SAS cannot presign for others, so NARs stream through the proxy.
+    let now = nixstore_auth::time::now();
+    let st = nixstore_auth::azure::sas::format_time(now - 60);
+    let se = nixstore_auth::azure::sas::format_time(now + 3600);
+    let version = nixstore_auth::azure::sas::API_VERSION;
+    let string_to_sign = [
+        "rl",
+        &st,
+        &se,
+        &format!("/blob/{AZURITE_ACCOUNT}/cache"),
+        "",
+        "",
+        "",
+        version,
+        "c",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+    ]
+    .join("\n");
+    let key_bytes = base64_decode(AZURITE_KEY);
+    let sig = nixstore_auth::azure::shared_key::hmac_b64(&key_bytes, &string_to_sign);
+    let sas: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("sv", version)
+        .append_pair("st", &st)
+        .append_pair("se", &se)
+        .append_pair("sr", "c")
+        .append_pair("sp", "rl")
+        .append_pair("sig", &sig)
+        .finish();
+    u.nsa(e2e, &["secret", "set", "az", "--sas-stdin"])
+        .stdin(format!("?{sas}\n"))
+        .run()
+        .assert_success("secret set --sas-stdin");
+    let accounts = u.s.keyring_accounts();
+    assert!(
+        accounts.iter().any(|a| a == "azure-sas:az") && !accounts.iter().any(|a| a == "azure-key:az"),
+        "{accounts:?}"
+    );
+    cache.delete_local(e2e);
+    let from = fs::read_to_string(&azurite.service.log).unwrap().len();
+    let out = u.restore_and_status(e2e, &cache.store_path);
+    out.assert_success("exec -- nix-store -r (SAS)");
+    assert!(cache.is_valid(e2e), "not substituted:\n{out}");
+    assert!(out.stdout.contains("SAS token"), "{out}");
+    assert!(out.stdout.contains("NARs streamed"), "{out}");
+    let access = fs::read_to_string(&azurite.service.log).unwrap()[from..].to_string();
+    assert!(
+        access
+            .lines()
+            .any(|l| l.contains("/cache/k/nar/") && l.contains("sr=c") && l.contains(" 200 ")),
+        "Azurite did not serve the NAR to the container SAS:\n{access}"
+    );
+    assert!(
+        files_holding(&tu.home, &sig, None).is_empty(),
+        "a file holds the SAS signature"
+    );
+    u.nsa(e2e, &["proxy", "stop"]).run();
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
+
+/// GCS with a service-account key file (GOOGLE_APPLICATION_CREDENTIALS, the command's
+/// environment that `exec` hands the proxy): `use gs://...?endpoint=...`, then `exec --
+/// nix-store -r` substitutes through the checking front; the narinfo is read with a Bearer
+/// token the front issued or verified, the NAR by a V4 signed URL the front verified; without
+/// the credential the command fails naming the fix; another user gets nothing.
+fn gcs_service_account_substitutes_through_the_daemon(e2e: &E2e) {
+    let venv = PathBuf::from(
+        std::env::var_os("NIXSTORE_AUTH_VENV").expect("NIXSTORE_AUTH_VENV (scripts/test.sh)"),
+    );
+    let dir = e2e.private_dir("gcs");
+    let pem_path = service_account_key(&dir, "sa");
+    let bucket = "nix-cache";
+    let bed = GcsBed::start(
+        &dir,
+        &venv,
+        &e2e.script("gcs_front.py"),
+        bucket,
+        &serde_json::json!({
+            "token_life": 3600,
+            "service_accounts": {SA_EMAIL: pem_path},
+        }),
+    );
+    let tu = TestUser::create(e2e, "gcs");
+    let _procs = UserProcs(tu.uid);
+    let _daemon = NixDaemon::start(e2e, &NixConf::new().trusted_user(&tu.name));
+    let runtime_dir = user_dir(e2e, &tu, "run");
+    let port = free_port();
+    write_user_file(
+        &tu,
+        ".config/nixstore-auth/config.toml",
+        &format!("keyring-backend = \"file\"\n\n[proxy]\nport = {port}\n"),
+    );
+    let pem = fs::read_to_string(&pem_path).unwrap();
+    let key_json = serde_json::json!({
+        "type": "service_account",
+        "project_id": "test-project",
+        "private_key_id": "k1",
+        "private_key": pem,
+        "client_email": SA_EMAIL,
+        "client_id": "1",
+        "token_uri": format!("{}/token", bed.url()),
+    });
+    let key_file = write_user_file(&tu, "sa.json", &key_json.to_string());
+    let u = User {
+        s: UserSession::without_keyring(e2e, &tu),
+        port,
+        env: vec![
+            ("XDG_RUNTIME_DIR".into(), runtime_dir.clone()),
+            ("GOOGLE_APPLICATION_CREDENTIALS".into(), key_file.clone()),
+        ],
+    };
+    let url = format!("gs://{bucket}/c?endpoint={}", bed.url());
+
+    // The cache, uploaded through the front with the same service account.
+    let cache = SignedCache::create(e2e, "gcs");
+    runtime().block_on(async {
+        let facts = nixstore_auth::gcp::adc::Facts {
+            env_file: Some(key_file.clone()),
+            ..Default::default()
+        };
+        let cred = nixstore_auth::gcp::token::Credential::load(facts).unwrap();
+        let http = reqwest::Client::new();
+        let gcs = nixstore_auth::gcp::Gcs::with_credential(
+            nixstore_auth::gcp::Bucket::parse(&url).unwrap(),
+            cred,
+            http.clone(),
+        );
+        use nixstore_auth::cloud::ObjectAuth;
+        for (k, bytes) in cache_files(&cache.dir) {
+            let put = gcs.authorize(reqwest::Method::PUT, &k).await.unwrap();
+            let resp = put.build(&http).body(bytes).send().await.unwrap();
+            assert!(resp.status().is_success(), "upload {k}: {}", resp.status());
+        }
+    });
+    let stats = bed.stats();
+    let signed_before = stats["storage"]["signed_GET"].as_u64().unwrap_or(0);
+
+    let out = u.nsa(e2e, &["use", &url, "--name", "gc", "--public-key", &cache.public_key]).run();
+    out.assert_success("use gs://");
+    let out = u.nsa(e2e, &["list"]).run();
+    out.assert_success("list");
+    assert!(
+        out.stdout.contains("gcs") && out.stdout.contains("Application Default Credentials"),
+        "{out}"
+    );
+    let out = u.nsa(e2e, &["doctor", "gc"]).run();
+    assert!(
+        out.all().contains("service_account from GOOGLE_APPLICATION_CREDENTIALS"),
+        "doctor does not tell the credential:\n{out}"
+    );
+
+    let script = format!(
+        "nix-store -r {} && {} proxy status",
+        cache.store_path,
+        e2e.bin.display()
+    );
+    let out = u.nsa(e2e, &["-v", "exec", "--", "sh", "-c", &script]).run();
+    out.assert_success("exec -- nix-store -r (GCS)");
+    assert!(cache.is_valid(e2e), "not substituted:\n{out}");
+    assert!(out.stdout.contains("NARs by presigned redirect"), "{out}");
+    assert!(out.stdout.contains("service_account"), "{out}");
+    let stats = bed.stats();
+    assert!(
+        stats["storage"]["signed_GET"].as_u64().unwrap_or(0) > signed_before,
+        "the front verified no V4 signed GET (the NAR): {stats}"
+    );
+    assert!(
+        stats["storage"]["GET"].as_u64().unwrap_or(0) >= 1,
+        "the front served no authorised GET (narinfo): {stats}"
+    );
+    let front_log = fs::read_to_string(&bed.front.log).unwrap();
+    assert!(
+        front_log.contains(&format!("GET /{bucket}/c/{}.narinfo", cache.hash())),
+        "front log:\n{front_log}"
+    );
+    let log = u.proxy_log();
+    assert!(
+        !log.contains("X-Goog-Signature") && !log.contains("Bearer"),
+        "a signature or token in the proxy log:\n{log}"
+    );
+    assert_private(e2e, &u, "gc");
+}
+
+crate::proofs!(
+    azure_key_and_sas_from_the_keyring_substitute_through_the_daemon,
+    gcs_service_account_substitutes_through_the_daemon,
+);
