@@ -124,6 +124,8 @@ pub struct Loaded {
     pub fix: String,
     /// The store is reached over HTTPS (then nothing may downgrade to HTTP).
     pub scheme_https: bool,
+    /// The same credential as an Azure container, for uploads (Put Blob, Put Block).
+    pub azure: Option<Arc<crate::azure::Blob>>,
 }
 
 /// One stored secret, if any.
@@ -172,6 +174,7 @@ pub fn load(entry: &CacheEntry, cfg: &Config, dirs: &Dirs, env: &EnvSnapshot) ->
                 scheme_https: bucket.endpoint.scheme() == "https",
                 auth: Arc::new(crate::gcp::Gcs::with_credential(bucket.clone(), cred, http)),
                 fix,
+                azure: None,
             })
         }
         CacheKind::Azure(container) => {
@@ -198,10 +201,12 @@ pub fn load(entry: &CacheEntry, cfg: &Config, dirs: &Dirs, env: &EnvSnapshot) ->
                 &http,
             )
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let blob = Arc::new(crate::azure::Blob::new(container.clone(), cred, http));
             Ok(Loaded {
                 scheme_https: container.endpoint.scheme() == "https",
-                auth: Arc::new(crate::azure::Blob::new(container.clone(), cred, http)),
+                auth: blob.clone(),
                 fix,
+                azure: Some(blob),
             })
         }
         _ => bail!("{} is not a GCS or Azure cache", entry.name),

@@ -24,6 +24,7 @@ impl Run for WatchStoreArgs {
         let Setup {
             target,
             lease,
+            cloud: _cloud,
             key: _key,
         } = setup::setup(&entry, &self.upload.options(), &cfg, &dirs, ui)?;
         let spool = Spool::open(&dirs.state, &entry.name)?;

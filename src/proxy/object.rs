@@ -27,8 +27,7 @@ use crate::cloud_cache::EnvSnapshot;
 /// One GCS or Azure mount.
 pub struct ObjectMount {
     pub auth: Arc<dyn ObjectAuth>,
-    /// The cache's kind (`gcs`, `azure`) and URL, for the log and `proxy status`.
-    pub kind: &'static str,
+    /// The cache's URL, for the log and `proxy status`.
     pub url: String,
     /// The command that gives the cache a working credential.
     pub fix: String,
@@ -39,6 +38,8 @@ pub struct ObjectMount {
     pub(super) env: EnvSnapshot,
     /// Whether the store takes our presigned GETs: tried once, at the first NAR.
     presign: tokio::sync::OnceCell<bool>,
+    /// For an Azure cache, its container (uploads are Put Blob or Put Block).
+    pub(super) azure: Option<Arc<crate::azure::Blob>>,
 }
 
 /// A request for a cloud mount.
@@ -69,13 +70,13 @@ impl ObjectMount {
         let https_only = loaded.scheme_https;
         Ok(ObjectMount {
             auth: loaded.auth,
-            kind: entry.kind.label(),
             url: entry.kind.url(),
             fix: loaded.fix,
             client: super::https::client(tls, https_only),
             recorded,
             env: env.clone(),
             presign: Default::default(),
+            azure: loaded.azure,
         })
     }
 
@@ -286,14 +287,8 @@ pub(super) async fn serve(
         return without(why);
     }
     if method == Method::PUT {
-        log(format!(
-            "{what}: uploads to {} caches are not served (501)",
-            t.mount.kind
-        ));
-        return text(
-            StatusCode::NOT_IMPLEMENTED,
-            "uploads to GCS and Azure caches are not supported yet",
-        );
+        // `route` let only the proxy's own user through with a PUT.
+        return super::object_upload::upload(&t.mount, &what, &t.key, req, guard).await;
     }
     if method == Method::GET
         && t.key.starts_with("nar/")

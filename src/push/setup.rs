@@ -42,6 +42,8 @@ pub struct Options {
 pub struct Setup {
     pub target: Target,
     pub lease: Option<S3Lease>,
+    /// The proxy lease serving a GCS or Azure cache (no session: the proxy holds the credential).
+    pub cloud: Option<proxy::Lease>,
     pub key: Option<KeyFile>,
 }
 
@@ -56,13 +58,6 @@ pub fn setup(
     dirs: &Dirs,
     ui: &Ui,
 ) -> Result<Setup> {
-    if entry.kind.is_cloud() {
-        anyhow::bail!(
-            "uploading to {} caches is not supported yet: {} can be read through the proxy, not pushed to",
-            entry.kind.label(),
-            entry.name
-        );
-    }
     let key = resolve_key(
         entry,
         opts.secret_key.as_deref(),
@@ -82,9 +77,18 @@ pub fn setup(
         )?),
         _ => None,
     };
+    // GCS and Azure: the proxy uploads with the credential it loads from our environment.
+    let cloud = if entry.kind.is_cloud() {
+        let layout = proxy::Layout::new(dirs, cfg)?;
+        let lease = proxy::ensure_running_https(&layout, std::slice::from_ref(&entry.name), ui)?;
+        crate::nix::client_cache::protect()?;
+        Some(lease)
+    } else {
+        None
+    };
     let target = target(
         entry,
-        lease.as_ref().map(|(l, _, _)| l),
+        lease.as_ref().map(|(l, _, _)| l).or(cloud.as_ref()),
         lease.as_ref().map(|(_, s, _)| s),
         key.as_ref(),
         opts.jobs,
@@ -92,7 +96,12 @@ pub fn setup(
         dirs,
         ui,
     )?;
-    Ok(Setup { target, lease, key })
+    Ok(Setup {
+        target,
+        lease,
+        cloud,
+        key,
+    })
 }
 
 /// The recorded (or `--secret-key`) signing key; a URL that names `secret-key` itself needs
@@ -194,8 +203,8 @@ pub fn target(
         parallel: p.parallel_compression(),
     };
     let endpoint = match &entry.kind {
-        CacheKind::S3(_) => {
-            let lease = lease.context("an S3 cache needs the proxy")?;
+        CacheKind::S3(_) | CacheKind::Gcs(_) | CacheKind::Azure(_) => {
+            let lease = lease.context("an S3, GCS or Azure cache needs the proxy")?;
             let url = lease.url_for(&entry.name);
             Endpoint {
                 base: url.clone(),
@@ -204,9 +213,6 @@ pub fn target(
                 secrets: vec![url],
                 shown: entry.kind.url(),
             }
-        }
-        CacheKind::Gcs(_) | CacheKind::Azure(_) => {
-            anyhow::bail!("uploading to {} is not supported yet", entry.name)
         }
         CacheKind::Https { .. } => {
             let store = match entry.secret_store {
@@ -299,6 +305,13 @@ pub fn start_for_exec(
     let mut lanes = Vec::new();
     let mut keys = Vec::new();
     for entry in caches {
+        if entry.kind.is_cloud() {
+            bail!(
+                "exec --push does not upload to {} caches yet: push to {} with `nixstore-auth push` or `watch-store`",
+                entry.kind.label(),
+                entry.name
+            );
+        }
         let key = resolve_key(entry, None, no_sign, cfg, dirs, ui)?;
         let s3 = matches!(entry.kind, CacheKind::S3(_));
         let target = target(

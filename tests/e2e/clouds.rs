@@ -105,6 +105,37 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// `push NAME PATH --secret-key KEY` as the user (a path root added, unsigned), then the path
+/// is deleted and substituted back through the daemon, which checks the signature push made
+/// (`require-sigs`, the cache's key in the user's `trusted-public-keys`), and `nix store verify`
+/// agrees. Returns the path.
+fn push_and_substitute_back(e2e: &E2e, u: &User, name: &str, tag: &str) -> String {
+    let key = fs::read_to_string(cache_secret_key(e2e, tag)).unwrap();
+    let key_file = write_user_file(u.s.user, "cache-secret-key", &key);
+    let path = add_paths(e2e, &format!("{tag}-push"), 1).remove(0);
+    let out = u
+        .nsa(
+            e2e,
+            &["push", name, &path, "--secret-key", key_file.to_str().unwrap()],
+        )
+        .run();
+    out.assert_success("push");
+    let is_valid = || {
+        root_nix(e2e, "nix-store", &["--check-validity", &path], None).success()
+    };
+    root_nix(e2e, "nix-store", &["--delete", &path], None).assert_success("nix-store --delete");
+    assert!(!is_valid());
+    let script = format!(
+        "nix-store -r {path} && nix store verify --sigs-needed 1 {path}"
+    );
+    let out = u
+        .nsa(e2e, &["exec", "--", "sh", "-c", &script])
+        .run();
+    out.assert_success("exec -- nix-store -r PUSHED && nix store verify");
+    assert!(is_valid(), "the pushed path was not substituted back:\n{out}");
+    path
+}
+
 /// While a command holds the proxy (an `exec` waiting for a file), another local user asks
 /// it for the cache: the connection is closed before any answer (curl reports 000), while root
 /// (as the nix-daemon) gets the cache's `nix-cache-info` through the same URL.
@@ -271,6 +302,16 @@ fn azure_key_and_sas_from_the_keyring_substitute_through_the_daemon(e2e: &E2e) {
     let holders = files_holding(&tu.home, AZURITE_KEY, None);
     assert!(holders.is_empty(), "files holding the key: {holders:?}");
     assert_private(e2e, &u, "az");
+    let from = fs::read_to_string(&azurite.service.log).unwrap().len();
+    let pushed = push_and_substitute_back(e2e, &u, "az", "azure");
+    let access = fs::read_to_string(&azurite.service.log).unwrap()[from..].to_string();
+    let hash = &pushed.rsplit('/').next().unwrap()[..32];
+    assert!(
+        access
+            .lines()
+            .any(|l| l.contains(&format!("PUT /{AZURITE_ACCOUNT}/cache/k/{hash}.narinfo")) && l.contains(" 201 ")),
+        "Azurite stored no narinfo of the pushed path:\n{access}"
+    );
 
     // A SAS for the container instead (read and list): stored with --sas-stdin, it replaces
     // the key; a SAS cannot presign for others, so NARs stream through the proxy.
@@ -463,6 +504,19 @@ fn gcs_service_account_substitutes_through_the_daemon(e2e: &E2e) {
         "a signature or token in the proxy log:\n{log}"
     );
     assert_private(e2e, &u, "gc");
+    let puts = bed.stats()["storage"]["PUT"].as_u64().unwrap_or(0);
+    let pushed = push_and_substitute_back(e2e, &u, "gc", "gcs");
+    let hash = &pushed.rsplit('/').next().unwrap()[..32];
+    assert!(
+        bed.stats()["storage"]["PUT"].as_u64().unwrap_or(0) >= puts + 2,
+        "the front stored no narinfo and NAR with a Bearer token: {}",
+        bed.stats()
+    );
+    let front_log = fs::read_to_string(&bed.front.log).unwrap();
+    assert!(
+        front_log.contains(&format!("PUT /{bucket}/c/{hash}.narinfo")),
+        "front log:\n{front_log}"
+    );
 }
 
 crate::proofs!(
