@@ -44,12 +44,13 @@ fn served(dirs: &Dirs, cfg: &Config, fixed: bool) -> Result<Vec<Served>> {
 
 /// What the remote-builder decision forwards for plain Nix commands, decided as `exec` decides
 /// it (`forward::builder_decision`) for the builders in force without a command line. Nothing
-/// when no private cache is served or Nix cannot be probed.
+/// when no private cache is served or Nix cannot be probed. Reads the probe cache, never writes
+/// it: a `--dry-run` writes nothing.
 fn builder_settings(served: &[Served]) -> Vec<crate::nix::forward::Setting> {
     if served.is_empty() {
         return Vec::new();
     }
-    let Ok(setup) = crate::nix::setup::probe(crate::nix::setup::ProbeCache::ReadWrite) else {
+    let Ok(setup) = crate::nix::setup::probe(crate::nix::setup::ProbeCache::ReadOnly) else {
         return Vec::new();
     };
     let in_force = crate::nix::builders::for_command(&setup, &[]);
