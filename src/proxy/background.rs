@@ -288,15 +288,15 @@ impl Renewer {
 pub(super) fn spawn(state: &Arc<State>, renewer: Renewer) {
     let (tx, rx) = std::sync::mpsc::channel();
     *state.renewer.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
-    // The renewer's thread enters the async runtime: the clouds' credentials renew in its
-    // tasks (`object.rs`), mounted now that it runs.
+    // The clouds' credentials renew in the async runtime's tasks (`object.rs`): mounted now
+    // that it runs, before the proxy serves; the renewer's thread enters it for reloads.
+    if let Ok(cfg) = Config::load(&renewer.dirs.config_file()) {
+        let caches = caches_again(&cfg);
+        super::object::load_recorded(&renewer.state, &cfg, &renewer.dirs, &caches);
+    }
     let rt = tokio::runtime::Handle::current();
     std::thread::spawn(move || {
         let _rt = rt.enter();
-        if let Ok(cfg) = Config::load(&renewer.dirs.config_file()) {
-            let caches = caches_again(&cfg);
-            super::object::load_recorded(&renewer.state, &cfg, &renewer.dirs, &caches);
-        }
         renewer.run(rx)
     });
 }

@@ -136,6 +136,95 @@ fn push_and_substitute_back(e2e: &E2e, u: &User, name: &str, tag: &str) -> Strin
     path
 }
 
+/// A GCS bed: fake-gcs-server behind the checking front with a service account, a trusted
+/// user with config.toml (file secret store, proxy port) and a daemon, the service account's
+/// key file (JSON, `token_uri` at the front), and a signed cache uploaded through the front
+/// with that account.
+struct GcsSetup {
+    bed: GcsBed,
+    user: TestUser,
+    _procs: UserProcs,
+    _daemon: NixDaemon,
+    port: u16,
+    bucket: &'static str,
+    url: String,
+    key_json: serde_json::Value,
+    cache: SignedCache,
+}
+
+impl GcsSetup {
+    fn start(e2e: &E2e, tag: &str) -> GcsSetup {
+        let venv = PathBuf::from(
+            std::env::var_os("NIXSTORE_AUTH_VENV").expect("NIXSTORE_AUTH_VENV (scripts/test.sh)"),
+        );
+        let dir = e2e.private_dir(&format!("{tag}-bed"));
+        let pem_path = service_account_key(&dir, "sa");
+        let bucket = "nix-cache";
+        let bed = GcsBed::start(
+            &dir,
+            &venv,
+            &e2e.script("gcs_front.py"),
+            bucket,
+            &serde_json::json!({
+                "token_life": 3600,
+                "service_accounts": {SA_EMAIL: pem_path},
+            }),
+        );
+        let user = TestUser::create(e2e, tag);
+        let procs = UserProcs(user.uid);
+        let daemon = NixDaemon::start(e2e, &NixConf::new().trusted_user(&user.name));
+        let port = free_port();
+        write_user_file(
+            &user,
+            ".config/nixstore-auth/config.toml",
+            &format!("keyring-backend = \"file\"\n\n[proxy]\nport = {port}\n"),
+        );
+        let key_json = serde_json::json!({
+            "type": "service_account",
+            "project_id": "test-project",
+            "private_key_id": "k1",
+            "private_key": fs::read_to_string(&pem_path).unwrap(),
+            "client_email": SA_EMAIL,
+            "client_id": "1",
+            "token_uri": format!("{}/token", bed.url()),
+        });
+        let url = format!("gs://{bucket}/c?endpoint={}", bed.url());
+        let cache = SignedCache::create(e2e, tag);
+        let key_file = dir.join("sa.json");
+        fs::write(&key_file, key_json.to_string()).unwrap();
+        runtime().block_on(async {
+            let facts = nixstore_auth::gcp::adc::Facts {
+                env_file: Some(key_file.clone()),
+                ..Default::default()
+            };
+            let cred = nixstore_auth::gcp::token::Credential::load(facts).unwrap();
+            let http = reqwest::Client::new();
+            let gcs = nixstore_auth::gcp::Gcs::with_credential(
+                nixstore_auth::gcp::Bucket::parse(&url).unwrap(),
+                cred,
+                http.clone(),
+            );
+            use nixstore_auth::cloud::ObjectAuth;
+            for (k, bytes) in cache_files(&cache.dir) {
+                let put = gcs.authorize(reqwest::Method::PUT, &k).await.unwrap();
+                let resp = put.build(&http).body(bytes).send().await.unwrap();
+                assert!(resp.status().is_success(), "upload {k}: {}", resp.status());
+            }
+        });
+        GcsSetup {
+            bed,
+            user,
+            _procs: procs,
+            _daemon: daemon,
+            port,
+            bucket,
+            url,
+            key_json,
+            cache,
+        }
+    }
+}
+
 /// While a command holds the proxy (an `exec` waiting for a file), another local user asks
 /// it for the cache: the connection is closed before any answer (curl reports 000), while root
 /// (as the nix-daemon) gets the cache's `nix-cache-info` through the same URL.
@@ -389,78 +478,22 @@ fn base64_decode(s: &str) -> Vec<u8> {
 /// token the front issued or verified, the NAR by a V4 signed URL the front verified; without
 /// the credential the command fails naming the fix; another user gets nothing.
 fn gcs_service_account_substitutes_through_the_daemon(e2e: &E2e) {
-    let venv = PathBuf::from(
-        std::env::var_os("NIXSTORE_AUTH_VENV").expect("NIXSTORE_AUTH_VENV (scripts/test.sh)"),
-    );
-    let dir = e2e.private_dir("gcs");
-    let pem_path = service_account_key(&dir, "sa");
-    let bucket = "nix-cache";
-    let bed = GcsBed::start(
-        &dir,
-        &venv,
-        &e2e.script("gcs_front.py"),
-        bucket,
-        &serde_json::json!({
-            "token_life": 3600,
-            "service_accounts": {SA_EMAIL: pem_path},
-        }),
-    );
-    let tu = TestUser::create(e2e, "gcs");
-    let _procs = UserProcs(tu.uid);
-    let _daemon = NixDaemon::start(e2e, &NixConf::new().trusted_user(&tu.name));
-    let runtime_dir = user_dir(e2e, &tu, "run");
-    let port = free_port();
-    write_user_file(
-        &tu,
-        ".config/nixstore-auth/config.toml",
-        &format!("keyring-backend = \"file\"\n\n[proxy]\nport = {port}\n"),
-    );
-    let pem = fs::read_to_string(&pem_path).unwrap();
-    let key_json = serde_json::json!({
-        "type": "service_account",
-        "project_id": "test-project",
-        "private_key_id": "k1",
-        "private_key": pem,
-        "client_email": SA_EMAIL,
-        "client_id": "1",
-        "token_uri": format!("{}/token", bed.url()),
-    });
-    let key_file = write_user_file(&tu, "sa.json", &key_json.to_string());
+    let g = GcsSetup::start(e2e, "gcs");
+    let (bed, tu, bucket, url, cache) = (&g.bed, &g.user, g.bucket, &g.url, &g.cache);
+    let runtime_dir = user_dir(e2e, tu, "run");
+    let key_file = write_user_file(tu, "sa.json", &g.key_json.to_string());
     let u = User {
-        s: UserSession::without_keyring(e2e, &tu),
-        port,
+        s: UserSession::without_keyring(e2e, tu),
+        port: g.port,
         env: vec![
             ("XDG_RUNTIME_DIR".into(), runtime_dir.clone()),
             ("GOOGLE_APPLICATION_CREDENTIALS".into(), key_file.clone()),
         ],
     };
-    let url = format!("gs://{bucket}/c?endpoint={}", bed.url());
-
-    // The cache, uploaded through the front with the same service account.
-    let cache = SignedCache::create(e2e, "gcs");
-    runtime().block_on(async {
-        let facts = nixstore_auth::gcp::adc::Facts {
-            env_file: Some(key_file.clone()),
-            ..Default::default()
-        };
-        let cred = nixstore_auth::gcp::token::Credential::load(facts).unwrap();
-        let http = reqwest::Client::new();
-        let gcs = nixstore_auth::gcp::Gcs::with_credential(
-            nixstore_auth::gcp::Bucket::parse(&url).unwrap(),
-            cred,
-            http.clone(),
-        );
-        use nixstore_auth::cloud::ObjectAuth;
-        for (k, bytes) in cache_files(&cache.dir) {
-            let put = gcs.authorize(reqwest::Method::PUT, &k).await.unwrap();
-            let resp = put.build(&http).body(bytes).send().await.unwrap();
-            assert!(resp.status().is_success(), "upload {k}: {}", resp.status());
-        }
-    });
     let stats = bed.stats();
     let signed_before = stats["storage"]["signed_GET"].as_u64().unwrap_or(0);
 
-    let out = u.nsa(e2e, &["use", &url, "--name", "gc", "--public-key", &cache.public_key]).run();
+    let out = u.nsa(e2e, &["use", url, "--name", "gc", "--public-key", &cache.public_key]).run();
     out.assert_success("use gs://");
     let out = u.nsa(e2e, &["list"]).run();
     out.assert_success("list");
@@ -519,7 +552,81 @@ fn gcs_service_account_substitutes_through_the_daemon(e2e: &E2e) {
     );
 }
 
+/// The background service (plain Nix, no wrapper) serves a GCS cache whose credential is the
+/// gcloud ADC file (`~/.config/gcloud/application_default_credentials.json`, which needs only
+/// HOME: no variable reaches a service). After `service install`, `nix-store -r` with a bare
+/// environment substitutes through the front; `service status` and `proxy status` tell the
+/// cache and its credential; another local user gets nothing from the port.
+fn background_service_serves_a_gcs_cache_to_plain_nix(e2e: &E2e) {
+    let g = GcsSetup::start(e2e, "gcsbg");
+    let tu = &g.user;
+    write_user_file(
+        tu,
+        ".config/gcloud/application_default_credentials.json",
+        &g.key_json.to_string(),
+    );
+    let runtime_dir = user_dir(e2e, tu, "run");
+    let u = User {
+        s: UserSession::without_keyring(e2e, tu),
+        port: g.port,
+        env: vec![("XDG_RUNTIME_DIR".into(), runtime_dir.clone())],
+    };
+    u.nsa(e2e, &["use", &g.url, "--name", "gc", "--public-key", &g.cache.public_key])
+        .run()
+        .assert_success("use gs://");
+    let plain = |script: &str| {
+        tu.cmd("/usr/bin/env")
+            .args(["-i"])
+            .arg(format!("HOME={}", tu.home.display()))
+            .arg(format!("USER={}", tu.name))
+            .arg(format!("PATH={USER_PATH}"))
+            .arg(format!("XDG_RUNTIME_DIR={}", runtime_dir.display()))
+            .args(["sh", "-c", script])
+            .run()
+    };
+    plain(&format!("nix-store -r {}", g.cache.store_path))
+        .assert_failure("plain nix-store -r before service install");
+    let out = u.nsa(e2e, &["service", "install"]).run();
+    out.assert_success("service install");
+    let gets = g.bed.stats()["storage"]["GET"].as_u64().unwrap_or(0);
+    let out = plain(&format!("nix-store -r {}", g.cache.store_path));
+    out.assert_success("plain nix-store -r (background service)");
+    assert!(g.cache.is_valid(e2e), "not substituted:\n{out}");
+    assert!(
+        g.bed.stats()["storage"]["GET"].as_u64().unwrap_or(0) > gets,
+        "the front served no authorised GET: {}",
+        g.bed.stats()
+    );
+    let st = u.nsa(e2e, &["proxy", "status"]).run();
+    st.assert_success("proxy status");
+    assert!(
+        st.stdout.contains("background")
+            && st.stdout.contains("service_account from gcloud")
+            && st.stdout.contains("used by the nix-daemon"),
+        "{st}"
+    );
+    let status = u.nsa(e2e, &["service", "status", "--format", "json"]).run();
+    let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(v["caches"][0]["name"], "gc", "{status}");
+    assert_eq!(v["caches"][0]["mounted"], true, "{status}");
+    let bob = TestUser::create(e2e, "b");
+    let url = format!(
+        "http://127.0.0.1:{}/{}/gc/nix-cache-info",
+        g.port,
+        u.secret()
+    );
+    let (code, body) = curl_status_as(&bob.name, &url);
+    assert_eq!(code, 0, "bob got an HTTP answer from the port: {body}");
+    u.nsa(e2e, &["service", "uninstall"])
+        .run()
+        .assert_success("service uninstall");
+    wait_until("no proxy of the user", std::time::Duration::from_secs(10), || {
+        proxy_pids(tu.uid).is_empty()
+    });
+}
+
 crate::proofs!(
+    background_service_serves_a_gcs_cache_to_plain_nix,
     azure_key_and_sas_from_the_keyring_substitute_through_the_daemon,
     gcs_service_account_substitutes_through_the_daemon,
 );
