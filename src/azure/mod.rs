@@ -458,6 +458,19 @@ impl ObjectAuth for Blob {
     fn state(&self) -> State {
         self.state_impl()
     }
+
+    /// An Entra token the store refused is dropped, so that the next request gets a new one
+    /// (Azure answers 401/403; Azurite 400 `InvalidAuthenticationInfo`). A key or a SAS we were
+    /// given only a person replaces.
+    fn refused(&self, _request: &Authorized) -> bool {
+        match &self.cred {
+            Credential::Entra(e) => {
+                e.cache().forget_now();
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -514,6 +527,51 @@ mod tests {
         ] {
             assert!(Container::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_refused_entra_token_is_renewed_and_a_key_is_not() {
+        use std::os::unix::fs::PermissionsExt;
+        let c = Container::parse("azure://acct1/cache").unwrap();
+        let http = reqwest::Client::new();
+        let key = Blob::new(
+            c.clone(),
+            Credential::Key(AccountKey::from_base64(&"a".repeat(88)).unwrap()),
+            http.clone(),
+        );
+        let r = key.authorize(Method::GET, "x.narinfo").await.unwrap();
+        assert!(!key.refused(&r));
+        // An `az` stub that hands out tok1, tok2, ...: a refusal makes the next request ask
+        // it again, once.
+        let dir = tempfile::tempdir().unwrap();
+        let az = dir.path().join("az");
+        let n = dir.path().join("n");
+        std::fs::write(
+            &az,
+            format!(
+                "#!/bin/sh\nn=$(cat {0} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {0}\n\
+                 echo \"{{\\\"accessToken\\\":\\\"tok$n\\\",\\\"expires_on\\\":4102444800}}\"\n",
+                n.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&az, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let env = entra::EntraEnv {
+            az: Some(az),
+            ..Default::default()
+        };
+        let entra = Blob::new(
+            c,
+            Credential::Entra(entra::Entra::build(entra::Route::AzureCli, &env, &http).unwrap()),
+            http,
+        );
+        let a = entra.authorize(Method::GET, "x.narinfo").await.unwrap();
+        let b = entra.authorize(Method::GET, "y.narinfo").await.unwrap();
+        assert_eq!(a.headers["authorization"], "Bearer tok1");
+        assert_eq!(b.headers["authorization"], "Bearer tok1");
+        assert!(entra.refused(&a));
+        let c = entra.authorize(Method::GET, "x.narinfo").await.unwrap();
+        assert_eq!(c.headers["authorization"], "Bearer tok2");
     }
 
     #[test]

@@ -47,9 +47,11 @@ pub(super) fn doctor_lines(
                 crate::cloud::State::NeedsPerson { why, fix } => {
                     out.push((Status::Fail, why, Some(fix)));
                 }
-                crate::cloud::State::Renews { .. } => {
-                    out.push((Status::Ok, "renews itself without a person".into(), None))
-                }
+                crate::cloud::State::Renews { .. } => out.push((
+                    Status::Ok,
+                    "renews itself without a person (no token was fetched here)".into(),
+                    None,
+                )),
                 crate::cloud::State::Valid { until: Some(u) } => out.push((
                     Status::Ok,
                     format!("valid until {}", crate::time::rfc3339(u)),
