@@ -19,6 +19,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 const SA_EMAIL: &str = "cache-reader@test-project.iam.gserviceaccount.com";
+/// The front's refresh tokens for an `authorized_user` (gcloud's login), one of them revoked.
+const REFRESH: &str = "1//refresh-token-of-the-user";
+const REVOKED: &str = "1//refresh-token-revoked";
+const CLIENT: &str = "user-client.apps.googleusercontent.com";
 
 /// A test user with a real keyring session, the daemon trusting them (and `bundle`, the CA
 /// bundle that verifies the stores), and their config.toml (proxy port).
@@ -168,6 +172,11 @@ impl GcsSetup {
             &serde_json::json!({
                 "token_life": 3600,
                 "service_accounts": {SA_EMAIL: pem_path},
+                "refresh_tokens": {
+                    REFRESH: {"client_id": CLIENT, "client_secret": "user-secret"},
+                    REVOKED: {"client_id": CLIENT, "client_secret": "user-secret"},
+                },
+                "revoked": [REVOKED],
             }),
         );
         let user = TestUser::create(e2e, tag);
@@ -259,74 +268,205 @@ fn assert_private(e2e: &E2e, u: &User, name: &str) {
     });
 }
 
+/// An Azure bed: a CA and the bundle the daemon and the proxy trust, Azurite over TLS with a
+/// container `cache`, a trusted user with config.toml (proxy port) and a daemon, and a signed
+/// cache uploaded below `prefix` with the development account's key (our Put Blob), plus one
+/// more signed path (`more`) in it.
+struct AzureSetup {
+    ca: TestCa,
+    bundle: PathBuf,
+    azurite: Azurite,
+    user: TestUser,
+    _procs: UserProcs,
+    _daemon: NixDaemon,
+    port: u16,
+    url: String,
+    cache: SignedCache,
+    more: ExtraPaths,
+}
+
+impl AzureSetup {
+    fn start(e2e: &E2e, tag: &str, prefix: &str) -> AzureSetup {
+        let ca = TestCa::create(&e2e.private_dir(&format!("{tag}-ca")));
+        let public = e2e.dir.join(format!("{tag}-public"));
+        fs::create_dir_all(&public).unwrap();
+        let bundle = public.join("bundle.crt");
+        let mut pem = fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
+        pem.extend(fs::read(&ca.ca).unwrap());
+        fs::write(&bundle, pem).unwrap();
+        fs::set_permissions(&bundle, fs::Permissions::from_mode(0o644)).unwrap();
+        let azurite = Azurite::start(&e2e.private_dir(&format!("{tag}-azurite")), &ca);
+        azurite.create_container("cache");
+        let user = TestUser::create(e2e, tag);
+        let procs = UserProcs(user.uid);
+        let daemon = NixDaemon::start(
+            e2e,
+            &NixConf::new().trusted_user(&user.name).ca_bundle(&bundle),
+        );
+        let port = free_port();
+        write_user_file(
+            &user,
+            ".config/nixstore-auth/config.toml",
+            &format!("[proxy]\nport = {port}\n"),
+        );
+        let cache = SignedCache::create(e2e, tag);
+        let more = ExtraPaths::create(e2e, &format!("{tag}x"), 1, &cache_secret_key(e2e, tag));
+        let url = format!(
+            "azure://{AZURITE_ACCOUNT}/cache/{prefix}?endpoint={}",
+            azurite.endpoint()
+        );
+        let http = reqwest::Client::builder()
+            .tls_certs_merge([reqwest::Certificate::from_pem(&fs::read(&ca.ca).unwrap()).unwrap()])
+            .build()
+            .unwrap();
+        let key = nixstore_auth::azure::shared_key::AccountKey::from_base64(AZURITE_KEY).unwrap();
+        let uploader = nixstore_auth::azure::Blob::new(
+            nixstore_auth::azure::Container::parse(&url).unwrap(),
+            nixstore_auth::azure::Credential::Key(key),
+            http,
+        );
+        runtime().block_on(async {
+            let files = cache_files(&cache.dir).into_iter().chain(cache_files(&more.dir));
+            for (k, bytes) in files {
+                uploader
+                    .put_blob(&k, bytes.into(), "application/octet-stream")
+                    .await
+                    .unwrap_or_else(|e| panic!("upload {k}: {e}"));
+            }
+        });
+        AzureSetup {
+            ca,
+            bundle,
+            azurite,
+            user,
+            _procs: procs,
+            _daemon: daemon,
+            port,
+            url,
+            cache,
+            more,
+        }
+    }
+}
+
+/// Azure with workload identity, as in CI: AZURE_CLIENT_ID, AZURE_TENANT_ID and
+/// AZURE_FEDERATED_TOKEN_FILE (an OIDC token) in the command's environment, the local Entra
+/// stand-in as AZURE_AUTHORITY_HOST, Azurite (`--oauth basic`) checking the Entra tokens' issuer,
+/// audience and expiry. Tokens live 6 s: `exec` substitutes one path, waits past the first
+/// token's end, and substitutes a second; the proxy renewed the token by its rule (the
+/// stand-in issued more than one, and the store refused none). NARs go by a user-delegation
+/// SAS, which `proxy status` tells.
+fn azure_workload_identity_renews_short_tokens_mid_command(e2e: &E2e) {
+    const TENANT: &str = "72f988bf-0000-4000-8000-00000000cafe";
+    const CLIENT: &str = "11111111-2222-4333-8444-555555555555";
+    const ISS: &str = "https://token.actions.githubusercontent.com";
+    const SUB: &str = "repo:example/cache:ref:refs/heads/main";
+    const LIFE: i64 = 6;
+    let a = AzureSetup::start(e2e, "azwi", "wi");
+    let tu = &a.user;
+    let venv = PathBuf::from(
+        std::env::var_os("NIXSTORE_AUTH_VENV").expect("NIXSTORE_AUTH_VENV (scripts/test.sh)"),
+    );
+    let entra = EntraStub::start(
+        &e2e.private_dir("azwi-entra"),
+        &a.ca,
+        &venv.join("bin/python"),
+        &e2e.script("entra_stub.py"),
+        &serde_json::json!({
+            "tenant": TENANT, "oid": "0b0b0b0b-1111-4222-8333-444444444444", "token_life": LIFE,
+            "clients": {CLIENT: {"federated": {"iss": ISS, "sub": SUB, "aud": "api://AzureADTokenExchange"}}},
+        }),
+    );
+    use base64::Engine;
+    let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    let claims = serde_json::json!({
+        "iss": ISS, "sub": SUB, "aud": "api://AzureADTokenExchange",
+        "exp": nixstore_auth::time::now() + 3600,
+    });
+    let oidc = format!(
+        "{}.{}.c2lnbmF0dXJl",
+        b64(br#"{"alg":"RS256","typ":"JWT"}"#),
+        b64(claims.to_string().as_bytes())
+    );
+    let token_file = write_user_file(tu, "oidc-token", &oidc);
+    let runtime_dir = user_dir(e2e, tu, "run");
+    let u = User {
+        s: UserSession::without_keyring(e2e, tu),
+        port: a.port,
+        env: vec![
+            ("SSL_CERT_FILE".into(), a.bundle.clone()),
+            ("XDG_RUNTIME_DIR".into(), runtime_dir),
+            ("AZURE_CLIENT_ID".into(), CLIENT.into()),
+            ("AZURE_TENANT_ID".into(), TENANT.into()),
+            ("AZURE_FEDERATED_TOKEN_FILE".into(), token_file),
+            ("AZURE_AUTHORITY_HOST".into(), entra.authority().into()),
+        ],
+    };
+    u.nsa(e2e, &["use", &a.url, "--name", "azwi", "--public-key", &a.cache.public_key])
+        .run()
+        .assert_success("use azure:// (Entra)");
+    let issued = |s: &serde_json::Value| s["issued"]["assertion"].as_u64().unwrap_or(0);
+    let before = issued(&entra.stats());
+    let from = fs::read_to_string(&a.azurite.service.log).unwrap().len();
+    let p2 = &a.more.paths[0];
+    let script = format!(
+        "nix-store -r {p1} && sleep {wait} && nix-store -r {p2} && {bin} proxy status",
+        p1 = a.cache.store_path,
+        wait = LIFE + 1,
+        bin = e2e.bin.display()
+    );
+    let out = u.nsa(e2e, &["-v", "exec", "--", "sh", "-c", &script]).run();
+    out.assert_success("exec -- nix-store -r P1; (token expires); nix-store -r P2");
+    assert!(a.cache.is_valid(e2e), "P1 not substituted:\n{out}");
+    assert!(
+        root_nix(e2e, "nix-store", &["--check-validity", p2], None).success(),
+        "P2 not substituted:\n{out}"
+    );
+    assert!(
+        out.stdout.contains("Entra ID workload identity") && out.stdout.contains("NARs by presigned redirect"),
+        "{out}"
+    );
+    assert!(
+        issued(&entra.stats()) >= before + 2,
+        "the token was not renewed mid-command: {}",
+        entra.stats()
+    );
+    let log = u.proxy_log();
+    assert!(!log.contains("refused"), "the store refused a token:\n{log}");
+    let access = fs::read_to_string(&a.azurite.service.log).unwrap()[from..].to_string();
+    assert!(
+        access
+            .lines()
+            .any(|l| l.contains("/cache/wi/nar/") && l.contains("skoid=") && l.contains(" 200 ")),
+        "Azurite served no NAR to a user-delegation SAS:\n{access}"
+    );
+    u.nsa(e2e, &["proxy", "stop"]).run();
+}
+
 /// Azure with the account key from the keyring, then with a SAS: `use azure://...`,
 /// `secret set --azure-key-stdin`, `exec -- nix-store -r` substitutes from Azurite (its access
 /// log shows the requests; with the key NARs go by a service-SAS redirect the daemon follows
 /// itself, with a SAS they stream); a wrong key fails with an error naming the cache and the
 /// fix; the key is in no file; another local user gets nothing through the port.
 fn azure_key_and_sas_from_the_keyring_substitute_through_the_daemon(e2e: &E2e) {
-    let ca = TestCa::create(&e2e.private_dir("azure-ca"));
-    let public = e2e.dir.join("azure-public");
-    fs::create_dir_all(&public).unwrap();
-    let bundle = public.join("bundle.crt");
-    let mut pem = fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
-    pem.extend(fs::read(&ca.ca).unwrap());
-    fs::write(&bundle, pem).unwrap();
-    fs::set_permissions(&bundle, fs::Permissions::from_mode(0o644)).unwrap();
-    let azurite = Azurite::start(&e2e.private_dir("azurite"), &ca);
-    azurite.create_container("cache");
-
-    let tu = TestUser::create(e2e, "az");
-    let _procs = UserProcs(tu.uid);
-    let _daemon = NixDaemon::start(e2e, &NixConf::new().trusted_user(&tu.name).ca_bundle(&bundle));
+    let a = AzureSetup::start(e2e, "azure", "k");
+    let (azurite, tu, url, cache) = (&a.azurite, &a.user, &a.url, &a.cache);
     let u = User {
-        s: UserSession::with_keyring(e2e, &tu),
-        port: free_port(),
-        env: vec![("SSL_CERT_FILE".into(), bundle.clone())],
+        s: UserSession::with_keyring(e2e, tu),
+        port: a.port,
+        env: vec![("SSL_CERT_FILE".into(), a.bundle.clone())],
     };
-    write_user_file(
-        &tu,
-        ".config/nixstore-auth/config.toml",
-        &format!("[proxy]\nport = {}\n", u.port),
-    );
-
-    // The cache, uploaded with the development account's key (Shared Key, by our Put Blob).
-    let cache = SignedCache::create(e2e, "azure");
-    let url = format!(
-        "azure://{AZURITE_ACCOUNT}/cache/k?endpoint={}",
-        azurite.endpoint()
-    );
-    let container = nixstore_auth::azure::Container::parse(&url).unwrap();
-    let http = reqwest::Client::builder()
-        .tls_certs_merge([reqwest::Certificate::from_pem(&fs::read(&ca.ca).unwrap()).unwrap()])
-        .build()
-        .unwrap();
-    let key = nixstore_auth::azure::shared_key::AccountKey::from_base64(AZURITE_KEY).unwrap();
-    let uploader = nixstore_auth::azure::Blob::new(
-        container.clone(),
-        nixstore_auth::azure::Credential::Key(key),
-        http,
-    );
-    runtime().block_on(async {
-        for (k, bytes) in cache_files(&cache.dir) {
-            uploader
-                .put_blob(&k, bytes.into(), "application/octet-stream")
-                .await
-                .unwrap_or_else(|e| panic!("upload {k}: {e}"));
-        }
-    });
-
     let out = u
         .nsa(
             e2e,
-            &["use", &url, "--name", "az", "--public-key", &cache.public_key],
+            &["use", url, "--name", "az", "--public-key", &cache.public_key],
         )
         .run();
     out.assert_success("use azure://");
     assert!(out.all().contains("secret set az --azure-key-stdin"), "{out}");
     let config = tu.read(".config/nixstore-auth/config.toml");
     assert!(
-        config.contains("kind = \"azure\"") && config.contains(&url),
+        config.contains("kind = \"azure\"") && config.contains(url.as_str()),
         "config.toml:\n{config}"
     );
 
@@ -550,6 +690,56 @@ fn gcs_service_account_substitutes_through_the_daemon(e2e: &E2e) {
         front_log.contains(&format!("PUT /{bucket}/c/{hash}.narinfo")),
         "front log:\n{front_log}"
     );
+
+    // An authorized_user (what `gcloud auth application-default login` writes): its refresh
+    // token gets an access token from the front's token endpoint, and the cache substitutes
+    // (NARs stream: a user's token cannot sign). A revoked one fails the command at once,
+    // naming the cache and `gcloud auth application-default login`.
+    let adc = |name: &str, refresh: &str| {
+        let json = serde_json::json!({
+            "type": "authorized_user",
+            "client_id": CLIENT,
+            "client_secret": "user-secret",
+            "refresh_token": refresh,
+            "token_uri": format!("{}/token", bed.url()),
+        });
+        write_user_file(tu, name, &json.to_string())
+    };
+    let as_user = |file: &Path, script: &str| {
+        u.s.user
+            .cmd(&e2e.bin)
+            .args(["-v", "exec", "--", "sh", "-c", script])
+            .env("XDG_RUNTIME_DIR", &runtime_dir)
+            .env("GOOGLE_APPLICATION_CREDENTIALS", file)
+            .env("NO_COLOR", "1")
+            .run()
+    };
+    u.nsa(e2e, &["proxy", "stop"]).run();
+    cache.delete_local(e2e);
+    let grants = bed.stats()["grants"]["refresh_token"].as_u64().unwrap_or(0);
+    let out = as_user(&adc("user.json", REFRESH), &script);
+    out.assert_success("exec -- nix-store -r (authorized_user)");
+    assert!(cache.is_valid(e2e), "not substituted:\n{out}");
+    assert!(
+        out.stdout.contains("authorized_user from GOOGLE_APPLICATION_CREDENTIALS")
+            && out.stdout.contains("NARs streamed"),
+        "{out}"
+    );
+    assert!(
+        bed.stats()["grants"]["refresh_token"].as_u64().unwrap_or(0) > grants,
+        "the front granted no token for the refresh token: {}",
+        bed.stats()
+    );
+    out.assert_hides(&[REFRESH]);
+    cache.delete_local(e2e);
+    let out = as_user(&adc("revoked.json", REVOKED), &script);
+    out.assert_failure("exec with a revoked refresh token");
+    assert!(
+        out.stderr.contains("gc:") && out.stderr.contains("gcloud auth application-default login"),
+        "the failure names neither the cache nor the fix:\n{out}"
+    );
+    assert!(!cache.is_valid(e2e));
+    u.nsa(e2e, &["proxy", "stop"]).run();
 }
 
 /// The background service (plain Nix, no wrapper) serves a GCS cache whose credential is the
@@ -626,6 +816,7 @@ fn background_service_serves_a_gcs_cache_to_plain_nix(e2e: &E2e) {
 }
 
 crate::proofs!(
+    azure_workload_identity_renews_short_tokens_mid_command,
     background_service_serves_a_gcs_cache_to_plain_nix,
     azure_key_and_sas_from_the_keyring_substitute_through_the_daemon,
     gcs_service_account_substitutes_through_the_daemon,
