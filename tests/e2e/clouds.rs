@@ -23,6 +23,10 @@ const SA_EMAIL: &str = "cache-reader@test-project.iam.gserviceaccount.com";
 const REFRESH: &str = "1//refresh-token-of-the-user";
 const REVOKED: &str = "1//refresh-token-revoked";
 const CLIENT: &str = "user-client.apps.googleusercontent.com";
+/// The workload identity pool's audience and the CI job's subject token the front's STS takes.
+const STS_AUDIENCE: &str =
+    "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/ci/providers/gh";
+const SUBJECT_TOKEN: &str = "subject-token-from-the-ci-job";
 
 /// A test user with a real keyring session, the daemon trusting them (and `bundle`, the CA
 /// bundle that verifies the stores), and their config.toml (proxy port).
@@ -154,10 +158,12 @@ struct GcsSetup {
     url: String,
     key_json: serde_json::Value,
     cache: SignedCache,
+    more: ExtraPaths,
 }
 
 impl GcsSetup {
-    fn start(e2e: &E2e, tag: &str) -> GcsSetup {
+    /// `token_life`: seconds the front's tokens live.
+    fn start(e2e: &E2e, tag: &str, token_life: u64) -> GcsSetup {
         let venv = PathBuf::from(
             std::env::var_os("NIXSTORE_AUTH_VENV").expect("NIXSTORE_AUTH_VENV (scripts/test.sh)"),
         );
@@ -170,8 +176,9 @@ impl GcsSetup {
             &e2e.script("gcs_front.py"),
             bucket,
             &serde_json::json!({
-                "token_life": 3600,
+                "token_life": token_life,
                 "service_accounts": {SA_EMAIL: pem_path},
+                "sts": {"audience": STS_AUDIENCE, "subject_token": SUBJECT_TOKEN},
                 "refresh_tokens": {
                     REFRESH: {"client_id": CLIENT, "client_secret": "user-secret"},
                     REVOKED: {"client_id": CLIENT, "client_secret": "user-secret"},
@@ -199,6 +206,7 @@ impl GcsSetup {
         });
         let url = format!("gs://{bucket}/c?endpoint={}", bed.url());
         let cache = SignedCache::create(e2e, tag);
+        let more = ExtraPaths::create(e2e, &format!("{tag}x"), 1, &cache_secret_key(e2e, tag));
         let key_file = dir.join("sa.json");
         fs::write(&key_file, key_json.to_string()).unwrap();
         runtime().block_on(async {
@@ -214,7 +222,7 @@ impl GcsSetup {
                 http.clone(),
             );
             use nixstore_auth::cloud::ObjectAuth;
-            for (k, bytes) in cache_files(&cache.dir) {
+            for (k, bytes) in cache_files(&cache.dir).into_iter().chain(cache_files(&more.dir)) {
                 let put = gcs.authorize(reqwest::Method::PUT, &k).await.unwrap();
                 let resp = put.build(&http).body(bytes).send().await.unwrap();
                 assert!(resp.status().is_success(), "upload {k}: {}", resp.status());
@@ -230,6 +238,7 @@ impl GcsSetup {
             url,
             key_json,
             cache,
+            more,
         }
     }
 }
@@ -618,7 +627,7 @@ fn base64_decode(s: &str) -> Vec<u8> {
 /// token the front issued or verified, the NAR by a V4 signed URL the front verified; without
 /// the credential the command fails naming the fix; another user gets nothing.
 fn gcs_service_account_substitutes_through_the_daemon(e2e: &E2e) {
-    let g = GcsSetup::start(e2e, "gcs");
+    let g = GcsSetup::start(e2e, "gcs", 3600);
     let (bed, tu, bucket, url, cache) = (&g.bed, &g.user, g.bucket, &g.url, &g.cache);
     let runtime_dir = user_dir(e2e, tu, "run");
     let key_file = write_user_file(tu, "sa.json", &g.key_json.to_string());
@@ -748,7 +757,7 @@ fn gcs_service_account_substitutes_through_the_daemon(e2e: &E2e) {
 /// environment substitutes through the front; `service status` and `proxy status` tell the
 /// cache and its credential; another local user gets nothing from the port.
 fn background_service_serves_a_gcs_cache_to_plain_nix(e2e: &E2e) {
-    let g = GcsSetup::start(e2e, "gcsbg");
+    let g = GcsSetup::start(e2e, "gcsbg", 3600);
     let tu = &g.user;
     write_user_file(
         tu,
@@ -815,7 +824,65 @@ fn background_service_serves_a_gcs_cache_to_plain_nix(e2e: &E2e) {
     });
 }
 
+/// GCS with workload identity federation, as in CI: an `external_account` file whose subject
+/// token (a file the CI job writes) the front's STS exchanges for tokens of 12 s. `exec`
+/// substitutes one path, waits past the first token's end, and substitutes a second: the
+/// credential renewed itself (more than one STS grant, no refusal).
+fn gcs_external_account_renews_mid_command(e2e: &E2e) {
+    const LIFE: u64 = 12;
+    let g = GcsSetup::start(e2e, "gcsext", LIFE);
+    let tu = &g.user;
+    let subject = write_user_file(tu, "ci-oidc-token", SUBJECT_TOKEN);
+    let external = serde_json::json!({
+        "type": "external_account",
+        "audience": STS_AUDIENCE,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": format!("{}/v1/token", g.bed.url()),
+        "credential_source": {"file": subject},
+    });
+    let file = write_user_file(tu, "wif.json", &external.to_string());
+    let u = User {
+        s: UserSession::without_keyring(e2e, tu),
+        port: g.port,
+        env: vec![
+            ("XDG_RUNTIME_DIR".into(), user_dir(e2e, tu, "run")),
+            ("GOOGLE_APPLICATION_CREDENTIALS".into(), file),
+        ],
+    };
+    u.nsa(e2e, &["use", &g.url, "--name", "gx", "--public-key", &g.cache.public_key])
+        .run()
+        .assert_success("use gs://");
+    let grants = |s: &serde_json::Value| s["grants"]["sts"].as_u64().unwrap_or(0);
+    let before = g.bed.stats();
+    let p2 = &g.more.paths[0];
+    let script = format!(
+        "nix-store -r {p1} && sleep {wait} && nix-store -r {p2} && {bin} proxy status",
+        p1 = g.cache.store_path,
+        wait = LIFE + 1,
+        bin = e2e.bin.display()
+    );
+    let out = u.nsa(e2e, &["-v", "exec", "--", "sh", "-c", &script]).run();
+    out.assert_success("exec -- nix-store -r P1; (token expires); nix-store -r P2");
+    assert!(g.cache.is_valid(e2e), "P1 not substituted:\n{out}");
+    assert!(
+        root_nix(e2e, "nix-store", &["--check-validity", p2], None).success(),
+        "P2 not substituted:\n{out}"
+    );
+    assert!(out.stdout.contains("external_account"), "{out}");
+    let after = g.bed.stats();
+    assert!(
+        grants(&after) >= grants(&before) + 2,
+        "no second STS exchange: {after}"
+    );
+    assert_eq!(
+        after["refused"], before["refused"],
+        "the front refused a request: {after}"
+    );
+    u.nsa(e2e, &["proxy", "stop"]).run();
+}
+
 crate::proofs!(
+    gcs_external_account_renews_mid_command,
     azure_workload_identity_renews_short_tokens_mid_command,
     background_service_serves_a_gcs_cache_to_plain_nix,
     azure_key_and_sas_from_the_keyring_substitute_through_the_daemon,
