@@ -183,6 +183,19 @@ fn cloud_caches_are_recorded_with_their_kind_and_credential() {
     );
     s.ok(&["secret", "delete", "cache"], None);
     assert!(s.ok(&["list"], None).contains("Entra ID"));
+    // `remove` takes the stored key with the cache.
+    s.ok(
+        &["secret", "set", "cache", "--azure-key-stdin"],
+        Some(&format!("{ACCOUNT_KEY}\n")),
+    );
+    assert_eq!(s.files_holding(ACCOUNT_KEY).len(), 1);
+    let out = s.ok(&["remove", "cache"], None);
+    assert!(
+        out.contains("deleted the account key or SAS of cache"),
+        "{out}"
+    );
+    assert!(s.files_holding(ACCOUNT_KEY).is_empty());
+    assert!(!read(&s.config_toml()).contains("azure://"));
 }
 
 #[test]

@@ -164,6 +164,19 @@ impl Run for RemoveArgs {
                 ));
             }
         }
+        if matches!(entry.kind, CacheKind::Azure(_)) && entry.has_token && recorded {
+            // Its account key or SAS (`secret set --azure-key-stdin | --sas-stdin`) goes too.
+            let store = crate::secret::SecretStore::open(&config, &dirs, ui)?;
+            let key = store.delete(&crate::secret::Account::AzureKey(&entry.name).to_string())?;
+            let sas = store.delete(&crate::secret::Account::AzureSas(&entry.name).to_string())?;
+            if key || sas {
+                ui.info(format!(
+                    "deleted the account key or SAS of {} from {}",
+                    entry.name,
+                    store.describe()
+                ));
+            }
+        }
         if changed.is_empty() {
             ui.info(format!("{url} was not configured; nothing changed"));
         }
