@@ -212,7 +212,12 @@ pub(super) fn mount_for_lease(
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(name)
-            .is_some_and(|m| m.url == entry.kind.url() && (m.recorded || m.env == *env));
+            .is_some_and(|m| {
+                // A background mount that works stays (with its tokens); one that needs a
+                // person gives way to the command's environment.
+                let works = !matches!(m.auth.state(), CredState::NeedsPerson { .. });
+                m.url == entry.kind.url() && ((m.recorded && works) || m.env == *env)
+            });
         if same {
             continue;
         }
