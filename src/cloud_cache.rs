@@ -126,6 +126,28 @@ pub struct Loaded {
     pub scheme_https: bool,
     /// The same credential as an Azure container, for uploads (Put Blob, Put Block).
     pub azure: Option<Arc<crate::azure::Blob>>,
+    /// What [`secret_tag`] said when it was loaded.
+    pub secret_tag: Option<String>,
+}
+
+/// A digest of the secret the cache's credential was made from (an Azure key or SAS in the
+/// secret store), so that a proxy sees a `secret set` and loads the credential again; `None`
+/// when none is stored.
+pub fn secret_tag(entry: &CacheEntry, cfg: &Config, dirs: &Dirs) -> Result<Option<String>> {
+    use sha2::{Digest, Sha256};
+    if !(matches!(entry.kind, CacheKind::Azure(_)) && entry.has_token) {
+        return Ok(None);
+    }
+    let (key, sas) = azure_secret(&entry.name, cfg, dirs)?;
+    if key.is_none() && sas.is_none() {
+        return Ok(None);
+    }
+    let mut h = Sha256::new();
+    for part in [key, sas] {
+        h.update(part.as_deref().map(|s| s.as_str()).unwrap_or("").as_bytes());
+        h.update([0u8]);
+    }
+    Ok(Some(hex::encode(h.finalize())))
 }
 
 /// One stored secret, if any.
@@ -175,6 +197,7 @@ pub fn load(entry: &CacheEntry, cfg: &Config, dirs: &Dirs, env: &EnvSnapshot) ->
                 auth: Arc::new(crate::gcp::Gcs::with_credential(bucket.clone(), cred, http)),
                 fix,
                 azure: None,
+                secret_tag: None,
             })
         }
         CacheKind::Azure(container) => {
@@ -183,6 +206,7 @@ pub fn load(entry: &CacheEntry, cfg: &Config, dirs: &Dirs, env: &EnvSnapshot) ->
             } else {
                 (None, None)
             };
+            let tag = secret_tag(entry, cfg, dirs)?;
             let entra = env.entra();
             let choice = crate::azure::choose(key.is_some(), sas.is_some(), &entra.facts());
             let fix = match choice {
@@ -207,6 +231,7 @@ pub fn load(entry: &CacheEntry, cfg: &Config, dirs: &Dirs, env: &EnvSnapshot) ->
                 auth: blob.clone(),
                 fix,
                 azure: Some(blob),
+                secret_tag: tag,
             })
         }
         _ => bail!("{} is not a GCS or Azure cache", entry.name),

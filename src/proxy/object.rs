@@ -40,6 +40,8 @@ pub struct ObjectMount {
     presign: tokio::sync::OnceCell<bool>,
     /// For an Azure cache, its container (uploads are Put Blob or Put Block).
     pub(super) azure: Option<Arc<crate::azure::Blob>>,
+    /// The stored secret it was made from (`cloud_cache::secret_tag`): another one remounts.
+    secret_tag: Option<String>,
 }
 
 /// A request for a cloud mount.
@@ -77,6 +79,7 @@ impl ObjectMount {
             env: env.clone(),
             presign: Default::default(),
             azure: loaded.azure,
+            secret_tag: loaded.secret_tag,
         })
     }
 
@@ -166,9 +169,11 @@ pub(super) fn load_recorded(
         keep
     });
     for c in &wanted {
+        let tag = crate::cloud_cache::secret_tag(c, cfg, dirs).ok().flatten();
         let lease_works = map.get(&c.name).is_some_and(|m| {
             !m.recorded
                 && m.url == c.kind.url()
+                && m.secret_tag == tag
                 && !matches!(m.auth.state(), CredState::NeedsPerson { .. })
         });
         if lease_works {
@@ -207,6 +212,9 @@ pub(super) fn mount_for_lease(
             rest.push(name.clone());
             continue;
         };
+        // A `secret set` since: the credential is loaded again.
+        let tag = crate::cloud_cache::secret_tag(&entry, &cfg, dirs)
+            .map_err(|e| format!("{name}: {e:#}"))?;
         let same = state
             .objects
             .read()
@@ -216,7 +224,9 @@ pub(super) fn mount_for_lease(
                 // A background mount that works stays (with its tokens); one that needs a
                 // person gives way to the command's environment.
                 let works = !matches!(m.auth.state(), CredState::NeedsPerson { .. });
-                m.url == entry.kind.url() && ((m.recorded && works) || m.env == *env)
+                m.url == entry.kind.url()
+                    && m.secret_tag == tag
+                    && ((m.recorded && works) || m.env == *env)
             });
         if same {
             continue;

@@ -247,25 +247,16 @@ impl GcsSetup {
 /// it for the cache: the connection is closed before any answer (curl reports 000), while root
 /// (as the nix-daemon) gets the cache's `nix-cache-info` through the same URL.
 fn assert_private(e2e: &E2e, u: &User, name: &str) {
-    let home = u.s.user.home.display().to_string();
-    let script = format!(
-        "touch {home}/held; while [ ! -e {home}/go ]; do sleep 0.1; done; rm -f {home}/held {home}/go"
-    );
     let other = TestUser::create(e2e, "other");
-    std::thread::scope(|scope| {
-        let held = scope.spawn(|| u.nsa(e2e, &["exec", "--", "sh", "-c", &script]).run());
-        wait_until("the exec to hold the proxy", std::time::Duration::from_secs(60), || {
-            u.s.user.home.join("held").exists()
-        });
-        let url = format!(
+    let url = || {
+        format!(
             "http://127.0.0.1:{}/{}/{name}/nix-cache-info",
             u.port,
             u.secret()
-        );
-        let foreign = curl_status_as(&other.name, &url);
-        let daemon = curl_status(&url);
-        fs::write(u.s.user.home.join("go"), "").unwrap();
-        held.join().unwrap().assert_success("exec holding the proxy");
+        )
+    };
+    let (foreign, daemon) = with_proxy_held(e2e, u, || (curl_status_as(&other.name, &url()), curl_status(&url())));
+    {
         assert_eq!(foreign.0, 0, "another user got an answer: {foreign:?}");
         assert_eq!(
             daemon.0,
@@ -274,28 +265,42 @@ fn assert_private(e2e: &E2e, u: &User, name: &str) {
             u.proxy_log()
         );
         assert!(daemon.1.contains("StoreDir"), "{daemon:?}");
-    });
+    }
 }
 
-/// An Azure bed: a CA and the bundle the daemon and the proxy trust, Azurite over TLS with a
-/// container `cache`, a trusted user with config.toml (proxy port) and a daemon, and a signed
-/// cache uploaded below `prefix` with the development account's key (our Put Blob), plus one
-/// more signed path (`more`) in it.
-struct AzureSetup {
+/// Runs `f` while an `exec` of the user holds their proxy (it waits for a file), so that the
+/// proxy runs throughout.
+fn with_proxy_held<T: Send>(e2e: &E2e, u: &User, f: impl FnOnce() -> T + Send) -> T {
+    let home = u.s.user.home.display().to_string();
+    let script = format!(
+        "touch {home}/held; while [ ! -e {home}/go ]; do sleep 0.1; done; rm -f {home}/held {home}/go"
+    );
+    std::thread::scope(|scope| {
+        let held = scope.spawn(|| u.nsa(e2e, &["exec", "--", "sh", "-c", &script]).run());
+        wait_until("the exec to hold the proxy", std::time::Duration::from_secs(60), || {
+            u.s.user.home.join("held").exists()
+        });
+        let out = f();
+        fs::write(u.s.user.home.join("go"), "").unwrap();
+        held.join().unwrap().assert_success("exec holding the proxy");
+        out
+    })
+}
+
+/// An Azure store: a CA and the bundle (system roots plus it) the daemon and the proxy trust,
+/// Azurite over TLS with a container `cache`, and a signed cache uploaded below `prefix` with
+/// the development account's key (our Put Blob), plus one more signed path (`more`) in it.
+struct AzureStore {
     ca: TestCa,
     bundle: PathBuf,
     azurite: Azurite,
-    user: TestUser,
-    _procs: UserProcs,
-    _daemon: NixDaemon,
-    port: u16,
     url: String,
     cache: SignedCache,
     more: ExtraPaths,
 }
 
-impl AzureSetup {
-    fn start(e2e: &E2e, tag: &str, prefix: &str) -> AzureSetup {
+impl AzureStore {
+    fn start(e2e: &E2e, tag: &str, prefix: &str) -> AzureStore {
         let ca = TestCa::create(&e2e.private_dir(&format!("{tag}-ca")));
         let public = e2e.dir.join(format!("{tag}-public"));
         fs::create_dir_all(&public).unwrap();
@@ -306,18 +311,6 @@ impl AzureSetup {
         fs::set_permissions(&bundle, fs::Permissions::from_mode(0o644)).unwrap();
         let azurite = Azurite::start(&e2e.private_dir(&format!("{tag}-azurite")), &ca);
         azurite.create_container("cache");
-        let user = TestUser::create(e2e, tag);
-        let procs = UserProcs(user.uid);
-        let daemon = NixDaemon::start(
-            e2e,
-            &NixConf::new().trusted_user(&user.name).ca_bundle(&bundle),
-        );
-        let port = free_port();
-        write_user_file(
-            &user,
-            ".config/nixstore-auth/config.toml",
-            &format!("[proxy]\nport = {port}\n"),
-        );
         let cache = SignedCache::create(e2e, tag);
         let more = ExtraPaths::create(e2e, &format!("{tag}x"), 1, &cache_secret_key(e2e, tag));
         let url = format!(
@@ -343,17 +336,60 @@ impl AzureSetup {
                     .unwrap_or_else(|e| panic!("upload {k}: {e}"));
             }
         });
-        AzureSetup {
+        AzureStore {
             ca,
             bundle,
             azurite,
+            url,
+            cache,
+            more,
+        }
+    }
+}
+
+/// An Azure bed: the store, and a trusted user with config.toml (proxy port) and a daemon that
+/// trusts the store's CA.
+struct AzureSetup {
+    ca: TestCa,
+    bundle: PathBuf,
+    azurite: Azurite,
+    user: TestUser,
+    _procs: UserProcs,
+    _daemon: NixDaemon,
+    port: u16,
+    url: String,
+    cache: SignedCache,
+    more: ExtraPaths,
+}
+
+impl AzureSetup {
+    fn start(e2e: &E2e, tag: &str, prefix: &str) -> AzureSetup {
+        let store = AzureStore::start(e2e, tag, prefix);
+        let user = TestUser::create(e2e, tag);
+        let procs = UserProcs(user.uid);
+        let daemon = NixDaemon::start(
+            e2e,
+            &NixConf::new()
+                .trusted_user(&user.name)
+                .ca_bundle(&store.bundle),
+        );
+        let port = free_port();
+        write_user_file(
+            &user,
+            ".config/nixstore-auth/config.toml",
+            &format!("[proxy]\nport = {port}\n"),
+        );
+        AzureSetup {
+            ca: store.ca,
+            bundle: store.bundle,
+            azurite: store.azurite,
             user,
             _procs: procs,
             _daemon: daemon,
             port,
-            url,
-            cache,
-            more,
+            url: store.url,
+            cache: store.cache,
+            more: store.more,
         }
     }
 }
@@ -586,18 +622,22 @@ fn azure_key_and_sas_from_the_keyring_substitute_through_the_daemon(e2e: &E2e) {
         .append_pair("sp", "rl")
         .append_pair("sig", &sig)
         .finish();
-    u.nsa(e2e, &["secret", "set", "az", "--sas-stdin"])
-        .stdin(format!("?{sas}\n"))
-        .run()
-        .assert_success("secret set --sas-stdin");
+    // The SAS replaces the key while a proxy runs with the key: the next command's lease
+    // loads the credential again.
+    cache.delete_local(e2e);
+    let from = fs::read_to_string(&azurite.service.log).unwrap().len();
+    let out = with_proxy_held(e2e, &u, || {
+        u.nsa(e2e, &["secret", "set", "az", "--sas-stdin"])
+            .stdin(format!("?{sas}\n"))
+            .run()
+            .assert_success("secret set --sas-stdin");
+        u.restore_and_status(e2e, &cache.store_path)
+    });
     let accounts = u.s.keyring_accounts();
     assert!(
         accounts.iter().any(|a| a == "azure-sas:az") && !accounts.iter().any(|a| a == "azure-key:az"),
         "{accounts:?}"
     );
-    cache.delete_local(e2e);
-    let from = fs::read_to_string(&azurite.service.log).unwrap().len();
-    let out = u.restore_and_status(e2e, &cache.store_path);
     out.assert_success("exec -- nix-store -r (SAS)");
     assert!(cache.is_valid(e2e), "not substituted:\n{out}");
     assert!(out.stdout.contains("SAS token"), "{out}");
@@ -751,13 +791,21 @@ fn gcs_service_account_substitutes_through_the_daemon(e2e: &E2e) {
     u.nsa(e2e, &["proxy", "stop"]).run();
 }
 
-/// The background service (plain Nix, no wrapper) serves a GCS cache whose credential is the
-/// gcloud ADC file (`~/.config/gcloud/application_default_credentials.json`, which needs only
-/// HOME: no variable reaches a service). After `service install`, `nix-store -r` with a bare
-/// environment substitutes through the front; `service status` and `proxy status` tell the
-/// cache and its credential; another local user gets nothing from the port.
-fn background_service_serves_a_gcs_cache_to_plain_nix(e2e: &E2e) {
-    let g = GcsSetup::start(e2e, "gcsbg", 3600);
+/// The background service (plain Nix, no wrapper) serves a GCS and an Azure cache side by
+/// side: GCS with the gcloud ADC file (`~/.config/gcloud/application_default_credentials.json`,
+/// which needs only HOME: no variable of a shell reaches a service), Azure with its account key
+/// in the secret store. After `service install`, `nix-store -r` with a bare environment
+/// substitutes from both (the front's and Azurite's logs show the requests); `service status`
+/// and `proxy status` tell the caches and their credentials; another local user gets nothing
+/// from the port.
+fn background_service_serves_gcs_and_azure_caches_to_plain_nix(e2e: &E2e) {
+    let mut g = GcsSetup::start(e2e, "gcsbg", 3600);
+    let az = AzureStore::start(e2e, "azbg", "bg");
+    g._daemon.reconfigure(
+        &NixConf::new()
+            .trusted_user(&g.user.name)
+            .ca_bundle(&az.bundle),
+    );
     let tu = &g.user;
     write_user_file(
         tu,
@@ -768,11 +816,22 @@ fn background_service_serves_a_gcs_cache_to_plain_nix(e2e: &E2e) {
     let u = User {
         s: UserSession::without_keyring(e2e, tu),
         port: g.port,
-        env: vec![("XDG_RUNTIME_DIR".into(), runtime_dir.clone())],
+        env: vec![
+            ("XDG_RUNTIME_DIR".into(), runtime_dir.clone()),
+            // The test CA for Azurite (the detached background proxy keeps SSL_CERT_FILE).
+            ("SSL_CERT_FILE".into(), az.bundle.clone()),
+        ],
     };
     u.nsa(e2e, &["use", &g.url, "--name", "gc", "--public-key", &g.cache.public_key])
         .run()
         .assert_success("use gs://");
+    u.nsa(e2e, &["use", &az.url, "--name", "az", "--public-key", &az.cache.public_key])
+        .run()
+        .assert_success("use azure://");
+    u.nsa(e2e, &["secret", "set", "az", "--azure-key-stdin"])
+        .stdin(format!("{AZURITE_KEY}\n"))
+        .run()
+        .assert_success("secret set --azure-key-stdin");
     let plain = |script: &str| {
         tu.cmd("/usr/bin/env")
             .args(["-i"])
@@ -788,34 +847,49 @@ fn background_service_serves_a_gcs_cache_to_plain_nix(e2e: &E2e) {
     let out = u.nsa(e2e, &["service", "install"]).run();
     out.assert_success("service install");
     let gets = g.bed.stats()["storage"]["GET"].as_u64().unwrap_or(0);
-    let out = plain(&format!("nix-store -r {}", g.cache.store_path));
+    let from = fs::read_to_string(&az.azurite.service.log).unwrap().len();
+    let out = plain(&format!(
+        "nix-store -r {} {}",
+        g.cache.store_path, az.cache.store_path
+    ));
     out.assert_success("plain nix-store -r (background service)");
-    assert!(g.cache.is_valid(e2e), "not substituted:\n{out}");
+    assert!(g.cache.is_valid(e2e), "GCS path not substituted:\n{out}");
+    assert!(az.cache.is_valid(e2e), "Azure path not substituted:\n{out}");
     assert!(
         g.bed.stats()["storage"]["GET"].as_u64().unwrap_or(0) > gets,
         "the front served no authorised GET: {}",
         g.bed.stats()
+    );
+    let access = fs::read_to_string(&az.azurite.service.log).unwrap()[from..].to_string();
+    assert!(
+        access.lines().any(|l| l.contains(&format!("/cache/bg/{}.narinfo", az.cache.hash()))
+            && l.contains(" 200 ")),
+        "Azurite did not serve the narinfo:\n{access}"
     );
     let st = u.nsa(e2e, &["proxy", "status"]).run();
     st.assert_success("proxy status");
     assert!(
         st.stdout.contains("background")
             && st.stdout.contains("service_account from gcloud")
-            && st.stdout.contains("used by the nix-daemon"),
+            && st.stdout.contains("account key of devstoreaccount1")
+            && st.stdout.matches("used by the nix-daemon").count() == 2,
         "{st}"
     );
     let status = u.nsa(e2e, &["service", "status", "--format", "json"]).run();
     let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
-    assert_eq!(v["caches"][0]["name"], "gc", "{status}");
-    assert_eq!(v["caches"][0]["mounted"], true, "{status}");
+    let caches = v["caches"].as_array().unwrap();
+    assert_eq!(caches.len(), 2, "{status}");
+    assert!(caches.iter().all(|c| c["mounted"] == true), "{status}");
     let bob = TestUser::create(e2e, "b");
-    let url = format!(
-        "http://127.0.0.1:{}/{}/gc/nix-cache-info",
-        g.port,
-        u.secret()
-    );
-    let (code, body) = curl_status_as(&bob.name, &url);
-    assert_eq!(code, 0, "bob got an HTTP answer from the port: {body}");
+    for name in ["gc", "az"] {
+        let url = format!(
+            "http://127.0.0.1:{}/{}/{name}/nix-cache-info",
+            g.port,
+            u.secret()
+        );
+        let (code, body) = curl_status_as(&bob.name, &url);
+        assert_eq!(code, 0, "bob got an HTTP answer from the port: {body}");
+    }
     u.nsa(e2e, &["service", "uninstall"])
         .run()
         .assert_success("service uninstall");
@@ -884,7 +958,7 @@ fn gcs_external_account_renews_mid_command(e2e: &E2e) {
 crate::proofs!(
     gcs_external_account_renews_mid_command,
     azure_workload_identity_renews_short_tokens_mid_command,
-    background_service_serves_a_gcs_cache_to_plain_nix,
+    background_service_serves_gcs_and_azure_caches_to_plain_nix,
     azure_key_and_sas_from_the_keyring_substitute_through_the_daemon,
     gcs_service_account_substitutes_through_the_daemon,
 );
