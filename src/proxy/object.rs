@@ -256,11 +256,16 @@ pub(super) fn mount_for_lease(
 /// Whether the store takes the mount's credential: a GET of `nix-cache-info` (a missing one is
 /// fine; so is a store that cannot be reached now, which requests report themselves).
 async fn check(m: &ObjectMount) -> Result<(), String> {
-    let a = match m.auth.authorize(Method::GET, "nix-cache-info").await {
-        Ok(a) => a,
-        Err(AuthError::NeedsPerson { why, fix }) => return Err(format!("{why}; fix: `{fix}`")),
-        Err(AuthError::Refused(why)) => return Err(format!("{why}; fix: `{}`", m.fix)),
-        Err(AuthError::Transient(_)) => return Ok(()),
+    let authorized = tokio::time::timeout(
+        Duration::from_secs(10),
+        m.auth.authorize(Method::GET, "nix-cache-info"),
+    );
+    let a = match authorized.await {
+        Ok(Ok(a)) => a,
+        Ok(Err(AuthError::NeedsPerson { why, fix })) => return Err(format!("{why}; fix: `{fix}`")),
+        Ok(Err(AuthError::Refused(why))) => return Err(format!("{why}; fix: `{}`", m.fix)),
+        // Slow or failing for now: requests report it themselves.
+        Ok(Err(AuthError::Transient(_))) | Err(_) => return Ok(()),
     };
     let mut req = Request::get(a.url.as_str()).header(header::USER_AGENT, upstream::USER_AGENT);
     for (k, v) in &a.headers {
