@@ -94,6 +94,38 @@ impl ObjectMount {
     }
 }
 
+/// What is known of a cloud cache's current mount when it is asked for again.
+#[derive(Debug, Clone, Copy)]
+struct Have {
+    /// Same URL, and made from the secret stored now (`cloud_cache::secret_tag`).
+    same_cache: bool,
+    /// Mounted by the background proxy from config.toml (else by a command's lease).
+    recorded: bool,
+    /// Its credential does not need a person.
+    works: bool,
+    /// Made from the environment the asking command has.
+    same_env: bool,
+    /// Asked by the background proxy's reload (else by a command's lease).
+    background: bool,
+}
+
+/// Whether the current mount stays (with its tokens) or is made again. A command keeps one
+/// made from its own environment, and a background mount that works; one that needs a person
+/// gives way to the command's environment. A reload makes recorded mounts again (a secret may
+/// have changed) but keeps a command's mount that works. A changed cache or secret always
+/// remounts.
+fn keep_mount(h: Have) -> bool {
+    if !h.same_cache {
+        return false;
+    }
+    match (h.background, h.recorded) {
+        (false, true) => h.works || h.same_env,
+        (false, false) => h.same_env,
+        (true, true) => false,
+        (true, false) => h.works,
+    }
+}
+
 /// `proxy status`'s rows for the cloud mounts: the credential in use (as `origin`), where it
 /// stands, and how NARs go.
 pub(super) fn statuses(state: &State) -> Vec<super::control::MountStatus> {
@@ -170,13 +202,16 @@ pub(super) fn load_recorded(
     });
     for c in &wanted {
         let tag = crate::cloud_cache::secret_tag(c, cfg, dirs).ok().flatten();
-        let lease_works = map.get(&c.name).is_some_and(|m| {
-            !m.recorded
-                && m.url == c.kind.url()
-                && m.secret_tag == tag
-                && !matches!(m.auth.state(), CredState::NeedsPerson { .. })
+        let keep = map.get(&c.name).is_some_and(|m| {
+            keep_mount(Have {
+                same_cache: m.url == c.kind.url() && m.secret_tag == tag,
+                recorded: m.recorded,
+                works: !matches!(m.auth.state(), CredState::NeedsPerson { .. }),
+                same_env: false,
+                background: true,
+            })
         });
-        if lease_works {
+        if keep {
             continue;
         }
         match ObjectMount::recorded(c, cfg, dirs, &env, true) {
@@ -221,12 +256,13 @@ pub(super) fn mount_for_lease(
             .unwrap_or_else(|e| e.into_inner())
             .get(name)
             .is_some_and(|m| {
-                // A background mount that works stays (with its tokens); one that needs a
-                // person gives way to the command's environment.
-                let works = !matches!(m.auth.state(), CredState::NeedsPerson { .. });
-                m.url == entry.kind.url()
-                    && m.secret_tag == tag
-                    && ((m.recorded && works) || m.env == *env)
+                keep_mount(Have {
+                    same_cache: m.url == entry.kind.url() && m.secret_tag == tag,
+                    recorded: m.recorded,
+                    works: !matches!(m.auth.state(), CredState::NeedsPerson { .. }),
+                    same_env: m.env == *env,
+                    background: false,
+                })
             });
         if same {
             continue;
@@ -544,6 +580,37 @@ async fn presigned_probe(mount: &ObjectMount) -> Result<Option<StatusCode>, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_reuse_table() {
+        // (same_cache, recorded, works, same_env, background) -> keep
+        let rows = [
+            // A command's lease.
+            (true, true, true, false, false, true),
+            (true, true, false, false, false, false),
+            (true, true, false, true, false, true),
+            (true, false, true, true, false, true),
+            (true, false, true, false, false, false),
+            (true, false, false, true, false, true),
+            (false, true, true, true, false, false),
+            (false, false, true, true, false, false),
+            // The background proxy's reload.
+            (true, true, true, false, true, false),
+            (true, false, true, false, true, true),
+            (true, false, false, false, true, false),
+            (false, false, true, false, true, false),
+        ];
+        for (same_cache, recorded, works, same_env, background, keep) in rows {
+            let h = Have {
+                same_cache,
+                recorded,
+                works,
+                same_env,
+                background,
+            };
+            assert_eq!(keep_mount(h), keep, "{h:?}");
+        }
+    }
 
     #[test]
     fn refusals_by_status_and_code() {
