@@ -62,6 +62,7 @@ mod listen;
 mod log;
 mod multipart;
 mod object;
+mod object_mounts;
 mod object_upload;
 mod paths;
 mod peer;
