@@ -288,17 +288,15 @@ impl Renewer {
 pub(super) fn spawn(state: &Arc<State>, renewer: Renewer) {
     let (tx, rx) = std::sync::mpsc::channel();
     *state.renewer.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
-    // The clouds' credentials renew in the async runtime's tasks (`object.rs`): mounted now
-    // that it runs, before the proxy serves; the renewer's thread enters it for reloads.
+    // The clouds' credentials renew in the async runtime's tasks (`object_mounts.rs`): mounted
+    // now that it runs, before the proxy serves; reloads on the renewer's thread (which never
+    // runs inside the runtime: sessions make runtimes of their own) enter it just for that.
+    super::object::use_runtime(tokio::runtime::Handle::current());
     if let Ok(cfg) = Config::load(&renewer.dirs.config_file()) {
         let caches = caches_again(&cfg);
         super::object::load_recorded(&renewer.state, &cfg, &renewer.dirs, &caches);
     }
-    let rt = tokio::runtime::Handle::current();
-    std::thread::spawn(move || {
-        let _rt = rt.enter();
-        renewer.run(rx)
-    });
+    std::thread::spawn(move || renewer.run(rx));
 }
 
 /// Asks the renewer to read config.toml again; `None` when no renewer runs (a command's proxy).

@@ -24,7 +24,7 @@ use super::upstream;
 use crate::cloud::{AuthError, ObjectAuth, State as CredState};
 use crate::cloud_cache::EnvSnapshot;
 
-pub(super) use super::object_mounts::{load_recorded, mount_for_lease, statuses};
+pub(super) use super::object_mounts::{load_recorded, mount_for_lease, statuses, use_runtime};
 
 /// One GCS or Azure mount.
 pub struct ObjectMount {

@@ -11,6 +11,14 @@ use super::state::State;
 use crate::cloud::State as CredState;
 use crate::cloud_cache::EnvSnapshot;
 
+/// The proxy's async runtime, once it runs (`use_runtime`), for the background reloads.
+static RUNTIME: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
+
+/// Remembers the proxy's runtime: the background proxy's reloads mount cloud caches in it.
+pub(super) fn use_runtime(rt: tokio::runtime::Handle) {
+    let _ = RUNTIME.set(rt);
+}
+
 /// What is known of a cloud cache's current mount when it is asked for again.
 #[derive(Debug, Clone, Copy)]
 struct Have {
@@ -103,9 +111,12 @@ pub(super) fn load_recorded(
 ) -> usize {
     let wanted: Vec<&crate::config::CacheEntry> =
         caches.iter().filter(|c| c.kind.is_cloud()).collect();
-    if tokio::runtime::Handle::try_current().is_err() {
-        return wanted.len();
-    }
+    // Entered only while mounting: the renewer's thread must stay outside the runtime.
+    let _entered = match (tokio::runtime::Handle::try_current(), RUNTIME.get()) {
+        (Ok(_), _) => None,
+        (Err(_), Some(rt)) => Some(rt.enter()),
+        (Err(_), None) => return wanted.len(),
+    };
     let env = EnvSnapshot::gather();
     let mut map = state.objects.write().unwrap_or_else(|e| e.into_inner());
     map.retain(|name, m| {

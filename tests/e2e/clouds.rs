@@ -875,6 +875,19 @@ fn background_service_serves_gcs_and_azure_caches_to_plain_nix(e2e: &E2e) {
             && st.stdout.matches("used by the nix-daemon").count() == 2,
         "{st}"
     );
+    // `secret set` makes the running background proxy reload: it mounts the Azure cache again
+    // (on its renewer's thread) and serves the second path with it.
+    u.nsa(e2e, &["secret", "set", "az", "--azure-key-stdin"])
+        .stdin(format!("{AZURITE_KEY}\n"))
+        .run()
+        .assert_success("secret set --azure-key-stdin (service installed)");
+    let out = plain(&format!("nix-store -r {}", az.more.paths[0]));
+    out.assert_success("plain nix-store -r after the reload");
+    let log = u.proxy_log();
+    assert!(
+        log.matches("mounted az (").count() >= 2,
+        "the background proxy did not mount az again:\n{log}"
+    );
     let status = u.nsa(e2e, &["service", "status", "--format", "json"]).run();
     let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     let caches = v["caches"].as_array().unwrap();
