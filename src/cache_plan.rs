@@ -116,6 +116,22 @@ mod tests {
     }
 
     #[test]
+    fn cloud_caches_are_leased_without_a_session() {
+        let g = entry("g", "gs://bucket-g", SecretStore::Netrc);
+        let z = entry("z", "azure://acct1/cache", SecretStore::Netrc);
+        let n = entry("n", "https://n.example", SecretStore::Netrc);
+        assert!(needs_exec(&g) && needs_exec(&z) && !needs_exec(&n));
+        let caches = vec![g, z, n];
+        for service in [false, true] {
+            let p = plan(&caches, None, service);
+            let leased: Vec<&str> = p.https_proxy.iter().map(|c| c.name.as_str()).collect();
+            assert_eq!(leased, ["g", "z"]);
+            assert!(p.s3.is_empty() && p.keyring.is_empty() && p.profiles.is_empty());
+            assert!(!p.is_empty());
+        }
+    }
+
+    #[test]
     fn caches_and_profiles_in_play() {
         let a = entry("a", "s3://a?profile=work", SecretStore::Netrc);
         let b = entry("b", "s3://b?profile=work", SecretStore::Netrc);
