@@ -288,6 +288,8 @@ pub struct ExecPush {
     pusher: Pusher,
     signals: Counting,
     _keys: Vec<KeyFile>,
+    /// The proxy leases serving GCS and Azure targets (the proxy holds their credential).
+    _clouds: Vec<proxy::Lease>,
 }
 
 /// Starts watching and uploading to `caches` (the recorded entries named by `--push`) before
@@ -304,19 +306,24 @@ pub fn start_for_exec(
     let jobs = super::upload::jobs_from_env()?;
     let mut lanes = Vec::new();
     let mut keys = Vec::new();
+    let mut clouds = Vec::new();
     for entry in caches {
-        if entry.kind.is_cloud() {
-            bail!(
-                "exec --push does not upload to {} caches yet: push to {} with `nixstore-auth push` or `watch-store`",
-                entry.kind.label(),
-                entry.name
-            );
-        }
         let key = resolve_key(entry, None, no_sign, cfg, dirs, ui)?;
         let s3 = matches!(entry.kind, CacheKind::S3(_));
+        // A GCS or Azure target: a lease of its own on the same proxy (no session to share).
+        let cloud = if entry.kind.is_cloud() {
+            let layout = proxy::Layout::new(dirs, cfg)?;
+            Some(proxy::ensure_running_https(
+                &layout,
+                std::slice::from_ref(&entry.name),
+                ui,
+            )?)
+        } else {
+            None
+        };
         let target = target(
             entry,
-            kept.map(|k| &k.lease),
+            cloud.as_ref().or(kept.map(|k| &k.lease)),
             kept.filter(|_| s3).map(|k| &k.session),
             key.as_ref(),
             jobs,
@@ -325,6 +332,7 @@ pub fn start_for_exec(
             ui,
         )?;
         keys.extend(key);
+        clouds.extend(cloud);
         lanes.push(Lane {
             target,
             spool: Spool::open(&dirs.state, &entry.name)?,
@@ -343,6 +351,7 @@ pub fn start_for_exec(
         pusher,
         signals,
         _keys: keys,
+        _clouds: clouds,
     })
 }
 

@@ -739,6 +739,26 @@ fn gcs_service_account_substitutes_through_the_daemon(e2e: &E2e) {
         front_log.contains(&format!("PUT /{bucket}/c/{hash}.narinfo")),
         "front log:\n{front_log}"
     );
+    // `exec --push`: a path the command adds is uploaded (the recorded signing key signs).
+    let key = fs::read_to_string(cache_secret_key(e2e, "gcs")).unwrap();
+    u.nsa(e2e, &["secret", "set", "gc", "--signing-key-stdin"])
+        .stdin(key)
+        .run()
+        .assert_success("secret set --signing-key-stdin");
+    let file = write_user_file(tu, "pushed-by-exec", &format!("exec --push {}\n", unique_tag()));
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = u
+        .nsa(e2e, &["exec", "--push", "gc", "--", "nix-store", "--add"])
+        .arg(&file)
+        .run();
+    out.assert_success("exec --push gc -- nix-store --add FILE");
+    let added = out.stdout.trim().to_string();
+    let hash = &added.rsplit('/').next().unwrap()[..32];
+    let front_log = fs::read_to_string(&bed.front.log).unwrap();
+    assert!(
+        front_log.contains(&format!("PUT /{bucket}/c/{hash}.narinfo")),
+        "exec --push uploaded no narinfo of {added}:\n{out}\nfront log:\n{front_log}"
+    );
 
     // An authorized_user (what `gcloud auth application-default login` writes): its refresh
     // token gets an access token from the front's token endpoint, and the cache substitutes
