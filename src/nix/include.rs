@@ -50,7 +50,9 @@ pub enum Urls<'a> {
 /// builds instead of failing (probed: without it, 2.34 fails too). No
 /// `narinfo-cache-negative-ttl`: misses answered while a person is needed are forgotten by a
 /// new URL instead (`proxy/urls.rs`), so that every other cache keeps its narinfo cache.
-pub fn render(served: &[Served], urls: Urls<'_>) -> String {
+/// `builders`: what the remote-builder decision forwards (`forward::builder_decision`, the one
+/// rule `exec` follows too).
+pub fn render(served: &[Served], urls: Urls<'_>, builders: &[super::forward::Setting]) -> String {
     let mut out = String::from(
         "# Written by nixstore-auth (`nixstore-auth service install`) and rewritten by `use`,\n\
          # `remove`, `login` and `proxy rotate-secret`: edits are lost. It may hold your proxy's\n\
@@ -72,6 +74,9 @@ pub fn render(served: &[Served], urls: Urls<'_>) -> String {
         out.push_str(&format!("extra-trusted-public-keys = {}\n", keys.join(" ")));
     }
     out.push_str("fallback = true\n");
+    for b in builders {
+        out.push_str(&format!("{} = {}\n", b.name, b.value));
+    }
     match urls {
         Urls::Here => out.push_str(&substituters(served)),
         Urls::Runtime(path) => out.push_str(&format!(
@@ -151,6 +156,7 @@ mod tests {
                 },
             ],
             Urls::Here,
+            &[],
         );
         assert!(text.contains(
             "\nextra-substituters = http://127.0.0.1:21000/s/a http://127.0.0.1:21000/s/b~2\n"
@@ -164,7 +170,7 @@ mod tests {
             public_keys: vec!["k-1:AA==".into()],
         }];
         let rt = Path::new("/run/user/1000/nixstore-auth/nix.conf");
-        let text = render(&served, Urls::Runtime(rt));
+        let text = render(&served, Urls::Runtime(rt), &[]);
         assert!(
             !text.contains("http://") && !text.contains("/s/a"),
             "{text}"
@@ -179,8 +185,20 @@ mod tests {
         );
         assert!(rt_text.starts_with(&runtime_owner_line(42)));
         assert!(includable(rt) && !includable(Path::new("/run/a b")));
-        let empty = render(&[], Urls::Here);
+        let empty = render(&[], Urls::Here, &[]);
         assert!(!empty.contains("extra-substituters") && empty.contains("nothing is served"));
+        // What the remote-builder decision forwards goes in as settings (none today).
+        let b = [super::super::forward::Setting::new(
+            "builders-use-substitutes",
+            "false",
+            false,
+        )];
+        let text = render(&served, Urls::Here, &b);
+        assert!(
+            text.contains("\nbuilders-use-substitutes = false\n"),
+            "{text}"
+        );
+        NixConf::parse(&text).unwrap();
     }
 
     #[test]

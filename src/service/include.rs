@@ -41,11 +41,28 @@ fn served(dirs: &Dirs, cfg: &Config, fixed: bool) -> Result<Vec<Served>> {
         .collect())
 }
 
+/// What the remote-builder decision forwards for plain Nix commands, decided as `exec` decides
+/// it (`forward::builder_decision`) for the builders in force without a command line. Nothing
+/// when no private cache is served or Nix cannot be probed. Reads the probe cache, never writes
+/// it: a `--dry-run` writes nothing.
+fn builder_settings(served: &[Served]) -> Vec<crate::nix::forward::Setting> {
+    if served.is_empty() {
+        return Vec::new();
+    }
+    let Ok(setup) = crate::nix::setup::probe(crate::nix::setup::ProbeCache::ReadOnly) else {
+        return Vec::new();
+    };
+    let in_force = crate::nix::builders::for_command(&setup, &[]);
+    let facts =
+        crate::nix::forward::BuilderFacts::new(true, setup.user_settings_honoured(), &in_force);
+    crate::nix::forward::builder_decision(&facts).settings()
+}
+
 /// The include file's text for what config.toml records now, for the way `m` installed it.
 pub fn desired(dirs: &Dirs, cfg: &Config, m: &Installed) -> Result<String> {
     let served = served(dirs, cfg, m.fixed_urls)?;
     if m.route.socket_activated() {
-        return Ok(render(&served, Urls::Here));
+        return Ok(render(&served, Urls::Here, &builder_settings(&served)));
     }
     let rt = runtime_file(dirs);
     if !includable(&rt) {
@@ -54,7 +71,11 @@ pub fn desired(dirs: &Dirs, cfg: &Config, m: &Installed) -> Result<String> {
             rt.display()
         );
     }
-    Ok(render(&served, Urls::Runtime(&rt)))
+    Ok(render(
+        &served,
+        Urls::Runtime(&rt),
+        &builder_settings(&served),
+    ))
 }
 
 /// The runtime file's text now (the route without a service manager), kept by proxy `pid`.

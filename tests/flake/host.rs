@@ -77,6 +77,75 @@ pub(crate) fn units_documentation() {
     verify(&unit_paths(dir.path()), Some(man.path())).unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// `nixstore-auth service install` (with a stub `systemctl` first on PATH: no systemd runs as
+/// PID 1 here) writes exactly the unit files the modules render for the same binary and port,
+/// so a module's units and the tool's are interchangeable.
+pub(crate) fn units_match_the_tool() {
+    let sandbox = tempfile::tempdir().unwrap();
+    let d = sandbox.path();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for sub in [
+        "bin",
+        "run",
+        "etc",
+        "home/.config/nix",
+        "home/.config/nixstore-auth",
+    ] {
+        std::fs::create_dir_all(d.join(sub)).unwrap();
+    }
+    std::fs::write(d.join("etc/nix.conf"), "substituters =\n").unwrap();
+    std::fs::write(
+        d.join("home/.config/nixstore-auth/config.toml"),
+        format!("keyring-backend = \"file\"\n\n[proxy]\nport = {port}\n"),
+    )
+    .unwrap();
+    let stub = d.join("bin/systemctl");
+    std::fs::write(&stub, "#!/bin/sh\nexit 0\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(d.join("run"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let home = d.join("home");
+    let out = Command::new(BIN)
+        .args(["service", "install"])
+        .env_clear()
+        .env("PATH", format!("{}:/usr/bin:/bin", d.join("bin").display()))
+        .env("HOME", &home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("XDG_DATA_HOME", home.join(".local/share"))
+        .env("XDG_CACHE_HOME", home.join(".cache"))
+        .env("XDG_STATE_HOME", home.join(".local/state"))
+        .env("XDG_RUNTIME_DIR", d.join("run"))
+        .env("NIX_CONF_DIR", d.join("etc"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "service install: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exe = std::fs::canonicalize(BIN).unwrap();
+    let exe = exe.to_str().unwrap();
+    let rendered = eval_ok(
+        Nix::V2_8,
+        "nsa.units { bin = input.bin; port = input.port; }",
+        &json!({"bin": exe, "port": port}),
+    );
+    let units = home.join(".config/systemd/user");
+    for (name, text) in rendered.as_object().unwrap() {
+        let written = std::fs::read_to_string(units.join(name))
+            .unwrap_or_else(|e| panic!("service install wrote no {name}: {e}"));
+        assert_eq!(
+            written,
+            text.as_str().unwrap(),
+            "{name}: the tool and the modules differ"
+        );
+    }
+}
+
 /// The NixOS generator, run as systemd runs it: the listed user gets the tool's units (with
 /// their port) and the socket enabled, again on a re-run; an unlisted user gets nothing.
 pub(crate) fn units_generator() {
