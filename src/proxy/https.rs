@@ -81,11 +81,17 @@ impl Https {
         self
     }
 
+    /// The cache refused a fresh credential too: only a person can help now. The mount answers
+    /// misses (running no command) until it is mounted again (`use`, `secret set`).
+    pub fn needs_person(&self, why: &str) {
+        *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_string());
+    }
+
     /// The command that gives the cache a working credential.
     pub fn fix(&self) -> String {
         match self.source {
             TokenSource::Command(_) => format!(
-                "fix what the token command needs (run it yourself), or `nixstore-auth use {} --token-command ...`",
+                "fix what the token command needs (run it yourself), then `nixstore-auth use {}`",
                 self.cache
             ),
             _ => format!("nixstore-auth secret set {} --token-stdin", self.cache),
@@ -526,6 +532,7 @@ pub(super) async fn forward(
                     drop(resp);
                     let why = format!("the cache refused the credential ({status})");
                     log(format!("{what}: {why}"));
+                    mount.auth.needs_person(&why);
                     return Forwarded::NeedsPerson(why);
                 }
                 https_rules::Outcome::Status(s) => {

@@ -376,7 +376,7 @@ fn service_serves_keyring_and_command_tokens(e2e: &E2e) {
     // C: Bearer, the accepted token in a file a test rotates; the command prints it and
     // counts its runs.
     let t1 = new_token();
-    let (ccache, cmore) = cache_with(e2e, "hpc", 2);
+    let (ccache, cmore) = cache_with(e2e, "hpc", 3);
     let cmore = cmore.unwrap();
     let cnginx = Nginx::start(
         e2e,
@@ -507,8 +507,50 @@ fn service_serves_keyring_and_command_tokens(e2e: &E2e) {
             .any(|e| e.status == 200 && e.authorization == format!("Bearer {t2}")),
         "{log:#?}"
     );
+
+    // A token only a person can replace: nginx takes T3, the command still prints T2. Plain
+    // `nix-store -r` fails as a miss (the command ran once more, after the 401); the proxy log
+    // and `doctor` name the cache and the reason. Once the command prints T3 and `use` records
+    // it again, the very next plain `nix-store -r` of that path substitutes (its URL moved on).
+    let t3 = new_token();
+    let from = cnginx.access_log().len();
+    cnginx.set_bearer(&t3, Some(&hp.tls));
+    let p3 = &cmore.paths[1];
+    let out = hp.plain(&format!("nix-store -r {p3}"));
+    out.assert_failure("plain nix-store -r with a refused token");
+    assert!(out.stderr.contains("don't know how to build"), "a miss: {out}");
+    let runs_refused = fs::read_to_string(&runs).unwrap().lines().count();
+    assert_eq!(runs_refused, runs_after + 1, "{:#?}", cnginx.access_log());
+    assert!(
+        cnginx.access_log()[from..]
+            .iter()
+            .all(|e| e.status != 200 || e.authorization == format!("Bearer {t3}")),
+        "nginx served with a refused token"
+    );
     let plog = hp.proxy_log();
-    for t in [&t1, &t2, &basic] {
+    assert!(
+        plog.contains("hpc") && plog.contains("a person is needed"),
+        "{plog}"
+    );
+    let doctor = hp.nsa(&["doctor"]).run();
+    doctor.assert_code(1, "doctor with a refused token");
+    assert!(
+        doctor.stdout.contains("hpc") && doctor.stdout.contains("401"),
+        "{doctor}"
+    );
+    doctor.assert_hides(&[&t1, &t2, &t3]);
+    fs::write(&token_file, format!("{t3}\n")).unwrap();
+    // What the proxy log says to run once the command works again.
+    assert!(plog.contains("then `nixstore-auth use hpc`"), "{plog}");
+    hp.nsa(&["use", "hpc"]).run().assert_success("use hpc");
+    let urls = fs::read_to_string(runtime_dir(hp.user.uid).join("nixstore-auth/nix.conf")).unwrap();
+    assert!(urls.contains("/hpc~1"), "the URL moved on: {urls}");
+    let out = hp.plain(&format!("nix-store -r {p3}"));
+    out.assert_success("plain nix-store -r once the command prints the new token");
+    assert!(hp.valid(p3));
+
+    let plog = hp.proxy_log();
+    for t in [&t1, &t2, &t3, &basic] {
         assert!(!plog.contains(t.as_str()), "a token in the proxy log: {plog}");
     }
 
