@@ -20,7 +20,7 @@ const USER_CONF: &str = "# mine\nkeep-outputs = true\n";
 struct Hp<'a> {
     e2e: &'a E2e,
     _procs: UserProcs,
-    _daemon: NixDaemon,
+    daemon: NixDaemon,
     user: TestUser,
     tls: Tls,
     port: u16,
@@ -28,19 +28,23 @@ struct Hp<'a> {
 
 impl<'a> Hp<'a> {
     fn new(e2e: &'a E2e) -> Hp<'a> {
+        Hp::with_trust(e2e, true)
+    }
+
+    /// The bed; `trusted`: whether the user is in `trusted-users`.
+    fn with_trust(e2e: &'a E2e, trusted: bool) -> Hp<'a> {
         let user = TestUser::create(e2e, "h");
         let procs = UserProcs(user.uid);
         let tls = Tls::create(e2e);
-        let daemon = NixDaemon::start(
-            e2e,
-            &NixConf::new()
-                .trusted_user(&user.name)
-                .ca_bundle(&tls.bundle),
-        );
+        let mut conf = NixConf::new().ca_bundle(&tls.bundle);
+        if trusted {
+            conf = conf.trusted_user(&user.name);
+        }
+        let daemon = NixDaemon::start(e2e, &conf);
         let hp = Hp {
             e2e,
             _procs: procs,
-            _daemon: daemon,
+            daemon,
             user,
             tls,
             port: free_port(),
@@ -259,7 +263,7 @@ fn bearer_cache_through_the_proxy(e2e: &E2e) {
     for f in [
         hp.user.home.join(".netrc"),
         PathBuf::from("/etc/nix/netrc"),
-        hp._daemon.etc_file("netrc"),
+        hp.daemon.etc_file("netrc"),
     ] {
         let text = fs::read_to_string(&f).unwrap_or_default();
         assert!(!text.contains(&token), "{} holds the token", f.display());
@@ -570,7 +574,87 @@ fn service_serves_keyring_and_command_tokens(e2e: &E2e) {
     });
 }
 
+/// Untrusted users: `use --auth bearer` by a user not in `trusted-users` records the cache
+/// (the token in the secret store), exits 3 and prints the administrator's snippet as for S3:
+/// the proxy's URL in a root-only file that /etc/nix/nix.conf `!include`s, no token anywhere
+/// in it. Once root applied it and restarted the daemon, `exec -- nix-store -r` substitutes
+/// with Bearer requests.
+fn untrusted_user_through_the_administrators_include(e2e: &E2e) {
+    let mut hp = Hp::with_trust(e2e, false);
+    let token = new_token();
+    let (cache, _) = cache_with(e2e, "hpu", 1);
+    let nginx = Nginx::start(
+        e2e,
+        NginxOptions::new(&cache.dir).tls(&hp.tls).bearer(&token),
+    );
+    let ca = hp.tls.ca_cert.to_str().unwrap();
+    let out = hp
+        .nsa(&[
+            "use",
+            &nginx.url(),
+            "--name",
+            "hpu",
+            "--public-key",
+            &cache.public_key,
+            "--auth",
+            "bearer",
+            "--token-stdin",
+            "--ca-file",
+            ca,
+        ])
+        .stdin(format!("{token}\n"))
+        .run();
+    out.assert_code(3, "use --auth bearer by an untrusted user");
+    out.assert_hides(&[&token]);
+    let secret = hp
+        .user
+        .read(".local/share/nixstore-auth/proxy-secret")
+        .trim()
+        .to_string();
+    let proxy_url = format!("http://127.0.0.1:{}/{secret}/hpu", hp.port);
+    let admin = AdminSnippet::parse(&out.stdout);
+    assert_eq!(
+        admin.private_file,
+        PathBuf::from(format!("/etc/nix/nixstore-auth-{}-hpu.conf", hp.user.name)),
+        "{out}"
+    );
+    assert_eq!(
+        admin.private_lines,
+        [format!("extra-trusted-substituters = {proxy_url}")],
+        "{out}"
+    );
+    assert_eq!(
+        admin.conf_lines,
+        [
+            format!("!include {}", admin.private_file.display()),
+            format!("extra-trusted-public-keys = {}", cache.public_key),
+        ],
+        "{out}"
+    );
+    assert!(!out.stderr.contains(&secret), "{out}");
+    assert_eq!(hp.routes(), [("hpu".into(), "proxy".into())]);
+    assert_eq!(hp.outside_secret_store(&token), Vec::<PathBuf>::new());
+
+    let _private = admin.apply(&e2e.nix, &hp.daemon);
+    hp.daemon.restart();
+    let out = hp
+        .nsa(&["exec", "--", "nix-store", "-r", &cache.store_path])
+        .run();
+    out.assert_success("exec -- nix-store -r by the untrusted user");
+    assert!(cache.is_valid(e2e));
+    let log = nginx.access_log();
+    assert!(
+        requests(&log, "nar")
+            .iter()
+            .any(|e| e.status == 200 && e.authorization == format!("Bearer {token}")),
+        "{log:#?}"
+    );
+    let daemon_netrc = fs::read_to_string(hp.daemon.etc_file("netrc")).unwrap_or_default();
+    assert!(!daemon_netrc.contains(&token), "the token is in the daemon's netrc");
+}
+
 crate::proofs!(
     bearer_cache_through_the_proxy,
+    untrusted_user_through_the_administrators_include,
     service_serves_keyring_and_command_tokens,
 );
