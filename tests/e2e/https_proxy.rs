@@ -370,7 +370,8 @@ fn service_serves_keyring_and_command_tokens(e2e: &E2e) {
 
     // K: Basic (htpasswd); its token in the keyring (the file store here).
     let basic = new_token();
-    let (kcache, _) = cache_with(e2e, "hpk", 1);
+    let (kcache, kmore) = cache_with(e2e, "hpk", 2);
+    let kmore = kmore.unwrap();
     let knginx = Nginx::start(
         e2e,
         NginxOptions::new(&kcache.dir)
@@ -478,6 +479,39 @@ fn service_serves_keyring_and_command_tokens(e2e: &E2e) {
         "{klog:#?}"
     );
 
+    // The stored token refused (the server's password changed): a miss, named in the log;
+    // `secret set` hands the new one to the running proxy and the very next plain
+    // `nix-store -r` of that path substitutes.
+    let basic2 = new_token();
+    run_root(
+        "htpasswd",
+        [
+            "-c",
+            "-i",
+            knginx.dir.join("htpasswd").to_str().unwrap(),
+            LOGIN,
+        ],
+        Some(basic2.as_bytes()),
+    )
+    .assert_success("htpasswd");
+    let pk2 = &kmore.paths[0];
+    hp.plain(&format!("nix-store -r {pk2}"))
+        .assert_failure("plain nix-store -r with a refused stored token");
+    let plog = hp.proxy_log();
+    assert!(
+        plog.contains("hpk") && plog.contains("nixstore-auth secret set hpk --token-stdin"),
+        "{plog}"
+    );
+    let out = hp
+        .nsa(&["secret", "set", "hpk", "--token-stdin"])
+        .stdin(format!("{basic2}\n"))
+        .run();
+    out.assert_success("secret set");
+    out.assert_hides(&[&basic2]);
+    hp.plain(&format!("nix-store -r {pk2}"))
+        .assert_success("plain nix-store -r right after secret set");
+    assert!(hp.valid(pk2));
+
     // Proof 2: rotation between two plain substitutions.
     let out = hp.plain(&format!("nix-store -r {}", ccache.store_path));
     out.assert_success("plain nix-store -r from the token-command cache");
@@ -533,7 +567,8 @@ fn service_serves_keyring_and_command_tokens(e2e: &E2e) {
     );
     let plog = hp.proxy_log();
     assert!(
-        plog.contains("hpc") && plog.contains("a person is needed"),
+        plog.lines()
+            .any(|l| l.contains(" hpc/") && l.contains("the cache refused the credential (401)")),
         "{plog}"
     );
     let doctor = hp.nsa(&["doctor"]).run();
@@ -544,8 +579,6 @@ fn service_serves_keyring_and_command_tokens(e2e: &E2e) {
     );
     doctor.assert_hides(&[&t1, &t2, &t3]);
     fs::write(&token_file, format!("{t3}\n")).unwrap();
-    // What the proxy log says to run once the command works again.
-    assert!(plog.contains("then `nixstore-auth use hpc`"), "{plog}");
     hp.nsa(&["use", "hpc"]).run().assert_success("use hpc");
     let urls = fs::read_to_string(runtime_dir(hp.user.uid).join("nixstore-auth/nix.conf")).unwrap();
     assert!(urls.contains("/hpc~1"), "the URL moved on: {urls}");
@@ -554,7 +587,7 @@ fn service_serves_keyring_and_command_tokens(e2e: &E2e) {
     assert!(hp.valid(p3));
 
     let plog = hp.proxy_log();
-    for t in [&t1, &t2, &t3, &basic] {
+    for t in [&t1, &t2, &t3, &basic, &basic2] {
         assert!(!plog.contains(t.as_str()), "a token in the proxy log: {plog}");
     }
 
