@@ -578,6 +578,15 @@ fn service_serves_keyring_and_command_tokens(e2e: &E2e) {
         "{doctor}"
     );
     doctor.assert_hides(&[&t1, &t2, &t3]);
+    assert!(
+        doctor
+            .stdout
+            .contains("route proxy: the token comes from a command")
+            && doctor
+                .stdout
+                .contains("the background service serves it to plain `nix`"),
+        "{doctor}"
+    );
     fs::write(&token_file, format!("{t3}\n")).unwrap();
     hp.nsa(&["use", "hpc"]).run().assert_success("use hpc");
     let urls = fs::read_to_string(runtime_dir(hp.user.uid).join("nixstore-auth/nix.conf")).unwrap();
