@@ -372,6 +372,12 @@ fn set_needs_person(state: &State, name: &str, why: Option<String>) {
 /// Tells the user, once, that only a person can renew `name`'s credential: the log, the notice
 /// file for the shell hook, a desktop notification where a notification service answers.
 fn tell(dirs: &Dirs, name: &str, why: &str, expires: Option<i64>) {
+    tell_fix(dirs, name, why, expires, &login_command(name));
+}
+
+/// The same with the command that fixes it (an HTTPS cache: `secret set`, or `use` for a
+/// token command).
+pub(super) fn tell_fix(dirs: &Dirs, name: &str, why: &str, expires: Option<i64>, fix: &str) {
     let now = crate::time::now();
     let when = match expires {
         Some(e) if e > now => format!(
@@ -381,7 +387,6 @@ fn tell(dirs: &Dirs, name: &str, why: &str, expires: Option<i64>) {
         ),
         _ => "it does not work now".to_string(),
     };
-    let fix = login_command(name);
     let line = format!(
         "cache {name} needs you: {why}; {when}, then plain Nix commands go on without it. Run `{fix}`"
     );

@@ -90,10 +90,8 @@ impl Https {
     /// The command that gives the cache a working credential.
     pub fn fix(&self) -> String {
         match self.source {
-            TokenSource::Command(_) => format!(
-                "fix what the token command needs (run it yourself), then `nixstore-auth use {}`",
-                self.cache
-            ),
+            // Once the command works again (run it yourself to see why it does not).
+            TokenSource::Command(_) => format!("nixstore-auth use {}", self.cache),
             _ => format!("nixstore-auth secret set {} --token-stdin", self.cache),
         }
     }
@@ -324,7 +322,11 @@ pub(super) async fn serve(
             }
             r
         }
-        Forwarded::NeedsPerson(why) => without(why),
+        Forwarded::NeedsPerson(why) => {
+            // Told once: the mount answers without asking the cache from now on.
+            super::background::tell_fix(&state.dirs, &t.name, &why, None, &t.mount.auth.fix());
+            without(why)
+        }
     }
 }
 
@@ -397,7 +399,10 @@ pub(super) async fn forward(
     'fresh: loop {
         let authorized = match mount.auth.authorize(method.clone(), key).await {
             Ok(a) => a,
-            Err(AuthError::NeedsPerson { why, .. }) => return Forwarded::NeedsPerson(why),
+            Err(AuthError::NeedsPerson { why, .. }) => {
+                mount.auth.needs_person(&why);
+                return Forwarded::NeedsPerson(why);
+            }
             Err(AuthError::Refused(why)) => {
                 return fail(
                     StatusCode::BAD_GATEWAY,

@@ -502,6 +502,12 @@ fn service_serves_keyring_and_command_tokens(e2e: &E2e) {
         plog.contains("hpk") && plog.contains("nixstore-auth secret set hpk --token-stdin"),
         "{plog}"
     );
+    let notice = runtime_dir(hp.user.uid).join("nixstore-auth/notice");
+    let told = fs::read_to_string(&notice).unwrap_or_default();
+    assert!(
+        told.contains("cache hpk needs you") && told.contains("nixstore-auth secret set hpk"),
+        "the shell hook's notice: {told:?}"
+    );
     let out = hp
         .nsa(&["secret", "set", "hpk", "--token-stdin"])
         .stdin(format!("{basic2}\n"))
@@ -510,6 +516,7 @@ fn service_serves_keyring_and_command_tokens(e2e: &E2e) {
     out.assert_hides(&[&basic2]);
     hp.plain(&format!("nix-store -r {pk2}"))
         .assert_success("plain nix-store -r right after secret set");
+    assert!(!notice.exists(), "the notice stayed after the fix");
     assert!(hp.valid(pk2));
 
     // Proof 2: rotation between two plain substitutions.
@@ -571,6 +578,11 @@ fn service_serves_keyring_and_command_tokens(e2e: &E2e) {
             .any(|l| l.contains(" hpc/") && l.contains("the cache refused the credential (401)")),
         "{plog}"
     );
+    let told = fs::read_to_string(&notice).unwrap_or_default();
+    assert!(
+        told.contains("cache hpc needs you") && told.contains("Run `nixstore-auth use hpc`"),
+        "the shell hook's notice: {told:?}"
+    );
     let doctor = hp.nsa(&["doctor"]).run();
     doctor.assert_code(1, "doctor with a refused token");
     assert!(
@@ -593,6 +605,7 @@ fn service_serves_keyring_and_command_tokens(e2e: &E2e) {
     assert!(urls.contains("/hpc~1"), "the URL moved on: {urls}");
     let out = hp.plain(&format!("nix-store -r {p3}"));
     out.assert_success("plain nix-store -r once the command prints the new token");
+    assert!(!notice.exists(), "the notice stayed after the fix");
     assert!(hp.valid(p3));
 
     let plog = hp.proxy_log();
@@ -601,6 +614,9 @@ fn service_serves_keyring_and_command_tokens(e2e: &E2e) {
     }
 
     // Proof 6: undone byte for byte.
+    let out = hp.nsa(&["service", "uninstall", "--dry-run"]).run();
+    out.assert_success("service uninstall --dry-run");
+    assert!(out.all().contains("hpk"), "the dry run names the moved cache: {out}");
     hp.nsa(&["service", "uninstall"])
         .run()
         .assert_success("service uninstall");
