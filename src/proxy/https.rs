@@ -324,7 +324,7 @@ pub(super) async fn serve(
         }
         Forwarded::NeedsPerson(why) => {
             // Told once: the mount answers without asking the cache from now on.
-            super::background::tell_fix(&state.dirs, &t.name, &why, None, &t.mount.auth.fix());
+            super::notice::tell(&state.dirs, &t.name, &why, None, &t.mount.auth.fix());
             without(why)
         }
     }
