@@ -117,7 +117,7 @@ wait_background() {
     times+=("$(printf '%5d s  %s (in the background)%s' "$secs" "$1" "$([ "$rc" -eq 0 ] || echo "  (FAILED)")")")
     say "$1: $secs s (in the background)"
     if [ "$rc" -ne 0 ]; then
-      tail -n 40 "${bg_logs[$i]}" >&2
+      tail -n 200 "${bg_logs[$i]}" >&2
       return 1
     fi
     return 0
@@ -250,9 +250,17 @@ step() {
   timed "$name" "$@" || failed+=("$name")
 }
 step "cargo fmt --check" cargo fmt --check
-step "cargo clippy" cargo clippy --all-targets --quiet -- -D warnings
-# Everything built once, so that the stages below time the tests, not the compiler.
+# Everything built once, so that the stages below time the tests, not the compiler. Line tables
+# are all the debug info a failing test's backtrace needs; full debug info makes every test
+# binary several times bigger and slower to write and link.
+export CARGO_PROFILE_DEV_DEBUG=line-tables-only
 step "cargo build (tests)" cargo test --no-run --quiet --all-targets
+# Clippy shares no artefacts with the test build, so it compiles everything again: it runs at
+# the lowest priority in its own target directory while the tests below mostly wait on daemons
+# and servers, and is waited for at the end.
+clippy_stage="cargo clippy --all-targets -- -D warnings"
+background "$clippy_stage" env CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target}/clippy" \
+  nice -n 19 cargo clippy --all-targets --quiet -- -D warnings
 # Unit tests, binaries and the integration tests that leave the machine alone, in parallel; and
 # the e2e harness's own checks (proofs not switched on or left out are reported as ignored).
 unit_tests() {
@@ -288,6 +296,8 @@ if [ -n "$s3s_pid" ] || [ -x "$s3s_root/bin/s3s-fs" ]; then
   NIXSTORE_AUTH_BIN=${CARGO_TARGET_DIR:-$repo/target}/debug/nixstore-auth \
     step "bench-push.sh (ratios, not timed)" bash scripts/bench-push.sh 1
 fi
+
+wait_background "$clippy_stage" || failed+=("$clippy_stage")
 
 summary
 if [ "${#failed[@]}" -gt 0 ]; then
