@@ -327,7 +327,16 @@ fn bearer_cache_through_the_proxy(e2e: &E2e) {
         "a credential reached the other origin: {olog:#?}"
     );
 
-    // Proof 5: another local user, with the background proxy serving both caches.
+    // Proof 5: another local user, with the background proxy serving the caches. Beside
+    // them the same server recorded without `--ca-file`: the proxy verifies the certificate
+    // (system roots only), so that one gets no answer from nginx.
+    hp.use_cache(
+        &nginx.url_for_host("localhost"),
+        &cache.public_key,
+        Some(&token),
+        &["--name", "hpx", "--auth", "bearer", "--token-stdin"],
+    );
+    let served = nginx.access_log().len();
     hp.nsa(&["proxy", "start", "--persistent"])
         .run()
         .assert_success("proxy start --persistent");
@@ -339,6 +348,21 @@ fn bearer_cache_through_the_proxy(e2e: &E2e) {
     let url = format!("http://127.0.0.1:{}/{secret}/hpa/nix-cache-info", hp.port);
     let (code, body) = curl_status_as(&hp.user.name, &url);
     assert_eq!(code, 200, "the user's own request: {body}");
+    let (code, body) = curl_status_as(&hp.user.name, &url.replace("/hpa/", "/hpx/"));
+    assert_eq!(code, 502, "a certificate from an unknown CA: {body}");
+    assert!(
+        hp.proxy_log()
+            .lines()
+            .any(|l| l.contains("hpx/nix-cache-info") && l.contains("certificate")),
+        "{}",
+        hp.proxy_log()
+    );
+    assert_eq!(
+        nginx.access_log().len(),
+        served + 1,
+        "nginx served a request over a connection it should not have got: {:#?}",
+        nginx.access_log()
+    );
     let bob = TestUser::create(e2e, "o");
     let (code, body) = curl_status_as(&bob.name, &url);
     assert_eq!(code, 0, "another user got an HTTP answer from the port: {body}");
