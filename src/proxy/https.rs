@@ -254,19 +254,25 @@ impl HttpsMount {
 
 /// Mounts the recorded HTTPS caches `names` for a command's lease (read from config.toml and
 /// the secret store as the proxy's user, which is the command's). A cache already mounted
-/// keeps its mount (and its command's token). The error names the cache, never a token.
+/// keeps its mount (and its command's token), unless it needs a person: then it is mounted
+/// afresh (a new token may be stored now), and if that works its URL moves on
+/// (`background::moved_on`). The error names the cache, never a token.
 pub(super) fn mount_for_lease(state: &super::state::State, names: &[String]) -> Result<(), String> {
     let dirs = &state.dirs;
     let cfg = crate::config::Config::load(&dirs.config_file()).map_err(|e| format!("{e:#}"))?;
+    let stuck = |m: &HttpsMount| matches!(m.auth.state(), State::NeedsPerson { .. });
+    let mut recovered = Vec::new();
     for name in names {
-        if state
+        let was_stuck = match state
             .https
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .contains_key(name)
+            .get(name)
         {
-            continue;
-        }
+            Some(m) if !stuck(m) => continue,
+            Some(_) => true,
+            None => false,
+        };
         let entry = cfg
             .cache(name)
             .map_err(|e| format!("{e:#}"))?
@@ -277,12 +283,16 @@ pub(super) fn mount_for_lease(state: &super::state::State, names: &[String]) -> 
             "mounted {name} ({}) for a command",
             entry.kind.url()
         ));
+        if was_stuck && !stuck(&m) {
+            recovered.push(name.clone());
+        }
         state
             .https
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.clone(), Arc::new(m));
     }
+    super::background::moved_on(state, dirs, &recovered);
     Ok(())
 }
 

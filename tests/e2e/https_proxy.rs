@@ -207,7 +207,8 @@ fn requests<'l>(log: &'l [AccessEntry], suffix: &str) -> Vec<&'l AccessEntry> {
 fn bearer_cache_through_the_proxy(e2e: &E2e) {
     let hp = Hp::new(e2e);
     let token = new_token();
-    let (cache, _) = cache_with(e2e, "hpb", 1);
+    let (cache, bmore) = cache_with(e2e, "hpb", 2);
+    let bmore = bmore.unwrap();
     let nginx = Nginx::start(
         e2e,
         NginxOptions::new(&cache.dir)
@@ -327,6 +328,47 @@ fn bearer_cache_through_the_proxy(e2e: &E2e) {
         "a credential reached the other origin: {olog:#?}"
     );
 
+    // The server takes another token now: through `exec`, a miss (the proxy kept from the
+    // first attempt, with a long idle time, shows the refusal is remembered); after
+    // `secret set` the next `exec` substitutes at once through the same proxy.
+    let token2 = new_token();
+    nginx.set_bearer(&token2, Some(&hp.tls));
+    let p4 = &bmore.paths[0];
+    let exec_kept = || {
+        hp.nsa(&["exec", "--", "nix-store", "-r", p4])
+            .env("NIXSTORE_AUTH_PROXY_IDLE_SECS", "60")
+            .run()
+    };
+    let out = exec_kept();
+    out.assert_code(1, "exec with a refused stored token");
+    assert!(out.stderr.contains("don't know how to build"), "a miss: {out}");
+    let proxies = proxy_pids(hp.user.uid);
+    assert_eq!(proxies.len(), 1, "the proxy lingers: {proxies:?}");
+    let told = fs::read_to_string(runtime_dir(hp.user.uid).join("nixstore-auth/notice"))
+        .unwrap_or_default();
+    assert!(
+        told.contains("cache hpa needs you") && told.contains("secret set hpa"),
+        "{told:?}"
+    );
+    let out = hp
+        .nsa(&["secret", "set", "hpa", "--token-stdin"])
+        .stdin(format!("{token2}\n"))
+        .run();
+    out.assert_success("secret set hpa");
+    exec_kept().assert_success("exec right after secret set");
+    assert!(hp.valid(p4));
+    assert_eq!(
+        proxy_pids(hp.user.uid),
+        proxies,
+        "the same proxy served it: {}",
+        hp.proxy_log()
+    );
+    hp.nsa(&["proxy", "stop"]).run().assert_success("proxy stop");
+    wait_until("the proxy to exit", Duration::from_secs(10), || {
+        proxy_pids(hp.user.uid).is_empty()
+    });
+    let (token, old_token) = (token2, token);
+
     // Proof 5: another local user, with the background proxy serving the caches. Beside
     // them the same server recorded without `--ca-file`: the proxy verifies the certificate
     // (system roots only), so that one gets no answer from nginx.
@@ -367,10 +409,17 @@ fn bearer_cache_through_the_proxy(e2e: &E2e) {
     let (code, body) = curl_status_as(&bob.name, &url);
     assert_eq!(code, 0, "another user got an HTTP answer from the port: {body}");
     hp.user.open_home();
-    let found = readable_files_holding(e2e, &bob, &[token.clone(), secret.clone()], &[]);
+    let found = readable_files_holding(
+        e2e,
+        &bob,
+        &[token.clone(), old_token.clone(), secret.clone()],
+        &[],
+    );
     assert!(found.is_empty(), "another user reads a secret in {found:?}");
     let log = hp.proxy_log();
-    assert!(!log.contains(&token) && !log.contains(&secret), "{log}");
+    for s in [&token, &old_token, &secret] {
+        assert!(!log.contains(s.as_str()), "{log}");
+    }
     hp.nsa(&["proxy", "stop"]).run().assert_success("proxy stop");
 }
 
