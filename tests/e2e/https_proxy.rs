@@ -405,6 +405,28 @@ fn bearer_cache_through_the_proxy(e2e: &E2e) {
         "nginx served a request over a connection it should not have got: {:#?}",
         nginx.access_log()
     );
+    // Root (the nix-daemon) may only read through the port.
+    let put = run_root(
+        "curl",
+        [
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "PUT",
+            "--data-binary",
+            "x",
+            &url.replace("nix-cache-info", "root-put.narinfo"),
+        ],
+        None,
+    );
+    assert_eq!(put.stdout.trim(), "403", "root's PUT: {put}");
+    assert!(
+        !nginx.access_log().iter().any(|e| e.uri.contains("root-put")),
+        "root's PUT reached the cache"
+    );
     let bob = TestUser::create(e2e, "o");
     let (code, body) = curl_status_as(&bob.name, &url);
     assert_eq!(code, 0, "another user got an HTTP answer from the port: {body}");
