@@ -3,7 +3,8 @@
 //! on `$http_authorization`, 401 otherwise; Basic via htpasswd; NAR redirects to another
 //! origin), a real second local user, and the background service as `service install` starts
 //! it where no user service manager answers (a detached `proxy start --persistent`; the
-//! systemd route itself is proven in tests/e2e/service.rs).
+//! systemd route itself is proven in tests/e2e/service.rs). Proof 7 (the benchmark) is
+//! scripts/bench-proxy.sh's HTTPS rows, not a test.
 
 use crate::support::*;
 use std::fs;
@@ -184,8 +185,8 @@ fn cache_with(e2e: &E2e, tag: &str, n: usize) -> (SignedCache, Option<ExtraPaths
     (cache, more)
 }
 
-/// The access log's entries from `from` on for URIs ending in `suffix` (or starting with
-/// `/nar/` when `suffix` is "nar").
+/// The access log's entries for URIs ending in `suffix` (or starting with `/nar/` when
+/// `suffix` is "nar").
 fn requests<'l>(log: &'l [AccessEntry], suffix: &str) -> Vec<&'l AccessEntry> {
     log.iter()
         .filter(|e| {
