@@ -434,7 +434,7 @@ pub(super) async fn forward(
             let mut up = Request::builder()
                 .method(method.clone())
                 .uri(url.as_str())
-                .header(header::USER_AGENT, upstream::USER_AGENT);
+                .header(header::USER_AGENT, super::state::USER_AGENT);
             for (k, v) in &authorized.headers {
                 up = up.header(k, v);
             }
