@@ -1718,7 +1718,7 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__use)
-            opts="-y -v -q -h --name --public-key --token-stdin --token-env --no-token --login --mode --nix-conf --netrc --dry-run --yes --format --secret-store --restart-daemon --secret-key --verbose --quiet --color --help"
+            opts="-y -v -q -h --name --public-key --token-stdin --token-env --no-token --login --mode --nix-conf --netrc --dry-run --yes --format --secret-store --route --auth --token-command --ca-file --restart-daemon --secret-key --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1758,6 +1758,22 @@ _nixstore__auth() {
                     ;;
                 --secret-store)
                     COMPREPLY=($(compgen -W "netrc keyring" -- "${cur}"))
+                    return 0
+                    ;;
+                --route)
+                    COMPREPLY=($(compgen -W "auto netrc proxy" -- "${cur}"))
+                    return 0
+                    ;;
+                --auth)
+                    COMPREPLY=($(compgen -W "basic bearer" -- "${cur}"))
+                    return 0
+                    ;;
+                --token-command)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --secret-key)

@@ -63,8 +63,15 @@ complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -l netr
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -l format -d 'The shape of printed configuration' -r -f -a "nix-conf\t'nix.conf lines'
 nixos\t'A NixOS module (`nix.settings`)'
 home-manager\t'A home-manager module (`nix.settings`)'"
-complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -l secret-store -d 'Where to keep the token' -r -f -a "netrc\t'A netrc file that Nix reads directly: plain `nix build` works'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -l secret-store -d 'Where to keep the token [default: netrc; keyring on the proxy route]' -r -f -a "netrc\t'A netrc file that Nix reads directly: plain `nix build` works'
 keyring\t'The OS keyring: only `nixstore-auth exec` (and the shell wrappers) reach the cache'"
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -l route -d 'How the daemon reaches an HTTPS cache: a netrc file Nix reads, or the loopback proxy that adds the credential [default: auto, or what the cache was recorded with]' -r -f -a "auto\t'netrc for a static Basic token in a netrc file, the proxy otherwise'
+netrc\t'A netrc file that Nix reads itself (Basic auth only)'
+proxy\t'The loopback proxy adds the credential to each request'"
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -l auth -d 'How the token is sent to an HTTPS cache [default: basic, or what was recorded]' -r -f -a "basic\t'`Authorization: Basic` with the login and the token (what netrc gives)'
+bearer\t'`Authorization: Bearer TOKEN` (only through the proxy)'"
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -l token-command -d 'A command that prints the token (split like a shell would, but no shell runs it); run again after the cache\'s token-ttl (300 s) or when the cache refuses the token' -r
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -l ca-file -d 'A CA bundle (PEM) that verifies the HTTPS cache, besides the system\'s and Nix\'s' -r -F
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -l secret-key -d 'Record this secret key file to sign uploads to the cache (push, watch-store, exec --push)' -r -F
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand use" -l color -d 'When to colour output (NO_COLOR set: never, unless `always`)' -r -f -a "auto\t'When the stream is a terminal and NO_COLOR is unset'
 always\t'Always (even into a pipe, and despite NO_COLOR)'

@@ -16,8 +16,10 @@ pub fn needs_exec(c: &CacheEntry) -> bool {
 pub struct CachePlan<'a> {
     /// S3 caches (served through the proxy).
     pub s3: Vec<&'a CacheEntry>,
-    /// HTTPS caches whose token is in the keyring (an ephemeral netrc).
+    /// HTTPS caches whose token is in the keyring, on the netrc route (an ephemeral netrc).
     pub keyring: Vec<&'a CacheEntry>,
+    /// HTTPS caches on the proxy route (the proxy adds their credential).
+    pub https_proxy: Vec<&'a CacheEntry>,
     /// The AWS profiles to resolve a session for, one each (`None`: AWS_PROFILE or default).
     pub profiles: Vec<Option<String>>,
     /// The S3 caches per profile: each group is one proxy lease with that profile's session.
@@ -27,21 +29,35 @@ pub struct CachePlan<'a> {
 impl CachePlan<'_> {
     /// Nothing for `exec` to do: it can replace itself with the command at once.
     pub fn is_empty(&self) -> bool {
-        self.s3.is_empty() && self.keyring.is_empty() && self.profiles.is_empty()
+        self.s3.is_empty()
+            && self.keyring.is_empty()
+            && self.https_proxy.is_empty()
+            && self.profiles.is_empty()
     }
 }
 
 /// The plan for `caches` (already selected) and `--profile`: one profile for everything when
-/// given, else each S3 cache's own `profile=` (deduplicated, in order).
-pub fn plan<'a>(caches: &'a [CacheEntry], profile_flag: Option<&str>) -> CachePlan<'a> {
+/// given, else each S3 cache's own `profile=` (deduplicated, in order). `service`: the
+/// background service is installed (a keyring token then takes the proxy route).
+pub fn plan<'a>(
+    caches: &'a [CacheEntry],
+    profile_flag: Option<&str>,
+    service: bool,
+) -> CachePlan<'a> {
     let s3: Vec<&CacheEntry> = caches
         .iter()
         .filter(|c| matches!(c.kind, CacheKind::S3(_)))
         .collect();
+    let https_proxy: Vec<&CacheEntry> = caches
+        .iter()
+        .filter(|c| c.https_route(service).is_some() && c.served_by_proxy(service))
+        .collect();
     let keyring: Vec<&CacheEntry> = caches
         .iter()
         .filter(|c| {
-            matches!(c.kind, CacheKind::Https { .. }) && c.secret_store == SecretStore::Keyring
+            matches!(c.kind, CacheKind::Https { .. })
+                && c.secret_store == SecretStore::Keyring
+                && !c.served_by_proxy(service)
         })
         .collect();
     let profile_of = |c: &CacheEntry| match (&c.kind, profile_flag) {
@@ -70,6 +86,7 @@ pub fn plan<'a>(caches: &'a [CacheEntry], profile_flag: Option<&str>) -> CachePl
     CachePlan {
         s3,
         keyring,
+        https_proxy,
         profiles,
         groups,
     }
@@ -90,6 +107,7 @@ mod tests {
             netrc: None,
             has_token: false,
             added_netrc_line: false,
+            https: Default::default(),
         }
     }
 
@@ -103,7 +121,7 @@ mod tests {
         let names = |v: &[(String, S3Ref)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
         // (caches, --profile) -> (s3, keyring, profiles, groups)
         let caches = vec![a.clone(), b.clone(), c.clone(), k.clone(), n.clone()];
-        let p = plan(&caches, None);
+        let p = plan(&caches, None, false);
         assert_eq!(p.s3.len(), 3);
         assert_eq!(
             p.keyring
@@ -116,14 +134,14 @@ mod tests {
         assert_eq!(names(&p.groups[&Some("work".to_string())]), ["a", "b"]);
         assert_eq!(names(&p.groups[&None]), ["c"]);
         // --profile puts every S3 cache under it.
-        let p = plan(&caches, Some("ops"));
+        let p = plan(&caches, Some("ops"), false);
         assert_eq!(p.profiles, [Some("ops".to_string())]);
         assert_eq!(p.groups.len(), 1);
         assert_eq!(names(&p.groups[&Some("ops".to_string())]), ["a", "b", "c"]);
         // Only netrc HTTPS caches: nothing to do; --profile alone still needs a session.
         let only = vec![n.clone()];
-        assert!(plan(&only, None).is_empty());
-        assert!(!plan(&only, Some("ops")).is_empty());
+        assert!(plan(&only, None, false).is_empty());
+        assert!(!plan(&only, Some("ops"), false).is_empty());
         assert!(!needs_exec(&n) && needs_exec(&k) && needs_exec(&c));
     }
 }

@@ -67,6 +67,8 @@ pub struct Authorized {
     pub method: Method,
     pub url: Url,
     pub headers: HeaderMap,
+    /// Which credential it used (a kind's own count), for [`ObjectAuth::refused`].
+    pub generation: u64,
 }
 
 impl Authorized {
@@ -75,6 +77,7 @@ impl Authorized {
             method,
             url,
             headers: HeaderMap::new(),
+            generation: 0,
         }
     }
 
@@ -115,6 +118,13 @@ pub trait ObjectAuth: Send + Sync {
     ) -> BoxFuture<'a, AuthResult<Option<Url>>>;
     /// Where the credential stands now (from the last renewal; no network).
     fn state(&self) -> State;
+    /// The store refused `request` (401/403 for its credential): drop the credential it used,
+    /// so that the next [`ObjectAuth::authorize`] gets a new one where one can come without a
+    /// person; once, however many requests saw that credential refused. Returns whether a new
+    /// one may come (then the proxy asks once more). Default: nothing to renew.
+    fn refused(&self, _request: &Authorized) -> bool {
+        false
+    }
 }
 
 /// Whether a token valid from `issued` to `expires` (epoch seconds) should be renewed at `now`:

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use toml_edit::{Array, DocumentMut, InlineTable, Item, Table, TableLike, Value, value};
 
 use crate::cache::{self, CacheKind};
+use crate::nix::https_route::{Auth, RouteChoice};
 
 /// The directories nixstore-auth uses, following XDG on Linux.
 #[derive(Debug, Clone)]
@@ -74,6 +75,81 @@ pub struct CacheEntry {
     pub has_token: bool,
     /// `use` added the `netrc-file` line to nix.conf for this cache (so `remove` may take it out).
     pub added_netrc_line: bool,
+    /// How an HTTPS cache's credential reaches it (defaults for S3 caches).
+    pub https: HttpsSettings,
+}
+
+/// An HTTPS cache's route, auth scheme, token command and CA bundle (`use --route`, `--auth`,
+/// `--token-command`, `--ca-file`; `token-ttl` by hand). Defaults are not written.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HttpsSettings {
+    pub route: RouteChoice,
+    pub auth: Auth,
+    /// The command line that prints the token (checked by `token_command::split`).
+    pub token_command: Option<String>,
+    /// A CA bundle that verifies the cache, besides the system's and Nix's.
+    pub ca_file: Option<PathBuf>,
+    /// Seconds a command's token is used before the command runs again.
+    pub token_ttl: Option<u64>,
+}
+
+impl HttpsSettings {
+    /// `token-ttl`, or its default.
+    pub fn ttl(&self) -> u64 {
+        self.token_ttl.unwrap_or(crate::token_command::DEFAULT_TTL)
+    }
+
+    /// Whether anything differs from the defaults (an S3 cache may have none of it).
+    pub fn is_default(&self) -> bool {
+        *self == HttpsSettings::default()
+    }
+}
+
+impl CacheEntry {
+    /// The route an HTTPS cache takes and why (`None` for other kinds), from what is recorded
+    /// and whether the background service is installed: what `use` decided, for `list` and
+    /// `doctor` to tell.
+    pub fn https_route(
+        &self,
+        service: bool,
+    ) -> Option<(crate::nix::https_route::Route, crate::nix::https_route::Why)> {
+        use crate::nix::https_route::{RouteFacts, route};
+        if !matches!(self.kind, CacheKind::Https { .. }) {
+            return None;
+        }
+        let command = self.https.token_command.is_some();
+        Some(route(RouteFacts {
+            asked: self.https.route,
+            auth: self.https.auth,
+            command,
+            keyring: self.secret_store == SecretStore::Keyring,
+            token: command || self.has_token,
+            service,
+        }))
+    }
+}
+
+impl CacheEntry {
+    /// Whether the loopback proxy serves the cache to the nix-daemon: every S3 cache, and an
+    /// HTTPS cache on the proxy route (`service`: the background service is installed).
+    pub fn served_by_proxy(&self, service: bool) -> bool {
+        match self.https_route(service) {
+            None => true,
+            Some((route, _)) => route == crate::nix::https_route::Route::Proxy,
+        }
+    }
+}
+
+/// Checks a `ca-file` value (the command line's and config.toml's rule): an absolute path that
+/// can go into nix.conf and messages as it is.
+pub fn check_ca_file(path: &Path) -> Result<()> {
+    let text = path
+        .to_str()
+        .context("the CA file's path is not valid UTF-8")?;
+    if !path.is_absolute() {
+        bail!("the CA file must be given as an absolute path, not {text:?}");
+    }
+    cache::reject_unsafe_chars(text, "CA file path")
 }
 
 /// config.toml, parsed but kept as a document so that comments survive.
@@ -463,6 +539,46 @@ fn write_entry(t: &mut dyn TableLike, c: &CacheEntry) {
             t.remove("netrc");
         }
     }
+    write_https(t, &c.https);
+}
+
+/// The HTTPS settings: a default value is never written (a file of defaults stays as it was; a
+/// default the user wrote stays too), anything else always.
+fn write_https(t: &mut dyn TableLike, h: &HttpsSettings) {
+    let d = HttpsSettings::default();
+    let set = |t: &mut dyn TableLike, key: &str, v: Option<String>, default: bool| match v {
+        Some(v) if !default => set_if_changed(t, key, &v),
+        // A default the user wrote stays; one that replaces another value goes.
+        Some(v) if t.get(key).and_then(Item::as_str) == Some(v.as_str()) => {}
+        _ => {
+            t.remove(key);
+        }
+    };
+    set(
+        t,
+        "route",
+        Some(h.route.as_str().into()),
+        h.route == d.route,
+    );
+    set(t, "auth", Some(h.auth.as_str().into()), h.auth == d.auth);
+    set(t, "token-command", h.token_command.clone(), false);
+    set(
+        t,
+        "ca-file",
+        h.ca_file.as_ref().map(|p| p.display().to_string()),
+        false,
+    );
+    match h.token_ttl {
+        Some(v) => {
+            let v = i64::try_from(v).unwrap_or(i64::MAX);
+            if t.get("token-ttl").and_then(Item::as_integer) != Some(v) {
+                t.insert("token-ttl", value(v));
+            }
+        }
+        None => {
+            t.remove("token-ttl");
+        }
+    }
 }
 
 /// One `[caches.NAME]` section. Pure: a TOML item in, a checked entry or an error naming the key.
@@ -521,6 +637,7 @@ fn read_cache(name: &str, item: &Item) -> Result<CacheEntry> {
             at("secret-store")
         ),
     };
+    let https = read_https(t, &kind, &at)?;
     Ok(CacheEntry {
         name: name.to_string(),
         kind,
@@ -534,6 +651,95 @@ fn read_cache(name: &str, item: &Item) -> Result<CacheEntry> {
             .get("added-netrc-file")
             .and_then(Item::as_bool)
             .unwrap_or(false),
+        https,
+    })
+}
+
+/// An entry's HTTPS settings, with the command line's rules (`use`'s usage errors included).
+fn read_https(
+    t: &dyn TableLike,
+    kind: &CacheKind,
+    at: &dyn Fn(&str) -> String,
+) -> Result<HttpsSettings> {
+    const KEYS: [&str; 5] = ["route", "auth", "token-command", "ca-file", "token-ttl"];
+    if matches!(kind, CacheKind::S3(_)) {
+        if let Some(k) = KEYS.iter().find(|k| t.contains_key(k)) {
+            bail!("{}: applies to HTTPS caches only", at(k));
+        }
+        return Ok(HttpsSettings::default());
+    }
+    let str_of = |key: &str| -> Result<Option<&str>> {
+        match t.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_str()
+                .map(Some)
+                .with_context(|| format!("{}: must be a string", at(key))),
+        }
+    };
+    let route = match str_of("route")? {
+        None => RouteChoice::default(),
+        Some(v) => RouteChoice::parse(v).with_context(|| {
+            format!(
+                "{}: {v:?} is not known: use \"auto\", \"netrc\" or \"proxy\"",
+                at("route")
+            )
+        })?,
+    };
+    let auth = match str_of("auth")? {
+        None => Auth::default(),
+        Some(v) => Auth::parse(v).with_context(|| {
+            format!(
+                "{}: {v:?} is not known: use \"basic\" or \"bearer\"",
+                at("auth")
+            )
+        })?,
+    };
+    let token_command = match str_of("token-command")? {
+        None => None,
+        Some(v) => {
+            crate::token_command::split(v).map_err(|e| at_place(at("token-command"), e))?;
+            Some(v.to_string())
+        }
+    };
+    let ca_file = match str_of("ca-file")? {
+        None => None,
+        Some(v) => {
+            let p = PathBuf::from(v);
+            check_ca_file(&p).map_err(|e| at_place(at("ca-file"), e))?;
+            Some(p)
+        }
+    };
+    let token_ttl = match t.get("token-ttl") {
+        None => None,
+        Some(v) => {
+            let max = crate::token_command::MAX_TTL;
+            let n = v
+                .as_integer()
+                .and_then(|n| u64::try_from(n).ok())
+                .filter(|n| (1..=max).contains(n))
+                .with_context(|| {
+                    format!(
+                        "{}: must be a number of seconds from 1 to {max}",
+                        at("token-ttl")
+                    )
+                })?;
+            Some(n)
+        }
+    };
+    crate::nix::https_route::check_flags(crate::nix::https_route::Flags {
+        route: Some(route),
+        auth: Some(auth),
+        token_command: token_command.is_some(),
+        ..Default::default()
+    })
+    .map_err(|e| at_place(at(""), e))?;
+    Ok(HttpsSettings {
+        route,
+        auth,
+        token_command,
+        ca_file,
+        token_ttl,
     })
 }
 
@@ -588,6 +794,7 @@ mod tests {
             netrc: None,
             has_token: true,
             added_netrc_line: false,
+            https: HttpsSettings::default(),
         }
     }
 
@@ -682,6 +889,122 @@ mod tests {
             assert!(err.starts_with("/c.toml: "), "{text}: {err}");
             assert!(err.contains(needle), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn https_settings_follow_the_command_line_rules_in_every_shape() {
+        let p = Path::new("/c.toml");
+        let bad = [
+            ("route = \"via\"", "caches.c.route: \"via\" is not known"),
+            (
+                "auth = \"digest\"",
+                "caches.c.auth: \"digest\" is not known",
+            ),
+            ("auth = 1", "caches.c.auth: must be a string"),
+            (
+                "token-command = \"cat t | jq\"",
+                "caches.c.token-command: the token command uses '|'",
+            ),
+            (
+                "token-command = \"\"",
+                "caches.c.token-command: the token command is empty",
+            ),
+            (
+                "ca-file = \"ca.pem\"",
+                "caches.c.ca-file: the CA file must be given as an absolute path",
+            ),
+            (
+                "ca-file = \"/a\\nb\"",
+                "caches.c.ca-file: the CA file path contains a newline",
+            ),
+            (
+                "token-ttl = 0",
+                "caches.c.token-ttl: must be a number of seconds from 1 to 86400",
+            ),
+            ("token-ttl = \"5\"", "caches.c.token-ttl: must be a number"),
+            (
+                "route = \"netrc\"\nauth = \"bearer\"",
+                "caches.c: --auth bearer cannot be used with --route netrc",
+            ),
+            (
+                "route = \"netrc\"\ntoken-command = \"gh auth token\"",
+                "caches.c: --token-command cannot be used with --route netrc",
+            ),
+        ];
+        for (extra, needle) in bad {
+            let text = format!("[caches.c]\nurl = \"https://c.org\"\n{extra}\n");
+            let err = format!("{:#}", Config::parse(&text, p).unwrap_err());
+            assert!(err.contains(needle), "{extra}: {err}");
+        }
+        let err = format!(
+            "{:#}",
+            Config::parse("[caches.b]\nurl = \"s3://b\"\nroute = \"proxy\"\n", p).unwrap_err()
+        );
+        assert!(
+            err.contains("caches.b.route: applies to HTTPS caches only"),
+            "{err}"
+        );
+
+        let mut e = entry("c", "https://c.org");
+        e.https = HttpsSettings {
+            route: RouteChoice::Proxy,
+            auth: Auth::Bearer,
+            token_command: Some("gh auth token".into()),
+            ca_file: Some("/etc/ca.pem".into()),
+            token_ttl: Some(60),
+        };
+        for shape in [
+            "# top\n",
+            "[caches]\nc = { url = \"https://c.org\" } # inline\n",
+            "caches.c.url = \"https://c.org\" # dotted\n",
+            "[caches.c]\nurl = \"https://c.org\"\nroute = \"auto\" # mine\n",
+        ] {
+            let mut cfg = Config::parse(shape, p).unwrap();
+            cfg.upsert_cache(&e).unwrap();
+            let text = cfg.to_text();
+            let again = Config::parse(&text, p).unwrap();
+            assert_eq!(again.cache("c").unwrap().unwrap().https, e.https, "{text}");
+            assert_eq!(e.https.ttl(), 60);
+            // Back to the defaults: the keys go, except one the user wrote.
+            let mut cfg = again;
+            cfg.upsert_cache(&entry("c", "https://c.org")).unwrap();
+            let text = cfg.to_text();
+            for k in ["auth", "token-command", "ca-file", "token-ttl"] {
+                assert!(!text.contains(&format!("{k} =")), "{k} left in {text}");
+            }
+            assert!(!text.contains("route ="), "{text}");
+            let back = Config::parse(&text, p).unwrap();
+            assert!(back.cache("c").unwrap().unwrap().https.is_default());
+        }
+        // A default the user wrote stays.
+        let mine = "[caches.c]\nurl = \"https://c.org\"\nroute = \"auto\" # mine\n";
+        let mut cfg = Config::parse(mine, p).unwrap();
+        cfg.upsert_cache(&entry("c", "https://c.org")).unwrap();
+        assert!(cfg.to_text().contains("route = \"auto\" # mine"));
+        // A file of defaults is not rewritten.
+        let plain = "[caches.c]\nkind = \"https\"\nurl = \"https://c.org\"\n";
+        let mut cfg = Config::parse(plain, p).unwrap();
+        let e = cfg.cache("c").unwrap().unwrap();
+        cfg.upsert_cache(&e).unwrap();
+        assert!(!cfg.to_text().contains("route"));
+        assert_eq!(e.https.ttl(), crate::token_command::DEFAULT_TTL);
+    }
+
+    #[test]
+    fn the_recorded_route_and_why() {
+        use crate::nix::https_route::{Route, Why};
+        let mut e = entry("c", "https://c.org");
+        assert_eq!(e.https_route(true), Some((Route::Netrc, Why::StaticBasic)));
+        e.secret_store = SecretStore::Keyring;
+        assert_eq!(e.https_route(false), Some((Route::Netrc, Why::KeyringExec)));
+        assert_eq!(
+            e.https_route(true),
+            Some((Route::Proxy, Why::KeyringService))
+        );
+        e.https.token_command = Some("gh auth token".into());
+        e.has_token = false;
+        assert_eq!(e.https_route(false), Some((Route::Proxy, Why::Command)));
+        assert_eq!(entry("b", "s3://b").https_route(true), None);
     }
 
     #[test]

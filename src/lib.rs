@@ -27,6 +27,7 @@ pub mod s3_params;
 pub mod secret;
 pub mod service;
 pub mod time;
+pub mod token_command;
 pub mod ui;
 pub mod user;
 

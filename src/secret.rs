@@ -333,6 +333,19 @@ impl CacheCredential {
     pub fn of(entry: &crate::config::CacheEntry, store: Option<&SecretStore>) -> Result<Self> {
         use crate::config::SecretStore as Where;
         let machine = entry.kind.netrc_machine();
+        if let Some(line) = &entry.https.token_command {
+            // Run by the proxy when needed, never here: its output is not kept.
+            let program = crate::token_command::split(line)
+                .ok()
+                .and_then(|w| w.into_iter().next())
+                .unwrap_or_default();
+            return Ok(CacheCredential {
+                place: format!("token command ({program})"),
+                login: String::new(),
+                token: None,
+                present: true,
+            });
+        }
         Ok(match (entry.secret_store, &entry.netrc, machine) {
             (Where::Keyring, _, _) => {
                 let token = match store {

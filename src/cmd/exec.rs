@@ -52,7 +52,8 @@ impl Run for ExecArgs {
         let dirs = Dirs::new()?;
         let cfg = Config::load(&dirs.config_file())?;
         let caches = selected_caches(&self, &cfg)?;
-        let plan = cache_plan::plan(&caches, self.profile.as_deref());
+        let service = crate::proxy::https_rules::service_installed(&dirs);
+        let plan = cache_plan::plan(&caches, self.profile.as_deref(), service);
         if plan.is_empty() && self.push.is_empty() {
             return Ok(launch.replace(ui));
         }
@@ -105,6 +106,18 @@ impl Run for ExecArgs {
             crate::nix::client_cache::protect()?;
             serve_s3(&plan, &sessions, &cfg, &dirs, ui)?
         };
+        // HTTPS caches on the proxy route: the proxy mounts them and adds their credential.
+        let mut proxy_urls = proxy_urls;
+        let https_lease = if plan.https_proxy.is_empty() {
+            None
+        } else {
+            crate::nix::client_cache::protect()?;
+            let layout = proxy::Layout::new(&dirs, &cfg)?;
+            let names: Vec<String> = plan.https_proxy.iter().map(|c| c.name.clone()).collect();
+            let lease = proxy::ensure_running_https(&layout, &names, ui)?;
+            proxy_urls.extend(names.iter().map(|n| lease.url_for(n)));
+            Some(lease)
+        };
         if let (false, Some(nix)) = (proxy_urls.is_empty(), nix()) {
             let urls: Vec<Setting> = proxy_urls
                 .iter()
@@ -150,7 +163,12 @@ impl Run for ExecArgs {
         let decided = forwarding(&ForwardFacts {
             proxy_urls: &proxy_urls,
             builders,
-            s3_keys: plan.s3.iter().flat_map(|c| c.public_keys.clone()).collect(),
+            s3_keys: plan
+                .s3
+                .iter()
+                .chain(&plan.https_proxy)
+                .flat_map(|c| c.public_keys.clone())
+                .collect(),
             netrc_file: netrc_file.as_ref().map(|f| f.path().display().to_string()),
             builder_env,
             known: nix().and_then(|n| n.known_settings.as_ref()),
@@ -191,7 +209,7 @@ impl Run for ExecArgs {
                 ui,
             )?)
         };
-        if leases.is_empty() && netrc_file.is_none() && pushing.is_none() {
+        if leases.is_empty() && netrc_file.is_none() && pushing.is_none() && https_lease.is_none() {
             return Ok(launch.replace(ui));
         }
         let ctx = session::Ctx::new(&cfg, &dirs);
@@ -205,6 +223,7 @@ impl Run for ExecArgs {
         }
         drop(netrc_file);
         drop(leases);
+        drop(https_lease);
         Ok(code)
     }
 }

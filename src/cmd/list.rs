@@ -8,6 +8,7 @@ use super::{ListArgs, Run};
 use crate::cache::CacheKind;
 use crate::config::{CacheEntry, Config, Dirs, SecretStore};
 use crate::nix::conf::NixConf;
+use crate::nix::https_route::Route;
 use crate::ui::Ui;
 
 /// What `list` says about one cache.
@@ -18,9 +19,11 @@ struct Row {
     configured_in: Option<String>,
     credential: String,
     credential_present: bool,
+    /// The HTTPS route and why (`None` for S3: always the proxy).
+    route: Option<(&'static str, &'static str)>,
 }
 
-fn describe(c: &CacheEntry) -> Row {
+fn describe(c: &CacheEntry, service: bool) -> Row {
     let url = c.kind.url();
     let configured_in = c.nix_conf.as_ref().and_then(|p| {
         let text = crate::fs::read_optional(p).ok().flatten()?;
@@ -32,6 +35,13 @@ fn describe(c: &CacheEntry) -> Row {
                 .iter()
                 .all(|k| conf.contains_value("trusted-public-keys", k)),
         };
+        // On the proxy route nix.conf lists only the keys (the daemon gets the proxy's URL).
+        let listed = listed
+            || c.https_route(service)
+                .is_some_and(|(r, _)| r == Route::Proxy)
+                && c.public_keys
+                    .iter()
+                    .all(|k| conf.contains_value("trusted-public-keys", k));
         listed.then(|| p.display().to_string())
     });
     let (credential, present) = match (&c.kind, c.secret_store) {
@@ -61,6 +71,9 @@ fn describe(c: &CacheEntry) -> Row {
         configured_in,
         credential,
         credential_present: present,
+        route: c
+            .https_route(service)
+            .map(|(route, why)| (route.as_str(), why.text(route))),
     }
 }
 
@@ -68,7 +81,12 @@ impl Run for ListArgs {
     fn run(self, ui: &Ui) -> Result<i32> {
         let dirs = Dirs::new()?;
         let config = Config::load(&dirs.config_file())?;
-        let rows: Vec<Row> = config.caches()?.iter().map(describe).collect();
+        let service = crate::proxy::https_rules::service_installed(&dirs);
+        let rows: Vec<Row> = config
+            .caches()?
+            .iter()
+            .map(|c| describe(c, service))
+            .collect();
         if self.json || self.format == super::OutputFormat::Json {
             let v: Vec<_> = rows
                 .iter()
@@ -80,6 +98,8 @@ impl Run for ListArgs {
                         "configured_in": r.configured_in,
                         "credential": r.credential,
                         "credential_present": r.credential_present,
+                        "route": r.route.map(|(route, _)| route),
+                        "route_why": r.route.map(|(_, why)| why),
                     })
                 })
                 .collect();
@@ -92,18 +112,25 @@ impl Run for ListArgs {
         }
         let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
         ui.outln(format_args!(
-            "{:w$}  {:5}  {:40}  {:30}  CREDENTIAL",
-            "NAME", "KIND", "URL", "CONFIGURED IN"
+            "{:w$}  {:5}  {:40}  {:30}  {:5}  CREDENTIAL",
+            "NAME", "KIND", "URL", "CONFIGURED IN", "ROUTE"
         ))?;
         for r in &rows {
             ui.outln(format_args!(
-                "{:w$}  {:5}  {:40}  {:30}  {}",
+                "{:w$}  {:5}  {:40}  {:30}  {:5}  {}",
                 r.name,
                 r.kind,
                 r.url,
                 r.configured_in.as_deref().unwrap_or("-"),
+                r.route.map_or("proxy", |(route, _)| route),
                 r.credential
             ))?;
+        }
+        // Why each HTTPS cache takes its route, once, below the table.
+        for r in &rows {
+            if let Some((route, why)) = r.route {
+                ui.info(format!("{}: route {route}: {why}", r.name));
+            }
         }
         Ok(0)
     }

@@ -110,6 +110,8 @@ pub use crate::nix::target::Mode;
 #[command(after_help = "Examples:
   echo \"$TOKEN\" | nixstore-auth use https://cache.example.org --public-key cache.example.org-1:KEY= --token-stdin
   nixstore-auth use https://cache.example.org --mode print --format nixos
+  echo \"$TOKEN\" | nixstore-auth use https://artifacts.example.org/nix --auth bearer --token-stdin
+  nixstore-auth use https://cache.example.org --token-command 'gh auth token'
   nixstore-auth use 's3://bucket?region=eu-west-1&profile=work' --public-key bucket-1:KEY=")]
 pub struct UseArgs {
     /// An https:// (or http://) URL, an s3:// URL, or the name of a cache already recorded
@@ -140,9 +142,26 @@ pub struct UseArgs {
     /// The shape of printed configuration
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
-    /// Where to keep the token
-    #[arg(long, value_enum, default_value_t)]
-    pub secret_store: SecretStore,
+    /// Where to keep the token [default: netrc; keyring on the proxy route]
+    #[arg(long, value_enum)]
+    pub secret_store: Option<SecretStore>,
+    /// How the daemon reaches an HTTPS cache: a netrc file Nix reads, or the loopback proxy
+    /// that adds the credential [default: auto, or what the cache was recorded with]
+    ///
+    /// auto: netrc for a static Basic token kept in a netrc file; the proxy for a Bearer token,
+    /// a token command, or a keyring token while the background service is installed.
+    #[arg(long, value_enum, value_name = "ROUTE")]
+    pub route: Option<crate::nix::https_route::RouteChoice>,
+    /// How the token is sent to an HTTPS cache [default: basic, or what was recorded]
+    #[arg(long, value_enum, value_name = "SCHEME")]
+    pub auth: Option<crate::nix::https_route::Auth>,
+    /// A command that prints the token (split like a shell would, but no shell runs it); run
+    /// again after the cache's token-ttl (300 s) or when the cache refuses the token
+    #[arg(long, value_name = "'CMD ARGS'", conflicts_with_all = ["token_stdin", "token_env", "no_token"])]
+    pub token_command: Option<String>,
+    /// A CA bundle (PEM) that verifies the HTTPS cache, besides the system's and Nix's
+    #[arg(long, value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
     /// Restart the nix-daemon after writing the system nix.conf (systemd or launchd)
     #[arg(long)]
     pub restart_daemon: bool,

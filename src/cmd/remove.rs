@@ -35,6 +35,7 @@ impl Run for RemoveArgs {
                     netrc: None,
                     has_token: false,
                     added_netrc_line: false,
+                    https: Default::default(),
                 }
             }
             None => return Err(config.unknown_cache(&self.cache)),
@@ -150,7 +151,7 @@ impl Run for RemoveArgs {
             return Ok(0);
         }
         let changed = plan.apply()?;
-        if recorded && matches!(entry.kind, CacheKind::S3(_)) {
+        if recorded {
             crate::service::include::after_change(&dirs, ui);
         }
         if entry.secret_store == SecretStore::Keyring && recorded {

@@ -45,6 +45,51 @@ fn s3_caches(cfg: &Config) -> Result<Vec<CacheEntry>> {
 }
 
 /// `$XDG_CONFIG_HOME` (our config directory's parent).
+/// The HTTPS caches whose route follows the service (a keyring token under `--route auto`),
+/// by the nix.conf `use` wrote them to: their URL leaves nix.conf on install (the proxy serves
+/// them) and comes back on uninstall (`exec`'s temporary netrc again).
+fn moving_https(cfg: &Config) -> Result<std::collections::BTreeMap<PathBuf, Vec<String>>> {
+    let mut out: std::collections::BTreeMap<PathBuf, Vec<String>> = Default::default();
+    for c in cfg.caches()? {
+        if let (Some(conf), Some(without), Some(with)) =
+            (&c.nix_conf, c.https_route(false), c.https_route(true))
+            && without.0 != with.0
+        {
+            out.entry(conf.clone()).or_default().push(c.kind.url());
+        }
+    }
+    Ok(out)
+}
+
+/// Adds the route moves of [`moving_https`] to `files`; the edit of `nix_conf` (if any) goes
+/// with them in one step.
+fn move_https<'a>(
+    files: &mut Plan<'a>,
+    moves: std::collections::BTreeMap<PathBuf, Vec<String>>,
+    route: crate::nix::https_route::Route,
+    nix_conf: &Path,
+    nix_conf_edit: Option<fn(&str) -> Result<String>>,
+) {
+    let mut own = nix_conf_edit;
+    for (conf, urls) in moves {
+        let first = if conf == nix_conf { own.take() } else { None };
+        files.edit(&conf, 0o644, false, move |text| {
+            let text = match first {
+                Some(f) => f(text)?,
+                None => text.to_string(),
+            };
+            let mut c = crate::nix::conf::NixConf::parse(&text)?;
+            for u in &urls {
+                crate::nix::https_route::edit_conf(&mut c, route, u)?;
+            }
+            Ok(c.to_text())
+        });
+    }
+    if let Some(f) = own {
+        files.edit(nix_conf, 0o644, false, f);
+    }
+}
+
 fn config_home(dirs: &Dirs) -> PathBuf {
     dirs.config
         .parent()
@@ -174,9 +219,13 @@ fn install(dirs: &Dirs, cfg: &Config, dry_run: bool, ui: &Ui) -> Result<i32> {
         let text = text.clone();
         files.edit(path, 0o644, false, move |_| Ok(text.clone()));
     }
-    if d.conf == ConfAction::AddLine {
-        files.edit(&nix_conf, 0o644, false, include::add_line);
-    }
+    move_https(
+        &mut files,
+        moving_https(cfg)?,
+        crate::nix::https_route::Route::Proxy,
+        &nix_conf,
+        (d.conf == ConfAction::AddLine).then_some(include::add_line as fn(&str) -> Result<String>),
+    );
     let marker_text = marker::to_text(&installed)?;
     files.edit(&marker::path(dirs), 0o600, false, move |_| {
         Ok(marker_text.clone())
@@ -380,6 +429,7 @@ fn uninstall(dirs: &Dirs, cfg: &Config, dry_run: bool, ui: &Ui) -> Result<i32> {
     let conf_text = crate::fs::read_optional(&m.nix_conf)?;
     let blocked = crate::fs::edit_blocker(&m.nix_conf);
     let mut remove_conf = false;
+    let mut line_edit: Option<fn(&str) -> Result<String>> = None;
     if m.line_added
         && let Some(text) = &conf_text
         && blocked.is_none()
@@ -388,9 +438,16 @@ fn uninstall(dirs: &Dirs, cfg: &Config, dry_run: bool, ui: &Ui) -> Result<i32> {
         if m.created_nix_conf && after.is_empty() {
             remove_conf = true;
         } else {
-            files.edit(&m.nix_conf, 0o644, false, include::remove_line);
+            line_edit = Some(include::remove_line);
         }
     }
+    move_https(
+        &mut files,
+        moving_https(cfg)?,
+        crate::nix::https_route::Route::Netrc,
+        &m.nix_conf,
+        line_edit,
+    );
     let mut gone: Vec<PathBuf> = m.units.clone();
     gone.push(m.include.clone());
     gone.push(marker::path(dirs));

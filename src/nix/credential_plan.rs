@@ -6,6 +6,8 @@
 use anyhow::{Result, bail};
 use std::path::{Path, PathBuf};
 
+use super::https_route::Route;
+
 /// The netrc file Nix will read for this cache, and the `netrc-file` line nix.conf needs for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetrcTarget {
@@ -139,6 +141,25 @@ pub fn token_plan(f: TokenFacts) -> TokenPlan {
     }
 }
 
+/// The token plan on a route: the netrc route is [`token_plan`] as asked; the proxy route keeps
+/// no token in any netrc (a netrc entry `use` wrote moves to the keyring, or goes when a command
+/// gives the token, and so does a keyring copy the command replaces).
+pub fn token_plan_on(route: Route, command: bool, f: TokenFacts) -> TokenPlan {
+    match (route, command) {
+        (Route::Netrc, _) => token_plan(f),
+        (Route::Proxy, false) => token_plan(TokenFacts { keyring: true, ..f }),
+        (Route::Proxy, true) => TokenPlan {
+            source: None,
+            write_netrc: false,
+            remove_netrc_entry: f.in_netrc,
+            store_in_keyring: false,
+            delete_from_keyring: f.recorded_keyring && f.in_keyring,
+            keep_netrc_line: false,
+            has_token: true,
+        },
+    }
+}
+
 /// Whether moving the token out of the netrc also takes back the `netrc-file` line: only when
 /// `use` added that line (`ours`), no other recorded cache uses that netrc (`shared`), and the
 /// netrc is left without entries (`emptied`). Otherwise the line would keep hiding the daemon's
@@ -223,6 +244,58 @@ mod tests {
                 want,
                 "keyring {k}, was keyring {rk}, given {g}, in netrc {n}"
             );
+        }
+    }
+
+    #[test]
+    fn the_proxy_route_keeps_no_token_in_any_netrc() {
+        use TokenSource::*;
+        // (route, command, keyring, was keyring, given, in netrc) -> (source, write netrc,
+        // remove entry, store in keyring, delete from keyring, keep netrc-file line)
+        let rows = [
+            // The netrc route is the plain plan.
+            (
+                (Route::Netrc, false, false, false, true, false),
+                (Some(Given), true, false, false, false, true),
+            ),
+            // Moving a netrc token to the proxy: into the keyring, out of the netrc.
+            (
+                (Route::Proxy, false, false, false, false, true),
+                (Some(FromNetrc), false, true, true, false, false),
+            ),
+            // A Bearer token given for the proxy: the keyring only.
+            (
+                (Route::Proxy, false, true, false, true, false),
+                (Some(Given), false, false, true, false, false),
+            ),
+            // A command replaces a netrc entry and a keyring copy: both go, nothing is stored.
+            (
+                (Route::Proxy, true, true, false, false, true),
+                (None, false, true, false, false, false),
+            ),
+            (
+                (Route::Proxy, true, true, true, false, false),
+                (None, false, false, false, true, false),
+            ),
+        ];
+        for ((route, command, k, rk, g, n), want) in rows {
+            let p = token_plan_on(route, command, facts(k, rk, g, n));
+            assert_eq!(
+                (
+                    p.source,
+                    p.write_netrc,
+                    p.remove_netrc_entry,
+                    p.store_in_keyring,
+                    p.delete_from_keyring,
+                    p.keep_netrc_line
+                ),
+                want,
+                "{route:?} command {command}, keyring {k}, was {rk}, given {g}, netrc {n}"
+            );
+            assert!(p.has_token);
+            if route == Route::Proxy {
+                assert!(!p.write_netrc && !p.keep_netrc_line);
+            }
         }
     }
 

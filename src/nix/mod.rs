@@ -5,6 +5,7 @@ pub mod client_cache;
 pub mod conf;
 pub mod credential_plan;
 pub mod forward;
+pub mod https_route;
 pub mod include;
 pub mod lines;
 pub mod names;

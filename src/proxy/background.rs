@@ -13,7 +13,6 @@
 //! keyring) and makes runtimes of its own.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
@@ -22,6 +21,7 @@ use super::aws_source::AwsSource;
 use super::control::WireMount;
 use super::credential::{Credential, Renewal, Source, login_command};
 use super::log::log;
+use super::notice::notice_file;
 use super::state::{MountEntry, RenewerCmd, State};
 use crate::cache::CacheKind;
 use crate::config::{Config, Dirs};
@@ -42,11 +42,6 @@ pub(super) struct Renewer {
     dirs: Dirs,
     kept: BTreeMap<String, Kept>,
     margin: i64,
-}
-
-/// The notice the `shell-init` hook shows once (then it writes `notice.seen`).
-pub fn notice_file(rundir: &std::path::Path) -> PathBuf {
-    rundir.join("notice")
 }
 
 impl Renewer {
@@ -117,8 +112,65 @@ impl Renewer {
             });
         }
         drop(map);
+        let https = self.load_https(&cfg, &caches_again(&cfg));
         runtime_urls(&self.dirs);
-        Ok(format!("{} recorded cache(s) mounted", wanted.len()))
+        Ok(format!(
+            "{} recorded cache(s) mounted",
+            wanted.len() + https
+        ))
+    }
+
+    /// Mounts the recorded HTTPS caches on the proxy route afresh (their token is read again:
+    /// `use` and `secret set` change it), and unmounts those no longer recorded. A mount that
+    /// works where a person was needed moves to a new URL (`moved_on`). Returns how many.
+    fn load_https(&mut self, cfg: &Config, caches: &[crate::config::CacheEntry]) -> usize {
+        let wanted: Vec<&crate::config::CacheEntry> = caches
+            .iter()
+            .filter(|c| c.https_route(true).is_some() && c.served_by_proxy(true))
+            .collect();
+        let mut recovered = Vec::new();
+        {
+            let mut map = self.state.https.write().unwrap_or_else(|e| e.into_inner());
+            map.retain(|name, m| {
+                let keep = !m.recorded || wanted.iter().any(|c| &c.name == name);
+                if !keep {
+                    log(format!(
+                        "unmounted {name}: config.toml no longer records it on the proxy route"
+                    ));
+                }
+                keep
+            });
+            for c in &wanted {
+                match super::https::HttpsMount::recorded(c, cfg, &self.dirs, true) {
+                    Ok(m) => {
+                        let works = !matches!(
+                            crate::cloud::ObjectAuth::state(&*m.auth),
+                            crate::cloud::State::NeedsPerson { .. }
+                        );
+                        let was = map.get(&c.name).map(|old| {
+                            !matches!(
+                                crate::cloud::ObjectAuth::state(&*old.auth),
+                                crate::cloud::State::NeedsPerson { .. }
+                            )
+                        });
+                        if was.is_none() {
+                            log(format!(
+                                "mounted {} ({}) from config.toml",
+                                c.name,
+                                c.kind.url()
+                            ));
+                        }
+                        if works && was != Some(true) {
+                            recovered.push(c.name.clone());
+                        }
+                        map.insert(c.name.clone(), Arc::new(m));
+                    }
+                    Err(e) => log(format!("cannot mount {}: {e:#}", c.name)),
+                }
+            }
+        }
+        moved_on(&self.state, &self.dirs, &recovered);
+        wanted.len()
     }
 
     /// Renews every credential that is due now. Returns when the next one is due.
@@ -244,6 +296,11 @@ pub(super) async fn reload(state: &State) -> Option<Result<String, String>> {
     answer.await.ok()
 }
 
+/// The caches config.toml records (read again: `load` consumed its list).
+fn caches_again(cfg: &Config) -> Vec<crate::config::CacheEntry> {
+    cfg.caches().unwrap_or_default()
+}
+
 /// How often the renewer looks at `~/.cache/nix` (and at due renewals) at the latest.
 const CHECK_EVERY: i64 = 5;
 
@@ -307,36 +364,9 @@ fn set_needs_person(state: &State, name: &str, why: Option<String>) {
     }
 }
 
-/// Tells the user, once, that only a person can renew `name`'s credential: the log, the notice
-/// file for the shell hook, a desktop notification where a notification service answers.
+/// Tells the user, once, that only a person can renew `name`'s credential (`notice.rs`).
 fn tell(dirs: &Dirs, name: &str, why: &str, expires: Option<i64>) {
-    let now = crate::time::now();
-    let when = match expires {
-        Some(e) if e > now => format!(
-            "it works until {} (in {})",
-            crate::time::rfc3339(e),
-            crate::time::human_secs(e - now)
-        ),
-        _ => "it does not work now".to_string(),
-    };
-    let fix = login_command(name);
-    let line = format!(
-        "cache {name} needs you: {why}; {when}, then plain Nix commands go on without it. Run `{fix}`"
-    );
-    log(&line);
-    let rundir = super::paths::runtime_dir_of(dirs);
-    let notice = notice_file(&rundir);
-    let _ = std::fs::remove_file(rundir.join("notice.seen"));
-    if let Err(e) = crate::fs::atomic_write(&notice, format!("{line}\n").as_bytes(), 0o600) {
-        log(format!("cannot write {}: {e:#}", notice.display()));
-    }
-    let summary = format!("nixstore-auth: cache {name} needs you");
-    let body = format!("Run `{fix}`. {when}; then Nix goes on without the cache.");
-    std::thread::spawn(move || match super::desktop::notify(&summary, &body) {
-        Ok(true) => log("sent a desktop notification"),
-        Ok(false) => {}
-        Err(e) => log(format!("no desktop notification: {e:#}")),
-    });
+    super::notice::tell(dirs, name, why, expires, &login_command(name));
 }
 
 /// After mounts took a working credential: those that answered misses while a person was

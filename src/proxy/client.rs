@@ -35,6 +35,8 @@ pub struct Lease {
     info: Option<SessionInfo>,
     /// Each mount's URL generation, as the proxy said.
     generations: std::collections::HashMap<String, u32>,
+    /// The HTTPS caches this lease had mounted.
+    https: Vec<String>,
 }
 
 impl std::fmt::Debug for Lease {
@@ -83,7 +85,11 @@ impl Lease {
 
     /// The names of the caches this lease mounts.
     pub fn cache_names(&self) -> Vec<String> {
-        self.mounts.iter().map(|m| m.name.clone()).collect()
+        self.mounts
+            .iter()
+            .map(|m| m.name.clone())
+            .chain(self.https.iter().cloned())
+            .collect()
     }
 }
 
@@ -214,10 +220,6 @@ pub fn ensure_running_for(
     mounts: &[Mount],
     ui: &crate::ui::Ui,
 ) -> Result<Lease> {
-    let mut layout = layout.clone();
-    let secret = paths::read_or_create_secret(&layout.secret_file())?;
-    let rundir = layout.runtime_dir()?;
-    let sock = rundir.join("proxy.sock");
     let wire: Vec<WireMount> = mounts
         .iter()
         .map(|m| WireMount::from_s3(&m.name, &m.s3))
@@ -225,6 +227,76 @@ pub fn ensure_running_for(
     for m in &wire {
         crate::cache::validate_name(&m.name)?;
     }
+    let req = || Request::Lease {
+        creds: creds.into(),
+        mounts: wire.clone(),
+        info: info.clone(),
+    };
+    let (stream, reply, _, secret) = attach(layout, ui, req, wire.len())?;
+    let generations = reply
+        .mounts
+        .iter()
+        .map(|m| (m.name.clone(), m.generation))
+        .collect();
+    Ok(Lease {
+        stream,
+        port: reply.port,
+        pid: reply.pid,
+        secret,
+        mounts: wire,
+        info,
+        generations,
+        https: Vec::new(),
+    })
+}
+
+/// Starts or reuses the user's proxy and has it serve the recorded HTTPS caches `names` (on
+/// the proxy route): the proxy reads their token from the secret store, or runs their token
+/// command, itself. Returns once it serves them.
+pub fn ensure_running_https(
+    layout: &Layout,
+    names: &[String],
+    ui: &crate::ui::Ui,
+) -> Result<Lease> {
+    for n in names {
+        crate::cache::validate_name(n)?;
+    }
+    let req = || Request::LeaseHttps {
+        caches: names.to_vec(),
+    };
+    let (stream, reply, layout, secret) = attach(layout, ui, req, names.len())?;
+    if let Some(e) = &reply.error {
+        anyhow::bail!("the proxy cannot serve {}: {e}", names.join(", "));
+    }
+    let generations = super::urls::load(&super::urls::file(&layout.dirs.state))?;
+    Ok(Lease {
+        stream,
+        port: reply.port,
+        pid: reply.pid,
+        secret,
+        mounts: Vec::new(),
+        info: None,
+        generations: names
+            .iter()
+            .map(|n| (n.clone(), generations.of(n)))
+            .collect(),
+        https: names.to_vec(),
+    })
+}
+
+/// Connects to the user's proxy (starting or activating it), sends what `req` makes and
+/// returns the stream that holds the lease, the proxy's reply, the settled layout and the URL
+/// secret.
+fn attach<'a>(
+    layout: &Layout,
+    ui: &crate::ui::Ui,
+    req: impl Fn() -> Request<'a>,
+    count: usize,
+) -> Result<(UnixStream, Status, Layout, Zeroizing<String>)> {
+    let mut layout = layout.clone();
+    let secret = paths::read_or_create_secret(&layout.secret_file())?;
+    let rundir = layout.runtime_dir()?;
+    let sock = rundir.join("proxy.sock");
     // Held until the lease is counted, so that the proxy cannot decide to exit in between.
     let _start = paths::lock_start(&rundir, true)?;
     let mut last_err = None;
@@ -239,12 +311,7 @@ pub fn ensure_running_for(
                 }
             },
         };
-        let req = Request::Lease {
-            creds: creds.into(),
-            mounts: wire.clone(),
-            info: info.clone(),
-        };
-        match exchange(&stream, &req) {
+        match exchange(&stream, &req()) {
             Ok(reply) => {
                 // A proxy started before ports were remembered: its port is the stable one.
                 layout.settle_port(Some(reply.port))?;
@@ -255,25 +322,10 @@ pub fn ensure_running_for(
                     ));
                 }
                 ui.debug(format!(
-                    "proxy pid {} on 127.0.0.1:{} serves {} cache(s)",
-                    reply.pid,
-                    reply.port,
-                    wire.len()
+                    "proxy pid {} on 127.0.0.1:{} serves {count} cache(s)",
+                    reply.pid, reply.port,
                 ));
-                let generations = reply
-                    .mounts
-                    .iter()
-                    .map(|m| (m.name.clone(), m.generation))
-                    .collect();
-                return Ok(Lease {
-                    stream,
-                    port: reply.port,
-                    pid: reply.pid,
-                    secret,
-                    mounts: wire,
-                    info,
-                    generations,
-                });
+                return Ok((stream, reply, layout, secret));
             }
             // A proxy that was just exiting: start a new one.
             Err(e) => last_err = Some(e),

@@ -90,6 +90,35 @@ pub(super) async fn serve(state: Arc<State>, stream: UnixStream) {
                     break;
                 }
             }
+            Request::LeaseHttps { caches } => {
+                let st = state.clone();
+                let names = caches.clone();
+                let mounted =
+                    tokio::task::spawn_blocking(move || super::https::mount_for_lease(&st, &names))
+                        .await
+                        .unwrap_or_else(|e| Err(e.to_string()));
+                let reply = match mounted {
+                    Ok(()) => {
+                        if !leased {
+                            leased = true;
+                            state.ever_leased.store(true, Ordering::SeqCst);
+                            let n = state.leases.fetch_add(1, Ordering::SeqCst) + 1;
+                            log(format!(
+                                "client attached ({n} now) with caches {}",
+                                caches.join(", ")
+                            ));
+                        }
+                        state.status()
+                    }
+                    Err(e) => Reply {
+                        error: Some(e),
+                        ..Reply::default()
+                    },
+                };
+                if write_reply(&mut wr, &reply).await.is_err() {
+                    break;
+                }
+            }
             Request::Renew {
                 creds,
                 info,

@@ -36,6 +36,11 @@ pub enum Request<'a> {
     Status,
     Stop,
     ReloadSecret,
+    /// A command's lease for recorded HTTPS caches on the proxy route: the proxy mounts them
+    /// from config.toml and the user's secret store itself (no token crosses the socket).
+    LeaseHttps {
+        caches: Vec<String>,
+    },
     /// `use`, `remove` and `service install` changed config.toml: a background proxy mounts
     /// every recorded S3 cache again (and unmounts what is gone).
     Reload,

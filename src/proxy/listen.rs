@@ -132,7 +132,12 @@ async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let guard = InFlight::new(&state);
     Ok(match super::route::route(&state, &req, peer_uid) {
-        Ok(target) => super::upstream::forward(&state, target, req, guard).await,
+        Ok(super::route::Routed::S3(target)) => {
+            super::upstream::forward(&state, target, req, guard).await
+        }
+        Ok(super::route::Routed::Https(target)) => {
+            super::https::serve(&state, target, req, guard).await
+        }
         Err(refusal) => *refusal,
     })
 }

@@ -55,10 +55,13 @@ mod clients;
 mod control;
 mod credential;
 mod desktop;
+pub mod https;
+pub mod https_rules;
 mod launch;
 mod listen;
 mod log;
 mod multipart;
+mod notice;
 mod paths;
 mod peer;
 mod probe;
@@ -70,13 +73,14 @@ mod state;
 mod upstream;
 mod urls;
 
-pub use background::notice_file;
 pub use client::{
     Lease, Mount, PEER_CHECK, Started, access_summary, current_urls, describe, ensure_running,
-    ensure_running_for, reload, renew, rotate_secret, stable_url_for, start, status, stop, wake,
+    ensure_running_for, ensure_running_https, reload, renew, rotate_secret, stable_url_for, start,
+    status, stop, wake,
 };
 pub use control::{MountStatus, Reply as Status, SessionInfo};
 pub use credential::{Standing, login_command};
+pub use notice::notice_file;
 pub use paths::runtime_dir_of;
 pub use paths::{GRACE_ENV, Layout, PortOrigin, default_port};
 pub use probe::{Probe, probe};

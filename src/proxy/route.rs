@@ -28,6 +28,20 @@ pub(super) struct Target {
     pub peer_uid: u32,
 }
 
+/// A request for an HTTPS mount (`https.rs` forwards it).
+pub(super) struct HttpsTarget {
+    pub name: String,
+    pub key: String,
+    pub mount: Arc<super::https::HttpsMount>,
+    pub peer_uid: u32,
+}
+
+/// What a request routes to, by the mount's kind.
+pub(super) enum Routed {
+    S3(Target),
+    Https(HttpsTarget),
+}
+
 impl Target {
     /// `METHOD NAME/KEY`, for log lines (never the path: it starts with the URL secret).
     pub fn what(&self) -> String {
@@ -89,7 +103,7 @@ pub(super) fn route(
     state: &State,
     req: &Request<Incoming>,
     peer_uid: u32,
-) -> Result<Target, Box<Response<Body>>> {
+) -> Result<Routed, Box<Response<Body>>> {
     if !host_ok(req, state.port) {
         BAD_HOST.note(|| {
             format!(
@@ -159,6 +173,20 @@ pub(super) fn route(
         )));
     }
     let what = format!("{method} {name}/{key}");
+    let https = state
+        .https
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&name)
+        .cloned();
+    if let Some(mount) = https {
+        return Ok(Routed::Https(HttpsTarget {
+            name,
+            key,
+            mount,
+            peer_uid,
+        }));
+    }
     let mount = state
         .mounts
         .read()
@@ -185,14 +213,14 @@ pub(super) fn route(
             )));
         }
     };
-    Ok(Target {
+    Ok(Routed::S3(Target {
         name,
         key,
         method,
         mount,
         session,
         peer_uid,
-    })
+    }))
 }
 
 /// The answer for a request to a mount without a usable credential (`credential.rs` decides).
@@ -204,7 +232,28 @@ fn without_credential(
     key: &str,
     now: i64,
 ) -> Response<Body> {
-    let standing = mount.standing(now);
+    answer_without(
+        state,
+        &mount.standing(now),
+        name,
+        method,
+        key,
+        &credential::login_command(name),
+    )
+}
+
+/// The answer for a request to a mount standing `standing` without a usable credential, by
+/// the rule of `credential.rs` (whatever the mount's kind); `fix` is the command that brings
+/// a credential.
+pub(super) fn answer_without(
+    state: &State,
+    standing: &credential::Standing,
+    name: &str,
+    method: &Method,
+    key: &str,
+    fix: &str,
+) -> Response<Body> {
+    let standing = standing.clone();
     let read = matches!(*method, Method::GET | Method::HEAD);
     let what = format!("{method} {name}/{key}");
     match credential::without_credential(&standing, read, key == "nix-cache-info") {
@@ -228,14 +277,14 @@ fn without_credential(
                 format!(
                     "{what}: a person is needed ({}); answering misses (404) until `{}`",
                     standing_why(&standing),
-                    credential::login_command(name)
+                    fix
                 )
             });
             text(
                 StatusCode::NOT_FOUND,
                 &format!(
                     "cache {name:?} needs you: run `{}`; until then its paths count as missing",
-                    credential::login_command(name)
+                    fix
                 ),
             )
         }
@@ -246,7 +295,7 @@ fn without_credential(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &format!(
                     "{why} for cache {name:?}; run `{}` or start the command through `nixstore-auth exec` again",
-                    credential::login_command(name)
+                    fix
                 ),
             )
         }

@@ -84,6 +84,7 @@ pub fn serve(layout: Layout, persistent: bool, ui: &crate::ui::Ui) -> Result<()>
         secret: RwLock::new(secret),
         secret_file: layout.secret_file(),
         mounts: RwLock::new(HashMap::new()),
+        https: RwLock::new(HashMap::new()),
         client: super::upstream::upstream_client(),
         leases: AtomicUsize::new(0),
         ever_leased: AtomicBool::new(false),
@@ -356,7 +357,13 @@ async fn run(
                     *m = Arc::new(expired);
                 }
             }
+            // An HTTPS mount reads its own credential: it serves for the grace period too.
             map.values().any(|m| m.session.is_some())
+                || !state
+                    .https
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .is_empty()
         };
         if notifier.active() {
             notifier.status(&status_line(&state));

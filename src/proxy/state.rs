@@ -148,6 +148,8 @@ pub(super) struct State {
     pub(super) secret: RwLock<Zeroizing<String>>,
     pub(super) secret_file: PathBuf,
     pub(super) mounts: RwLock<HashMap<String, Arc<MountEntry>>>,
+    /// The HTTPS caches served (`https.rs`), by name; a name is never in both maps.
+    pub(super) https: RwLock<HashMap<String, Arc<super::https::HttpsMount>>>,
     pub(super) client: Upstream,
     pub(super) leases: AtomicUsize,
     pub(super) ever_leased: AtomicBool,

@@ -23,9 +23,9 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// hyper's read buffer for S3's answers. With its default (~400 KiB) the proxy spent about a
 /// quarter more CPU per byte on large NARs (bench-proxy.sh); 2 MiB saved a little more but
 /// cost 7 MiB more peak RSS. It bounds memory per transfer, never by the object's size.
-const UPSTREAM_READ_BUF: usize = 1024 * 1024;
+pub(super) const UPSTREAM_READ_BUF: usize = 1024 * 1024;
 
-const REQUEST_HEADERS: &[HeaderName] = &[
+pub(super) const REQUEST_HEADERS: &[HeaderName] = &[
     header::RANGE,
     header::IF_MATCH,
     header::IF_NONE_MATCH,
@@ -400,7 +400,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Waits for S3's answer until `READ_TIMEOUT` passes with no progress: none since `last` (set
 /// when the request started and at every piece of an upload, which S3 answers only once it
 /// has all of it). None when the time ran out.
-async fn answer_in_time<F: std::future::Future>(
+pub(super) async fn answer_in_time<F: std::future::Future>(
     fut: F,
     last: &std::sync::Mutex<tokio::time::Instant>,
 ) -> Option<F::Output> {
@@ -415,7 +415,7 @@ async fn answer_in_time<F: std::future::Future>(
     }
 }
 
-fn is_timeout(e: &hyper_util::client::legacy::Error) -> bool {
+pub(super) fn is_timeout(e: &hyper_util::client::legacy::Error) -> bool {
     let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(s) = src {
         if s.downcast_ref::<std::io::Error>()
@@ -429,7 +429,7 @@ fn is_timeout(e: &hyper_util::client::legacy::Error) -> bool {
 }
 
 /// The error with its causes, "a: b: c" (hyper's top-level messages alone say little).
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut src = e.source();
     while let Some(s) = src {
@@ -479,7 +479,7 @@ impl hyper::body::Body for Relay {
 }
 
 /// Passes S3's answer on, streaming its body; the request counts as in flight until it is done.
-fn pass(resp: Response<Incoming>, guard: InFlight) -> Response<Body> {
+pub(super) fn pass(resp: Response<Incoming>, guard: InFlight) -> Response<Body> {
     let (parts, body) = resp.into_parts();
     let body = Relay {
         inner: body,
@@ -497,7 +497,7 @@ fn pass(resp: Response<Incoming>, guard: InFlight) -> Response<Body> {
     out
 }
 
-async fn read_limited(resp: Response<Incoming>, limit: usize) -> String {
+pub(super) async fn read_limited(resp: Response<Incoming>, limit: usize) -> String {
     let mut body = resp.into_body();
     let mut buf = Vec::new();
     while let Ok(Ok(Some(Ok(frame)))) = tokio::time::timeout(READ_TIMEOUT, body.frame())

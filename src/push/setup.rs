@@ -196,6 +196,25 @@ pub fn target(
                 https: false,
                 secrets: vec![url],
                 shown: entry.kind.url(),
+                hold: None,
+            }
+        }
+        // On the proxy route, PUTs go through the proxy, which adds the credential (Basic or
+        // Bearer, a stored token or a token command) as it does for the daemon's GETs.
+        CacheKind::Https { .. }
+            if entry.served_by_proxy(crate::proxy::https_rules::service_installed(dirs)) =>
+        {
+            let layout = proxy::Layout::new(dirs, cfg)?;
+            let lease =
+                proxy::ensure_running_https(&layout, std::slice::from_ref(&entry.name), ui)?;
+            let url = lease.url_for(&entry.name);
+            Endpoint {
+                base: url.clone(),
+                auth: None,
+                https: true,
+                secrets: vec![url],
+                shown: entry.kind.url(),
+                hold: Some(std::sync::Arc::new(lease)),
             }
         }
         CacheKind::Https { .. } => {
@@ -223,6 +242,7 @@ pub fn target(
                 https: true,
                 secrets: Vec::new(),
                 shown: url,
+                hold: None,
             }
         }
     };

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 
 use super::marker::{self, Installed};
 use super::plan::Route;
-use crate::cache::CacheKind;
 use crate::config::{Config, Dirs};
 use crate::nix::include::{Served, Urls, includable, render, render_runtime};
 use crate::ui::Ui;
@@ -21,14 +20,14 @@ pub fn runtime_file(dirs: &Dirs) -> PathBuf {
     crate::proxy::runtime_dir_of(dirs).join("nix.conf")
 }
 
-/// Every recorded S3 cache at its current URL. `fixed`: URLs at generation 0 (an
+/// Every recorded cache the proxy serves (S3, HTTPS on the proxy route) at its current URL. `fixed`: URLs at generation 0 (an
 /// administrator listed them).
 fn served(dirs: &Dirs, cfg: &Config, fixed: bool) -> Result<Vec<Served>> {
     let layout = crate::proxy::Layout::new(dirs, cfg)?;
     let caches: Vec<_> = cfg
         .caches()?
         .into_iter()
-        .filter(|c| matches!(c.kind, CacheKind::S3(_)))
+        .filter(|c| c.served_by_proxy(true))
         .collect();
     let names: Vec<String> = caches.iter().map(|c| c.name.clone()).collect();
     let urls = crate::proxy::current_urls(&layout, &names, fixed)?;

@@ -26,6 +26,7 @@ crate::areas!(
     builders,
     doctor,
     https,
+    https_proxy,
     keyring,
     proxy,
     push,

@@ -122,6 +122,8 @@ pub struct NginxOptions<'a> {
     basic_auth: Option<(String, String)>,
     tls: Option<&'a Tls>,
     dav_put: bool,
+    bearer: Option<String>,
+    redirect_nars: Option<String>,
 }
 
 impl<'a> NginxOptions<'a> {
@@ -132,7 +134,23 @@ impl<'a> NginxOptions<'a> {
             basic_auth: None,
             tls: None,
             dav_put: false,
+            bearer: None,
+            redirect_nars: None,
         }
+    }
+
+    /// Require `Authorization: Bearer TOKEN` (a `map` on `$http_authorization`, 401 otherwise);
+    /// [`Nginx::set_bearer`] rotates the token.
+    pub fn bearer(mut self, token: &str) -> Self {
+        self.bearer = Some(token.to_string());
+        self
+    }
+
+    /// Answer every `/nar/...` (after the auth check) with a 302 to the same path below `base`
+    /// (another origin, e.g. a second nginx): how attic and cachix send NARs to object storage.
+    pub fn redirect_nars(mut self, base: &str) -> Self {
+        self.redirect_nars = Some(base.trim_end_matches('/').to_string());
+        self
     }
 
     /// Take uploads: WebDAV `PUT` (creating directories such as `nar/`), behind the same auth,
@@ -164,6 +182,15 @@ pub struct AccessEntry {
     pub method: String,
     pub uri: String,
     pub status: u16,
+    /// The `Authorization` header as received ("" without one): the test's own log.
+    #[serde(default)]
+    pub authorization: String,
+}
+
+fn write_bearer(dir: &Path, token: &str) {
+    let tmp = dir.join("bearer.map.new");
+    fs::write(&tmp, format!("\"Bearer {token}\" 1;\n")).unwrap();
+    fs::rename(&tmp, dir.join("bearer.map")).unwrap();
 }
 
 /// One server block (vhost) of the run's nginx ([`super::shared::with_nginx`]), listening on
@@ -209,7 +236,7 @@ pid {pid};
 error_log {error} info;
 events {{ worker_connections 512; }}
 http {{
-    log_format e2e escape=json '{{"user":"$remote_user","method":"$request_method","uri":"$request_uri","status":$status}}';
+    log_format e2e escape=json '{{"user":"$remote_user","method":"$request_method","uri":"$request_uri","status":$status,"authorization":"$http_authorization"}}';
     access_log off;
     client_body_temp_path {tmp}/client_body;
     proxy_temp_path {tmp}/proxy;
@@ -307,13 +334,32 @@ impl Nginx {
             ),
             None => (format!("127.0.0.1:{port}"), String::new()),
         };
+        // The accepted header lives in its own file, so that a rotation rewrites only that.
+        let (bearer_map, bearer_check) = match &opts.bearer {
+            Some(token) => {
+                write_bearer(&dir, token);
+                (
+                    format!(
+                        "map $http_authorization $bearer_ok_{port} {{\n    default 0;\n    include {};\n}}",
+                        d("bearer.map")
+                    ),
+                    format!("if ($bearer_ok_{port} = 0) {{ return 401; }}"),
+                )
+            }
+            None => (String::new(), String::new()),
+        };
+        let redirect = match &opts.redirect_nars {
+            Some(base) => format!("location /nar/ {{ return 302 {base}$request_uri; }}"),
+            None => String::new(),
+        };
         let dav = if opts.dav_put {
             "dav_methods PUT;\n    create_full_put_path on;\n    dav_access user:rw group:r all:r;\n    client_max_body_size 0;"
         } else {
             ""
         };
         let vhost = format!(
-            r#"server {{
+            r#"{bearer_map}
+server {{
     listen {listen};
     server_name _;
     root {root};
@@ -321,6 +367,8 @@ impl Nginx {
     error_log {error} info;
     {tls}
     {auth}
+    {bearer_check}
+    {redirect}
     {dav}
 }}
 "#,
@@ -355,6 +403,47 @@ impl Nginx {
     /// gives two caches different netrc `machine` names.
     pub fn url_for_host(&self, host: &str) -> String {
         format!("{}://{host}:{}", self.scheme, self.port)
+    }
+
+    /// Accept only `Bearer TOKEN` from now on: rewrites the map, reloads nginx, and waits until
+    /// a request with the new token is let in.
+    pub fn set_bearer(&self, token: &str, tls: Option<&Tls>) {
+        write_bearer(&self.dir, token);
+        let mut curl = vec![
+            "-s".to_string(),
+            "-o".into(),
+            "/dev/null".into(),
+            "-w".into(),
+            "%{http_code}".into(),
+            "-H".into(),
+            "@-".into(),
+        ];
+        if let Some(t) = tls {
+            curl.extend(["--cacert".into(), t.ca_cert.display().to_string()]);
+        }
+        curl.push(format!("{}/nix-cache-info", self.url()));
+        let header = format!("Authorization: Bearer {token}\n");
+        super::shared::with_nginx(|nginx| {
+            if let Err(e) = nginx.reload(|| {
+                run_root("curl", &curl, Some(header.as_bytes()))
+                    .stdout
+                    .trim()
+                    == "200"
+            }) {
+                panic!("nginx did not take the new token: {e}");
+            }
+            // A worker of the old configuration goes on serving the keep-alive connections
+            // it holds (the proxy's pool) until they close: wait until it is gone.
+            let master = nginx.service.pid().unwrap_or(0);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while super::processes(|p| p.pgid == master && p.pid != master).len() > 1 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "an nginx worker of the old configuration still runs 10 s after the reload"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
     }
 
     pub fn access_log_path(&self) -> PathBuf {

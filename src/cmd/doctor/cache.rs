@@ -62,7 +62,34 @@ pub(super) fn cache_checks(
                 .list("trusted-substituters")
                 .iter()
                 .any(|s| crate::cache::same_url(s, &url));
-            if c.secret_store == SecretStore::Keyring {
+            let service = crate::proxy::https_rules::service_installed(ctx.dirs);
+            let route = c.https_route(service);
+            if let Some((route, why)) = route {
+                r.add(
+                    &section,
+                    Status::Info,
+                    format!("route {}: {}", route.as_str(), why.text(route)),
+                    None,
+                );
+            }
+            if route.is_some_and(|(r, _)| r == crate::nix::https_route::Route::Proxy) {
+                let how = if service {
+                    "the background service serves it to plain `nix`"
+                } else {
+                    "run Nix through `nixstore-auth exec`"
+                };
+                r.add(
+                    &section,
+                    Status::Info,
+                    format!(
+                        "reached through your loopback proxy, which adds the credential: {how}"
+                    ),
+                    None,
+                );
+                if listed_user || listed_sys {
+                    r.add(&section, Status::Warn, "nix.conf still lists the cache's own URL, where the nix-daemon has no credential", Some(format!("nixstore-auth use {}", c.name)));
+                }
+            } else if c.secret_store == SecretStore::Keyring {
                 r.add(&section, Status::Info, "token in the keyring: reached through `nixstore-auth exec` (or the shell wrappers)", None);
             } else if listed_sys || (listed_user && (setup.user_settings_honoured() || trusted_sub))
             {

@@ -1,6 +1,8 @@
 //! An HTTPS cache reached as Nix would: with the stored credential and Nix's CA bundle.
 
 use super::*;
+use crate::token_command::TokenCommand;
+use zeroize::Zeroizing;
 
 /// The CA bundle Nix verifies HTTPS caches with, when it is not the system's: the
 /// `ssl-cert-file` setting (newer Nix), else `NIX_SSL_CERT_FILE`, else `SSL_CERT_FILE`.
@@ -41,9 +43,28 @@ pub(super) fn https_probe(
     let store = (c.secret_store == SecretStore::Keyring)
         .then(|| crate::secret::SecretStore::open(ctx.cfg, ctx.dirs, &Ui::silent()).ok())
         .flatten();
-    let credential = crate::secret::CacheCredential::of(c, store.as_ref())
-        .ok()
-        .and_then(|cred| Some((cred.login, cred.token?)));
+    let command = match c.https.token_command.as_deref().map(TokenCommand::parse) {
+        Some(Ok(cmd)) => match cmd.run() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                r.add(
+                    section,
+                    Status::Fail,
+                    format!("the token command fails: {e:#}"),
+                    Some(format!("run it yourself, or give another: nixstore-auth use {} --token-command 'CMD ARGS'", c.name)),
+                );
+                return;
+            }
+        },
+        _ => None,
+    };
+    let credential = match command {
+        Some(t) => Some((String::new(), Zeroizing::new(t.as_str().to_string()))),
+        None => crate::secret::CacheCredential::of(c, store.as_ref())
+            .ok()
+            .and_then(|cred| Some((cred.login, cred.token?))),
+    };
+    let bearer = c.https.auth == crate::nix::https_route::Auth::Bearer;
     if c.has_token && credential.is_none() && c.secret_store == SecretStore::Netrc {
         r.add(
             section,
@@ -68,9 +89,27 @@ pub(super) fn https_probe(
         }
     };
     let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
-    if let Some(ca) = ca_file {
+    // The proxy trusts the system's roots, Nix's bundle and the cache's own; Nix alone only
+    // its bundle (as curl does).
+    let proxy_route = c
+        .https_route(crate::proxy::https_rules::service_installed(ctx.dirs))
+        .is_some_and(|(r, _)| r == crate::nix::https_route::Route::Proxy);
+    let bundles: Vec<&Path> = if proxy_route {
+        ca_file
+            .into_iter()
+            .chain(c.https.ca_file.as_deref())
+            .collect()
+    } else {
+        ca_file.into_iter().collect()
+    };
+    for ca in bundles {
         match load_roots(ca) {
-            Ok(certs) => builder = builder.tls_certs_only(certs),
+            Ok(certs) if !proxy_route => builder = builder.tls_certs_only(certs),
+            Ok(certs) => {
+                for cert in certs {
+                    builder = builder.add_root_certificate(cert);
+                }
+            }
             Err(e) => {
                 r.add(
                     section,
@@ -88,8 +127,10 @@ pub(super) fn https_probe(
     let result = rt.block_on(async {
         let client = builder.build()?;
         let mut req = client.get(&url);
-        if let Some((login, password)) = &credential {
-            req = req.basic_auth(login, Some(password.as_str()));
+        match &credential {
+            Some((_, token)) if bearer => req = req.bearer_auth(token.as_str()),
+            Some((login, password)) => req = req.basic_auth(login, Some(password.as_str())),
+            None => {}
         }
         req.send().await
     });

@@ -3,7 +3,83 @@
 //! ([`decide`], pure, table-tested) → apply ([`apply`]: one plan of file edits, the keyring).
 
 use super::*;
+use crate::config::HttpsSettings;
+use crate::error::usage;
 use crate::nix::credential_plan::{NetrcTarget, TokenPlan};
+use crate::nix::https_route::{self, Route, RouteChoice, Why};
+
+/// The HTTPS settings `use` records (flags over what was recorded) and the secret store, with
+/// the contradictions `https_route::check_flags` names as usage errors.
+pub(super) fn settings(
+    args: &UseArgs,
+    kind: &CacheKind,
+    recorded: Option<&CacheEntry>,
+) -> Result<(HttpsSettings, SecretStore)> {
+    let typed = args.route.is_some()
+        || args.auth.is_some()
+        || args.token_command.is_some()
+        || args.ca_file.is_some();
+    if matches!(kind, CacheKind::S3(_)) {
+        if typed {
+            return Err(usage(
+                "--route, --auth, --token-command and --ca-file apply to HTTPS caches",
+            ));
+        }
+        return Ok((
+            HttpsSettings::default(),
+            args.secret_store.unwrap_or_default(),
+        ));
+    }
+    let old = recorded.map(|r| r.https.clone()).unwrap_or_default();
+    if let Some(line) = &args.token_command {
+        crate::token_command::split(line).map_err(|e| usage(format!("--token-command: {e:#}")))?;
+    }
+    // A token given now replaces a recorded command, and --no-token both.
+    let token_command = if args.token_stdin || args.token_env.is_some() || args.no_token {
+        None
+    } else {
+        args.token_command.clone().or(old.token_command)
+    };
+    let auth = args.auth.unwrap_or(old.auth);
+    let route = args.route.unwrap_or(old.route);
+    https_route::check_flags(https_route::Flags {
+        route: Some(route),
+        auth: Some(auth),
+        token_command: token_command.is_some(),
+        login: args.login.is_some(),
+        netrc_store: args.secret_store == Some(SecretStore::Netrc),
+    })
+    .map_err(|e| usage(e.to_string()))?;
+    let ca_file = match &args.ca_file {
+        Some(p) => {
+            let p = std::path::absolute(p).with_context(|| format!("--ca-file {}", p.display()))?;
+            crate::config::check_ca_file(&p).map_err(|e| usage(format!("--ca-file: {e:#}")))?;
+            // Read now, so that a wrong file fails here and not in the proxy.
+            crate::proxy::https_rules::tls_config(std::slice::from_ref(&p)).context("--ca-file")?;
+            Some(p)
+        }
+        None => old.ca_file,
+    };
+    // A token that must not be in a netrc lives in the keyring unless asked otherwise (which
+    // check_flags refused above).
+    let proxy_bound =
+        route == RouteChoice::Proxy || auth == https_route::Auth::Bearer || token_command.is_some();
+    let store = args.secret_store.unwrap_or(if proxy_bound {
+        SecretStore::Keyring
+    } else {
+        SecretStore::Netrc
+    });
+    Ok((
+        HttpsSettings {
+            route,
+            auth,
+            token_command,
+            ca_file,
+            token_ttl: old.token_ttl,
+        },
+        store,
+    ))
+}
 
 pub(super) fn use_https(
     args: &UseArgs,
@@ -17,6 +93,11 @@ pub(super) fn use_https(
         Gathered::Facts(g) => *g,
     };
     let d = decide(&g.decide_facts())?;
+    ui.debug(format!(
+        "route {}: {}",
+        g.route.as_str(),
+        g.why.text(g.route)
+    ));
     if d.netrc_line.is_some() && !g.system && g.system_netrc.exists() {
         confirm_hiding(args, ui, &g.system_netrc)?;
     }
@@ -54,6 +135,45 @@ struct Facts {
     ours: bool,
     shared: bool,
     emptied: bool,
+    /// The route the daemon takes to the cache, and why.
+    route: Route,
+    why: Why,
+    /// The token comes from a command.
+    command: bool,
+    /// An untrusted user on the proxy route: the administrator must list the proxy's URL.
+    admin: bool,
+}
+
+/// Whether an untrusted user's cache takes the proxy route (assuming it has a token: one
+/// without takes no credential route at all).
+fn proxy_route_untrusted(entry: &CacheEntry) -> Result<bool> {
+    let (route, _) = https_route::route(https_route::RouteFacts {
+        asked: entry.https.route,
+        auth: entry.https.auth,
+        command: entry.https.token_command.is_some(),
+        keyring: entry.secret_store == SecretStore::Keyring,
+        token: true,
+        service: crate::proxy::https_rules::service_installed(&Dirs::new()?),
+    });
+    Ok(route == Route::Proxy)
+}
+
+/// An untrusted user's cache on the proxy route, recorded: what the administrator adds (the
+/// proxy's URL in a root-only file, as for S3). Exit 3.
+fn print_admin_snippet(args: &UseArgs, entry: &CacheEntry, g: &Facts, ui: &Ui) -> Result<i32> {
+    let dirs = Dirs::new()?;
+    let cfg = Config::load(&dirs.config_file())?;
+    let layout = crate::proxy::Layout::new(&dirs, &cfg)?;
+    let proxy_url = crate::proxy::stable_url_for(&layout, &entry.name)?;
+    ui.warn(format!(
+        "the nix-daemon does not trust user {:?}: it ignores the substituters that `exec` forwards to it",
+        g.setup.user
+    ));
+    ui.info("the cache is recorded. An administrator can either allow your proxy's URL without trusting you (the lines below, then restart the nix-daemon; afterwards `nixstore-auth exec -- nix build ...` substitutes from it), or add you to `trusted-users` (which makes you effectively root).");
+    let (snippet, private) = proxy_admin_snippet(&g.setup, entry, &proxy_url);
+    warn_proxy_url_secret(ui, &g.setup, &private, "use the cache with your credential");
+    ui.out(format_args!("{}", snippet.render(args.format)))?;
+    Ok(EXIT_NEEDS_ADMIN)
 }
 
 fn gather(
@@ -82,6 +202,7 @@ fn gather(
         setup.system_conf.display()
     ));
     let target = target::decide(args.edit.mode, &setup, &url, args.edit.nix_conf.as_ref());
+    let target_needs_admin = target == Target::NeedsAdmin;
     let (conf_path, system, substituter_only) = match target {
         Target::Print => {
             ui.out(format_args!(
@@ -100,6 +221,11 @@ fn gather(
                 https_snippet(entry, &setup, &machine, false).render(args.format.on_nixos(true))
             ))?;
             return Ok(Gathered::Done(EXIT_NEEDS_ADMIN));
+        }
+        Target::NeedsAdmin if proxy_route_untrusted(entry)? => {
+            // As for S3: the cache is recorded (the token in the keyring, the keys in the
+            // user's nix.conf), and the administrator lists the proxy's URL in a root-only file.
+            (setup.user_conf.clone(), false, false)
         }
         Target::NeedsAdmin => {
             explain_untrusted(ui, &setup, &url);
@@ -163,7 +289,8 @@ fn gather(
         Some(st) if recorded_keyring => st.get(&account)?,
         _ => None,
     };
-    let given = if target.path.is_some() || keyring {
+    let command = entry.https.token_command.is_some();
+    let given = if !command && (target.path.is_some() || keyring) {
         read_token(args, &machine, existing.is_some() || in_keyring.is_some())?
     } else {
         None
@@ -174,7 +301,24 @@ fn gather(
     let shared = config.caches()?.iter().any(|c| {
         c.name != entry.name && c.netrc.is_some() && c.netrc.as_deref() == target.path.as_deref()
     });
+    let (route, why) = https_route::route(https_route::RouteFacts {
+        asked: entry.https.route,
+        auth: entry.https.auth,
+        command,
+        keyring,
+        token: command
+            || given.is_some()
+            || existing.is_some()
+            || in_keyring.is_some()
+            || (entry.has_token && keyring),
+        service: crate::proxy::https_rules::service_installed(&Dirs::new()?),
+    });
+    let admin = target_needs_admin && route == Route::Proxy;
     Ok(Gathered::Facts(Box::new(Facts {
+        admin,
+        route,
+        why,
+        command,
         setup,
         url,
         machine,
@@ -209,6 +353,8 @@ struct DecideFacts {
     ours: bool,
     shared: bool,
     emptied: bool,
+    route: Route,
+    command: bool,
 }
 
 impl Facts {
@@ -224,6 +370,8 @@ impl Facts {
             ours: self.ours,
             shared: self.shared,
             emptied: self.emptied,
+            route: self.route,
+            command: self.command,
         }
     }
 }
@@ -242,14 +390,18 @@ struct Decision {
 
 /// Pure: the token plan, the token it moves, and the `netrc-file` line.
 fn decide(f: &DecideFacts) -> Result<Decision> {
-    let tp = credential_plan::token_plan(credential_plan::TokenFacts {
-        keyring: f.keyring,
-        recorded_keyring: f.recorded_keyring,
-        given: f.given.is_some(),
-        in_netrc: f.existing.is_some(),
-        in_keyring: f.in_keyring.is_some(),
-        netrc_file: f.netrc_file,
-    });
+    let tp = credential_plan::token_plan_on(
+        f.route,
+        f.command,
+        credential_plan::TokenFacts {
+            keyring: f.keyring,
+            recorded_keyring: f.recorded_keyring,
+            given: f.given.is_some(),
+            in_netrc: f.existing.is_some(),
+            in_keyring: f.in_keyring.is_some(),
+            netrc_file: f.netrc_file,
+        },
+    );
     // A moved token must pass the same rule as a given one, or `exec` would refuse it later.
     let token = match tp.source {
         Some(TokenSource::Given) => f.given.clone(),
@@ -297,9 +449,10 @@ fn apply(
             entry.public_keys.clone()
         };
         let netrc_line = d.netrc_line.clone();
+        let route = g.route;
         plan.edit(conf_path, 0o644, false, move |text| {
             let mut c = NixConf::parse(text)?;
-            c.add_value("substituters", &url)?;
+            https_route::edit_conf(&mut c, route, &url)?;
             for k in &keys {
                 c.add_value("trusted-public-keys", k)?;
             }
@@ -342,8 +495,14 @@ fn apply(
     };
     record(&mut plan, config_path, &entry, netrc_line_change);
 
+    let route_line = format!(
+        "route {} for {url}: {}",
+        g.route.as_str(),
+        g.why.text(g.route)
+    );
     if args.edit.dry_run {
         ui.out(format_args!("{}", plan.preview()?))?;
+        ui.info(&route_line);
         if tp.store_in_keyring {
             ui.info(format!(
                 "would store the token for {machine} in the keyring"
@@ -365,13 +524,22 @@ fn apply(
     if let (Some(st), true) = (store, tp.delete_from_keyring) {
         st.delete(&g.account)?;
     }
+    // The background service's include file and proxy follow the cache's route (and a new
+    // token): the proxy mounts it again.
+    crate::service::include::after_change(&Dirs::new()?, ui);
     if let (true, Some(st)) = (tp.remove_netrc_entry, store) {
         ui.info(format!(
             "moved the token for {machine} out of the plaintext netrc into {}",
             st.describe()
         ));
     }
-    if g.keyring {
+    ui.info(&route_line);
+    if g.admin {
+        return print_admin_snippet(args, &entry, g, ui);
+    }
+    if g.route == Route::Proxy {
+        ui.info("the nix-daemon reaches the cache through your loopback proxy, which adds the credential: run Nix through `nixstore-auth exec -- nix ...`");
+    } else if g.keyring {
         ui.info("plain `nix` cannot read the keyring: run Nix through `nixstore-auth exec -- nix ...` or the shell wrappers (`nixstore-auth shell-init`)");
     }
     if changed.is_empty() {
@@ -420,6 +588,8 @@ mod tests {
             ours: true,
             shared: false,
             emptied: true,
+            route: Route::Netrc,
+            command: false,
         };
         let with = |f: &dyn Fn(&mut DecideFacts)| {
             let mut x = base.clone();

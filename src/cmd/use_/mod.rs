@@ -66,6 +66,7 @@ impl Run for UseArgs {
                 kind.url()
             ));
         }
+        let (https, secret_store) = https::settings(&self, &kind, recorded.as_ref())?;
         let entry = CacheEntry {
             name,
             kind,
@@ -78,10 +79,11 @@ impl Run for UseArgs {
                 .or_else(|| recorded.as_ref().map(|r| r.login.clone()))
                 .filter(|l| !l.is_empty())
                 .unwrap_or_else(|| DEFAULT_LOGIN.to_string()),
-            secret_store: self.secret_store,
+            secret_store,
             nix_conf: None,
             netrc: None,
             added_netrc_line: false,
+            https,
             has_token: recorded.as_ref().is_some_and(|r| r.has_token),
         };
         // Checked now, not when netrc is written: a keyring cache records it for `exec`.
@@ -274,6 +276,43 @@ fn explain_untrusted(ui: &Ui, setup: &NixSetup, url: &str) {
     ));
     ui.info(format!(
         "An administrator can either allow this cache for everyone without trusting you (the lines below, in {}, then restart the nix-daemon; afterwards run this command again and it will add {url} to your own nix.conf), or add you to `trusted-users` (which makes you effectively root).",
+        setup.system_conf.display()
+    ));
+}
+
+/// What an administrator adds so that the daemon takes a cache from the user's proxy without
+/// trusting the user (S3, and HTTPS on the proxy route): the proxy's URL, which holds its
+/// secret, in a root-only file that the system nix.conf `!include`s; the keys in nix.conf.
+fn proxy_admin_snippet(
+    setup: &NixSetup,
+    entry: &CacheEntry,
+    proxy_url: &str,
+) -> (Snippet, PathBuf) {
+    let conf_dir = setup.system_conf.parent().unwrap_or(Path::new("/etc/nix"));
+    let private = conf_dir.join(format!(
+        "nixstore-auth-{}-{}.conf",
+        crate::cache::sanitize_name(&setup.user),
+        entry.name
+    ));
+    let mut snippet = Snippet {
+        private: Some(PrivateFile {
+            path: private.display().to_string(),
+            settings: vec![(
+                "extra-trusted-substituters".to_string(),
+                vec![proxy_url.to_string()],
+            )],
+        }),
+        ..Snippet::default()
+    };
+    snippet.push("extra-trusted-public-keys", entry.public_keys.clone());
+    (snippet, private)
+}
+
+/// Warns that the snippet's URL holds the proxy's secret: `what` another user could do with it.
+fn warn_proxy_url_secret(ui: &Ui, setup: &NixSetup, private: &Path, what: &str) {
+    ui.warn(format!(
+        "the URL below contains your proxy's secret: keep it in {} (root-only, 0600) as shown, never in {}, which is readable by every local user (who could then {what} through your proxy while it runs). Rotate it with `nixstore-auth proxy rotate-secret` if it leaks.",
+        private.display(),
         setup.system_conf.display()
     ));
 }
