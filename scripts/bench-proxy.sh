@@ -13,6 +13,12 @@
 # space, so on a small machine even nginx's proxy_pass stays well below direct: its line shows
 # what a mature C relay gets on the same machine at the same moment.
 #
+# HTTPS caches (issue 20): the same files behind nginx over TLS (a CA made here) that takes only
+# `Authorization: Bearer T`, a recorded `--auth bearer` cache on the proxy route served by a
+# background proxy: NAR throughput and narinfo latency through the proxy's URL against direct
+# `curl --cacert -H 'Authorization: Bearer T'`, and a cache that redirects NARs to another
+# origin (as attic and cachix do) through the proxy against fetching from that origin directly.
+#
 # usage: scripts/bench-proxy.sh [SIZE_MIB=512] [NARINFOS=1000] [ROUNDS=5]
 # (BENCH_SHOW_LOGS=1 prints the proxies' logs at the end)
 set -euo pipefail
@@ -35,7 +41,7 @@ NGINX_PID=""
 cleanup() {
     for p in "${LEASE_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     exec 8>&- 9>&- 2>/dev/null || true
-    for name in redir stream; do
+    for name in redir stream https; do
         if [ -f "$WORK/$name/home/.local/share/nixstore-auth/proxy-secret" ]; then
             env -i PATH="$PATH" HOME="$WORK/$name/home" XDG_RUNTIME_DIR="$WORK/$name/run" "$BIN" proxy stop >/dev/null 2>&1 || true
         fi
@@ -60,6 +66,22 @@ done
 
 NGINX_PORT=$(free_port)
 REF_PORT=$(free_port)
+# HTTPS: a test CA and a certificate for 127.0.0.1; the Bearer token nginx takes.
+HTTPS_PORT=$(free_port); HREDIR_PORT=$(free_port); ORIGIN_PORT=$(free_port)
+TLS="$WORK/tls"
+mkdir -p "$TLS"
+openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$TLS/ca.key" \
+    -out "$TLS/ca.crt" -days 1 -subj "/CN=bench CA" -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign" 2>/dev/null
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$TLS/server.key" \
+    -out "$TLS/server.csr" -subj "/CN=127.0.0.1" 2>/dev/null
+printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n' > "$TLS/server.ext"
+openssl x509 -req -in "$TLS/server.csr" -CA "$TLS/ca.crt" -CAkey "$TLS/ca.key" -CAcreateserial -days 1 \
+    -extfile "$TLS/server.ext" -out "$TLS/server.crt" 2>/dev/null
+BEARER="bench$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+printf 'Authorization: Bearer %s\n' "$BEARER" > "$TLS/header"
+TLS_LINES="ssl_certificate $TLS/server.crt; ssl_certificate_key $TLS/server.key; keepalive_requests 100000;"
+HCACHE="$WORK/www/bkt/cache"
 USER_LINE=""
 [ "$(id -u)" = 0 ] && USER_LINE="user root;"
 cat > "$WORK/nginx/nginx.conf" <<EOF
@@ -81,6 +103,25 @@ http {
     server {
         listen 127.0.0.1:$NGINX_PORT;
         root $WORK/www;
+    }
+    # HTTPS caches: Bearer only; one redirecting NARs to an origin that takes no credential.
+    server {
+        listen 127.0.0.1:$HTTPS_PORT ssl;
+        $TLS_LINES
+        root $HCACHE;
+        if (\$http_authorization != "Bearer $BEARER") { return 401; }
+    }
+    server {
+        listen 127.0.0.1:$HREDIR_PORT ssl;
+        $TLS_LINES
+        root $HCACHE;
+        if (\$http_authorization != "Bearer $BEARER") { return 401; }
+        location /nar/ { return 302 https://127.0.0.1:$ORIGIN_PORT\$request_uri; }
+    }
+    server {
+        listen 127.0.0.1:$ORIGIN_PORT ssl;
+        $TLS_LINES
+        root $HCACHE;
     }
     # The reference relay: nginx in front of itself, buffering in memory only.
     upstream direct { server 127.0.0.1:$NGINX_PORT; keepalive 8; }
@@ -137,6 +178,28 @@ PID=$PID_redir
 DIRECT_URL="http://127.0.0.1:$NGINX_PORT/bkt/cache"
 SIGV4=(--aws-sigv4 "aws:amz:us-east-1:s3" -u "$KEY:$SECRET" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD")
 
+# The HTTPS caches, recorded as `use --auth bearer --token-stdin --ca-file` records them (token
+# in the file secret store), served by a background proxy (`proxy start --persistent`).
+HHOME="$WORK/https/home"; HRUN="$WORK/https/run"
+mkdir -p "$HHOME/.config/nixstore-auth" "$HRUN"; chmod 700 "$HRUN"
+HPORT=$(free_port)
+printf 'keyring-backend = "file"\n\n[proxy]\nport = %s\n' "$HPORT" > "$HHOME/.config/nixstore-auth/config.toml"
+hnsa() { env -i PATH="$PATH" HOME="$HHOME" XDG_RUNTIME_DIR="$HRUN" "$BIN" "$@"; }
+HKEY="bench-1:$(head -c 32 /dev/urandom | base64)"
+for c in "h $HTTPS_PORT" "hr $HREDIR_PORT"; do
+    set -- $c
+    printf '%s\n' "$BEARER" | hnsa -q use "https://127.0.0.1:$2" --name "$1" --auth bearer --token-stdin \
+        --ca-file "$TLS/ca.crt" --public-key "$HKEY" --mode user --nix-conf "$HHOME/nix.conf" --netrc "$HHOME/netrc"
+done
+hnsa -q proxy start --persistent
+HBASE="http://127.0.0.1:$HPORT/$(cat "$HHOME/.local/share/nixstore-auth/proxy-secret")"
+HPROXY_URL="$HBASE/h"; HREDIR_URL="$HBASE/hr"
+HDIRECT_URL="https://127.0.0.1:$HTTPS_PORT"; ORIGIN_URL="https://127.0.0.1:$ORIGIN_PORT"
+HDIRECT=(--cacert "$TLS/ca.crt" -H "@$TLS/header")
+[ "$(curl -s -o /dev/null -w '%{http_code}' --cacert "$TLS/ca.crt" "$HDIRECT_URL/nix-cache-info")" = 401 ] || { echo "nginx takes requests without the token" >&2; exit 1; }
+[ "$(curl -s -o /dev/null -w '%{http_code}' -r 0-0 "$HPROXY_URL/nar/big.nar")" = 206 ] || { echo "the proxy does not serve the HTTPS cache" >&2; exit 1; }
+[ "$(curl -s -o /dev/null -w '%{redirect_url}' "$HREDIR_URL/nar/big.nar")" = "$ORIGIN_URL/nar/big.nar" ] || { echo "the proxy did not pass the redirect on" >&2; exit 1; }
+
 rss_kib() { awk '/^VmHWM/ {print $2}' "/proc/${1:-$PID}/status"; }
 
 # Warm the page cache and the connection pools. The redirecting proxy must answer NARs with a
@@ -165,6 +228,14 @@ PROXY_BPS=$(best "$WORK/proxy.bps"); PROXY_MED=$(median "$WORK/proxy.bps")
 STREAM_BPS=$(best "$WORK/stream.bps"); STREAM_MED=$(median "$WORK/stream.bps")
 REF_BPS=$(best "$WORK/ref.bps"); REF_MED=$(median "$WORK/ref.bps")
 RSS_AFTER_BIG=$(rss_kib); SRSS_AFTER_BIG=$(rss_kib "$PID_stream")
+# HTTPS rounds, interleaved the same way.
+: > "$WORK/hdirect.bps"; : > "$WORK/hproxy.bps"; : > "$WORK/origin.bps"; : > "$WORK/hredir.bps"
+for _ in $(seq "$ROUNDS"); do
+    speed "$HDIRECT_URL/nar/big.nar" "${HDIRECT[@]}" >> "$WORK/hdirect.bps"
+    speed "$HPROXY_URL/nar/big.nar" >> "$WORK/hproxy.bps"
+    speed "$ORIGIN_URL/nar/big.nar" --cacert "$TLS/ca.crt" >> "$WORK/origin.bps"
+    speed "$HREDIR_URL/nar/big.nar" -L --cacert "$TLS/ca.crt" >> "$WORK/hredir.bps"
+done
 
 # Latency: CONC curl processes at once, each fetching its share of the narinfos over one
 # keep-alive connection and printing the time of every request.
@@ -195,6 +266,10 @@ if [ "$NARINFOS" -gt 0 ]; then  # NARINFOS=0: throughput only
     latencies "$PROXY_URL" "$WORK/proxy.lat"
     D50=$(pct "$WORK/direct.lat" 50); D99=$(pct "$WORK/direct.lat" 99)
     P50=$(pct "$WORK/proxy.lat" 50); P99=$(pct "$WORK/proxy.lat" 99)
+    latencies "$HDIRECT_URL" "$WORK/hdirect.lat" "${HDIRECT[@]}"
+    latencies "$HPROXY_URL" "$WORK/hproxy.lat"
+    HD50=$(pct "$WORK/hdirect.lat" 50); HD99=$(pct "$WORK/hdirect.lat" 99)
+    HP50=$(pct "$WORK/hproxy.lat" 50); HP99=$(pct "$WORK/hproxy.lat" 99)
 fi
 RSS_PEAK=$(rss_kib)
 
@@ -223,3 +298,20 @@ if [ "$NARINFOS" -gt 0 ]; then
 fi
 echo "proxy peak RSS: ${RSS_PEAK} KiB (before the big transfers: ${RSS_BEFORE} KiB, after them: ${RSS_AFTER_BIG} KiB)"
 echo "streaming proxy peak RSS: $(rss_kib "$PID_stream") KiB (before the big transfers: ${SRSS_BEFORE} KiB, after streaming $ROUNDS x ${SIZE_MIB} MiB: ${SRSS_AFTER_BIG} KiB)"
+echo "HTTPS cache (nginx over TLS, Bearer only), ${SIZE_MIB} MiB NAR, $ROUNDS interleaved rounds (MiB/s):"
+vs() { # LABEL FILE BASE_FILE
+    awk -v l="$1" -v b="$(best "$2")" -v m="$(median "$2")" -v db="$(best "$3")" -v dm="$(median "$3")" -v p="$(paste "$3" "$2" | awk '{print 100*$2/$1}' | sort -g | awk '{a[NR]=$1} END { printf "%.1f", (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2 }')" 'BEGIN {
+        printf "  %-34s best %5.0f (%5.1f%%)   median %5.0f (%5.1f%%)   per-round %5.1f%%\n", l, b/1048576, 100*b/db, m/1048576, 100*m/dm, p }'
+}
+vs "direct curl --cacert, Bearer" "$WORK/hdirect.bps" "$WORK/hdirect.bps"
+vs "through the proxy (streamed)" "$WORK/hproxy.bps" "$WORK/hdirect.bps"
+vs "other origin, direct" "$WORK/origin.bps" "$WORK/origin.bps"
+vs "redirect route (302 passed on)" "$WORK/hredir.bps" "$WORK/origin.bps"
+awk -v p="$(median "$WORK/hproxy.bps")" -v d="$(median "$WORK/hdirect.bps")" -v r="$(median "$WORK/hredir.bps")" -v o="$(median "$WORK/origin.bps")" 'BEGIN {
+    printf "RATIO https proxy/direct (median): %.1f%%; redirect route/direct origin (median): %.1f%%\n", 100*p/d, 100*r/o }'
+if [ "$NARINFOS" -gt 0 ]; then
+    echo "HTTPS narinfo latency at $CONC concurrent clients, $NARINFOS requests each way:"
+    echo "  direct  p50 ${HD50} ms  p99 ${HD99} ms"
+    echo "  proxy   p50 ${HP50} ms  p99 ${HP99} ms"
+    awk -v a="$HP50" -v b="$HD50" -v c="$HP99" -v d="$HD99" 'BEGIN { printf "  added   p50 %.3f ms  p99 %.3f ms\n", a-b, c-d }'
+fi

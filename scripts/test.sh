@@ -76,7 +76,7 @@ quiet() {
 # PID 1): the remote builder of tests/e2e/builders.rs.
 packages=(nix-bin nginx-light apache2-utils gnome-keyring dbus libsecret-tools tmux zsh fish curl
   ca-certificates openssl jq hyperfine python3-venv debootstrap systemd man-db
-  openssh-server openssh-client iproute2)
+  openssh-server openssh-client iproute2 pkg-config libzstd-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
@@ -254,6 +254,9 @@ step "cargo fmt --check" cargo fmt --check
 # are all the debug info a failing test's backtrace needs; full debug info makes every test
 # binary several times bigger and slower to write and link.
 export CARGO_PROFILE_DEV_DEBUG=line-tables-only
+# Debian's libzstd instead of compiling the bundled C sources (a minute of CPU on 2 cores, again
+# for clippy); the released binary keeps the bundled one. Same format, same Nix reading it.
+export ZSTD_SYS_USE_PKG_CONFIG=1
 step "cargo build (tests)" cargo test --no-run --quiet --all-targets
 # Clippy shares no artefacts with the test build, so it compiles everything again: it runs at
 # the lowest priority in its own target directory while the tests below mostly wait on daemons

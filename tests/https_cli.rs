@@ -76,7 +76,8 @@ impl Sandbox {
         if let Some(input) = stdin {
             use std::io::Write;
             let mut pipe = child.stdin.take().unwrap();
-            pipe.write_all(input.as_bytes()).unwrap();
+            // A usage error exits before reading stdin: a broken pipe here is no failure.
+            let _ = pipe.write_all(input.as_bytes());
         }
         child.wait_with_output().unwrap()
     }

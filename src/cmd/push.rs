@@ -43,12 +43,8 @@ impl Run for PushArgs {
             .iter()
             .map(|p| StorePath::containing(p, &store))
             .collect::<Result<Vec<_>>>()?;
-        let Setup {
-            target,
-            lease,
-            cloud: _cloud,
-            key,
-        } = setup::setup(&entry, &self.upload.options(), &cfg, &dirs, ui)?;
+        let Setup { target, lease, key } =
+            setup::setup(&entry, &self.upload.options(), &cfg, &dirs, ui)?;
         let spool = Spool::open(&dirs.state, &entry.name)?;
         let up = Uploader::new(&target, &spool)?;
         ui.info(format!(

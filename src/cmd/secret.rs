@@ -214,6 +214,7 @@ impl Apply<'_> {
     fn set_token(&self, place: Place) -> Result<i32> {
         let (entry, ui) = (self.entry, self.ui);
         let token = read_token(self.token_stdin, entry)?;
+        let keyring = matches!(place, Place::Keyring);
         match place {
             Place::Keyring => {
                 let store = self.store()?;
@@ -246,6 +247,11 @@ impl Apply<'_> {
             Place::Nowhere => bail!("{} has no place recorded for its token", entry.name),
         }
         mark_token(self.config_path, &entry.name, true)?;
+        if keyring {
+            // A running background proxy mounts the cache again with the new token (one that
+            // needed a person moves to a new URL, so the daemon forgets its misses).
+            crate::service::include::after_change(self.dirs, ui);
+        }
         Ok(0)
     }
 

@@ -24,7 +24,6 @@ impl Run for WatchStoreArgs {
         let Setup {
             target,
             lease,
-            cloud: _cloud,
             key: _key,
         } = setup::setup(&entry, &self.upload.options(), &cfg, &dirs, ui)?;
         let spool = Spool::open(&dirs.state, &entry.name)?;

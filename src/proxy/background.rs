@@ -13,7 +13,6 @@
 //! keyring) and makes runtimes of its own.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
@@ -22,6 +21,7 @@ use super::aws_source::AwsSource;
 use super::control::WireMount;
 use super::credential::{Credential, Renewal, Source, login_command};
 use super::log::log;
+use super::notice::notice_file;
 use super::state::{MountEntry, RenewerCmd, State};
 use crate::cache::CacheKind;
 use crate::config::{Config, Dirs};
@@ -42,11 +42,6 @@ pub(super) struct Renewer {
     dirs: Dirs,
     kept: BTreeMap<String, Kept>,
     margin: i64,
-}
-
-/// The notice the `shell-init` hook shows once (then it writes `notice.seen`).
-pub fn notice_file(rundir: &std::path::Path) -> PathBuf {
-    rundir.join("notice")
 }
 
 impl Renewer {
@@ -379,36 +374,9 @@ fn set_needs_person(state: &State, name: &str, why: Option<String>) {
     }
 }
 
-/// Tells the user, once, that only a person can renew `name`'s credential: the log, the notice
-/// file for the shell hook, a desktop notification where a notification service answers.
+/// Tells the user, once, that only a person can renew `name`'s credential (`notice.rs`).
 fn tell(dirs: &Dirs, name: &str, why: &str, expires: Option<i64>) {
-    let now = crate::time::now();
-    let when = match expires {
-        Some(e) if e > now => format!(
-            "it works until {} (in {})",
-            crate::time::rfc3339(e),
-            crate::time::human_secs(e - now)
-        ),
-        _ => "it does not work now".to_string(),
-    };
-    let fix = login_command(name);
-    let line = format!(
-        "cache {name} needs you: {why}; {when}, then plain Nix commands go on without it. Run `{fix}`"
-    );
-    log(&line);
-    let rundir = super::paths::runtime_dir_of(dirs);
-    let notice = notice_file(&rundir);
-    let _ = std::fs::remove_file(rundir.join("notice.seen"));
-    if let Err(e) = crate::fs::atomic_write(&notice, format!("{line}\n").as_bytes(), 0o600) {
-        log(format!("cannot write {}: {e:#}", notice.display()));
-    }
-    let summary = format!("nixstore-auth: cache {name} needs you");
-    let body = format!("Run `{fix}`. {when}; then Nix goes on without the cache.");
-    std::thread::spawn(move || match super::desktop::notify(&summary, &body) {
-        Ok(true) => log("sent a desktop notification"),
-        Ok(false) => {}
-        Err(e) => log(format!("no desktop notification: {e:#}")),
-    });
+    super::notice::tell(dirs, name, why, expires, &login_command(name));
 }
 
 /// After mounts took a working credential: those that answered misses while a person was

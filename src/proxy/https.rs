@@ -81,13 +81,17 @@ impl Https {
         self
     }
 
+    /// The cache refused a fresh credential too: only a person can help now. The mount answers
+    /// misses (running no command) until it is mounted again (`use`, `secret set`).
+    pub fn needs_person(&self, why: &str) {
+        *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_string());
+    }
+
     /// The command that gives the cache a working credential.
     pub fn fix(&self) -> String {
         match self.source {
-            TokenSource::Command(_) => format!(
-                "fix what the token command needs (run it yourself), or `nixstore-auth use {} --token-command ...`",
-                self.cache
-            ),
+            // Once the command works again (run it yourself to see why it does not).
+            TokenSource::Command(_) => format!("nixstore-auth use {}", self.cache),
             _ => format!("nixstore-auth secret set {} --token-stdin", self.cache),
         }
     }
@@ -250,19 +254,25 @@ impl HttpsMount {
 
 /// Mounts the recorded HTTPS caches `names` for a command's lease (read from config.toml and
 /// the secret store as the proxy's user, which is the command's). A cache already mounted
-/// keeps its mount (and its command's token). The error names the cache, never a token.
+/// keeps its mount (and its command's token), unless it needs a person: then it is mounted
+/// afresh (a new token may be stored now), and if that works its URL moves on
+/// (`background::moved_on`). The error names the cache, never a token.
 pub(super) fn mount_for_lease(state: &super::state::State, names: &[String]) -> Result<(), String> {
     let dirs = &state.dirs;
     let cfg = crate::config::Config::load(&dirs.config_file()).map_err(|e| format!("{e:#}"))?;
+    let stuck = |m: &HttpsMount| matches!(m.auth.state(), State::NeedsPerson { .. });
+    let mut recovered = Vec::new();
     for name in names {
-        if state
+        let was_stuck = match state
             .https
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .contains_key(name)
+            .get(name)
         {
-            continue;
-        }
+            Some(m) if !stuck(m) => continue,
+            Some(_) => true,
+            None => false,
+        };
         let entry = cfg
             .cache(name)
             .map_err(|e| format!("{e:#}"))?
@@ -273,12 +283,16 @@ pub(super) fn mount_for_lease(state: &super::state::State, names: &[String]) -> 
             "mounted {name} ({}) for a command",
             entry.kind.url()
         ));
+        if was_stuck && !stuck(&m) {
+            recovered.push(name.clone());
+        }
         state
             .https
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.clone(), Arc::new(m));
     }
+    super::background::moved_on(state, dirs, &recovered);
     Ok(())
 }
 
@@ -318,7 +332,11 @@ pub(super) async fn serve(
             }
             r
         }
-        Forwarded::NeedsPerson(why) => without(why),
+        Forwarded::NeedsPerson(why) => {
+            // Told once: the mount answers without asking the cache from now on.
+            super::notice::tell(&state.dirs, &t.name, &why, None, &t.mount.auth.fix());
+            without(why)
+        }
     }
 }
 
@@ -391,7 +409,10 @@ pub(super) async fn forward(
     'fresh: loop {
         let authorized = match mount.auth.authorize(method.clone(), key).await {
             Ok(a) => a,
-            Err(AuthError::NeedsPerson { why, .. }) => return Forwarded::NeedsPerson(why),
+            Err(AuthError::NeedsPerson { why, .. }) => {
+                mount.auth.needs_person(&why);
+                return Forwarded::NeedsPerson(why);
+            }
             Err(AuthError::Refused(why)) => {
                 return fail(
                     StatusCode::BAD_GATEWAY,
@@ -413,7 +434,7 @@ pub(super) async fn forward(
             let mut up = Request::builder()
                 .method(method.clone())
                 .uri(url.as_str())
-                .header(header::USER_AGENT, upstream::USER_AGENT);
+                .header(header::USER_AGENT, super::state::USER_AGENT);
             for (k, v) in &authorized.headers {
                 up = up.header(k, v);
             }
@@ -526,6 +547,7 @@ pub(super) async fn forward(
                     drop(resp);
                     let why = format!("the cache refused the credential ({status})");
                     log(format!("{what}: {why}"));
+                    mount.auth.needs_person(&why);
                     return Forwarded::NeedsPerson(why);
                 }
                 https_rules::Outcome::Status(s) => {

@@ -61,6 +61,7 @@ mod launch;
 mod listen;
 mod log;
 mod multipart;
+mod notice;
 mod object;
 mod object_mounts;
 mod object_upload;
@@ -75,7 +76,6 @@ mod state;
 mod upstream;
 mod urls;
 
-pub use background::notice_file;
 pub use client::{
     Lease, Mount, PEER_CHECK, Started, access_summary, current_urls, describe, ensure_running,
     ensure_running_for, ensure_running_https, reload, renew, rotate_secret, stable_url_for, start,
@@ -83,6 +83,7 @@ pub use client::{
 };
 pub use control::{MountStatus, Reply as Status, SessionInfo};
 pub use credential::{Standing, login_command};
+pub use notice::notice_file;
 pub use paths::runtime_dir_of;
 pub use paths::{GRACE_ENV, Layout, PortOrigin, default_port};
 pub use probe::{Probe, probe};

@@ -179,7 +179,7 @@ async fn call(
     let mut req = Request::builder()
         .method(method)
         .uri(url)
-        .header(header::USER_AGENT, super::upstream::USER_AGENT)
+        .header(header::USER_AGENT, super::state::USER_AGENT)
         .header(header::CONTENT_LENGTH, body.len());
     for (k, v) in signed {
         req = req.header(k, v);

@@ -110,7 +110,7 @@ pub(super) async fn check(m: &ObjectMount) -> Result<(), String> {
         // Slow or failing for now: requests report it themselves.
         Ok(Err(AuthError::Transient(_))) | Err(_) => return Ok(()),
     };
-    let mut req = Request::get(a.url.as_str()).header(header::USER_AGENT, upstream::USER_AGENT);
+    let mut req = Request::get(a.url.as_str()).header(header::USER_AGENT, super::state::USER_AGENT);
     for (k, v) in &a.headers {
         req = req.header(k, v);
     }
@@ -244,7 +244,7 @@ async fn forward(
         let mut up = Request::builder()
             .method(method.clone())
             .uri(authorized.url.as_str())
-            .header(header::USER_AGENT, upstream::USER_AGENT);
+            .header(header::USER_AGENT, super::state::USER_AGENT);
         for (k, v) in &authorized.headers {
             up = up.header(k, v);
         }
@@ -372,7 +372,7 @@ async fn presigned_probe(mount: &ObjectMount) -> Result<Option<StatusCode>, Stri
         return Ok(None);
     };
     let req = Request::get(url.as_str())
-        .header(header::USER_AGENT, upstream::USER_AGENT)
+        .header(header::USER_AGENT, super::state::USER_AGENT)
         .body(empty())
         .map_err(|e| e.to_string())?;
     let resp = tokio::time::timeout(Duration::from_secs(10), mount.client.request(req))

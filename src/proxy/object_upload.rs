@@ -128,7 +128,7 @@ async fn send(
     let mut up = Request::builder()
         .method(Method::PUT)
         .uri(a.url.as_str())
-        .header(header::USER_AGENT, upstream::USER_AGENT);
+        .header(header::USER_AGENT, super::state::USER_AGENT);
     for (k, v) in &a.headers {
         up = up.header(k, v);
     }

@@ -358,7 +358,13 @@ async fn run(
                     *m = Arc::new(expired);
                 }
             }
+            // An HTTPS mount reads its own credential: it serves for the grace period too.
             map.values().any(|m| m.session.is_some())
+                || !state
+                    .https
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .is_empty()
         };
         if notifier.active() {
             notifier.status(&status_line(&state));

@@ -15,6 +15,9 @@ use super::sign::{self, Session};
 use super::urls::Generations;
 use crate::cache::S3Ref;
 
+/// What every request the proxy sends upstream says it is.
+pub(super) const USER_AGENT: &str = concat!("nixstore-auth-proxy/", env!("CARGO_PKG_VERSION"));
+
 /// The pooled client for S3.
 pub(super) type Upstream = hyper_util::client::legacy::Client<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,

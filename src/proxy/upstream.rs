@@ -152,7 +152,7 @@ pub(super) async fn forward(
     let mut up = Request::builder()
         .method(method.clone())
         .uri(&url)
-        .header(header::USER_AGENT, USER_AGENT);
+        .header(header::USER_AGENT, super::state::USER_AGENT);
     for (k, v) in signed {
         up = up.header(k, v);
     }
@@ -383,7 +383,7 @@ async fn presigned_probe(
     let url = sign::presigned_get(session, region, &url, PRESIGNED_FOR, SystemTime::now())
         .map_err(|e| format!("{e:#}"))?;
     let req = Request::get(url)
-        .header(header::USER_AGENT, USER_AGENT)
+        .header(header::USER_AGENT, super::state::USER_AGENT)
         .body(empty())
         .map_err(|e| e.to_string())?;
     let resp = tokio::time::timeout(PROBE_TIMEOUT, state.client.request(req))
@@ -414,8 +414,6 @@ pub(super) async fn answer_in_time<F: std::future::Future>(
         }
     }
 }
-
-pub(super) const USER_AGENT: &str = concat!("nixstore-auth-proxy/", env!("CARGO_PKG_VERSION"));
 
 pub(super) fn is_timeout(e: &hyper_util::client::legacy::Error) -> bool {
     let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);

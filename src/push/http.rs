@@ -23,6 +23,9 @@ pub struct Endpoint {
     /// Strings that must never show (the proxy URL), replaced in messages by `shown`.
     pub secrets: Vec<String>,
     pub shown: String,
+    /// The proxy lease serving an HTTPS cache on the proxy route (the proxy adds its
+    /// credential): held while any copy of the endpoint lives.
+    pub hold: Option<std::sync::Arc<crate::proxy::Lease>>,
 }
 
 impl Endpoint {
@@ -236,6 +239,7 @@ mod tests {
             https: false,
             secrets: vec!["http://127.0.0.1:1/SECRETSECRET/c".into()],
             shown: "s3://bucket".into(),
+            hold: None,
         };
         let msg = ep.redact("error sending request for 'http://127.0.0.1:1/SECRETSECRET/c/nar/x'");
         assert!(

@@ -42,8 +42,6 @@ pub struct Options {
 pub struct Setup {
     pub target: Target,
     pub lease: Option<S3Lease>,
-    /// The proxy lease serving a GCS or Azure cache (no session: the proxy holds the credential).
-    pub cloud: Option<proxy::Lease>,
     pub key: Option<KeyFile>,
 }
 
@@ -77,18 +75,9 @@ pub fn setup(
         )?),
         _ => None,
     };
-    // GCS and Azure: the proxy uploads with the credential it loads from our environment.
-    let cloud = if entry.kind.is_cloud() {
-        let layout = proxy::Layout::new(dirs, cfg)?;
-        let lease = proxy::ensure_running_https(&layout, std::slice::from_ref(&entry.name), ui)?;
-        crate::nix::client_cache::protect()?;
-        Some(lease)
-    } else {
-        None
-    };
     let target = target(
         entry,
-        lease.as_ref().map(|(l, _, _)| l).or(cloud.as_ref()),
+        lease.as_ref().map(|(l, _, _)| l),
         lease.as_ref().map(|(_, s, _)| s),
         key.as_ref(),
         opts.jobs,
@@ -96,12 +85,7 @@ pub fn setup(
         dirs,
         ui,
     )?;
-    Ok(Setup {
-        target,
-        lease,
-        cloud,
-        key,
-    })
+    Ok(Setup { target, lease, key })
 }
 
 /// The recorded (or `--secret-key`) signing key; a URL that names `secret-key` itself needs
@@ -203,8 +187,8 @@ pub fn target(
         parallel: p.parallel_compression(),
     };
     let endpoint = match &entry.kind {
-        CacheKind::S3(_) | CacheKind::Gcs(_) | CacheKind::Azure(_) => {
-            let lease = lease.context("an S3, GCS or Azure cache needs the proxy")?;
+        CacheKind::S3(_) => {
+            let lease = lease.context("an S3 cache needs the proxy")?;
             let url = lease.url_for(&entry.name);
             Endpoint {
                 base: url.clone(),
@@ -212,6 +196,42 @@ pub fn target(
                 https: false,
                 secrets: vec![url],
                 shown: entry.kind.url(),
+                hold: None,
+            }
+        }
+        // GCS and Azure: PUTs go through the proxy, which uploads with the credential it loads
+        // from our environment (object_upload.rs).
+        CacheKind::Gcs(_) | CacheKind::Azure(_) => {
+            let layout = proxy::Layout::new(dirs, cfg)?;
+            let lease =
+                proxy::ensure_running_https(&layout, std::slice::from_ref(&entry.name), ui)?;
+            crate::nix::client_cache::protect()?;
+            let url = lease.url_for(&entry.name);
+            Endpoint {
+                base: url.clone(),
+                auth: None,
+                https: false,
+                secrets: vec![url],
+                shown: entry.kind.url(),
+                hold: Some(std::sync::Arc::new(lease)),
+            }
+        }
+        // On the proxy route, PUTs go through the proxy, which adds the credential (Basic or
+        // Bearer, a stored token or a token command) as it does for the daemon's GETs.
+        CacheKind::Https { .. }
+            if entry.served_by_proxy(crate::proxy::https_rules::service_installed(dirs)) =>
+        {
+            let layout = proxy::Layout::new(dirs, cfg)?;
+            let lease =
+                proxy::ensure_running_https(&layout, std::slice::from_ref(&entry.name), ui)?;
+            let url = lease.url_for(&entry.name);
+            Endpoint {
+                base: url.clone(),
+                auth: None,
+                https: true,
+                secrets: vec![url],
+                shown: entry.kind.url(),
+                hold: Some(std::sync::Arc::new(lease)),
             }
         }
         CacheKind::Https { .. } => {
@@ -239,6 +259,7 @@ pub fn target(
                 https: true,
                 secrets: Vec::new(),
                 shown: url,
+                hold: None,
             }
         }
     };
@@ -288,8 +309,6 @@ pub struct ExecPush {
     pusher: Pusher,
     signals: Counting,
     _keys: Vec<KeyFile>,
-    /// The proxy leases serving GCS and Azure targets (the proxy holds their credential).
-    _clouds: Vec<proxy::Lease>,
 }
 
 /// Starts watching and uploading to `caches` (the recorded entries named by `--push`) before
@@ -306,24 +325,12 @@ pub fn start_for_exec(
     let jobs = super::upload::jobs_from_env()?;
     let mut lanes = Vec::new();
     let mut keys = Vec::new();
-    let mut clouds = Vec::new();
     for entry in caches {
         let key = resolve_key(entry, None, no_sign, cfg, dirs, ui)?;
         let s3 = matches!(entry.kind, CacheKind::S3(_));
-        // A GCS or Azure target: a lease of its own on the same proxy (no session to share).
-        let cloud = if entry.kind.is_cloud() {
-            let layout = proxy::Layout::new(dirs, cfg)?;
-            Some(proxy::ensure_running_https(
-                &layout,
-                std::slice::from_ref(&entry.name),
-                ui,
-            )?)
-        } else {
-            None
-        };
         let target = target(
             entry,
-            cloud.as_ref().or(kept.map(|k| &k.lease)),
+            kept.map(|k| &k.lease),
             kept.filter(|_| s3).map(|k| &k.session),
             key.as_ref(),
             jobs,
@@ -332,7 +339,6 @@ pub fn start_for_exec(
             ui,
         )?;
         keys.extend(key);
-        clouds.extend(cloud);
         lanes.push(Lane {
             target,
             spool: Spool::open(&dirs.state, &entry.name)?,
@@ -351,7 +357,6 @@ pub fn start_for_exec(
         pusher,
         signals,
         _keys: keys,
-        _clouds: clouds,
     })
 }
 

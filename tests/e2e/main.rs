@@ -27,6 +27,7 @@ crate::areas!(
     clouds,
     doctor,
     https,
+    https_proxy,
     keyring,
     proxy,
     push,

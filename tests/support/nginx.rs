@@ -432,6 +432,17 @@ server {{
             }) {
                 panic!("nginx did not take the new token: {e}");
             }
+            // A worker of the old configuration goes on serving the keep-alive connections
+            // it holds (the proxy's pool) until they close: wait until it is gone.
+            let master = nginx.service.pid().unwrap_or(0);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while super::processes(|p| p.pgid == master && p.pid != master).len() > 1 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "an nginx worker of the old configuration still runs 10 s after the reload"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
         });
     }
 

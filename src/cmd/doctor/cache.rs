@@ -73,7 +73,19 @@ pub(super) fn cache_checks(
                 );
             }
             if route.is_some_and(|(r, _)| r == crate::nix::https_route::Route::Proxy) {
-                r.add(&section, Status::Info, "reached through your loopback proxy, which adds the credential: run Nix through `nixstore-auth exec`", None);
+                let how = if service {
+                    "the background service serves it to plain `nix`"
+                } else {
+                    "run Nix through `nixstore-auth exec`"
+                };
+                r.add(
+                    &section,
+                    Status::Info,
+                    format!(
+                        "reached through your loopback proxy, which adds the credential: {how}"
+                    ),
+                    None,
+                );
                 if listed_user || listed_sys {
                     r.add(&section, Status::Warn, "nix.conf still lists the cache's own URL, where the nix-daemon has no credential", Some(format!("nixstore-auth use {}", c.name)));
                 }

@@ -140,6 +140,40 @@ struct Facts {
     why: Why,
     /// The token comes from a command.
     command: bool,
+    /// An untrusted user on the proxy route: the administrator must list the proxy's URL.
+    admin: bool,
+}
+
+/// Whether an untrusted user's cache takes the proxy route (assuming it has a token: one
+/// without takes no credential route at all).
+fn proxy_route_untrusted(entry: &CacheEntry) -> Result<bool> {
+    let (route, _) = https_route::route(https_route::RouteFacts {
+        asked: entry.https.route,
+        auth: entry.https.auth,
+        command: entry.https.token_command.is_some(),
+        keyring: entry.secret_store == SecretStore::Keyring,
+        token: true,
+        service: crate::proxy::https_rules::service_installed(&Dirs::new()?),
+    });
+    Ok(route == Route::Proxy)
+}
+
+/// An untrusted user's cache on the proxy route, recorded: what the administrator adds (the
+/// proxy's URL in a root-only file, as for S3). Exit 3.
+fn print_admin_snippet(args: &UseArgs, entry: &CacheEntry, g: &Facts, ui: &Ui) -> Result<i32> {
+    let dirs = Dirs::new()?;
+    let cfg = Config::load(&dirs.config_file())?;
+    let layout = crate::proxy::Layout::new(&dirs, &cfg)?;
+    let proxy_url = crate::proxy::stable_url_for(&layout, &entry.name)?;
+    ui.warn(format!(
+        "the nix-daemon does not trust user {:?}: it ignores the substituters that `exec` forwards to it",
+        g.setup.user
+    ));
+    ui.info("the cache is recorded. An administrator can either allow your proxy's URL without trusting you (the lines below, then restart the nix-daemon; afterwards `nixstore-auth exec -- nix build ...` substitutes from it), or add you to `trusted-users` (which makes you effectively root).");
+    let (snippet, private) = proxy_admin_snippet(&g.setup, entry, &proxy_url);
+    warn_proxy_url_secret(ui, &g.setup, &private, "use the cache with your credential");
+    ui.out(format_args!("{}", snippet.render(args.format)))?;
+    Ok(EXIT_NEEDS_ADMIN)
 }
 
 fn gather(
@@ -168,6 +202,7 @@ fn gather(
         setup.system_conf.display()
     ));
     let target = target::decide(args.edit.mode, &setup, &url, args.edit.nix_conf.as_ref());
+    let target_needs_admin = target == Target::NeedsAdmin;
     let (conf_path, system, substituter_only) = match target {
         Target::Print => {
             ui.out(format_args!(
@@ -186,6 +221,11 @@ fn gather(
                 https_snippet(entry, &setup, &machine, false).render(args.format.on_nixos(true))
             ))?;
             return Ok(Gathered::Done(EXIT_NEEDS_ADMIN));
+        }
+        Target::NeedsAdmin if proxy_route_untrusted(entry)? => {
+            // As for S3: the cache is recorded (the token in the keyring, the keys in the
+            // user's nix.conf), and the administrator lists the proxy's URL in a root-only file.
+            (setup.user_conf.clone(), false, false)
         }
         Target::NeedsAdmin => {
             explain_untrusted(ui, &setup, &url);
@@ -273,7 +313,9 @@ fn gather(
             || (entry.has_token && keyring),
         service: crate::proxy::https_rules::service_installed(&Dirs::new()?),
     });
+    let admin = target_needs_admin && route == Route::Proxy;
     Ok(Gathered::Facts(Box::new(Facts {
+        admin,
         route,
         why,
         command,
@@ -492,6 +534,9 @@ fn apply(
         ));
     }
     ui.info(&route_line);
+    if g.admin {
+        return print_admin_snippet(args, &entry, g, ui);
+    }
     if g.route == Route::Proxy {
         ui.info("the nix-daemon reaches the cache through your loopback proxy, which adds the credential: run Nix through `nixstore-auth exec -- nix ...`");
     } else if g.keyring {

@@ -285,6 +285,43 @@ fn explain_untrusted(ui: &Ui, setup: &NixSetup, url: &str) {
     ));
 }
 
+/// What an administrator adds so that the daemon takes a cache from the user's proxy without
+/// trusting the user (S3, and HTTPS on the proxy route): the proxy's URL, which holds its
+/// secret, in a root-only file that the system nix.conf `!include`s; the keys in nix.conf.
+fn proxy_admin_snippet(
+    setup: &NixSetup,
+    entry: &CacheEntry,
+    proxy_url: &str,
+) -> (Snippet, PathBuf) {
+    let conf_dir = setup.system_conf.parent().unwrap_or(Path::new("/etc/nix"));
+    let private = conf_dir.join(format!(
+        "nixstore-auth-{}-{}.conf",
+        crate::cache::sanitize_name(&setup.user),
+        entry.name
+    ));
+    let mut snippet = Snippet {
+        private: Some(PrivateFile {
+            path: private.display().to_string(),
+            settings: vec![(
+                "extra-trusted-substituters".to_string(),
+                vec![proxy_url.to_string()],
+            )],
+        }),
+        ..Snippet::default()
+    };
+    snippet.push("extra-trusted-public-keys", entry.public_keys.clone());
+    (snippet, private)
+}
+
+/// Warns that the snippet's URL holds the proxy's secret: `what` another user could do with it.
+fn warn_proxy_url_secret(ui: &Ui, setup: &NixSetup, private: &Path, what: &str) {
+    ui.warn(format!(
+        "the URL below contains your proxy's secret: keep it in {} (root-only, 0600) as shown, never in {}, which is readable by every local user (who could then {what} through your proxy while it runs). Rotate it with `nixstore-auth proxy rotate-secret` if it leaks.",
+        private.display(),
+        setup.system_conf.display()
+    ));
+}
+
 /// What an administrator (or the user with --mode print) must add.
 fn https_snippet(entry: &CacheEntry, setup: &NixSetup, machine: &str, for_admin: bool) -> Snippet {
     let mut s = Snippet::default();

@@ -43,23 +43,7 @@ pub(super) fn use_s3(
         }
         Target::Write { .. } | Target::SubstituterOnly { .. } => {}
         Target::Print | Target::NeedsAdmin | Target::NixosModule => {
-            let conf_dir = setup.system_conf.parent().unwrap_or(Path::new("/etc/nix"));
-            let private = conf_dir.join(format!(
-                "nixstore-auth-{}-{}.conf",
-                crate::cache::sanitize_name(&setup.user),
-                entry.name
-            ));
-            let mut snippet = Snippet {
-                private: Some(PrivateFile {
-                    path: private.display().to_string(),
-                    settings: vec![(
-                        "extra-trusted-substituters".to_string(),
-                        vec![proxy_url.clone()],
-                    )],
-                }),
-                ..Snippet::default()
-            };
-            snippet.push("extra-trusted-public-keys", entry.public_keys.clone());
+            let (snippet, private) = proxy_admin_snippet(&setup, &entry, &proxy_url);
             let format = args.format.on_nixos(target == Target::NixosModule);
             if target == Target::NeedsAdmin && daemon_uses_proxy(layout, &entry.name) {
                 // Listed in a file we cannot read, and the running proxy has seen the daemon.
@@ -96,11 +80,7 @@ pub(super) fn use_s3(
                     ));
                 }
             }
-            ui.warn(format!(
-                "the URL below contains your proxy's secret: keep it in {} (root-only, 0600) as shown, never in {}, which is readable by every local user (who could then read the bucket through your proxy while it runs). Rotate it with `nixstore-auth proxy rotate-secret` if it leaks.",
-                private.display(),
-                setup.system_conf.display()
-            ));
+            warn_proxy_url_secret(ui, &setup, &private, "read the bucket");
             ui.out(format_args!("{}", snippet.render(format)))?;
             if target != Target::Print {
                 // Record the cache anyway so that `exec` serves it once the administrator acted.
