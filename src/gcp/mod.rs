@@ -179,9 +179,11 @@ impl Gcs {
     }
 
     async fn authorize_impl(&self, method: Method, key: &str) -> AuthResult<Authorized> {
+        let generation = self.cred.generation();
         let token = self.cred.access_token().await?;
         let mut req = Authorized::new(method, self.bucket.url(key)?);
         req.header("authorization", &format!("Bearer {}", token.as_str()), true)?;
+        req.generation = generation;
         Ok(req)
     }
 
@@ -243,6 +245,10 @@ impl ObjectAuth for Gcs {
 
     fn state(&self) -> State {
         self.cred.state()
+    }
+
+    fn refused(&self, request: &Authorized) -> bool {
+        self.cred.refused(request.generation)
     }
 }
 

@@ -303,7 +303,14 @@ async fn forward(
         let code = crate::azure::error_code(&detail);
         let shown = super::log::clean(code.unwrap_or(detail.trim()), 200);
         let refused = is_refusal(status, code);
-        let renewable = refused && mount.auth.refused(&authorized);
+        // Only a token the store does not take (401, Azure's authentication codes) is worth a
+        // new one; a 403 for missing permissions stays one.
+        let renew = status == 401
+            || matches!(
+                code,
+                Some("InvalidAuthenticationInfo" | "AuthenticationFailed")
+            );
+        let renewable = refused && renew && mount.auth.refused(&authorized);
         let mapped = if refused { 403 } else { status };
         match https_rules::outcome(mapped, renewable, retried, false) {
             Outcome::RetryFresh => {

@@ -932,11 +932,13 @@ fn background_service_serves_gcs_and_azure_caches_to_plain_nix(e2e: &E2e) {
 }
 
 /// GCS with workload identity federation, as in CI: an `external_account` file whose subject
-/// token (a file the CI job writes) the front's STS exchanges for tokens of 12 s. `exec`
+/// token (a file the CI job writes) the front's STS exchanges for tokens of 15 s. `exec`
 /// substitutes one path, waits past the first token's end, and substitutes a second: the
-/// credential renewed itself (more than one STS grant, no refusal).
+/// credential renewed itself (more than one STS grant, no refusal). google-cloud-auth renews a
+/// short token 10 s after it got it: 15 s leave a margin on a loaded machine (at 12 s a token
+/// was once refused at its end; the proxy then loads the credential again and asks once more).
 fn gcs_external_account_renews_mid_command(e2e: &E2e) {
-    const LIFE: u64 = 12;
+    const LIFE: u64 = 15;
     let g = GcsSetup::start(e2e, "gcsext", LIFE);
     let tu = &g.user;
     let subject = write_user_file(tu, "ci-oidc-token", SUBJECT_TOKEN);
@@ -969,7 +971,12 @@ fn gcs_external_account_renews_mid_command(e2e: &E2e) {
         bin = e2e.bin.display()
     );
     let out = u.nsa(e2e, &["-v", "exec", "--", "sh", "-c", &script]).run();
-    out.assert_success("exec -- nix-store -r P1; (token expires); nix-store -r P2");
+    assert!(
+        out.success(),
+        "exec -- nix-store -r P1; (token expires); nix-store -r P2:\n{out}\nproxy log:\n{}\nfront log:\n{}",
+        u.proxy_log(),
+        fs::read_to_string(&g.bed.front.log).unwrap_or_default()
+    );
     assert!(g.cache.is_valid(e2e), "P1 not substituted:\n{out}");
     assert!(
         root_nix(e2e, "nix-store", &["--check-validity", p2], None).success(),
