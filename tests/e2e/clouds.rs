@@ -935,8 +935,9 @@ fn background_service_serves_gcs_and_azure_caches_to_plain_nix(e2e: &E2e) {
 /// token (a file the CI job writes) the front's STS exchanges for tokens of 15 s. `exec`
 /// substitutes one path, waits past the first token's end, and substitutes a second: the
 /// credential renewed itself (more than one STS grant, no refusal). google-cloud-auth renews a
-/// short token 10 s after it got it: 15 s leave a margin on a loaded machine (at 12 s a token
-/// was once refused at its end; the proxy then loads the credential again and asks once more).
+/// short token 10 s after it got it: 15 s leave a margin on a loaded machine (with 12 s one
+/// run under load failed, its cause not captured; a token refused at its end now makes the
+/// proxy load the credential again and ask once more, which this proof would show as a refusal).
 fn gcs_external_account_renews_mid_command(e2e: &E2e) {
     const LIFE: u64 = 15;
     let g = GcsSetup::start(e2e, "gcsext", LIFE);
