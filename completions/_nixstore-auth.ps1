@@ -244,6 +244,8 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour output (NO_COLOR set: never, unless `always`)')
             [CompletionResult]::new('--token-stdin', '--token-stdin', [CompletionResultType]::ParameterName, 'Read the token from standard input')
             [CompletionResult]::new('--signing-key-stdin', '--signing-key-stdin', [CompletionResultType]::ParameterName, 'Read the cache''s signing key for uploads from standard input (kept in the keyring)')
+            [CompletionResult]::new('--azure-key-stdin', '--azure-key-stdin', [CompletionResultType]::ParameterName, 'Read an Azure cache''s storage account key from standard input (kept in the keyring)')
+            [CompletionResult]::new('--sas-stdin', '--sas-stdin', [CompletionResultType]::ParameterName, 'Read an Azure cache''s SAS token from standard input (kept in the keyring)')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and warnings')

@@ -1514,7 +1514,7 @@ _nixstore__auth() {
             return 0
             ;;
         nixstore__subcmd__auth__subcmd__secret__subcmd__set)
-            opts="-v -q -h --token-stdin --signing-key-stdin --verbose --quiet --color --help"
+            opts="-v -q -h --token-stdin --signing-key-stdin --azure-key-stdin --sas-stdin --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

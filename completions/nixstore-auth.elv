@@ -228,6 +228,8 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
             cand --color 'When to colour output (NO_COLOR set: never, unless `always`)'
             cand --token-stdin 'Read the token from standard input'
             cand --signing-key-stdin 'Read the cache''s signing key for uploads from standard input (kept in the keyring)'
+            cand --azure-key-stdin 'Read an Azure cache''s storage account key from standard input (kept in the keyring)'
+            cand --sas-stdin 'Read an Azure cache''s SAS token from standard input (kept in the keyring)'
             cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
             cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
             cand -q 'Print only errors and warnings'

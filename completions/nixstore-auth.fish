@@ -212,6 +212,8 @@ always\t'Always (even into a pipe, and despite NO_COLOR)'
 never\t'Never'"
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and __fish_seen_subcommand_from set" -l token-stdin -d 'Read the token from standard input'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and __fish_seen_subcommand_from set" -l signing-key-stdin -d 'Read the cache\'s signing key for uploads from standard input (kept in the keyring)'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and __fish_seen_subcommand_from set" -l azure-key-stdin -d 'Read an Azure cache\'s storage account key from standard input (kept in the keyring)'
+complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and __fish_seen_subcommand_from set" -l sas-stdin -d 'Read an Azure cache\'s SAS token from standard input (kept in the keyring)'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and __fish_seen_subcommand_from set" -s v -l verbose -d 'Say more about what happens (repeat for more detail); secrets are never shown'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and __fish_seen_subcommand_from set" -s q -l quiet -d 'Print only errors and warnings'
 complete -c nixstore-auth -n "__fish_nixstore_auth_using_subcommand secret; and __fish_seen_subcommand_from set" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -63,8 +63,14 @@ const QUERY_VALUE: &AsciiSet = &AsciiSet::EMPTY
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CacheKind {
-    Https { url: Url },
+    Https {
+        url: Url,
+    },
     S3(S3Ref),
+    /// Google Cloud Storage (`gs://`), served through the proxy.
+    Gcs(crate::gcp::Bucket),
+    /// Azure Blob Storage (`azure://`, or the portal's blob URL), served through the proxy.
+    Azure(crate::azure::Container),
 }
 
 impl CacheKind {
@@ -72,6 +78,8 @@ impl CacheKind {
         match self {
             CacheKind::Https { .. } => "https",
             CacheKind::S3(_) => "s3",
+            CacheKind::Gcs(_) => "gcs",
+            CacheKind::Azure(_) => "azure",
         }
     }
 
@@ -80,7 +88,20 @@ impl CacheKind {
         match self {
             CacheKind::Https { url } => url.as_str().trim_end_matches('/').to_string(),
             CacheKind::S3(s3) => s3.to_url(),
+            CacheKind::Gcs(b) => b.to_url(),
+            CacheKind::Azure(c) => c.to_url(),
         }
+    }
+
+    /// Whether the cache is in a cloud's object store that the proxy alone can read (S3, GCS,
+    /// Azure), as opposed to an HTTPS cache.
+    pub fn is_object_store(&self) -> bool {
+        !matches!(self, CacheKind::Https { .. })
+    }
+
+    /// Whether the cache is a GCS or Azure one (the proxy's `object.rs` kinds).
+    pub fn is_cloud(&self) -> bool {
+        matches!(self, CacheKind::Gcs(_) | CacheKind::Azure(_))
     }
 
     /// The host a netrc entry must name (curl matches on the host only, never the port); `None`
@@ -90,7 +111,7 @@ impl CacheKind {
             CacheKind::Https { url } => url
                 .host_str()
                 .map(|h| h.trim_matches(['[', ']']).to_string()),
-            CacheKind::S3(_) => None,
+            _ => None,
         }
     }
 
@@ -99,6 +120,8 @@ impl CacheKind {
         let raw = match self {
             CacheKind::Https { url } => url.host_str().unwrap_or("cache").to_string(),
             CacheKind::S3(s3) => s3.bucket.clone(),
+            CacheKind::Gcs(b) => b.bucket.clone(),
+            CacheKind::Azure(c) => c.container.clone(),
         };
         sanitize_name(&raw)
     }
@@ -186,13 +209,44 @@ pub fn parse_url(input: &str) -> Result<CacheKind> {
                     shown()
                 );
             }
+            // The blob URL people copy from Azure's portal is an Azure cache.
+            if url.scheme() == "https"
+                && url
+                    .host_str()
+                    .is_some_and(|h| h.ends_with(".blob.core.windows.net"))
+            {
+                return crate::azure::Container::parse(input)
+                    .map(CacheKind::Azure)
+                    .map_err(|e| anyhow::anyhow!("{e}"));
+            }
             Ok(CacheKind::Https { url })
         }
         "s3" => parse_s3(&url).map(CacheKind::S3),
+        "gs" => crate::gcp::Bucket::parse(input)
+            .map(CacheKind::Gcs)
+            .map_err(|e| anyhow::anyhow!("{e}")),
+        "azure" => crate::azure::Container::parse(input)
+            .map(CacheKind::Azure)
+            .map_err(|e| anyhow::anyhow!("{e}")),
         other => bail!(
-            "unsupported cache URL scheme {other:?}: use https://, http:// or s3:// (or the name of a recorded cache)"
+            "unsupported cache URL scheme {other:?}: use https://, http://, s3://, gs:// or azure:// (or the name of a recorded cache)"
         ),
     }
+}
+
+/// A cache URL as config.toml records it with its `kind`: a portal blob URL recorded as
+/// `https` (before Azure caches existed) keeps its kind.
+pub fn parse_recorded(input: &str, kind: Option<&str>) -> Result<CacheKind> {
+    if kind == Some("https") && input.starts_with("https://") {
+        let url = Url::parse(input).with_context(|| format!("not a valid cache URL: {input:?}"))?;
+        if url
+            .host_str()
+            .is_some_and(|h| h.ends_with(".blob.core.windows.net"))
+        {
+            return Ok(CacheKind::Https { url });
+        }
+    }
+    parse_url(input)
 }
 
 fn parse_s3(url: &Url) -> Result<S3Ref> {
@@ -381,6 +435,27 @@ mod tests {
         let k = parse_url("https://Cache.Example.org/sub/").unwrap();
         assert_eq!(k.default_name(), "cache-example-org");
         assert_eq!(k.url(), "https://cache.example.org/sub");
+    }
+
+    #[test]
+    fn cloud_urls_and_the_portal_form() {
+        let g = parse_url("gs://nix-cache/pre?endpoint=http://127.0.0.1:4443").unwrap();
+        assert_eq!(g.label(), "gcs");
+        assert_eq!(g.url(), "gs://nix-cache/pre?endpoint=http://127.0.0.1:4443");
+        assert_eq!(g.default_name(), "nix-cache");
+        let a = parse_url("https://acct1.blob.core.windows.net/cache/sub").unwrap();
+        assert_eq!(a.label(), "azure");
+        assert_eq!(a.url(), "azure://acct1/cache/sub");
+        assert_eq!(a.default_name(), "cache");
+        assert!(a.is_cloud() && a.is_object_store() && a.netrc_machine().is_none());
+        // Recorded as https before: stays https.
+        let kept =
+            parse_recorded("https://acct1.blob.core.windows.net/cache", Some("https")).unwrap();
+        assert_eq!(kept.label(), "https");
+        let new = parse_recorded("azure://acct1/cache", Some("azure")).unwrap();
+        assert_eq!(new.label(), "azure");
+        assert!(parse_url("azure://acct1/cache?sas=x").is_err());
+        assert!(parse_url("gs://UP").is_err());
     }
 
     #[test]

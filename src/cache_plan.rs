@@ -8,7 +8,7 @@ use crate::config::{CacheEntry, SecretStore};
 
 /// Caches only `exec` can bring to Nix: S3 (the proxy) and HTTPS with a keyring token.
 pub fn needs_exec(c: &CacheEntry) -> bool {
-    matches!(c.kind, CacheKind::S3(_)) || c.secret_store == SecretStore::Keyring
+    c.kind.is_object_store() || c.secret_store == SecretStore::Keyring
 }
 
 /// What a command's caches need.
@@ -48,9 +48,13 @@ pub fn plan<'a>(
         .iter()
         .filter(|c| matches!(c.kind, CacheKind::S3(_)))
         .collect();
+    // GCS and Azure caches are leased like HTTPS ones on the proxy route: the proxy reads
+    // their credential itself.
     let https_proxy: Vec<&CacheEntry> = caches
         .iter()
-        .filter(|c| c.https_route(service).is_some() && c.served_by_proxy(service))
+        .filter(|c| {
+            c.kind.is_cloud() || (c.https_route(service).is_some() && c.served_by_proxy(service))
+        })
         .collect();
     let keyring: Vec<&CacheEntry> = caches
         .iter()
@@ -63,7 +67,7 @@ pub fn plan<'a>(
     let profile_of = |c: &CacheEntry| match (&c.kind, profile_flag) {
         (_, Some(p)) => Some(p.to_string()),
         (CacheKind::S3(s), None) => s.profile.clone(),
-        (CacheKind::Https { .. }, None) => None,
+        (_, None) => None,
     };
     let profiles: Vec<Option<String>> = match profile_flag {
         Some(p) => vec![Some(p.to_string())],
@@ -108,6 +112,22 @@ mod tests {
             has_token: false,
             added_netrc_line: false,
             https: Default::default(),
+        }
+    }
+
+    #[test]
+    fn cloud_caches_are_leased_without_a_session() {
+        let g = entry("g", "gs://bucket-g", SecretStore::Netrc);
+        let z = entry("z", "azure://acct1/cache", SecretStore::Netrc);
+        let n = entry("n", "https://n.example", SecretStore::Netrc);
+        assert!(needs_exec(&g) && needs_exec(&z) && !needs_exec(&n));
+        let caches = vec![g, z, n];
+        for service in [false, true] {
+            let p = plan(&caches, None, service);
+            let leased: Vec<&str> = p.https_proxy.iter().map(|c| c.name.as_str()).collect();
+            assert_eq!(leased, ["g", "z"]);
+            assert!(p.s3.is_empty() && p.keyring.is_empty() && p.profiles.is_empty());
+            assert!(!p.is_empty());
         }
     }
 

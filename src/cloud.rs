@@ -201,6 +201,13 @@ impl TokenCache {
         *self.held.lock().await = None;
     }
 
+    /// [`TokenCache::forget`] without waiting: a renewal under way brings a new token anyway.
+    pub fn forget_now(&self) {
+        if let Ok(mut held) = self.held.try_lock() {
+            *held = None;
+        }
+    }
+
     /// The last renewal's verdict when it needed a person, else `None`.
     pub fn needs_person(&self) -> Option<State> {
         self.last_error.lock().map(|g| g.clone()).unwrap_or(None)

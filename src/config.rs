@@ -609,7 +609,7 @@ fn read_cache(name: &str, item: &Item) -> Result<CacheEntry> {
         }
     };
     let url = str_of("url")?.with_context(|| format!("{}: missing", at("url")))?;
-    let kind = cache::parse_url(url).map_err(|e| at_place(at("url"), e))?;
+    let kind = cache::parse_recorded(url, str_of("kind")?).map_err(|e| at_place(at("url"), e))?;
     let public_keys = match t.get("public-keys") {
         None => Vec::new(),
         Some(v) => {
@@ -662,7 +662,7 @@ fn read_https(
     at: &dyn Fn(&str) -> String,
 ) -> Result<HttpsSettings> {
     const KEYS: [&str; 5] = ["route", "auth", "token-command", "ca-file", "token-ttl"];
-    if matches!(kind, CacheKind::S3(_)) {
+    if kind.is_object_store() {
         if let Some(k) = KEYS.iter().find(|k| t.contains_key(k)) {
             bail!("{}: applies to HTTPS caches only", at(k));
         }
@@ -759,6 +759,10 @@ pub fn same_cache(a: &CacheKind, b: &CacheKind) -> bool {
     match (a, b) {
         (CacheKind::Https { .. }, CacheKind::Https { .. }) => a.url() == b.url(),
         (CacheKind::S3(x), CacheKind::S3(y)) => x.bucket == y.bucket && x.prefix == y.prefix,
+        (CacheKind::Gcs(x), CacheKind::Gcs(y)) => x.bucket == y.bucket && x.prefix == y.prefix,
+        (CacheKind::Azure(x), CacheKind::Azure(y)) => {
+            (&x.account, &x.container, &x.prefix) == (&y.account, &y.container, &y.prefix)
+        }
         _ => false,
     }
 }

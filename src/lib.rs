@@ -10,6 +10,7 @@ pub mod azure;
 pub mod cache;
 pub mod cache_plan;
 pub mod cloud;
+pub mod cloud_cache;
 pub mod cmd;
 pub mod config;
 pub mod ephemeral;

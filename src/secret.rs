@@ -29,6 +29,10 @@ pub enum Account<'a> {
     AwsSession(&'a str),
     /// A cache's signing key for uploads (`signing-key:NAME`), Nix's `name:base64` form.
     SigningKey(&'a str),
+    /// An Azure cache's storage account key (`azure-key:NAME`), base64 as the portal shows it.
+    AzureKey(&'a str),
+    /// An Azure cache's SAS token (`azure-sas:NAME`), the query string without `?`.
+    AzureSas(&'a str),
 }
 
 impl<'a> Account<'a> {
@@ -36,6 +40,8 @@ impl<'a> Account<'a> {
     const AWS_KEY: &'static str = "aws-key:";
     const AWS_SESSION: &'static str = "aws-session:";
     const SIGNING_KEY: &'static str = "signing-key:";
+    const AZURE_KEY: &'static str = "azure-key:";
+    const AZURE_SAS: &'static str = "azure-sas:";
 
     /// Reads an account name as the store lists it; `None` for names that are not ours.
     pub fn parse(name: &'a str) -> Option<Account<'a>> {
@@ -52,6 +58,8 @@ impl<'a> Account<'a> {
             name.strip_prefix(Self::SIGNING_KEY)
                 .map(Account::SigningKey)
         })
+        .or_else(|| name.strip_prefix(Self::AZURE_KEY).map(Account::AzureKey))
+        .or_else(|| name.strip_prefix(Self::AZURE_SAS).map(Account::AzureSas))
     }
 }
 
@@ -62,6 +70,8 @@ impl std::fmt::Display for Account<'_> {
             Account::AwsKey(p) => (Self::AWS_KEY, p),
             Account::AwsSession(h) => (Self::AWS_SESSION, h),
             Account::SigningKey(n) => (Self::SIGNING_KEY, n),
+            Account::AzureKey(n) => (Self::AZURE_KEY, n),
+            Account::AzureSas(n) => (Self::AZURE_SAS, n),
         };
         write!(f, "{prefix}{rest}")
     }

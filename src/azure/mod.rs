@@ -117,6 +117,22 @@ impl Container {
         })
     }
 
+    /// The `azure://` URL as recorded in config.toml (the portal's form becomes this one):
+    /// `?endpoint=` only when not the public cloud's.
+    pub fn to_url(&self) -> String {
+        let mut s = format!("azure://{}/{}", self.account, self.container);
+        if !self.prefix.is_empty() {
+            s.push('/');
+            s.push_str(&self.prefix);
+        }
+        let endpoint = self.endpoint.as_str().trim_end_matches('/');
+        if endpoint != format!("https://{}{BLOB_HOST}", self.account) {
+            s.push_str("?endpoint=");
+            s.push_str(endpoint);
+        }
+        s
+    }
+
     /// The blob's name in the container (prefix joined).
     pub fn blob(&self, key: &str) -> String {
         let key = key.trim_start_matches('/');
@@ -442,6 +458,19 @@ impl ObjectAuth for Blob {
     fn state(&self) -> State {
         self.state_impl()
     }
+
+    /// An Entra token the store refused is dropped, so that the next request gets a new one
+    /// (Azure answers 401/403; Azurite 400 `InvalidAuthenticationInfo`). A key or a SAS we were
+    /// given only a person replaces.
+    fn refused(&self, _request: &Authorized) -> bool {
+        match &self.cred {
+            Credential::Entra(e) => {
+                e.cache().forget_now();
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -466,8 +495,14 @@ mod tests {
             c.service_url().as_str(),
             "http://127.0.0.1:10000/devstoreaccount1/"
         );
+        assert_eq!(
+            c.to_url(),
+            "azure://devstoreaccount1/cache/nix?endpoint=http://127.0.0.1:10000/devstoreaccount1"
+        );
+        assert_eq!(Container::parse(&c.to_url()).unwrap(), c);
         let p = Container::parse("https://myacct.blob.core.windows.net/cache").unwrap();
         assert_eq!(p, Container::parse("azure://myacct/cache").unwrap());
+        assert_eq!(p.to_url(), "azure://myacct/cache");
         assert_eq!(
             p.url("x.narinfo").as_str(),
             "https://myacct.blob.core.windows.net/cache/x.narinfo"
@@ -492,6 +527,51 @@ mod tests {
         ] {
             assert!(Container::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_refused_entra_token_is_renewed_and_a_key_is_not() {
+        use std::os::unix::fs::PermissionsExt;
+        let c = Container::parse("azure://acct1/cache").unwrap();
+        let http = reqwest::Client::new();
+        let key = Blob::new(
+            c.clone(),
+            Credential::Key(AccountKey::from_base64(&"a".repeat(88)).unwrap()),
+            http.clone(),
+        );
+        let r = key.authorize(Method::GET, "x.narinfo").await.unwrap();
+        assert!(!key.refused(&r));
+        // An `az` stub that hands out tok1, tok2, ...: a refusal makes the next request ask
+        // it again, once.
+        let dir = tempfile::tempdir().unwrap();
+        let az = dir.path().join("az");
+        let n = dir.path().join("n");
+        std::fs::write(
+            &az,
+            format!(
+                "#!/bin/sh\nn=$(cat {0} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {0}\n\
+                 echo \"{{\\\"accessToken\\\":\\\"tok$n\\\",\\\"expires_on\\\":4102444800}}\"\n",
+                n.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&az, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let env = entra::EntraEnv {
+            az: Some(az),
+            ..Default::default()
+        };
+        let entra = Blob::new(
+            c,
+            Credential::Entra(entra::Entra::build(entra::Route::AzureCli, &env, &http).unwrap()),
+            http,
+        );
+        let a = entra.authorize(Method::GET, "x.narinfo").await.unwrap();
+        let b = entra.authorize(Method::GET, "y.narinfo").await.unwrap();
+        assert_eq!(a.headers["authorization"], "Bearer tok1");
+        assert_eq!(b.headers["authorization"], "Bearer tok1");
+        assert!(entra.refused(&a));
+        let c = entra.authorize(Method::GET, "x.narinfo").await.unwrap();
+        assert_eq!(c.headers["authorization"], "Bearer tok2");
     }
 
     #[test]

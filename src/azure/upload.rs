@@ -66,7 +66,7 @@ impl Blob {
             .body(body)
             .send()
             .await
-            .map_err(|e| AuthError::Transient(format!("{what}: {e}")))?;
+            .map_err(|e| AuthError::Transient(format!("{what}: {}", e.without_url())))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());

@@ -30,7 +30,7 @@ fn describe(c: &CacheEntry, service: bool) -> Row {
         let conf = NixConf::parse(&text).ok()?;
         let listed = match &c.kind {
             CacheKind::Https { .. } => conf.contains_value("substituters", &url),
-            CacheKind::S3(_) => c
+            _ => c
                 .public_keys
                 .iter()
                 .all(|k| conf.contains_value("trusted-public-keys", k)),
@@ -52,6 +52,9 @@ fn describe(c: &CacheEntry, service: bool) -> Row {
             ),
             true,
         ),
+        (CacheKind::Gcs(_) | CacheKind::Azure(_), _) => {
+            (crate::cloud_cache::credential_word(c), true)
+        }
         // No keyring is opened for a listing: the presence `use` recorded stands in.
         (CacheKind::Https { .. }, _) => match crate::secret::CacheCredential::of(c, None) {
             Ok(cred) if cred.present => (cred.place, true),

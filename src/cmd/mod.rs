@@ -431,6 +431,12 @@ pub enum SecretAction {
         /// Read the cache's signing key for uploads from standard input (kept in the keyring)
         #[arg(long, conflicts_with = "token_stdin")]
         signing_key_stdin: bool,
+        /// Read an Azure cache's storage account key from standard input (kept in the keyring)
+        #[arg(long, conflicts_with_all = ["token_stdin", "signing_key_stdin", "sas_stdin"])]
+        azure_key_stdin: bool,
+        /// Read an Azure cache's SAS token from standard input (kept in the keyring)
+        #[arg(long, conflicts_with_all = ["token_stdin", "signing_key_stdin"])]
+        sas_stdin: bool,
     },
     /// Say where each secret lives and, for AWS sessions, when it expires
     Status {

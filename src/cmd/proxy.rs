@@ -130,7 +130,13 @@ fn status(layout: &proxy::Layout, ui: &Ui) -> Result<i32> {
                 } else {
                     ""
                 };
+                // A GCS or Azure credential's fix depends on its kind: doctor names it.
+                let cloud = m.url.starts_with("gs://") || m.url.starts_with("azure://");
                 let exp = match &m.standing {
+                    Some(proxy::Standing::NeedsPerson { why }) if cloud => format!(
+                        "{exp}; needs you: {why}: see `nixstore-auth doctor {}`",
+                        m.name
+                    ),
                     Some(proxy::Standing::NeedsPerson { why }) => format!(
                         "{exp}; needs you: {why}: run `{}`",
                         proxy::login_command(&m.name)

@@ -95,7 +95,7 @@ impl Run for RemoveArgs {
                 });
             let substituter = match entry.kind {
                 CacheKind::Https { .. } => Some(url.clone()),
-                CacheKind::S3(_) => None,
+                _ => None,
             };
             plan.edit(conf_path, 0o644, false, move |text| {
                 let mut c = NixConf::parse(text)?;
@@ -159,6 +159,19 @@ impl Run for RemoveArgs {
             if store.delete(&crate::secret::Account::CacheToken(&entry.name).to_string())? {
                 ui.info(format!(
                     "deleted the token of {} from {}",
+                    entry.name,
+                    store.describe()
+                ));
+            }
+        }
+        if matches!(entry.kind, CacheKind::Azure(_)) && entry.has_token && recorded {
+            // Its account key or SAS (`secret set --azure-key-stdin | --sas-stdin`) goes too.
+            let store = crate::secret::SecretStore::open(&config, &dirs, ui)?;
+            let key = store.delete(&crate::secret::Account::AzureKey(&entry.name).to_string())?;
+            let sas = store.delete(&crate::secret::Account::AzureSas(&entry.name).to_string())?;
+            if key || sas {
+                ui.info(format!(
+                    "deleted the account key or SAS of {} from {}",
                     entry.name,
                     store.describe()
                 ));

@@ -37,12 +37,23 @@ impl Run for SecretArgs {
                 cache,
                 signing_key_stdin,
                 token_stdin,
-            } => (cache, Secret::of(signing_key_stdin), true, token_stdin),
+                azure_key_stdin,
+                sas_stdin,
+            } => {
+                if azure_key_stdin || sas_stdin {
+                    let entry = find(&cache)?;
+                    return set_azure(&entry, azure_key_stdin, &cfg, &dirs, &config_path, ui);
+                }
+                (cache, Secret::of(signing_key_stdin), true, token_stdin)
+            }
             SecretAction::Delete { cache, signing_key } => {
                 (cache, Secret::of(signing_key), false, false)
             }
         };
         let entry = find(&cache)?;
+        if what == Secret::Token && entry.kind.is_cloud() {
+            return cloud_token(&entry, set, &cfg, &dirs, &config_path, ui);
+        }
         let recorded = cfg.signing_key(&entry.name)?;
         let apply = Apply {
             entry: &entry,
@@ -317,6 +328,98 @@ fn status(entries: &[CacheEntry], json: bool, cfg: &Config, dirs: &Dirs, ui: &Ui
     Ok(0)
 }
 
+/// `secret set NAME --azure-key-stdin | --sas-stdin`: the Azure cache's account key or SAS into
+/// the secret store (checked first; the other one is deleted, so that what was set last is
+/// used), and config.toml records that the cache has one.
+fn set_azure(
+    entry: &CacheEntry,
+    key: bool,
+    cfg: &Config,
+    dirs: &Dirs,
+    config_path: &std::path::Path,
+    ui: &Ui,
+) -> Result<i32> {
+    let flag = if key {
+        "--azure-key-stdin"
+    } else {
+        "--sas-stdin"
+    };
+    if !matches!(entry.kind, CacheKind::Azure(_)) {
+        bail!(
+            "{flag} applies to Azure caches; {} is a {} cache",
+            entry.name,
+            entry.kind.label()
+        );
+    }
+    let mut text = Zeroizing::new(String::new());
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .context("cannot read standard input")?;
+    let value = Zeroizing::new(text.trim().trim_start_matches('?').to_string());
+    if value.is_empty() {
+        bail!("{flag}: standard input was empty");
+    }
+    // Checked as the proxy will read it; the error never shows the value.
+    let checked = if key {
+        crate::azure::shared_key::AccountKey::from_base64(&value).map(drop)
+    } else {
+        crate::azure::sas::GivenSas::parse(&value).map(drop)
+    };
+    checked.map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
+    let store = SecretStore::open(cfg, dirs, ui)?;
+    let (this, other) = (
+        Account::AzureKey(&entry.name),
+        Account::AzureSas(&entry.name),
+    );
+    let (this, other) = if key { (this, other) } else { (other, this) };
+    store.set(&this.to_string(), &value)?;
+    store.delete(&other.to_string())?;
+    mark_token(config_path, &entry.name, true)?;
+    ui.info(format!(
+        "stored the {} of {} in {}; the proxy uses it from the next command (or reload)",
+        if key { "account key" } else { "SAS token" },
+        entry.name,
+        store.describe()
+    ));
+    crate::service::include::after_change(dirs, ui);
+    Ok(0)
+}
+
+/// `secret set|delete NAME` (no flag) for a GCS or Azure cache.
+fn cloud_token(
+    entry: &CacheEntry,
+    set: bool,
+    cfg: &Config,
+    dirs: &Dirs,
+    config_path: &std::path::Path,
+    ui: &Ui,
+) -> Result<i32> {
+    match (&entry.kind, set) {
+        (CacheKind::Azure(_), true) => bail!(
+            "an Azure cache takes --azure-key-stdin (its storage account key) or --sas-stdin (a SAS token)"
+        ),
+        (CacheKind::Azure(_), false) => {
+            let store = SecretStore::open(cfg, dirs, ui)?;
+            let a = store.delete(&Account::AzureKey(&entry.name).to_string())?;
+            let b = store.delete(&Account::AzureSas(&entry.name).to_string())?;
+            mark_token(config_path, &entry.name, false)?;
+            if !(a || b) {
+                bail!("no account key or SAS was stored for {}", entry.name);
+            }
+            ui.info(format!(
+                "deleted the stored credential of {}; Entra ID (az login, AZURE_* variables) is used from now on",
+                entry.name
+            ));
+            crate::service::include::after_change(dirs, ui);
+            Ok(0)
+        }
+        _ => bail!(
+            "{} is a GCS cache: it has no stored secret; its credentials are Google's Application Default Credentials (`gcloud auth application-default login`, GOOGLE_APPLICATION_CREDENTIALS)",
+            entry.name
+        ),
+    }
+}
+
 /// Records in config.toml that the cache's signing key is in the keyring (or forgets it).
 fn record_signing_key(config_path: &std::path::Path, name: &str, present: bool) -> Result<()> {
     let path = config_path.to_path_buf();
@@ -393,6 +496,34 @@ fn status_row(
                 "where": format!("AWS session of profile {} in {}", s3.profile.as_deref().unwrap_or("default"), store.describe()),
                 "present": cached.is_some(),
                 "expires": expires,
+            })
+        }
+        (CacheKind::Gcs(_), _) => json!({
+            "name": e.name,
+            "kind": "gcs",
+            "where": crate::cloud_cache::credential_word(e),
+            "present": true,
+        }),
+        (CacheKind::Azure(_), _) => {
+            let key = store
+                .get(&Account::AzureKey(&e.name).to_string())?
+                .is_some();
+            let sas = store
+                .get(&Account::AzureSas(&e.name).to_string())?
+                .is_some();
+            let place = match (key, sas) {
+                (true, _) => format!("account key in {}", store.describe()),
+                (false, true) => format!("SAS token in {}", store.describe()),
+                _ => crate::cloud_cache::credential_word(&CacheEntry {
+                    has_token: false,
+                    ..e.clone()
+                }),
+            };
+            json!({
+                "name": e.name,
+                "kind": "azure",
+                "where": place,
+                "present": true,
             })
         }
         (CacheKind::Https { .. }, _) => {

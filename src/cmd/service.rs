@@ -7,7 +7,6 @@ use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
 use super::{OutputFormat, Run, ServiceAction, ServiceArgs};
-use crate::cache::CacheKind;
 use crate::config::{CacheEntry, Config, Dirs};
 use crate::nix::include;
 use crate::nix::setup::{self, ProbeCache};
@@ -35,12 +34,12 @@ impl Run for ServiceArgs {
     }
 }
 
-/// The recorded S3 caches.
+/// The recorded S3 caches (and GCS and Azure ones: the proxy serves them alike).
 fn s3_caches(cfg: &Config) -> Result<Vec<CacheEntry>> {
     Ok(cfg
         .caches()?
         .into_iter()
-        .filter(|c| matches!(c.kind, CacheKind::S3(_)))
+        .filter(|c| c.kind.is_object_store())
         .collect())
 }
 

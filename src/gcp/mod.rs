@@ -88,6 +88,21 @@ impl Bucket {
         })
     }
 
+    /// The `gs://` URL as recorded in config.toml: `?endpoint=` only when not Google's.
+    pub fn to_url(&self) -> String {
+        let mut s = format!("gs://{}", self.bucket);
+        if !self.prefix.is_empty() {
+            s.push('/');
+            s.push_str(&self.prefix);
+        }
+        let endpoint = self.endpoint.as_str().trim_end_matches('/');
+        if endpoint != DEFAULT_ENDPOINT {
+            s.push_str("?endpoint=");
+            s.push_str(endpoint);
+        }
+        s
+    }
+
     /// The object's name in the bucket (prefix joined).
     pub fn object(&self, key: &str) -> String {
         let key = key.trim_start_matches('/');
@@ -164,9 +179,11 @@ impl Gcs {
     }
 
     async fn authorize_impl(&self, method: Method, key: &str) -> AuthResult<Authorized> {
+        let generation = self.cred.generation();
         let token = self.cred.access_token().await?;
         let mut req = Authorized::new(method, self.bucket.url(key)?);
         req.header("authorization", &format!("Bearer {}", token.as_str()), true)?;
+        req.generation = generation;
         Ok(req)
     }
 
@@ -229,6 +246,10 @@ impl ObjectAuth for Gcs {
     fn state(&self) -> State {
         self.cred.state()
     }
+
+    fn refused(&self, request: &Authorized) -> bool {
+        self.cred.refused(request.generation)
+    }
 }
 
 #[cfg(test)]
@@ -246,7 +267,13 @@ mod tests {
             b.url("nar/a b+c.nar").unwrap().as_str(),
             "http://127.0.0.1:4443/my-cache/nix/store/nar/a%20b%2Bc.nar"
         );
+        assert_eq!(
+            b.to_url(),
+            "gs://my-cache/nix/store?endpoint=http://127.0.0.1:4443"
+        );
+        assert_eq!(Bucket::parse(&b.to_url()).unwrap(), b);
         let d = Bucket::parse("gs://cache").unwrap();
+        assert_eq!(d.to_url(), "gs://cache");
         assert_eq!(
             d.url("x.narinfo").unwrap().as_str(),
             "https://storage.googleapis.com/cache/x.narinfo"

@@ -51,6 +51,8 @@ pub struct Credential {
     facts: Facts,
     loaded: Mutex<std::sync::Arc<Loaded>>,
     state: Mutex<State>,
+    /// How often it was loaded again after the store refused its token ([`Credential::refused`]).
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// What fixes an unreadable credential file of `source`.
@@ -156,7 +158,37 @@ impl Credential {
             facts,
             loaded: Mutex::new(std::sync::Arc::new(loaded)),
             state: Mutex::new(State::Renews { until: None }),
+            generation: Default::default(),
         })
+    }
+
+    /// Which load the tokens handed out now come from.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The store refused a token of load `seen` (401: expired or unknown): load the credential
+    /// again, so that google-cloud-auth fetches a new token instead of its cached one; once per
+    /// load, however many requests saw it refused. Whether a new one may come. Inside a tokio
+    /// runtime.
+    pub fn refused(&self, seen: u64) -> bool {
+        use std::sync::atomic::Ordering;
+        let mut g = match self.loaded.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if self.generation.load(Ordering::SeqCst) != seen {
+            return true;
+        }
+        let facts = self.facts.refreshed();
+        match load(adc::choose(&facts), facts.metadata_endpoint.as_deref()) {
+            Ok(fresh) => {
+                *g = std::sync::Arc::new(fresh);
+                self.generation.fetch_add(1, Ordering::SeqCst);
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     fn current(&self) -> std::sync::Arc<Loaded> {
@@ -283,6 +315,37 @@ mod tests {
             Err(e) => e,
             Ok(_) => panic!("expected an error"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_loads_the_credential_again_once_per_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sa.json");
+        let json = serde_json::json!({
+            "type": "service_account",
+            "project_id": "test-project",
+            "client_email": "a@test-project.iam.gserviceaccount.com",
+            "private_key_id": "k1",
+            "private_key": include_str!("testdata/dummy-service-account.pem"),
+            "token_uri": "http://127.0.0.1:1/token",
+        });
+        std::fs::write(&file, json.to_string()).unwrap();
+        let cred = Credential::load(Facts {
+            env_file: Some(file.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(cred.generation(), 0);
+        // Two requests saw load 0 refused: one reload.
+        assert!(cred.refused(0));
+        assert!(cred.refused(0));
+        assert_eq!(cred.generation(), 1);
+        assert!(cred.refused(1));
+        assert_eq!(cred.generation(), 2);
+        // A file that no longer loads: no new token can come.
+        std::fs::write(&file, "not json").unwrap();
+        assert!(!cred.refused(2));
+        assert_eq!(cred.generation(), 2);
     }
 
     #[test]

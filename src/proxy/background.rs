@@ -113,10 +113,12 @@ impl Renewer {
         }
         drop(map);
         let https = self.load_https(&cfg, &caches_again(&cfg));
+        let clouds =
+            super::object::load_recorded(&self.state, &cfg, &self.dirs, &caches_again(&cfg));
         runtime_urls(&self.dirs);
         Ok(format!(
             "{} recorded cache(s) mounted",
-            wanted.len() + https
+            wanted.len() + https + clouds
         ))
     }
 
@@ -281,6 +283,14 @@ impl Renewer {
 pub(super) fn spawn(state: &Arc<State>, renewer: Renewer) {
     let (tx, rx) = std::sync::mpsc::channel();
     *state.renewer.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+    // The clouds' credentials renew in the async runtime's tasks (`object_mounts.rs`): mounted
+    // now that it runs, before the proxy serves; reloads on the renewer's thread (which never
+    // runs inside the runtime: sessions make runtimes of their own) enter it just for that.
+    super::object::use_runtime(tokio::runtime::Handle::current());
+    if let Ok(cfg) = Config::load(&renewer.dirs.config_file()) {
+        let caches = caches_again(&cfg);
+        super::object::load_recorded(&renewer.state, &cfg, &renewer.dirs, &caches);
+    }
     std::thread::spawn(move || renewer.run(rx));
 }
 

@@ -261,8 +261,10 @@ pub fn ensure_running_https(
     for n in names {
         crate::cache::validate_name(n)?;
     }
+    let env = crate::cloud_cache::EnvSnapshot::gather();
     let req = || Request::LeaseHttps {
         caches: names.to_vec(),
+        env: env.clone(),
     };
     let (stream, reply, layout, secret) = attach(layout, ui, req, names.len())?;
     if let Some(e) = &reply.error {

@@ -90,13 +90,15 @@ pub(super) async fn serve(state: Arc<State>, stream: UnixStream) {
                     break;
                 }
             }
-            Request::LeaseHttps { caches } => {
+            Request::LeaseHttps { caches, env } => {
                 let st = state.clone();
                 let names = caches.clone();
-                let mounted =
-                    tokio::task::spawn_blocking(move || super::https::mount_for_lease(&st, &names))
-                        .await
-                        .unwrap_or_else(|e| Err(e.to_string()));
+                let mounted = tokio::task::spawn_blocking(move || {
+                    let rest = super::object::mount_for_lease(&st, &names, &env)?;
+                    super::https::mount_for_lease(&st, &rest)
+                })
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
                 let reply = match mounted {
                     Ok(()) => {
                         if !leased {

@@ -40,6 +40,9 @@ pub enum Request<'a> {
     /// from config.toml and the user's secret store itself (no token crosses the socket).
     LeaseHttps {
         caches: Vec<String>,
+        /// The command's environment for GCS and Azure credentials (`cloud_cache::VARS`).
+        #[serde(default)]
+        env: crate::cloud_cache::EnvSnapshot,
     },
     /// `use`, `remove` and `service install` changed config.toml: a background proxy mounts
     /// every recorded S3 cache again (and unmounts what is gone).

@@ -342,7 +342,7 @@ pub(super) async fn serve(
 
 /// The pooled client of one HTTPS cache: HTTP/1.1, redirects never followed by the client (the
 /// proxy decides each: `https_rules::redirect`).
-fn client(tls: rustls::ClientConfig, https_only: bool) -> Upstream {
+pub(super) fn client(tls: rustls::ClientConfig, https_only: bool) -> Upstream {
     use hyper_util::client::legacy::connect::HttpConnector;
     let mut http = HttpConnector::new();
     http.enforce_http(false);

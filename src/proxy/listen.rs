@@ -138,6 +138,9 @@ async fn handle(
         Ok(super::route::Routed::Https(target)) => {
             super::https::serve(&state, target, req, guard).await
         }
+        Ok(super::route::Routed::Object(target)) => {
+            super::object::serve(&state, target, req, guard).await
+        }
         Err(refusal) => *refusal,
     })
 }

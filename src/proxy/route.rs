@@ -40,6 +40,7 @@ pub(super) struct HttpsTarget {
 pub(super) enum Routed {
     S3(Target),
     Https(HttpsTarget),
+    Object(super::object::ObjectTarget),
 }
 
 impl Target {
@@ -181,6 +182,20 @@ pub(super) fn route(
         .cloned();
     if let Some(mount) = https {
         return Ok(Routed::Https(HttpsTarget {
+            name,
+            key,
+            mount,
+            peer_uid,
+        }));
+    }
+    let object = state
+        .objects
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&name)
+        .cloned();
+    if let Some(mount) = object {
+        return Ok(Routed::Object(super::object::ObjectTarget {
             name,
             key,
             mount,

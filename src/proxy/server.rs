@@ -85,6 +85,7 @@ pub fn serve(layout: Layout, persistent: bool, ui: &crate::ui::Ui) -> Result<()>
         secret_file: layout.secret_file(),
         mounts: RwLock::new(HashMap::new()),
         https: RwLock::new(HashMap::new()),
+        objects: RwLock::new(HashMap::new()),
         client: super::upstream::upstream_client(),
         leases: AtomicUsize::new(0),
         ever_leased: AtomicBool::new(false),

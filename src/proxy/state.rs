@@ -150,6 +150,8 @@ pub(super) struct State {
     pub(super) mounts: RwLock<HashMap<String, Arc<MountEntry>>>,
     /// The HTTPS caches served (`https.rs`), by name; a name is never in both maps.
     pub(super) https: RwLock<HashMap<String, Arc<super::https::HttpsMount>>>,
+    /// The GCS and Azure caches served (`object.rs`), by name; in no other map.
+    pub(super) objects: RwLock<HashMap<String, Arc<super::object::ObjectMount>>>,
     pub(super) client: Upstream,
     pub(super) leases: AtomicUsize,
     pub(super) ever_leased: AtomicBool,
@@ -320,6 +322,7 @@ impl State {
                 recorded: m.recorded,
             })
             .collect();
+        mounts.extend(super::object::statuses(self));
         mounts.sort_by(|a, b| a.name.cmp(&b.name));
         Reply {
             ok: true,

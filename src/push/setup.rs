@@ -73,7 +73,7 @@ pub fn setup(
             dirs,
             ui,
         )?),
-        CacheKind::Https { .. } => None,
+        _ => None,
     };
     let target = target(
         entry,
@@ -116,7 +116,7 @@ fn resolve_key(
 fn params(entry: &CacheEntry) -> S3Params {
     match &entry.kind {
         CacheKind::S3(s3) => s3.params.clone(),
-        CacheKind::Https { .. } => S3Params::default(),
+        _ => S3Params::default(),
     }
 }
 
@@ -199,6 +199,23 @@ pub fn target(
                 hold: None,
             }
         }
+        // GCS and Azure: PUTs go through the proxy, which uploads with the credential it loads
+        // from our environment (object_upload.rs).
+        CacheKind::Gcs(_) | CacheKind::Azure(_) => {
+            let layout = proxy::Layout::new(dirs, cfg)?;
+            let lease =
+                proxy::ensure_running_https(&layout, std::slice::from_ref(&entry.name), ui)?;
+            crate::nix::client_cache::protect()?;
+            let url = lease.url_for(&entry.name);
+            Endpoint {
+                base: url.clone(),
+                auth: None,
+                https: false,
+                secrets: vec![url],
+                shown: entry.kind.url(),
+                hold: Some(std::sync::Arc::new(lease)),
+            }
+        }
         // On the proxy route, PUTs go through the proxy, which adds the credential (Basic or
         // Bearer, a stored token or a token command) as it does for the daemon's GETs.
         CacheKind::Https { .. }
@@ -254,7 +271,7 @@ pub fn target(
         codec,
         narinfo_compression: match entry.kind {
             CacheKind::S3(_) => p.narinfo_compression(),
-            CacheKind::Https { .. } => Compression::None,
+            _ => Compression::None,
         },
         jobs: jobs.max(1),
     })

@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use super::marker::{self, Installed};
 use super::plan::{self, Route, Trust};
 use super::units;
-use crate::cache::CacheKind;
 use crate::config::{Config, Dirs};
 use crate::nix::include;
 use crate::proxy::{self, Standing};
@@ -209,7 +208,7 @@ pub fn gather(dirs: &Dirs, cfg: &Config, wake: bool) -> Result<Report> {
     let s3: Vec<_> = cfg
         .caches()?
         .into_iter()
-        .filter(|c| matches!(c.kind, CacheKind::S3(_)))
+        .filter(|c| c.kind.is_object_store())
         .collect();
     let now = crate::time::now();
     let caches: Vec<CacheState> = s3
@@ -224,6 +223,9 @@ pub fn gather(dirs: &Dirs, cfg: &Config, wake: bool) -> Result<Report> {
                 _ => None,
             };
             let fix = match &standing {
+                Some(Standing::NeedsPerson { .. }) if c.kind.is_cloud() => {
+                    Some(format!("nixstore-auth doctor {}", c.name))
+                }
                 Some(Standing::NeedsPerson { .. }) => Some(proxy::login_command(&c.name)),
                 _ => None,
             };

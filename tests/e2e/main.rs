@@ -24,6 +24,7 @@ mod support;
 crate::areas!(
     aws,
     builders,
+    clouds,
     doctor,
     https,
     https_proxy,

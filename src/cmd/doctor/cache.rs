@@ -119,5 +119,10 @@ pub(super) fn cache_checks(
             );
         }
         CacheKind::S3(s3) => s3_checks(r, &section, c, s3, setup, ctx),
+        CacheKind::Gcs(_) | CacheKind::Azure(_) => {
+            for (status, line, fix) in super::cloud::doctor_lines(c, ctx.cfg, ctx.dirs) {
+                r.add(&section, status, line, fix);
+            }
+        }
     }
 }

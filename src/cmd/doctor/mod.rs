@@ -19,6 +19,7 @@ use crate::ui::Ui;
 
 mod builders;
 mod cache;
+mod cloud;
 mod https;
 mod nix;
 mod s3;

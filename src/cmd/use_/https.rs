@@ -19,7 +19,7 @@ pub(super) fn settings(
         || args.auth.is_some()
         || args.token_command.is_some()
         || args.ca_file.is_some();
-    if matches!(kind, CacheKind::S3(_)) {
+    if kind.is_object_store() {
         if typed {
             return Err(usage(
                 "--route, --auth, --token-command and --ca-file apply to HTTPS caches",

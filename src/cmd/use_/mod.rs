@@ -19,6 +19,7 @@ use crate::plan::Plan;
 use crate::secret::Token;
 use crate::ui::{self, Ui};
 
+mod cloud;
 mod https;
 mod s3;
 
@@ -117,6 +118,10 @@ impl Run for UseArgs {
             CacheKind::S3(_) => {
                 let layout = crate::proxy::Layout::new(&dirs, &config)?;
                 use_s3(&self, entry, &config_path, &layout, ui)?
+            }
+            CacheKind::Gcs(_) | CacheKind::Azure(_) => {
+                let layout = crate::proxy::Layout::new(&dirs, &config)?;
+                cloud::use_cloud(&self, entry, &config_path, &layout, ui)?
             }
         };
         if let Some(path) = signing

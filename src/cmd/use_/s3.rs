@@ -115,8 +115,10 @@ pub(super) fn use_s3(
         ));
     } else {
         ui.info(format!(
-            "recorded {} as {:?}. No s3:// substituter was added to nix.conf: the nix-daemon cannot sign requests with your session. Run `nixstore-auth service install` once so that plain nix commands use it, or run Nix through `nixstore-auth exec -- nix build ...`.",
-            url, entry.name
+            "recorded {} as {:?}. No {}:// substituter was added to nix.conf: the nix-daemon has no credential for it. Run `nixstore-auth service install` once so that plain nix commands use it, or run Nix through `nixstore-auth exec -- nix build ...`.",
+            url,
+            entry.name,
+            url.split("://").next().unwrap_or("s3")
         ));
     }
     Ok(0)
