@@ -427,7 +427,7 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
         }
         'nixstore-auth;proxy;start' {
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour output (NO_COLOR set: never, unless `always`)')
-            [CompletionResult]::new('--persistent', '--persistent', [CompletionResultType]::ParameterName, 'Keep it running: mount every recorded S3 cache, renew sessions without a person, never exit when idle (the background service without a service manager)')
+            [CompletionResult]::new('--persistent', '--persistent', [CompletionResultType]::ParameterName, 'Keep it running: mount every recorded cache it serves, renew credentials without a person, never exit when idle (the background service without a service manager)')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more about what happens (repeat for more detail); secrets are never shown')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and warnings')
@@ -512,7 +512,7 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('install', 'install', [CompletionResultType]::ParameterValue, 'Run the proxy in the background and point your nix.conf at it (`!include`)')
             [CompletionResult]::new('uninstall', 'uninstall', [CompletionResultType]::ParameterValue, 'Stop the background proxy and undo what `install` wrote, byte for byte')
-            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Whether the proxy is up and serves every recorded S3 cache (exit 0; 1 otherwise; 3 when an administrator must act)')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Whether the proxy is up and serves every cache it should (exit 0; 1 otherwise; 3 when an administrator must act)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -552,7 +552,7 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
         'nixstore-auth;service;help' {
             [CompletionResult]::new('install', 'install', [CompletionResultType]::ParameterValue, 'Run the proxy in the background and point your nix.conf at it (`!include`)')
             [CompletionResult]::new('uninstall', 'uninstall', [CompletionResultType]::ParameterValue, 'Stop the background proxy and undo what `install` wrote, byte for byte')
-            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Whether the proxy is up and serves every recorded S3 cache (exit 0; 1 otherwise; 3 when an administrator must act)')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Whether the proxy is up and serves every cache it should (exit 0; 1 otherwise; 3 when an administrator must act)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -684,7 +684,7 @@ Register-ArgumentCompleter -Native -CommandName 'nixstore-auth' -ScriptBlock {
         'nixstore-auth;help;service' {
             [CompletionResult]::new('install', 'install', [CompletionResultType]::ParameterValue, 'Run the proxy in the background and point your nix.conf at it (`!include`)')
             [CompletionResult]::new('uninstall', 'uninstall', [CompletionResultType]::ParameterValue, 'Stop the background proxy and undo what `install` wrote, byte for byte')
-            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Whether the proxy is up and serves every recorded S3 cache (exit 0; 1 otherwise; 3 when an administrator must act)')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Whether the proxy is up and serves every cache it should (exit 0; 1 otherwise; 3 when an administrator must act)')
             break
         }
         'nixstore-auth;help;service;install' {

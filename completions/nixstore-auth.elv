@@ -389,7 +389,7 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
         }
         &'nixstore-auth;proxy;start'= {
             cand --color 'When to colour output (NO_COLOR set: never, unless `always`)'
-            cand --persistent 'Keep it running: mount every recorded S3 cache, renew sessions without a person, never exit when idle (the background service without a service manager)'
+            cand --persistent 'Keep it running: mount every recorded cache it serves, renew credentials without a person, never exit when idle (the background service without a service manager)'
             cand -v 'Say more about what happens (repeat for more detail); secrets are never shown'
             cand --verbose 'Say more about what happens (repeat for more detail); secrets are never shown'
             cand -q 'Print only errors and warnings'
@@ -461,7 +461,7 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
             cand --help 'Print help (see more with ''--help'')'
             cand install 'Run the proxy in the background and point your nix.conf at it (`!include`)'
             cand uninstall 'Stop the background proxy and undo what `install` wrote, byte for byte'
-            cand status 'Whether the proxy is up and serves every recorded S3 cache (exit 0; 1 otherwise; 3 when an administrator must act)'
+            cand status 'Whether the proxy is up and serves every cache it should (exit 0; 1 otherwise; 3 when an administrator must act)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'nixstore-auth;service;install'= {
@@ -497,7 +497,7 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
         &'nixstore-auth;service;help'= {
             cand install 'Run the proxy in the background and point your nix.conf at it (`!include`)'
             cand uninstall 'Stop the background proxy and undo what `install` wrote, byte for byte'
-            cand status 'Whether the proxy is up and serves every recorded S3 cache (exit 0; 1 otherwise; 3 when an administrator must act)'
+            cand status 'Whether the proxy is up and serves every cache it should (exit 0; 1 otherwise; 3 when an administrator must act)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'nixstore-auth;service;help;install'= {
@@ -596,7 +596,7 @@ set edit:completion:arg-completer[nixstore-auth] = {|@words|
         &'nixstore-auth;help;service'= {
             cand install 'Run the proxy in the background and point your nix.conf at it (`!include`)'
             cand uninstall 'Stop the background proxy and undo what `install` wrote, byte for byte'
-            cand status 'Whether the proxy is up and serves every recorded S3 cache (exit 0; 1 otherwise; 3 when an administrator must act)'
+            cand status 'Whether the proxy is up and serves every cache it should (exit 0; 1 otherwise; 3 when an administrator must act)'
         }
         &'nixstore-auth;help;service;install'= {
         }

@@ -550,8 +550,8 @@ pub enum ProxyAction {
     Stop,
     /// Start the proxy detached (it exits when idle, unless --persistent)
     Start {
-        /// Keep it running: mount every recorded S3 cache, renew sessions without a person,
-        /// never exit when idle (the background service without a service manager)
+        /// Keep it running: mount every recorded cache it serves, renew credentials without a
+        /// person, never exit when idle (the background service without a service manager)
         #[arg(long)]
         persistent: bool,
     },
@@ -560,8 +560,8 @@ pub enum ProxyAction {
     /// It takes a listening socket handed over by systemd (LISTEN_FDS/LISTEN_PID, fd 3) or
     /// launchd, reports READY=1 and STATUS= lines to NOTIFY_SOCKET, and logs to
     /// ~/.cache/nixstore-auth/proxy.log. Socket-activated or --persistent, it is a background
-    /// proxy: it mounts every recorded S3 cache, renews their sessions without a person and
-    /// never exits when idle; otherwise it exits when no command has used it for
+    /// proxy: it mounts every recorded cache it serves (S3, GCS, Azure, HTTPS on the proxy
+    /// route), renews their credentials without a person and never exits when idle; otherwise it exits when no command has used it for
     /// `[proxy] idle-secs`.
     Serve {
         /// A background proxy even without a service manager's socket
@@ -609,7 +609,7 @@ pub enum ServiceAction {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Whether the proxy is up and serves every recorded S3 cache (exit 0; 1 otherwise; 3
+    /// Whether the proxy is up and serves every cache it should (exit 0; 1 otherwise; 3
     /// when an administrator must act)
     Status {
         /// Output format

@@ -40,7 +40,7 @@ impl Run for ProxyArgs {
                     proxy::Started::New(pid) => ui.info(format!(
                         "started the proxy (pid {pid}){}",
                         if persistent {
-                            ": it serves every recorded S3 cache and keeps running"
+                            ": it serves every recorded cache of its kinds and keeps running"
                         } else {
                             ""
                         }

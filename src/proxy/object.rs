@@ -24,7 +24,9 @@ use super::upstream;
 use crate::cloud::{AuthError, ObjectAuth, State as CredState};
 use crate::cloud_cache::EnvSnapshot;
 
-pub(super) use super::object_mounts::{load_recorded, mount_for_lease, statuses, use_runtime};
+pub(super) use super::object_mounts::{
+    load_recorded, mount_for_lease, status_row, statuses, use_runtime,
+};
 
 /// One GCS or Azure mount.
 pub struct ObjectMount {

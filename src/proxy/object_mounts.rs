@@ -54,47 +54,65 @@ fn keep_mount(h: Have) -> bool {
 /// `proxy status`'s rows for the cloud mounts: the credential in use (as `origin`), where it
 /// stands, and how NARs go.
 pub(super) fn statuses(state: &State) -> Vec<super::control::MountStatus> {
-    use super::credential::{SessionInfo, Standing};
     let map = state.objects.read().unwrap_or_else(|e| e.into_inner());
     map.iter()
         .map(|(name, m)| {
-            let (session, standing, renewal) = match m.auth.state() {
-                CredState::Valid { until } => ("valid", Standing::Valid { expires: until }, ""),
-                CredState::Renews { until } => (
-                    "valid",
-                    Standing::Renews {
-                        expires: None,
-                        until,
-                    },
-                    "auto",
-                ),
-                CredState::NeedsPerson { why, .. } => {
-                    ("needs-person", Standing::NeedsPerson { why }, "")
-                }
-            };
-            super::control::MountStatus {
-                name: name.clone(),
-                url: m.url.clone(),
-                session: session.into(),
-                expiration: None,
-                nars: m.nars(state.redirect_nars).into(),
-                daemon_used: state
-                    .daemon_used
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .contains(name),
-                info: Some(SessionInfo {
-                    profile: None,
-                    origin: m.auth.describe(),
-                    renewal: renewal.into(),
-                    renew_until: None,
-                }),
-                generation: state.generation(name),
-                standing: Some(standing),
-                recorded: m.recorded,
-            }
+            status_row(
+                state,
+                name,
+                m.url.clone(),
+                m.auth.as_ref(),
+                m.nars(state.redirect_nars),
+                m.recorded,
+            )
         })
         .collect()
+}
+
+/// One `proxy status` row for a mount whose credential is an [`ObjectAuth`] (GCS, Azure and
+/// HTTPS caches): where the credential stands, in the terms S3 sessions use.
+pub(super) fn status_row(
+    state: &State,
+    name: &str,
+    url: String,
+    auth: &dyn crate::cloud::ObjectAuth,
+    nars: &str,
+    recorded: bool,
+) -> super::control::MountStatus {
+    use super::credential::{SessionInfo, Standing};
+    let (session, standing, renewal) = match auth.state() {
+        CredState::Valid { until } => ("valid", Standing::Valid { expires: until }, ""),
+        CredState::Renews { until } => (
+            "valid",
+            Standing::Renews {
+                expires: None,
+                until,
+            },
+            "auto",
+        ),
+        CredState::NeedsPerson { why, .. } => ("needs-person", Standing::NeedsPerson { why }, ""),
+    };
+    super::control::MountStatus {
+        name: name.to_string(),
+        url,
+        session: session.into(),
+        expiration: None,
+        nars: nars.into(),
+        daemon_used: state
+            .daemon_used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(name),
+        info: Some(SessionInfo {
+            profile: None,
+            origin: auth.describe(),
+            renewal: renewal.into(),
+            renew_until: None,
+        }),
+        generation: state.generation(name),
+        standing: Some(standing),
+        recorded,
+    }
 }
 
 /// A background proxy's mounts of the GCS and Azure caches config.toml records, made afresh

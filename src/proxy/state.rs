@@ -323,6 +323,23 @@ impl State {
             })
             .collect();
         mounts.extend(super::object::statuses(self));
+        // HTTPS mounts: the proxy streams what the cache serves (its own redirects pass on).
+        mounts.extend(
+            self.https
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(name, m)| {
+                    super::object::status_row(
+                        self,
+                        name,
+                        m.auth.base().to_string(),
+                        m.auth.as_ref(),
+                        "stream",
+                        m.recorded,
+                    )
+                }),
+        );
         mounts.sort_by(|a, b| a.name.cmp(&b.name));
         Reply {
             ok: true,

@@ -97,7 +97,8 @@ pub struct Report {
 }
 
 /// `service status`'s exit code: 3 when an administrator must act, 0 when the service is
-/// installed and the proxy serves every recorded S3 cache with a usable credential, else 1.
+/// installed and the proxy serves every cache it should (S3, GCS, Azure, HTTPS on the proxy
+/// route) with a usable credential, else 1.
 pub fn exit_code(installed: bool, needs_admin: bool, running: bool, all_usable: bool) -> i32 {
     match (needs_admin, installed && running && all_usable) {
         (true, _) => crate::error::EXIT_NEEDS_ADMIN,
@@ -208,7 +209,8 @@ pub fn gather(dirs: &Dirs, cfg: &Config, wake: bool) -> Result<Report> {
     let s3: Vec<_> = cfg
         .caches()?
         .into_iter()
-        .filter(|c| c.kind.is_object_store())
+        // Every cache the proxy serves: S3, GCS, Azure, and HTTPS caches on the proxy route.
+        .filter(|c| c.served_by_proxy(installed.is_some()))
         .collect();
     let now = crate::time::now();
     let caches: Vec<CacheState> = s3
@@ -225,6 +227,11 @@ pub fn gather(dirs: &Dirs, cfg: &Config, wake: bool) -> Result<Report> {
             let fix = match &standing {
                 Some(Standing::NeedsPerson { .. }) if c.kind.is_cloud() => {
                     Some(format!("nixstore-auth doctor {}", c.name))
+                }
+                Some(Standing::NeedsPerson { .. })
+                    if matches!(c.kind, crate::cache::CacheKind::Https { .. }) =>
+                {
+                    Some(https_fix(c))
                 }
                 Some(Standing::NeedsPerson { .. }) => Some(proxy::login_command(&c.name)),
                 _ => None,
@@ -248,7 +255,10 @@ pub fn gather(dirs: &Dirs, cfg: &Config, wake: bool) -> Result<Report> {
             }),
             Some(Standing::NeedsPerson { why }) => problems.push(Problem {
                 what: format!("cache {} needs you: {why}", c.name),
-                fix: proxy::login_command(&c.name),
+                fix: c
+                    .fix
+                    .clone()
+                    .unwrap_or_else(|| proxy::login_command(&c.name)),
             }),
             Some(Standing::Unavailable { why }) => problems.push(Problem {
                 what: format!("cache {}: {why}", c.name),
@@ -385,6 +395,16 @@ fn include_state(dirs: &Dirs, cfg: &Config, m: &Installed, pid: Option<u32>) -> 
         current,
         runtime,
         runtime_current,
+    }
+}
+
+/// What brings an HTTPS cache's credential back: a new token, or a token command that works
+/// again (recorded anew by `use`), as the proxy's own notice says.
+fn https_fix(c: &crate::config::CacheEntry) -> String {
+    if c.https.token_command.is_some() {
+        format!("nixstore-auth use {}", c.name)
+    } else {
+        format!("nixstore-auth secret set {} --token-stdin", c.name)
     }
 }
 

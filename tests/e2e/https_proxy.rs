@@ -604,6 +604,17 @@ fn service_serves_keyring_and_command_tokens(e2e: &E2e) {
         told.contains("cache hpk needs you") && told.contains("nixstore-auth secret set hpk"),
         "the shell hook's notice: {told:?}"
     );
+    // `service status` counts HTTPS caches on the proxy route too: 1, naming the fix.
+    let status = hp.nsa(&["service", "status"]).run();
+    status.assert_code(1, "service status with a refused stored token");
+    assert!(
+        status.stdout.contains("cache hpk needs you")
+            && status
+                .stdout
+                .contains("nixstore-auth secret set hpk --token-stdin"),
+        "{status}"
+    );
+    status.assert_hides(&[&basic2]);
     let out = hp
         .nsa(&["secret", "set", "hpk", "--token-stdin"])
         .stdin(format!("{basic2}\n"))
@@ -686,6 +697,14 @@ fn service_serves_keyring_and_command_tokens(e2e: &E2e) {
         "{doctor}"
     );
     doctor.assert_hides(&[&t1, &t2, &t3]);
+    let status = hp.nsa(&["service", "status"]).run();
+    status.assert_code(1, "service status with a refused command token");
+    assert!(
+        status.stdout.contains("cache hpc needs you")
+            && status.stdout.contains("nixstore-auth use hpc"),
+        "{status}"
+    );
+    status.assert_hides(&[&t1, &t2, &t3]);
     assert!(
         doctor
             .stdout
