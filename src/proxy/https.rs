@@ -455,30 +455,9 @@ pub(super) async fn forward(
                 }
             };
             *progress.lock().unwrap_or_else(|e| e.into_inner()) = tokio::time::Instant::now();
-            let resp = match upstream::answer_in_time(mount.client.request(up), &progress).await {
-                Some(Ok(r)) => r,
-                Some(Err(e)) => {
-                    let kind = if upstream::is_timeout(&e) {
-                        "timed out"
-                    } else if e.is_connect() {
-                        "cannot be reached"
-                    } else {
-                        "failed"
-                    };
-                    // The chain names no URL (hyper's errors carry none) and no header.
-                    return fail(
-                        StatusCode::BAD_GATEWAY,
-                        format!("the cache {kind}: {}", upstream::error_chain(&e)),
-                        &format!("the cache {kind}; see the proxy log"),
-                    );
-                }
-                None => {
-                    return fail(
-                        StatusCode::BAD_GATEWAY,
-                        "the cache timed out".into(),
-                        "the cache timed out; see the proxy log",
-                    );
-                }
+            let resp = match upstream::send_in_time(&mount.client, up, &progress, "cache").await {
+                Ok(r) => r,
+                Err((logged, shown)) => return fail(StatusCode::BAD_GATEWAY, logged, &shown),
             };
             let status = resp.status().as_u16();
             if https_rules::is_redirect(status) {

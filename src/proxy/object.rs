@@ -270,29 +270,9 @@ async fn forward(
             }
         };
         let progress = std::sync::Mutex::new(tokio::time::Instant::now());
-        let resp = match upstream::answer_in_time(mount.client.request(up), &progress).await {
-            Some(Ok(r)) => r,
-            Some(Err(e)) => {
-                let kind = if upstream::is_timeout(&e) {
-                    "timed out"
-                } else if e.is_connect() {
-                    "cannot be reached"
-                } else {
-                    "failed"
-                };
-                return fail(
-                    StatusCode::BAD_GATEWAY,
-                    format!("the store {kind}: {}", upstream::error_chain(&e)),
-                    &format!("the store {kind}; see the proxy log"),
-                );
-            }
-            None => {
-                return fail(
-                    StatusCode::BAD_GATEWAY,
-                    "the store timed out".into(),
-                    "the store timed out; see the proxy log",
-                );
-            }
+        let resp = match upstream::send_in_time(&mount.client, up, &progress, "store").await {
+            Ok(r) => r,
+            Err((logged, shown)) => return fail(StatusCode::BAD_GATEWAY, logged, &shown),
         };
         let status = resp.status().as_u16();
         if (200..300).contains(&status) || matches!(status, 304 | 404 | 412 | 416) {

@@ -415,6 +415,37 @@ pub(super) async fn answer_in_time<F: std::future::Future>(
     }
 }
 
+/// Sends `req` on `client` within the read timeout (`answer_in_time`). A failure comes back as
+/// the proxy log's line and the shorter text the caller is answered, naming `what` ("cache",
+/// "store") and never a URL or a header (hyper's errors carry neither).
+pub(super) async fn send_in_time(
+    client: &Upstream,
+    req: Request<Body>,
+    progress: &std::sync::Mutex<tokio::time::Instant>,
+    what: &str,
+) -> Result<Response<Incoming>, (String, String)> {
+    match answer_in_time(client.request(req), progress).await {
+        Some(Ok(r)) => Ok(r),
+        Some(Err(e)) => {
+            let kind = if is_timeout(&e) {
+                "timed out"
+            } else if e.is_connect() {
+                "cannot be reached"
+            } else {
+                "failed"
+            };
+            Err((
+                format!("the {what} {kind}: {}", error_chain(&e)),
+                format!("the {what} {kind}; see the proxy log"),
+            ))
+        }
+        None => Err((
+            format!("the {what} timed out"),
+            format!("the {what} timed out; see the proxy log"),
+        )),
+    }
+}
+
 pub(super) fn is_timeout(e: &hyper_util::client::legacy::Error) -> bool {
     let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(s) = src {
