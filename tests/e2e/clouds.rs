@@ -70,24 +70,6 @@ impl User<'_> {
     }
 }
 
-/// Writes a file below `user`'s HOME, mode 0600, owned by them (directories 0700).
-fn write_user_file(user: &TestUser, rel: &str, text: &str) -> PathBuf {
-    let path = user.home.join(rel);
-    let mut dir = user.home.clone();
-    for part in Path::new(rel).parent().unwrap().components() {
-        dir.push(part);
-        if !dir.exists() {
-            fs::create_dir(&dir).unwrap();
-            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
-            std::os::unix::fs::chown(&dir, Some(user.uid), Some(user.uid)).unwrap();
-        }
-    }
-    fs::write(&path, text).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-    std::os::unix::fs::chown(&path, Some(user.uid), Some(user.uid)).unwrap();
-    path
-}
-
 /// The files of a `file://` binary cache, as (key, bytes).
 fn cache_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
@@ -119,7 +101,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// agrees. Returns the path.
 fn push_and_substitute_back(e2e: &E2e, u: &User, name: &str, tag: &str) -> String {
     let key = fs::read_to_string(cache_secret_key(e2e, tag)).unwrap();
-    let key_file = write_user_file(u.s.user, "cache-secret-key", &key);
+    let key_file = u.s.user.write_private("cache-secret-key", &key);
     let path = add_paths(e2e, &format!("{tag}-push"), 1).remove(0);
     let out = u
         .nsa(
@@ -190,8 +172,7 @@ impl GcsSetup {
         let procs = UserProcs(user.uid);
         let daemon = NixDaemon::start(e2e, &NixConf::new().trusted_user(&user.name));
         let port = free_port();
-        write_user_file(
-            &user,
+        user.write_private(
             ".config/nixstore-auth/config.toml",
             &format!("keyring-backend = \"file\"\n\n[proxy]\nport = {port}\n"),
         );
@@ -374,8 +355,7 @@ impl AzureSetup {
                 .ca_bundle(&store.bundle),
         );
         let port = free_port();
-        write_user_file(
-            &user,
+        user.write_private(
             ".config/nixstore-auth/config.toml",
             &format!("[proxy]\nport = {port}\n"),
         );
@@ -433,7 +413,7 @@ fn azure_workload_identity_renews_short_tokens_mid_command(e2e: &E2e) {
         b64(br#"{"alg":"RS256","typ":"JWT"}"#),
         b64(claims.to_string().as_bytes())
     );
-    let token_file = write_user_file(tu, "oidc-token", &oidc);
+    let token_file = tu.write_private("oidc-token", &oidc);
     let runtime_dir = user_dir(e2e, tu, "run");
     let u = User {
         s: UserSession::without_keyring(e2e, tu),
@@ -670,7 +650,7 @@ fn gcs_service_account_substitutes_through_the_daemon(e2e: &E2e) {
     let g = GcsSetup::start(e2e, "gcs", 3600);
     let (bed, tu, bucket, url, cache) = (&g.bed, &g.user, g.bucket, &g.url, &g.cache);
     let runtime_dir = user_dir(e2e, tu, "run");
-    let key_file = write_user_file(tu, "sa.json", &g.key_json.to_string());
+    let key_file = tu.write_private("sa.json", &g.key_json.to_string());
     let u = User {
         s: UserSession::without_keyring(e2e, tu),
         port: g.port,
@@ -745,7 +725,7 @@ fn gcs_service_account_substitutes_through_the_daemon(e2e: &E2e) {
         .stdin(key)
         .run()
         .assert_success("secret set --signing-key-stdin");
-    let file = write_user_file(tu, "pushed-by-exec", &format!("exec --push {}\n", unique_tag()));
+    let file = tu.write_private("pushed-by-exec", &format!("exec --push {}\n", unique_tag()));
     fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
     let out = u
         .nsa(e2e, &["exec", "--push", "gc", "--", "nix-store", "--add"])
@@ -772,7 +752,7 @@ fn gcs_service_account_substitutes_through_the_daemon(e2e: &E2e) {
             "refresh_token": refresh,
             "token_uri": format!("{}/token", bed.url()),
         });
-        write_user_file(tu, name, &json.to_string())
+        tu.write_private(name, &json.to_string())
     };
     let as_user = |file: &Path, script: &str| {
         u.s.user
@@ -827,8 +807,7 @@ fn background_service_serves_gcs_and_azure_caches_to_plain_nix(e2e: &E2e) {
             .ca_bundle(&az.bundle),
     );
     let tu = &g.user;
-    write_user_file(
-        tu,
+    tu.write_private(
         ".config/gcloud/application_default_credentials.json",
         &g.key_json.to_string(),
     );
@@ -942,7 +921,7 @@ fn gcs_external_account_renews_mid_command(e2e: &E2e) {
     const LIFE: u64 = 15;
     let g = GcsSetup::start(e2e, "gcsext", LIFE);
     let tu = &g.user;
-    let subject = write_user_file(tu, "ci-oidc-token", SUBJECT_TOKEN);
+    let subject = tu.write_private("ci-oidc-token", SUBJECT_TOKEN);
     let external = serde_json::json!({
         "type": "external_account",
         "audience": STS_AUDIENCE,
@@ -950,7 +929,7 @@ fn gcs_external_account_renews_mid_command(e2e: &E2e) {
         "token_url": format!("{}/v1/token", g.bed.url()),
         "credential_source": {"file": subject},
     });
-    let file = write_user_file(tu, "wif.json", &external.to_string());
+    let file = tu.write_private("wif.json", &external.to_string());
     let u = User {
         s: UserSession::without_keyring(e2e, tu),
         port: g.port,

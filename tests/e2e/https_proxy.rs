@@ -9,7 +9,7 @@
 use crate::support::*;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The user's nix.conf before anything: `service uninstall` and `remove` give these bytes back.
@@ -68,20 +68,7 @@ impl<'a> Hp<'a> {
 
     /// Writes a 0600 file below the user's HOME, owned by the user (directories 0700).
     fn write(&self, rel: &str, text: &str) -> PathBuf {
-        let path = self.user.home.join(rel);
-        let mut dir = self.user.home.clone();
-        for part in Path::new(rel).parent().unwrap().components() {
-            dir.push(part);
-            if !dir.exists() {
-                fs::create_dir(&dir).unwrap();
-                fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
-                std::os::unix::fs::chown(&dir, Some(self.user.uid), Some(self.user.uid)).unwrap();
-            }
-        }
-        fs::write(&path, text).unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-        std::os::unix::fs::chown(&path, Some(self.user.uid), Some(self.user.uid)).unwrap();
-        path
+        self.user.write_private(rel, text)
     }
 
     /// `nixstore-auth ARGS` as the user (runtime dir, a short proxy grace period).

@@ -240,19 +240,7 @@ impl<'a> StoreBed<'a> {
 
     /// Writes a 0600 file below the user's HOME, owned by the user (directories 0700).
     pub fn write_user_file(&self, rel: &str, text: &str) {
-        let path = self.user.home.join(rel);
-        let mut dir = self.user.home.clone();
-        for part in Path::new(rel).parent().unwrap().components() {
-            dir.push(part);
-            if !dir.exists() {
-                fs::create_dir(&dir).unwrap();
-                fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
-                std::os::unix::fs::chown(&dir, Some(self.user.uid), Some(self.user.uid)).unwrap();
-            }
-        }
-        fs::write(&path, text).unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-        std::os::unix::fs::chown(&path, Some(self.user.uid), Some(self.user.uid)).unwrap();
+        self.user.write_private(rel, text);
     }
 
     /// A command as the user, with a runtime dir and a short proxy grace period.

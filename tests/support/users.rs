@@ -124,6 +124,25 @@ impl TestUser {
         fs::set_permissions(&self.home, fs::Permissions::from_mode(0o755)).unwrap();
     }
 
+    /// Writes a file below HOME, mode 0600 and owned by the user, making missing directories
+    /// 0700 and theirs (as the user's own tools would keep secrets).
+    pub fn write_private(&self, rel: &str, text: &str) -> PathBuf {
+        let path = self.home.join(rel);
+        let mut dir = self.home.clone();
+        for part in Path::new(rel).parent().unwrap().components() {
+            dir.push(part);
+            if !dir.exists() {
+                fs::create_dir(&dir).unwrap();
+                fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+                std::os::unix::fs::chown(&dir, Some(self.uid), Some(self.uid)).unwrap();
+            }
+        }
+        fs::write(&path, text).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::chown(&path, Some(self.uid), Some(self.uid)).unwrap();
+        path
+    }
+
     /// Reads a file below HOME ("" when it does not exist).
     pub fn read(&self, rel: impl AsRef<Path>) -> String {
         fs::read_to_string(self.home.join(rel)).unwrap_or_default()
