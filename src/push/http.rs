@@ -29,6 +29,25 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// An upload to our proxy's `url` for a cache shown as `shown`: the proxy adds the
+    /// credential, and the URL (it holds the proxy's secret) never shows. `hold` keeps the
+    /// proxy's lease for as long as the endpoint lives.
+    pub fn via_proxy(
+        url: String,
+        shown: String,
+        https: bool,
+        hold: Option<std::sync::Arc<crate::proxy::Lease>>,
+    ) -> Endpoint {
+        Endpoint {
+            base: url.clone(),
+            auth: None,
+            https,
+            secrets: vec![url],
+            shown,
+            hold,
+        }
+    }
+
     /// `text` with every secret replaced by the cache's public URL.
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();

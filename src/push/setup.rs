@@ -186,53 +186,35 @@ pub fn target(
         level: p.compression_level(),
         parallel: p.parallel_compression(),
     };
+    // GCS, Azure and proxy-route HTTPS caches: PUTs go through a proxy this upload leases,
+    // which adds the credential as it does for the daemon's GETs.
+    let leased = |https: bool| -> Result<Endpoint> {
+        let layout = proxy::Layout::new(dirs, cfg)?;
+        let lease = proxy::ensure_running_https(&layout, std::slice::from_ref(&entry.name), ui)?;
+        Ok(Endpoint::via_proxy(
+            lease.url_for(&entry.name),
+            entry.kind.url(),
+            https,
+            Some(std::sync::Arc::new(lease)),
+        ))
+    };
     let endpoint = match &entry.kind {
         CacheKind::S3(_) => {
             let lease = lease.context("an S3 cache needs the proxy")?;
-            let url = lease.url_for(&entry.name);
-            Endpoint {
-                base: url.clone(),
-                auth: None,
-                https: false,
-                secrets: vec![url],
-                shown: entry.kind.url(),
-                hold: None,
-            }
+            Endpoint::via_proxy(lease.url_for(&entry.name), entry.kind.url(), false, None)
         }
-        // GCS and Azure: PUTs go through the proxy, which uploads with the credential it loads
-        // from our environment (object_upload.rs).
+        // The proxy uploads with the credential it loads from our environment
+        // (object_upload.rs).
         CacheKind::Gcs(_) | CacheKind::Azure(_) => {
-            let layout = proxy::Layout::new(dirs, cfg)?;
-            let lease =
-                proxy::ensure_running_https(&layout, std::slice::from_ref(&entry.name), ui)?;
+            let endpoint = leased(false)?;
             crate::nix::client_cache::protect()?;
-            let url = lease.url_for(&entry.name);
-            Endpoint {
-                base: url.clone(),
-                auth: None,
-                https: false,
-                secrets: vec![url],
-                shown: entry.kind.url(),
-                hold: Some(std::sync::Arc::new(lease)),
-            }
+            endpoint
         }
-        // On the proxy route, PUTs go through the proxy, which adds the credential (Basic or
-        // Bearer, a stored token or a token command) as it does for the daemon's GETs.
+        // Basic or Bearer, a stored token or a token command.
         CacheKind::Https { .. }
             if entry.served_by_proxy(crate::proxy::https_rules::service_installed(dirs)) =>
         {
-            let layout = proxy::Layout::new(dirs, cfg)?;
-            let lease =
-                proxy::ensure_running_https(&layout, std::slice::from_ref(&entry.name), ui)?;
-            let url = lease.url_for(&entry.name);
-            Endpoint {
-                base: url.clone(),
-                auth: None,
-                https: true,
-                secrets: vec![url],
-                shown: entry.kind.url(),
-                hold: Some(std::sync::Arc::new(lease)),
-            }
+            leased(true)?
         }
         CacheKind::Https { .. } => {
             let store = match entry.secret_store {
