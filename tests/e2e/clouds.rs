@@ -832,14 +832,11 @@ fn background_service_serves_gcs_and_azure_caches_to_plain_nix(e2e: &E2e) {
         .run()
         .assert_success("secret set --azure-key-stdin");
     let plain = |script: &str| {
-        tu.cmd("/usr/bin/env")
-            .args(["-i"])
-            .arg(format!("HOME={}", tu.home.display()))
-            .arg(format!("USER={}", tu.name))
-            .arg(format!("PATH={USER_PATH}"))
-            .arg(format!("XDG_RUNTIME_DIR={}", runtime_dir.display()))
-            .args(["sh", "-c", script])
-            .run()
+        tu.bare_sh(
+            &[format!("XDG_RUNTIME_DIR={}", runtime_dir.display())],
+            script,
+        )
+        .run()
     };
     plain(&format!("nix-store -r {}", g.cache.store_path))
         .assert_failure("plain nix-store -r before service install");

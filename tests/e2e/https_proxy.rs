@@ -117,13 +117,8 @@ impl<'a> Hp<'a> {
 
     /// `sh -c SCRIPT` as the user with HOME, USER and PATH only: plain Nix, no wrapper.
     fn plain(&self, script: &str) -> Output {
-        let u = &self.user;
-        u.cmd("/usr/bin/env")
-            .args(["-i"])
-            .arg(format!("HOME={}", u.home.display()))
-            .arg(format!("USER={}", u.name))
-            .arg(format!("PATH={USER_PATH}"))
-            .args(["sh", "-c", script])
+        self.user
+            .bare_sh(&[], script)
             .timeout(Duration::from_secs(120))
             .run()
     }

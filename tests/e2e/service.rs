@@ -104,14 +104,10 @@ impl<'a> Svc<'a> {
     /// `sh -c SCRIPT` as the user with a bare environment: HOME, USER and PATH only (what
     /// direnv, an editor, cron or a script gets at the least; no `AWS_*`, no wrapper).
     fn plain(&self, script: &str) -> Output {
-        let u = &self.bed.user;
-        let out = u
-            .cmd("/usr/bin/env")
-            .args(["-i"])
-            .arg(format!("HOME={}", u.home.display()))
-            .arg(format!("USER={}", u.name))
-            .arg(format!("PATH={USER_PATH}"))
-            .args(["sh", "-c", script])
+        let out = self
+            .bed
+            .user
+            .bare_sh(&[], script)
             .timeout(Duration::from_secs(120))
             .run();
         let bin = self.bed.e2e.bin.display().to_string();

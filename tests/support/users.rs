@@ -143,6 +143,18 @@ impl TestUser {
         path
     }
 
+    /// `sh -c SCRIPT` as the user with a bare environment: HOME, USER and PATH, then `extra`
+    /// (`NAME=VALUE`s); what direnv, an editor, cron or a script gets at the least.
+    pub fn bare_sh(&self, extra: &[String], script: &str) -> UserCmd<'_> {
+        self.cmd("/usr/bin/env")
+            .args(["-i"])
+            .arg(format!("HOME={}", self.home.display()))
+            .arg(format!("USER={}", self.name))
+            .arg(format!("PATH={USER_PATH}"))
+            .args(extra)
+            .args(["sh", "-c", script])
+    }
+
     /// Reads a file below HOME ("" when it does not exist).
     pub fn read(&self, rel: impl AsRef<Path>) -> String {
         fs::read_to_string(self.home.join(rel)).unwrap_or_default()
