@@ -130,6 +130,16 @@ pub struct RouteFacts {
     pub service: bool,
 }
 
+/// The command that gives a proxy-route HTTPS cache a working credential again: `use NAME`
+/// once its token command works (run it yourself to see why it does not), else a new token.
+pub fn credential_fix(name: &str, token_command: bool) -> String {
+    if token_command {
+        format!("nixstore-auth use {name}")
+    } else {
+        format!("nixstore-auth secret set {name} --token-stdin")
+    }
+}
+
 /// The route and why. `auto` keeps what works today (netrc, no process) for a static Basic
 /// token, and takes the proxy where netrc cannot carry the credential (Bearer, a command) or
 /// where the proxy is the only way plain `nix` reaches a keyring token. Contradictions are

@@ -89,11 +89,10 @@ impl Https {
 
     /// The command that gives the cache a working credential.
     pub fn fix(&self) -> String {
-        match self.source {
-            // Once the command works again (run it yourself to see why it does not).
-            TokenSource::Command(_) => format!("nixstore-auth use {}", self.cache),
-            _ => format!("nixstore-auth secret set {} --token-stdin", self.cache),
-        }
+        crate::nix::https_route::credential_fix(
+            &self.cache,
+            matches!(self.source, TokenSource::Command(_)),
+        )
     }
 }
 

@@ -231,7 +231,10 @@ pub fn gather(dirs: &Dirs, cfg: &Config, wake: bool) -> Result<Report> {
                 Some(Standing::NeedsPerson { .. })
                     if matches!(c.kind, crate::cache::CacheKind::Https { .. }) =>
                 {
-                    Some(https_fix(c))
+                    Some(crate::nix::https_route::credential_fix(
+                        &c.name,
+                        c.https.token_command.is_some(),
+                    ))
                 }
                 Some(Standing::NeedsPerson { .. }) => Some(proxy::login_command(&c.name)),
                 _ => None,
@@ -395,16 +398,6 @@ fn include_state(dirs: &Dirs, cfg: &Config, m: &Installed, pid: Option<u32>) -> 
         current,
         runtime,
         runtime_current,
-    }
-}
-
-/// What brings an HTTPS cache's credential back: a new token, or a token command that works
-/// again (recorded anew by `use`), as the proxy's own notice says.
-fn https_fix(c: &crate::config::CacheEntry) -> String {
-    if c.https.token_command.is_some() {
-        format!("nixstore-auth use {}", c.name)
-    } else {
-        format!("nixstore-auth secret set {} --token-stdin", c.name)
     }
 }
 
